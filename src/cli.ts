@@ -1,0 +1,26 @@
+// The `lmi` command line: parses arguments and calls one function per subcommand.
+// Each subcommand lives in its own module under src/commands/ and is imported lazily,
+// so `lmi config` does not pay for loading the server or the executors.
+import { Command, CommanderError } from "commander";
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name("lmi")
+    .description(
+      "A TypeScript LLM model server compatible with AWS Large Model Inference (LMI) containers on DJL Serving.\n" +
+        "Reads serving.properties, OPTION_*/SERVING_* environment variables and config.properties exactly as LMI does.",
+    )
+    .version("0.1.0");
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode);
+    throw err;
+  }
+}
