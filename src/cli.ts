@@ -1,6 +1,8 @@
 // The `lmi` command line: parses arguments and calls one function per subcommand.
-// Each subcommand lives in its own module under src/commands/ and is imported lazily,
-// so `lmi config` does not pay for loading the server or the executors.
+// Each subcommand lives in its own module under src/commands/ and exports `register(program: Command)`,
+// which adds the command and its options; add one `registerX(program)` line below per command.
+// A command module must stay light at import time: its action imports the heavy modules (server,
+// executors) lazily, so `lmi config` does not pay for loading them.
 import { Command, CommanderError } from "commander";
 
 export function buildProgram(): Command {
@@ -12,6 +14,7 @@ export function buildProgram(): Command {
         "Reads serving.properties, OPTION_*/SERVING_* environment variables and config.properties exactly as LMI does.",
     )
     .version("0.1.0");
+  // Subcommands, one line each (keep sorted): registerX(program), imported from ./commands/x.ts.
   return program;
 }
 
