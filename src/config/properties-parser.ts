@@ -92,7 +92,7 @@ function valueStart(text: string, from: number): number {
 const SIMPLE_ESCAPES: Record<string, string> = { t: "\t", n: "\n", r: "\r", f: "\f" };
 
 /** Undo Java escapes in text[start, end); malformed \uXXXX is reported and kept literally. */
-function unescape(
+function unescapeJava(
   text: string,
   start: number,
   end: number,
@@ -141,8 +141,8 @@ export function parseProperties(text: string, file: string): PropertyEntry[] {
       );
     const kEnd = keyEnd(t);
     const vStart = valueStart(t, kEnd);
-    const key = unescape(t, 0, Math.min(kEnd, t.length), malformed);
-    const value = unescape(t, vStart, t.length, malformed);
+    const key = unescapeJava(t, 0, Math.min(kEnd, t.length), malformed);
+    const value = unescapeJava(t, vStart, t.length, malformed);
     entries.push({ key, value, line: lineOf[0] });
   }
   if (problems.length > 0) throw new ConfigError(problems);
