@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { TsBackend, WasmBackend } from "./math-backend.ts";
+
+function rand(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+test("TS reference matmul computes x·wᵀ", () => {
+  const b = new TsBackend();
+  const y = b.alloc(2 * 3);
+  // x = [[1,2],[3,4]], w rows = [1,0],[0,1],[1,1]
+  b.matmul(y, Float32Array.from([1, 2, 3, 4]), Float32Array.from([1, 0, 0, 1, 1, 1]), 2, 3, 2);
+  assert.deepEqual(Array.from(y), [1, 2, 3, 3, 4, 7]);
+});
+
+test("WASM SIMD matmul equals the TS reference for tails in M, N and K", () => {
+  const ref = new TsBackend();
+  const wasm = new WasmBackend(200_000);
+  const r = rand(42);
+  for (const [M, N, K] of [
+    [1, 1, 1],
+    [1, 7, 5],
+    [3, 9, 13],
+    [4, 4, 4],
+    [5, 6, 8],
+    [9, 17, 33],
+    [16, 64, 64],
+  ]) {
+    const x = wasm.alloc(M * K);
+    const w = wasm.alloc(N * K);
+    const y = wasm.alloc(M * N);
+    for (let i = 0; i < x.length; i++) x[i] = r();
+    for (let i = 0; i < w.length; i++) w[i] = r();
+    const yr = new Float32Array(M * N);
+    ref.matmul(yr, x, w, M, N, K);
+    wasm.matmul(y, x, w, M, N, K);
+    for (let i = 0; i < yr.length; i++) {
+      assert.ok(Math.abs(yr[i] - y[i]) < 1e-5, `M=${M} N=${N} K=${K} i=${i}: ${yr[i]} vs ${y[i]}`);
+    }
+  }
+});
+
+test("WASM backend refuses foreign operands and over-allocation", () => {
+  const wasm = new WasmBackend(64);
+  const y = wasm.alloc(4);
+  assert.throws(() => wasm.matmul(y, new Float32Array(4), new Float32Array(4), 1, 1, 4), /same WasmBackend/);
+  assert.throws(() => wasm.alloc(1_000_000), /out of reserved memory/);
+});
