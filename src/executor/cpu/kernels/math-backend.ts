@@ -43,7 +43,7 @@ function loadModule(): WebAssembly.Module {
 
 export class WasmBackend implements MathBackend {
   readonly name = "wasm";
-  private readonly memory: WebAssembly.Memory;
+  private readonly memory: WasmMemory;
   private readonly kernel: (y: number, x: number, w: number, M: number, N: number, K: number) => void;
   private next: number;
   private readonly limit: number;
@@ -51,14 +51,14 @@ export class WasmBackend implements MathBackend {
   /** capacityFloats: everything this backend will ever alloc(), summed (plus 16 floats per allocation). */
   constructor(capacityFloats: number) {
     const mod = loadModule();
-    const heapProbe = new WebAssembly.Memory({ initial: 64 });
-    const probe = new WebAssembly.Instance(mod, { env: { memory: heapProbe } });
-    const heapBase = (probe.exports.__heap_base as WebAssembly.Global).value as number;
+    const heapProbe = new WA.Memory({ initial: 64 });
+    const probe = new WA.Instance(mod, { env: { memory: heapProbe } });
+    const heapBase = (probe.exports.__heap_base as { value: number }).value;
     const bytes = heapBase + 64 + capacityFloats * 4;
     const pages = Math.ceil(bytes / WASM_PAGE);
     if (pages > 65536) throw new Error(`WASM backend: ${bytes} bytes exceed the 4 GiB wasm32 address space`);
-    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    const inst = new WebAssembly.Instance(mod, { env: { memory: this.memory } });
+    this.memory = new WA.Memory({ initial: pages, maximum: pages });
+    const inst = new WA.Instance(mod, { env: { memory: this.memory } });
     this.kernel = inst.exports.matmul_nt as WasmBackend["kernel"];
     this.next = Math.ceil(heapBase / 64) * 64;
     this.limit = pages * WASM_PAGE;
