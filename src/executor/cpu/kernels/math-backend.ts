@@ -33,11 +33,23 @@ export class TsBackend implements MathBackend {
 }
 
 const WASM_PAGE = 65536;
-let wasmModule: WebAssembly.Module | null = null;
 
-function loadModule(): WebAssembly.Module {
-  if (!wasmModule)
-    wasmModule = new WebAssembly.Module(readFileSync(new URL("./matmul.wasm", import.meta.url)));
+// The project's tsconfig has no DOM lib, so @types/node leaves the WebAssembly global undeclared:
+// describe the few members used here instead of pulling in lib.dom.
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Memory: new (d: { initial: number; maximum?: number }) => WasmMemory;
+  Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+let wasmModule: object | null = null;
+
+function loadModule(): object {
+  if (!wasmModule) wasmModule = new WA.Module(readFileSync(new URL("./matmul.wasm", import.meta.url)));
   return wasmModule;
 }
 
