@@ -1,0 +1,289 @@
+// The continuous-batching scheduler (vLLM v1 style): one token budget per step, no prefill/decode
+// modes. Running requests are served first (in order), then waiting ones FCFS while the batch has
+// room (maxNumSeqs) and budget; prompts are chunked to fit the budget. When KV blocks run out, the
+// newest running request is preempted by recomputation (blocks freed, back to the queue front).
+// Pure and synchronous. Invariant: every request is in exactly one of waiting / running / finished.
+
+import type { ModelRunnerOutput, SchedulerOutput, TokenLogprobs } from "../../executor/types.ts";
+import { KVCacheManager } from "../kvcache/kv-cache-manager.ts";
+import type { FinishReason } from "../protocol.ts";
+import type { Request } from "../request.ts";
+import { checkStop } from "./check-stop.ts";
+import { RequestQueue } from "./request-queue.ts";
+
+export interface SchedulerOptions {
+  /** option.max_rolling_batch_size: most running requests. */
+  maxNumSeqs: number;
+  /** option.max_rolling_batch_prefill_tokens: most tokens computed in one step. */
+  maxNumBatchedTokens: number;
+  blockSize: number;
+  numBlocks: number;
+  enablePrefixCaching: boolean;
+  /** Longest sequence (prompt + output); a request reaching it finishes with "length". */
+  maxModelLen: number;
+  /** option.waiting_steps: with requests running, a new one waits this many steps before admission. */
+  waitingSteps?: number;
+}
+
+/** What one step did to one request (vLLM EngineCoreOutput). */
+export interface EngineCoreOutput {
+  reqId: string;
+  newTokenIds: number[];
+  newLogprobs: TokenLogprobs[];
+  /** Prompt logprobs computed this step (a chunk of them with chunked prefill). */
+  newPromptLogprobs: Array<TokenLogprobs | null> | null;
+  finishReason: FinishReason | null;
+  numCachedTokens: number;
+}
+
+export interface SchedulerStats {
+  numRunning: number;
+  numWaiting: number;
+  kvCacheUsage: number;
+  numPreemptions: number;
+  prefixCacheQueries: number;
+  prefixCacheHits: number;
+}
+
+export class Scheduler {
+  readonly opts: Readonly<SchedulerOptions>;
+  readonly kv: KVCacheManager;
+  private readonly requests = new Map<string, Request>();
+  private readonly waiting = new RequestQueue();
+  private running: Request[] = [];
+  private finishedSinceLastStep: string[] = [];
+  private preemptedSinceLastStep: string[] = [];
+  private stepId = 0;
+  private numPreemptions = 0;
+  private prefixQueries = 0;
+  private prefixHits = 0;
+
+  constructor(opts: SchedulerOptions) {
+    for (const k of ["maxNumSeqs", "maxNumBatchedTokens", "blockSize", "numBlocks", "maxModelLen"] as const) {
+      if (!Number.isInteger(opts[k]) || opts[k] < 1)
+        throw new Error(`${k} must be a positive integer, got ${opts[k]}`);
+    }
+    this.opts = { ...opts };
+    this.kv = new KVCacheManager(opts);
+  }
+
+  addRequest(req: Request): void {
+    if (this.requests.has(req.reqId)) throw new Error(`duplicate request id ${req.reqId}`);
+    if (req.numTokens >= this.opts.maxModelLen) {
+      throw new Error(`request ${req.reqId}: prompt of ${req.numTokens} tokens reaches maxModelLen`);
+    }
+    req.status = "waiting";
+    req.arrivalStep = this.stepId;
+    this.requests.set(req.reqId, req);
+    this.waiting.pushBack(req);
+  }
+
+  getRequest(reqId: string): Request | undefined {
+    return this.requests.get(reqId);
+  }
+
+  get hasUnfinishedRequests(): boolean {
+    return this.running.length + this.waiting.length > 0;
+  }
+
+  /** True when the next schedule() has something to tell the executor, even with no tokens. */
+  get hasPendingWork(): boolean {
+    return this.hasUnfinishedRequests || this.finishedSinceLastStep.length > 0;
+  }
+
+  get numWaiting(): number {
+    return this.waiting.length;
+  }
+
+  get numRunning(): number {
+    return this.running.length;
+  }
+
+  /** Finishes requests from outside (abort, stop string, error); their blocks are freed now. */
+  finishRequests(reqIds: Iterable<string>, reason: FinishReason): void {
+    for (const id of reqIds) {
+      const req = this.requests.get(id);
+      if (req === undefined) continue;
+      if (req.status === "running") this.running = this.running.filter((r) => r !== req);
+      else this.waiting.remove(req);
+      this.finish(req, reason);
+    }
+  }
+
+  schedule(): SchedulerOutput {
+    const plan: SchedulerOutput = {
+      stepId: this.stepId++,
+      scheduledNewReqs: [],
+      scheduledCachedReqs: [],
+      numScheduledTokens: {},
+      totalNumScheduledTokens: 0,
+      finishedReqIds: [],
+      preemptedReqIds: [],
+    };
+    let budget = this.opts.maxNumBatchedTokens;
+    const scheduled: Array<[Request, number]> = [];
+    const preempted = this.scheduleRunning(plan, scheduled, budget);
+    for (const [, n] of scheduled) budget -= n;
+    // After a preemption there is no room to admit anyone this step (vLLM does the same).
+    if (!preempted) this.scheduleWaiting(plan, scheduled, budget);
+
+    for (const [req, n] of scheduled) {
+      plan.numScheduledTokens[req.reqId] = n;
+      plan.totalNumScheduledTokens += n;
+      req.numComputedTokens += n;
+      req.isKnownToExecutor = true;
+    }
+    plan.finishedReqIds = this.finishedSinceLastStep;
+    plan.preemptedReqIds = this.preemptedSinceLastStep;
+    this.finishedSinceLastStep = [];
+    this.preemptedSinceLastStep = [];
+    return plan;
+  }
+
+  /** Returns true when a request was preempted. */
+  private scheduleRunning(
+    plan: SchedulerOutput,
+    scheduled: Array<[Request, number]>,
+    budget: number,
+  ): boolean {
+    let preempted = false;
+    for (let i = 0; i < this.running.length && budget > 0; i++) {
+      const req = this.running[i];
+      const n = Math.min(req.numTokens - req.numComputedTokens, budget);
+      if (n <= 0) continue;
+      let added = this.kv.allocateSlots(req, n);
+      while (added === null) {
+        const victim = this.running.pop()!; // lowest priority under FCFS: the newest
+        this.preempt(victim);
+        preempted = true;
+        if (victim === req) break;
+        added = this.kv.allocateSlots(req, n);
+      }
+      if (added === null) break;
+      plan.scheduledCachedReqs.push({
+        reqId: req.reqId,
+        newBlockIds: added.map((b) => b.blockId),
+        numComputedTokens: req.numComputedTokens,
+        resumedFromPreemption: false,
+      });
+      scheduled.push([req, n]);
+      budget -= n;
+    }
+    return preempted;
+  }
+
+  private scheduleWaiting(plan: SchedulerOutput, scheduled: Array<[Request, number]>, budget: number): void {
+    const waitingSteps = this.opts.waitingSteps ?? 0;
+    while (budget > 0 && this.running.length < this.opts.maxNumSeqs) {
+      const req = this.waiting.peek();
+      if (req === null) break;
+      if (this.running.length > 0 && this.stepId - 1 - req.arrivalStep < waitingSteps) break;
+      const hit = this.kv.getComputedBlocks(req);
+      const numComputed = req.numComputedTokens + hit.numComputedTokens;
+      const n = Math.min(req.numTokens - numComputed, budget);
+      const added = this.kv.allocateSlots(req, n, hit.blocks);
+      if (added === null) break; // FCFS: nobody jumps the head of the queue
+      this.waiting.popFront();
+      req.numComputedTokens = numComputed;
+      if (req.numCachedTokens < 0) {
+        req.numCachedTokens = hit.numComputedTokens;
+        this.prefixQueries += req.numTokens;
+        this.prefixHits += hit.numComputedTokens;
+      }
+      const resumed = req.status === "preempted";
+      req.status = "running";
+      this.running.push(req);
+      if (resumed) {
+        plan.scheduledCachedReqs.push({
+          reqId: req.reqId,
+          newBlockIds: this.kv.getBlockIds(req.reqId),
+          numComputedTokens: numComputed,
+          resumedFromPreemption: true,
+          allTokenIds: [...req.allTokenIds],
+        });
+      } else {
+        plan.scheduledNewReqs.push({
+          reqId: req.reqId,
+          promptTokenIds: [...req.promptTokenIds],
+          sampling: req.sampling,
+          blockIds: this.kv.getBlockIds(req.reqId),
+          numComputedTokens: numComputed,
+        });
+      }
+      scheduled.push([req, n]);
+      budget -= n;
+    }
+  }
+
+  /**
+   * Applies what the executor did for a plan: appends sampled tokens, checks token-level stops, frees
+   * finished requests. Returns one output per request that produced something or finished.
+   */
+  updateFromOutput(plan: SchedulerOutput, out: ModelRunnerOutput): EngineCoreOutput[] {
+    const outputs: EngineCoreOutput[] = [];
+    for (const reqId of Object.keys(plan.numScheduledTokens)) {
+      const req = this.requests.get(reqId);
+      if (req === undefined || req.status !== "running") continue; // finished meanwhile
+      const sampled = out.sampledTokenIds[reqId] ?? [];
+      const newTokenIds: number[] = [];
+      let finishReason: FinishReason | null = null;
+      for (const t of sampled) {
+        req.appendOutputToken(t);
+        newTokenIds.push(t);
+        finishReason = checkStop(req, t, this.opts.maxModelLen);
+        if (finishReason !== null) break;
+      }
+      const newPromptLogprobs = out.promptLogprobs[reqId] ?? null;
+      if (finishReason !== null) {
+        this.running = this.running.filter((r) => r !== req);
+        this.finish(req, finishReason);
+      }
+      if (newTokenIds.length === 0 && finishReason === null && newPromptLogprobs === null) continue;
+      outputs.push({
+        reqId,
+        newTokenIds,
+        newLogprobs: (out.logprobs[reqId] ?? []).slice(0, newTokenIds.length),
+        newPromptLogprobs,
+        finishReason,
+        numCachedTokens: Math.max(0, req.numCachedTokens),
+      });
+    }
+    return outputs;
+  }
+
+  stats(): SchedulerStats {
+    return {
+      numRunning: this.running.length,
+      numWaiting: this.waiting.length,
+      kvCacheUsage: this.kv.usage,
+      numPreemptions: this.numPreemptions,
+      prefixCacheQueries: this.prefixQueries,
+      prefixCacheHits: this.prefixHits,
+    };
+  }
+
+  /** Waiting and running requests, oldest first within each (tests and error fan-out). */
+  unfinishedRequestIds(): string[] {
+    return [...this.running, ...this.waiting.toArray()].map((r) => r.reqId);
+  }
+
+  private preempt(req: Request): void {
+    this.kv.free(req);
+    req.numComputedTokens = 0;
+    req.status = "preempted";
+    req.numPreemptions++;
+    this.numPreemptions++;
+    if (req.isKnownToExecutor) this.preemptedSinceLastStep.push(req.reqId);
+    req.isKnownToExecutor = false;
+    this.waiting.pushFront(req);
+  }
+
+  private finish(req: Request, reason: FinishReason): void {
+    this.kv.free(req);
+    req.status = "finished";
+    req.finishReason = reason;
+    if (req.isKnownToExecutor) this.finishedSinceLastStep.push(req.reqId);
+    req.isKnownToExecutor = false;
+    this.requests.delete(req.reqId);
+  }
+}
