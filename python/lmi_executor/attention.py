@@ -1,0 +1,76 @@
+# Paged attention over a flattened batch of variable-length query chunks (prefill, chunked prefill and
+# decode mixed in one step). The KV cache of a layer is [num_blocks, block_size, num_kv_heads, head_dim];
+# token t of a request lives at slot block_table[t // block_size] * block_size + t % block_size.
+# Invariant: every backend computes the same function; the reference one (plain torch, fp32 softmax,
+# no scaled_dot_product_attention so Debian's torch 1.13 runs it) is what the others are tested against.
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AttentionMetadata:
+    slot_mapping: torch.Tensor  # [T] int64: where each new token's K/V goes
+    query_start_loc: torch.Tensor  # [B+1] int32, device
+    seq_lens: torch.Tensor  # [B] int32, device: context length after this step
+    block_tables: torch.Tensor  # [B, max_blocks] int32, device
+    max_query_len: int
+    max_seq_len: int
+    query_start_loc_cpu: list
+    seq_lens_cpu: list
+
+
+def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor):
+    kvh, hd = k_cache.shape[2], k_cache.shape[3]
+    k_cache.view(-1, kvh, hd).index_copy_(0, slots, k)
+    v_cache.view(-1, kvh, hd).index_copy_(0, slots, v)
+
+
+def reference_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    """q: [T, H, D] -> [T, H, D]. One request at a time: gather its context, causal mask, fp32 softmax."""
+    out = torch.empty_like(q)
+    block_size, kvh, hd = k_cache.shape[1], k_cache.shape[2], k_cache.shape[3]
+    group = q.shape[1] // kvh
+    qsl, lens = meta.query_start_loc_cpu, meta.seq_lens_cpu
+    tables = meta.block_tables
+    for i in range(len(lens)):
+        qs, qe, ctx = qsl[i], qsl[i + 1], lens[i]
+        n = qe - qs
+        if n == 0:
+            continue
+        nb = (ctx + block_size - 1) // block_size
+        blocks = tables[i, :nb].long()
+        k = k_cache[blocks].reshape(nb * block_size, kvh, hd)[:ctx].float()
+        v = v_cache[blocks].reshape(nb * block_size, kvh, hd)[:ctx].float()
+        if group > 1:
+            k = k.repeat_interleave(group, dim=1)
+            v = v.repeat_interleave(group, dim=1)
+        qi = q[qs:qe].float()
+        scores = torch.einsum("nhd,lhd->hnl", qi, k) * scale
+        # Query row r sits at position ctx - n + r and sees keys 0..ctx - n + r.
+        q_pos = torch.arange(ctx - n, ctx, device=q.device)[:, None]
+        k_pos = torch.arange(ctx, device=q.device)[None, :]
+        scores = scores.masked_fill((k_pos > q_pos)[None], float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        out[qs:qe] = torch.einsum("hnl,lhd->nhd", probs, v).to(q.dtype)
+    return out
+
+
+class Attention:
+    """Chooses the kernel once per process; the model calls forward() per layer."""
+
+    def __init__(self, backend: str, device: torch.device):
+        if backend == "auto":
+            backend = "triton" if device.type == "cuda" else "reference"
+        if backend == "triton" and device.type != "cuda":
+            raise ValueError("attention_backend=triton needs device=cuda")
+        self.backend = backend
+        if backend == "triton":
+            from .kernels import paged_attention
+
+            self._triton = paged_attention.paged_attention
+
+    def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        if self.backend == "triton":
+            return self._triton(q, k_cache, v_cache, meta, scale)
+        return reference_attention(q, k_cache, v_cache, meta, scale)

@@ -1,0 +1,120 @@
+# Executor options (what the TypeScript supervisor passes at spawn) and the model's architecture config
+# read from Hugging Face config.json. Invariant: everything downstream reads these frozen dataclasses,
+# never raw dicts, and unknown architectures fail here by name.
+import json
+import os
+from dataclasses import dataclass, field
+
+SUPPORTED_ARCHITECTURES = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+}
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    model_dir: str
+    device: str = "cuda"  # "cuda" | "cpu"
+    dtype: str = "auto"  # auto | fp16 | bf16 | fp32
+    load_format: str = "auto"  # auto (safetensors) | dummy
+    tensor_parallel_degree: int = 1
+    enable_cuda_graph: bool = True
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int = 0  # 0: the model's max_position_embeddings
+    block_size: int = 16
+    max_num_seqs: int = 256
+    attention_backend: str = "auto"  # auto | triton | reference
+    parallel_loading: bool = True
+    seed: int = 0
+    dist_init_method: str = ""  # tcp://host:port for world size > 1
+    cpu_kv_cache_bytes: int = 256 << 20  # KV budget when device is cpu
+
+    @staticmethod
+    def from_json(text: str) -> "ExecutorOptions":
+        raw = json.loads(text)
+        known = {f for f in ExecutorOptions.__dataclass_fields__}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown executor options: {', '.join(unknown)}")
+        return ExecutorOptions(**raw)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    rope_theta: float
+    rope_scaling: dict = field(default_factory=dict)
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    torch_dtype: str = "float32"
+    eos_token_ids: tuple = ()
+    bos_token_id: object = None
+
+
+def _as_list(v):
+    if v is None:
+        return []
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def load_model_config(model_dir: str) -> ModelConfig:
+    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+        raw = json.load(f)
+    archs = raw.get("architectures") or []
+    arch = next((a for a in archs if a in SUPPORTED_ARCHITECTURES), None)
+    if arch is None:
+        raise ValueError(
+            f"unsupported architecture {archs or raw.get('model_type')}; the GPU executor supports "
+            + ", ".join(sorted(SUPPORTED_ARCHITECTURES))
+        )
+    model_type = SUPPORTED_ARCHITECTURES[arch]
+    num_heads = int(raw["num_attention_heads"])
+    hidden = int(raw["hidden_size"])
+    # transformers 5 moved rope settings into rope_parameters; older configs keep rope_theta/rope_scaling.
+    rope_params = raw.get("rope_parameters") or {}
+    rope_theta = float(rope_params.get("rope_theta", raw.get("rope_theta", 10000.0)))
+    rope_scaling = dict(raw.get("rope_scaling") or {})
+    if not rope_scaling and rope_params.get("rope_type", "default") != "default":
+        rope_scaling = dict(rope_params)
+    if rope_scaling and "rope_type" not in rope_scaling and "type" in rope_scaling:
+        rope_scaling["rope_type"] = rope_scaling["type"]
+    eos = tuple(int(t) for t in _as_list(raw.get("eos_token_id")))
+    gen_path = os.path.join(model_dir, "generation_config.json")
+    if os.path.exists(gen_path):
+        with open(gen_path, encoding="utf-8") as f:
+            gen_eos = _as_list(json.load(f).get("eos_token_id"))
+        eos = tuple(dict.fromkeys([*eos, *(int(t) for t in gen_eos)]))
+    return ModelConfig(
+        architecture=arch,
+        model_type=model_type,
+        vocab_size=int(raw["vocab_size"]),
+        hidden_size=hidden,
+        intermediate_size=int(raw["intermediate_size"]),
+        num_layers=int(raw["num_hidden_layers"]),
+        num_heads=num_heads,
+        num_kv_heads=int(raw.get("num_key_value_heads") or num_heads),
+        head_dim=int(raw.get("head_dim") or hidden // num_heads),
+        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+        rope_theta=rope_theta,
+        rope_scaling=rope_scaling,
+        max_position_embeddings=int(raw.get("max_position_embeddings", 2048)),
+        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        qkv_bias=model_type == "qwen2" or bool(raw.get("attention_bias", False)),
+        qk_norm=model_type == "qwen3",
+        torch_dtype=str(raw.get("torch_dtype") or raw.get("dtype") or "float32"),
+        eos_token_ids=eos,
+        bos_token_id=raw.get("bos_token_id"),
+    )

@@ -1,0 +1,186 @@
+# The Llama family (Llama 2/3, Mistral, Qwen2 with qkv bias, Qwen3 with per-head q/k RMSNorm) over a
+# paged KV cache. Invariants: q/k/v and gate/up are fused into one matrix each at load time; with tensor
+# parallelism, heads and the MLP's intermediate size are split by rank (column-parallel qkv/gate_up,
+# row-parallel o/down + all-reduce) and the LM head by vocabulary rows + all-gather.
+import re
+
+import torch
+
+from ..attention import Attention, AttentionMetadata, write_kv
+from ..config import ModelConfig
+from ..layers import apply_rope, rms_norm, rope_cos_sin, silu_and_mul
+from ..parallel import TensorParallel
+
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+_IGNORED = re.compile(r"rotary_emb\.inv_freq$")
+
+
+class LlamaModel:
+    def __init__(self, cfg: ModelConfig, dtype, device, tp: TensorParallel, attention: Attention, max_len: int):
+        self.cfg, self.dtype, self.device, self.tp, self.attn = cfg, dtype, device, tp, attention
+        hd = cfg.head_dim
+        self.nq = tp.shard(cfg.num_heads, "num_attention_heads")
+        self.nkv = tp.shard(cfg.num_kv_heads, "num_key_value_heads")
+        self.inter = tp.shard(cfg.intermediate_size, "intermediate_size")
+        self.q_size, self.kv_size = self.nq * hd, self.nkv * hd
+        self.scale = hd**-0.5
+        # An LM head split by vocabulary needs the vocabulary to divide evenly; otherwise every rank keeps all of it.
+        self.vocab_parallel = cfg.vocab_size % tp.world_size == 0 and tp.world_size > 1
+        self.vocab_local = cfg.vocab_size // tp.world_size if self.vocab_parallel else cfg.vocab_size
+        H = cfg.hidden_size
+
+        def empty(*shape):
+            return torch.empty(shape, dtype=dtype, device=device)
+
+        self.params = {"embed": empty(cfg.vocab_size, H), "norm": empty(H)}
+        if not cfg.tie_word_embeddings:
+            self.params["lm_head"] = empty(self.vocab_local, H)
+        self.layers = []
+        for _ in range(cfg.num_layers):
+            layer = {
+                "in_norm": empty(H),
+                "qkv_w": empty(self.q_size + 2 * self.kv_size, H),
+                "o_w": empty(H, self.q_size),
+                "post_norm": empty(H),
+                "gate_up_w": empty(2 * self.inter, H),
+                "down_w": empty(H, self.inter),
+            }
+            if cfg.qkv_bias:
+                layer["qkv_b"] = empty(self.q_size + 2 * self.kv_size)
+            if cfg.qk_norm:
+                layer["q_norm"] = empty(hd)
+                layer["k_norm"] = empty(hd)
+            self.layers.append(layer)
+        self.cos_sin = rope_cos_sin(hd, cfg.rope_theta, cfg.rope_scaling, max_len, device)
+        self._loaded = set()
+
+    # ---- weights -------------------------------------------------------------------------------------------
+
+    def _rows(self, src: torch.Tensor, local: int) -> torch.Tensor:
+        r = self.tp.rank
+        return src[r * local : (r + 1) * local]
+
+    def _cols(self, src: torch.Tensor, local: int) -> torch.Tensor:
+        r = self.tp.rank
+        return src[:, r * local : (r + 1) * local]
+
+    def load_weight(self, name: str, w: torch.Tensor) -> None:
+        hd = self.cfg.head_dim
+        if _IGNORED.search(name):
+            return
+        if name == "model.embed_tokens.weight":
+            return self._copy(("embed",), self.params["embed"], w)
+        if name == "model.norm.weight":
+            return self._copy(("norm",), self.params["norm"], w)
+        if name == "lm_head.weight":
+            if self.cfg.tie_word_embeddings:
+                return
+            src = self._rows(w, self.vocab_local) if self.vocab_parallel else w
+            return self._copy(("lm_head",), self.params["lm_head"], src)
+        m = _LAYER.match(name)
+        if not m:
+            raise ValueError(f"unexpected weight {name} in checkpoint")
+        i, rest = int(m.group(1)), m.group(2)
+        if i >= len(self.layers):
+            raise ValueError(f"weight {name} is beyond num_hidden_layers={len(self.layers)}")
+        L = self.layers[i]
+        q, kv = self.q_size, self.kv_size
+        fused = {
+            "self_attn.q_proj": ("qkv", 0, q, self.nq * hd),
+            "self_attn.k_proj": ("qkv", q, q + kv, self.nkv * hd),
+            "self_attn.v_proj": ("qkv", q + kv, q + 2 * kv, self.nkv * hd),
+            "mlp.gate_proj": ("gate_up", 0, self.inter, self.inter),
+            "mlp.up_proj": ("gate_up", self.inter, 2 * self.inter, self.inter),
+        }
+        base, _, kind = rest.rpartition(".")
+        if base in fused:
+            target, lo, hi, local = fused[base]
+            key = f"{target}_{'w' if kind == 'weight' else 'b'}"
+            return self._copy((i, rest), L[key][lo:hi], self._rows(w, local))
+        simple = {
+            "input_layernorm.weight": ("in_norm", None),
+            "post_attention_layernorm.weight": ("post_norm", None),
+            "self_attn.q_norm.weight": ("q_norm", None),
+            "self_attn.k_norm.weight": ("k_norm", None),
+            "self_attn.o_proj.weight": ("o_w", self.q_size),
+            "mlp.down_proj.weight": ("down_w", self.inter),
+        }
+        if rest not in simple or simple[rest][0] not in L:
+            raise ValueError(f"unexpected weight {name} for {self.cfg.architecture}")
+        key, col_local = simple[rest]
+        return self._copy((i, rest), L[key], w if col_local is None else self._cols(w, col_local))
+
+    def _copy(self, tag, dst: torch.Tensor, src: torch.Tensor) -> None:
+        if tuple(dst.shape) != tuple(src.shape):
+            raise ValueError(f"weight {tag}: checkpoint shape {tuple(src.shape)} != expected {tuple(dst.shape)}")
+        dst.copy_(src, non_blocking=True)
+        self._loaded.add(tag)
+
+    def finish_loading(self) -> None:
+        expected = 2 + (0 if self.cfg.tie_word_embeddings else 1)
+        per_layer = 7 + (2 if self.cfg.qkv_bias else 0) + (2 if self.cfg.qk_norm else 0)
+        expected += per_layer * len(self.layers)
+        if len(self._loaded) != expected:
+            raise ValueError(f"checkpoint is incomplete: loaded {len(self._loaded)} of {expected} weight tensors")
+        self._finalize()
+
+    def init_dummy(self, seed: int) -> None:
+        """Random weights from config.json alone (load_format=dummy): N(0, 0.02), norms at 1."""
+        g = torch.Generator(device=self.device)
+        g.manual_seed(seed + 7919 * self.tp.rank)
+        for t in self._all_tensors():
+            if t.dim() == 1:
+                t.fill_(1.0)
+            else:
+                t.normal_(0.0, 0.02, generator=g)
+        self._finalize()
+
+    def _all_tensors(self):
+        yield from self.params.values()
+        for L in self.layers:
+            yield from L.values()
+
+    def _finalize(self) -> None:
+        if self.cfg.tie_word_embeddings:
+            e = self.params["embed"]
+            self.params["lm_head"] = self._rows(e, self.vocab_local) if self.vocab_parallel else e
+
+    def weight_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._all_tensors())
+
+    # ---- forward ----------------------------------------------------------------------------------------------
+
+    def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices) -> torch.Tensor:
+        """Returns fp32 logits [len(logits_indices), vocab] for the rows the sampler needs."""
+        cfg, hd = self.cfg, self.cfg.head_dim
+        x = self.params["embed"][input_ids]
+        cos_sin = self.cos_sin[positions]
+        residual = None
+        for i, L in enumerate(self.layers):
+            if residual is None:
+                residual, h = x, rms_norm(x, L["in_norm"], cfg.rms_norm_eps)
+            else:
+                residual = residual + x
+                h = rms_norm(residual, L["in_norm"], cfg.rms_norm_eps)
+            qkv = torch.nn.functional.linear(h, L["qkv_w"], L.get("qkv_b"))
+            q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+            q = q.reshape(-1, self.nq, hd)
+            k = k.reshape(-1, self.nkv, hd)
+            v = v.reshape(-1, self.nkv, hd)
+            if cfg.qk_norm:
+                q = rms_norm(q, L["q_norm"], cfg.rms_norm_eps)
+                k = rms_norm(k, L["k_norm"], cfg.rms_norm_eps)
+            q = apply_rope(q, cos_sin)
+            k = apply_rope(k, cos_sin)
+            k_cache, v_cache = kv_caches[i]
+            write_kv(k_cache, v_cache, k, v.contiguous(), meta.slot_mapping)
+            o = self.attn.forward(q, k_cache, v_cache, meta, self.scale)
+            x = self.tp.all_reduce(torch.nn.functional.linear(o.reshape(-1, self.q_size), L["o_w"]))
+            residual = residual + x
+            h = rms_norm(residual, L["post_norm"], cfg.rms_norm_eps)
+            x = self.tp.all_reduce(torch.nn.functional.linear(silu_and_mul(h @ L["gate_up_w"].t()), L["down_w"]))
+        h = rms_norm((residual + x)[logits_indices], self.params["norm"], cfg.rms_norm_eps)
+        logits = torch.nn.functional.linear(h, self.params["lm_head"]).float()
+        if self.vocab_parallel:
+            logits = self.tp.all_gather_last_dim(logits)
+        return logits

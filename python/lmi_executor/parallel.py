@@ -1,0 +1,59 @@
+# Tensor-parallel state of this process: rank, world size, and the collectives the model needs.
+# Invariant: with world size 1 every collective is the identity and torch.distributed is never touched,
+# so the single-GPU and CPU paths carry no distributed overhead.
+import torch
+
+
+class TensorParallel:
+    def __init__(self, rank: int = 0, world_size: int = 1):
+        self.rank = rank
+        self.world_size = world_size
+
+    def init(self, init_method: str, backend: str, device: torch.device) -> None:
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        dist.init_process_group(backend=backend, init_method=init_method, rank=self.rank, world_size=self.world_size)
+        if device.type == "cuda":
+            # A first collective here makes NCCL set up its communicator before memory profiling.
+            t = torch.ones(1, device=device)
+            dist.all_reduce(t)
+
+    def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
+        if self.world_size == 1:
+            return x
+        import torch.distributed as dist
+
+        dist.all_reduce(x)
+        return x
+
+    def all_gather_last_dim(self, x: torch.Tensor) -> torch.Tensor:
+        if self.world_size == 1:
+            return x
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(x) for _ in range(self.world_size)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=-1)
+
+    def broadcast_object(self, obj=None):
+        """Rank 0 sends, others receive: how ranks > 0 get each message Node sent to rank 0."""
+        if self.world_size == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def shard(self, n: int, what: str) -> int:
+        if n % self.world_size:
+            raise ValueError(f"{what}={n} is not divisible by tensor_parallel_degree={self.world_size}")
+        return n // self.world_size
