@@ -10,17 +10,21 @@ export interface TensorToWrite {
   data: ArrayLike<number>;
 }
 
+// One shared scratch word: these run per element over whole checkpoints, so no allocation per call.
+const scratchF = new Float32Array(1);
+const scratchU = new Uint32Array(scratchF.buffer);
+
 export function f32ToBf16Bits(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer)[0];
+  scratchF[0] = x;
+  const u = scratchU[0];
   if ((u & 0x7f800000) === 0x7f800000 && (u & 0x7fffff) !== 0) return ((u >>> 16) | 0x40) & 0xffff; // NaN stays NaN
   const rounded = u + 0x7fff + ((u >>> 16) & 1);
   return (rounded >>> 16) & 0xffff;
 }
 
 export function f32ToF16Bits(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer)[0];
+  scratchF[0] = x;
+  const u = scratchU[0];
   const s = (u >>> 16) & 0x8000;
   const e = (u >>> 23) & 0xff;
   let m = u & 0x7fffff;

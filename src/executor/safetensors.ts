@@ -117,13 +117,13 @@ function getF16Table(): Float32Array {
   return f16Table;
 }
 
-export function f16ToF32(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+export function f16ToF32(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   const t = getF16Table();
   for (let i = 0; i < src.length; i++) dst[i] = t[src[i]];
   return dst;
 }
 
-export function bf16ToF32(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+export function bf16ToF32(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   const u = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
   for (let i = 0; i < src.length; i++) u[i] = src[i] << 16;
   return dst;
