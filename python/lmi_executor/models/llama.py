@@ -118,7 +118,7 @@ class LlamaModel:
 
     def finish_loading(self) -> None:
         expected = 2 + (0 if self.cfg.tie_word_embeddings else 1)
-        per_layer = 7 + (2 if self.cfg.qkv_bias else 0) + (2 if self.cfg.qk_norm else 0)
+        per_layer = 9 + (3 if self.cfg.qkv_bias else 0) + (2 if self.cfg.qk_norm else 0)
         expected += per_layer * len(self.layers)
         if len(self._loaded) != expected:
             raise ValueError(f"checkpoint is incomplete: loaded {len(self._loaded)} of {expected} weight tensors")
@@ -178,7 +178,8 @@ class LlamaModel:
             x = self.tp.all_reduce(torch.nn.functional.linear(o.reshape(-1, self.q_size), L["o_w"]))
             residual = residual + x
             h = rms_norm(residual, L["post_norm"], cfg.rms_norm_eps)
-            x = self.tp.all_reduce(torch.nn.functional.linear(silu_and_mul(h @ L["gate_up_w"].t()), L["down_w"]))
+            gate_up = torch.nn.functional.linear(h, L["gate_up_w"])
+            x = self.tp.all_reduce(torch.nn.functional.linear(silu_and_mul(gate_up), L["down_w"]))
         h = rms_norm((residual + x)[logits_indices], self.params["norm"], cfg.rms_norm_eps)
         logits = torch.nn.functional.linear(h, self.params["lm_head"]).float()
         if self.vocab_parallel:

@@ -1,0 +1,40 @@
+# Entry point of one rank: `python -m lmi_executor --socket PATH --options JSON`. The rank and world size
+# come from torchrun-style variables (RANK, WORLD_SIZE) or Open MPI's (OMPI_COMM_WORLD_*), so the same
+# command line serves direct spawning and mpirun.
+import argparse
+import os
+import sys
+
+from .config import ExecutorOptions
+
+
+def _rank_and_world() -> tuple:
+    env = os.environ
+    if "OMPI_COMM_WORLD_RANK" in env:
+        return int(env["OMPI_COMM_WORLD_RANK"]), int(env["OMPI_COMM_WORLD_SIZE"])
+    return int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="lmi_executor")
+    p.add_argument("--socket", required=True, help="Unix socket path Node listens on (rank 0 connects)")
+    p.add_argument("--options", required=True, help="ExecutorOptions as JSON")
+    args = p.parse_args(argv)
+    opts = ExecutorOptions.from_json(args.options)
+    rank, world = _rank_and_world()
+    if world != opts.tensor_parallel_degree:
+        raise SystemExit(f"world size {world} != tensor_parallel_degree {opts.tensor_parallel_degree}")
+    # Imported late so argument errors surface without paying for torch's import.
+    from .server import serve_follower, serve_rank0
+    from .worker import Worker
+
+    worker = Worker(opts, rank, world)
+    if rank == 0:
+        serve_rank0(worker, args.socket)
+    else:
+        serve_follower(worker)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+# Sampling on the device for one step's rows: logit bias, min-tokens EOS suppression, repetition
+# (HF: divide positive, multiply negative, over prompt + output), presence/frequency (OpenAI, over output),
+# then greedy argmax or temperature -> typical -> top-k -> top-p -> min-p and an inverse-CDF draw.
+# Invariant: the draw for a request's n-th generated token uses u = uniform(seed, n) (splitmix64, below),
+# so it depends only on (seed, n), never on batch composition. Logprobs are log_softmax of the raw logits.
+from dataclasses import dataclass
+
+import torch
+
+_MASK64 = (1 << 64) - 1
+
+
+def uniform(seed: int, n: int) -> float:
+    """splitmix64 of (seed, n) -> [0, 1) with 53 random bits. The TypeScript executor can mirror it exactly."""
+    z = (seed + (n + 1) * 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    z ^= z >> 31
+    return (z >> 11) * (1.0 / (1 << 53))
+
+
+@dataclass
+class SampleRow:
+    sampling: dict  # SamplingSettings as sent by the engine (camelCase keys)
+    num_generated: int  # index n of the token being drawn
+    prompt_ids: list
+    output_ids: list
+
+
+def _needs_history(s: dict) -> bool:
+    return s["repetitionPenalty"] != 1 or s["presencePenalty"] != 0 or s["frequencyPenalty"] != 0
+
+
+def _apply_penalties(logits: torch.Tensor, rows: list) -> None:
+    idx = [i for i, r in enumerate(rows) if _needs_history(r.sampling)]
+    if not idx:
+        return
+    V, dev = logits.shape[1], logits.device
+
+    def counts(lists):
+        width = max(1, max(len(x) for x in lists))
+        ids = torch.full((len(lists), width), V, dtype=torch.long)
+        for j, x in enumerate(lists):
+            if x:
+                ids[j, : len(x)] = torch.tensor(x, dtype=torch.long)
+        c = torch.zeros(len(lists), V + 1, device=dev)
+        c.scatter_add_(1, ids.to(dev), torch.ones(ids.shape, device=dev))
+        return c[:, :V]
+
+    sub = logits[idx]
+    out_counts = counts([rows[i].output_ids for i in idx])
+    seen = (counts([rows[i].prompt_ids for i in idx]) + out_counts) > 0
+    rep = torch.tensor([rows[i].sampling["repetitionPenalty"] for i in idx], device=dev)[:, None]
+    penalized = torch.where(sub > 0, sub / rep, sub * rep)
+    sub = torch.where(seen, penalized, sub)
+    freq = torch.tensor([rows[i].sampling["frequencyPenalty"] for i in idx], device=dev)[:, None]
+    pres = torch.tensor([rows[i].sampling["presencePenalty"] for i in idx], device=dev)[:, None]
+    sub = sub - freq * out_counts - pres * (out_counts > 0).float()
+    logits[idx] = sub
+
+
+def _apply_bias_and_min_tokens(logits: torch.Tensor, rows: list) -> None:
+    r_idx, t_idx, vals = [], [], []
+    for i, r in enumerate(rows):
+        for tok, b in r.sampling["logitBias"].items():
+            r_idx.append(i)
+            t_idx.append(int(tok))
+            vals.append(float(b))
+        if r.num_generated < r.sampling["minTokens"]:
+            for tok in r.sampling["eosTokenIds"]:
+                r_idx.append(i)
+                t_idx.append(int(tok))
+                vals.append(float("-inf"))
+    if r_idx:
+        dev = logits.device
+        logits.index_put_(
+            (torch.tensor(r_idx, device=dev), torch.tensor(t_idx, device=dev)),
+            torch.tensor(vals, device=dev),
+            accumulate=True,
+        )
+
+
+def _typical_filter(x: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    """HF TypicalLogitsWarper on rows of x (already temperature-scaled); mass [R, 1]."""
+    logp = torch.log_softmax(x, dim=-1)
+    ent = -(logp.exp() * logp).nansum(-1, keepdim=True)
+    shifted = (-logp - ent).abs()
+    sorted_shift, order = shifted.sort(dim=-1)
+    cum = x.gather(-1, order).softmax(-1).cumsum(-1)
+    last = (cum < mass).sum(-1, keepdim=True).clamp(max=x.shape[-1] - 1)
+    remove_sorted = sorted_shift > sorted_shift.gather(-1, last)
+    remove = remove_sorted.scatter(1, order, remove_sorted)
+    return x.masked_fill(remove, float("-inf"))
+
+
+def _draw(x: torch.Tensor, rows: list) -> torch.Tensor:
+    dev, V = x.device, x.shape[1]
+    S = [r.sampling for r in rows]
+    x = x / torch.tensor([s["temperature"] for s in S], device=dev)[:, None]
+    typ = [i for i, s in enumerate(S) if s["typicalP"] < 1]
+    if typ:
+        mass = torch.tensor([S[i]["typicalP"] for i in typ], device=dev)[:, None]
+        x[typ] = _typical_filter(x[typ], mass)
+    sorted_x, order = x.sort(dim=-1, descending=True)
+    probs = sorted_x.softmax(-1)
+    rank = torch.arange(V, device=dev)[None, :]
+    k = torch.tensor([s["topK"] if s["topK"] > 0 else V for s in S], device=dev)[:, None]
+    top_p = torch.tensor([s["topP"] for s in S], device=dev)[:, None]
+    min_p = torch.tensor([s["minP"] for s in S], device=dev)[:, None]
+    # Exclusive cumulative sum: a token stays while the mass before it is under top_p (the first always stays).
+    remove = (rank >= k) | ((probs.cumsum(-1) - probs) >= top_p) | (probs < min_p * probs[:, :1])
+    remove[:, 0] = False
+    cdf = probs.masked_fill(remove, 0.0).cumsum(-1)
+    u = torch.tensor([uniform(s["seed"], r.num_generated) for s, r in zip(S, rows)], device=dev, dtype=cdf.dtype)
+    pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).clamp(max=V - 1)
+    return order.gather(1, pick).squeeze(1)
+
+
+def sample(logits: torch.Tensor, rows: list) -> tuple:
+    """logits [R, V] fp32 -> (token ids, chosen-token logprobs, top logprobs per row) as host lists."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    x = logits.clone()
+    _apply_bias_and_min_tokens(x, rows)
+    _apply_penalties(x, rows)
+    tokens = torch.argmax(x, dim=-1)
+    sample_idx = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
+    if sample_idx:
+        tokens[sample_idx] = _draw(x[sample_idx], [rows[i] for i in sample_idx])
+    chosen = logprobs.gather(1, tokens[:, None]).squeeze(1)
+    k = max((r.sampling["numTopLogprobs"] for r in rows), default=0)
+    tops = [[] for _ in rows]
+    if k > 0:
+        vals, ids = logprobs.topk(k, dim=-1)
+        vals, ids = vals.tolist(), ids.tolist()
+        for i, r in enumerate(rows):
+            n = r.sampling["numTopLogprobs"]
+            tops[i] = [[ids[i][j], vals[i][j]] for j in range(n)]
+    return tokens.tolist(), chosen.tolist(), tops
+
+
+def prompt_logprobs(logits: torch.Tensor, next_ids: list, num_top: int) -> list:
+    """Logprob of each actual next prompt token (and top alternatives) from logits rows."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    ids = torch.tensor(next_ids, device=logits.device)
+    chosen = logprobs.gather(1, ids[:, None]).squeeze(1).tolist()
+    tops = [[] for _ in next_ids]
+    if num_top > 0:
+        vals, top_ids = logprobs.topk(num_top, dim=-1)
+        vals, top_ids = vals.tolist(), top_ids.tolist()
+        tops = [[[top_ids[i][j], vals[i][j]] for j in range(num_top)] for i in range(len(next_ids))]
+    return [{"logprob": c, "top": t} for c, t in zip(chosen, tops)]

@@ -1,0 +1,129 @@
+# The executor on one rank: loads the model, sizes and allocates the paged KV cache, captures decode CUDA
+# graphs, and executes steps. Every rank runs the same calls in the same order (rank 0 relays Node's
+# messages), so collectives inside the model always pair up.
+import os
+import time
+
+import torch
+
+from . import PROTOCOL_VERSION
+from .attention import Attention
+from .config import ExecutorOptions, load_model_config
+from .loader import iter_checkpoint
+from .models.llama import LlamaModel
+from .parallel import TensorParallel
+from .runner import ModelRunner
+
+_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+           "fp32": torch.float32, "float32": torch.float32}
+
+
+def resolve_dtype(option: str, config_dtype: str, device: torch.device):
+    if option in ("auto", ""):
+        # The checkpoint's own dtype on the GPU; fp32 on the CPU, where half precision is slow or missing.
+        return _DTYPES.get(config_dtype, torch.float32) if device.type == "cuda" else torch.float32
+    if option not in _DTYPES:
+        raise ValueError(f"option.dtype={option!r} is not supported by the GPU executor (fp16, bf16, fp32)")
+    return _DTYPES[option]
+
+
+class Worker:
+    def __init__(self, opts: ExecutorOptions, rank: int, world_size: int):
+        self.opts = opts
+        self.tp = TensorParallel(rank, world_size)
+        if opts.device == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", rank)))
+            torch.cuda.set_device(local)
+            self.device = torch.device("cuda", local)
+        else:
+            self.device = torch.device("cpu")
+        self.tp.init(opts.dist_init_method, "nccl" if opts.device == "cuda" else "gloo", self.device)
+        self.model = None
+        self.runner = None
+        self.num_blocks = 0
+
+    def hello(self, _msg) -> dict:
+        return {"version": PROTOCOL_VERSION, "pid": os.getpid(), "torch": torch.__version__,
+                "device": str(self.device), "worldSize": self.tp.world_size,
+                "capabilities": ["paged-kv", "prompt-logprobs", "seeded-sampling", "cuda-graphs", "tensor-parallel"]}
+
+    def load(self, _msg) -> dict:
+        o = self.opts
+        t0 = time.perf_counter()
+        cfg = load_model_config(o.model_dir)
+        self.cfg = cfg
+        self.dtype = resolve_dtype(o.dtype, cfg.torch_dtype, self.device)
+        self.max_model_len = min(o.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings) \
+            if cfg.max_position_embeddings else o.max_model_len
+        attention = Attention(o.attention_backend, self.device)
+        self.model = LlamaModel(cfg, self.dtype, self.device, self.tp, attention, self.max_model_len)
+        if o.load_format == "dummy":
+            self.model.init_dummy(o.seed)
+        elif o.parallel_loading or self.tp.world_size == 1:
+            self._load_weights()
+        else:
+            for r in range(self.tp.world_size):  # one rank at a time bounds host page-cache pressure
+                if r == self.tp.rank:
+                    self._load_weights()
+                self.tp.barrier()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return {"architecture": cfg.architecture, "modelType": cfg.model_type, "vocabSize": cfg.vocab_size,
+                "maxModelLen": self.max_model_len, "eosTokenIds": list(cfg.eos_token_ids),
+                "bosTokenId": cfg.bos_token_id, "dtype": str(self.dtype).replace("torch.", ""),
+                "loadSeconds": time.perf_counter() - t0, "weightBytes": self.model.weight_bytes()}
+
+    def _load_weights(self) -> None:
+        for name, tensor in iter_checkpoint(self.opts.model_dir):
+            self.model.load_weight(name, tensor)
+        self.model.finish_loading()
+
+    def _bytes_per_block(self) -> int:
+        m = self.model
+        return 2 * self.cfg.num_layers * self.opts.block_size * m.nkv * self.cfg.head_dim * torch.empty((), dtype=self.dtype).element_size()
+
+    def profile(self, _msg) -> dict:
+        per_block = self._bytes_per_block()
+        if self.device.type != "cuda":
+            return {"numBlocks": max(1, self.opts.cpu_kv_cache_bytes // per_block), "blockSize": self.opts.block_size,
+                    "bytesPerBlock": per_block}
+        from .memory_profile import profile_cuda_blocks
+
+        n = profile_cuda_blocks(self, per_block)
+        # Every rank must allocate the same number of blocks: take the smallest.
+        if self.tp.world_size > 1:
+            import torch.distributed as dist
+
+            t = torch.tensor([n], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MIN)
+            n = int(t.item())
+        return {"numBlocks": n, "blockSize": self.opts.block_size, "bytesPerBlock": per_block}
+
+    def init_cache(self, msg) -> dict:
+        n = int(msg["numBlocks"])
+        cfg, m = self.cfg, self.model
+        # One extra block at index n: padded rows of captured decode graphs write there, never into real blocks.
+        shape = (cfg.num_layers, 2, n + 1, self.opts.block_size, m.nkv, cfg.head_dim)
+        self.kv = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        caches = [(self.kv[i, 0], self.kv[i, 1]) for i in range(cfg.num_layers)]
+        self.num_blocks = n
+        self.runner = ModelRunner(m, caches, self.opts.block_size, self.opts.max_num_seqs, self.max_model_len, self.device)
+        graph_seconds = 0.0
+        if self.opts.enable_cuda_graph and self.device.type == "cuda" and m.attn.backend == "triton":
+            from .cuda_graphs import DecodeGraphs
+
+            t0 = time.perf_counter()
+            self.runner.graphs = DecodeGraphs(self.runner, scratch_block=n)
+            graph_seconds = time.perf_counter() - t0
+        return {"numBlocks": n, "cudaGraphSeconds": graph_seconds,
+                "cudaGraphBatchSizes": self.runner.graphs.sizes if self.runner.graphs else []}
+
+    def execute(self, msg) -> dict:
+        return self.runner.execute(msg["plan"])
+
+    def health(self, _msg) -> dict:
+        info = {"ok": True, "rank": self.tp.rank, "loaded": self.model is not None, "numBlocks": self.num_blocks}
+        if self.device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(self.device)
+            info["gpuFreeBytes"], info["gpuTotalBytes"] = free, total
+        return info
