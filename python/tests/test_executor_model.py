@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
-from tiny_models import dense_forward, make_checkpoint  # noqa: E402
+from test_executor_fixtures import dense_forward, make_checkpoint  # noqa: E402
 
 
 def sampling(**over):

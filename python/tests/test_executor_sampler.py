@@ -1,0 +1,99 @@
+# Sampler semantics: greedy, seeded draws that depend only on (seed, n), top-k/top-p/min-p filtering,
+# HF repetition and OpenAI presence/frequency penalties, logit bias, min-tokens EOS suppression, logprobs.
+import os
+import sys
+import unittest
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from lmi_executor.sampler import SampleRow, sample, uniform  # noqa: E402
+from test_executor_model import sampling  # noqa: E402
+
+
+def row(n=0, prompt=(), out=(), **s):
+    return SampleRow(sampling(**s), n, list(prompt), list(out))
+
+
+class SamplerTest(unittest.TestCase):
+    def setUp(self):
+        g = torch.Generator().manual_seed(0)
+        self.logits = torch.randn(4, 50, generator=g) * 3
+
+    def test_uniform_known_values(self):
+        # Pinned so the TypeScript executor can mirror the generator bit for bit.
+        # splitmix64 seeded with 0 first yields 0xE220A8397B1DCDAF (the published reference sequence).
+        self.assertEqual(uniform(0, 0), (0xE220A8397B1DCDAF >> 11) / 2**53)
+        self.assertAlmostEqual(uniform(42, 7), uniform(42, 7), places=15)
+        self.assertNotEqual(uniform(42, 7), uniform(43, 7))
+        xs = [uniform(123, n) for n in range(2000)]
+        self.assertTrue(all(0 <= x < 1 for x in xs))
+        self.assertAlmostEqual(sum(xs) / len(xs), 0.5, delta=0.03)
+
+    def test_greedy_is_argmax_and_logprob_is_log_softmax_of_raw_logits(self):
+        rows = [row() for _ in range(4)]
+        toks, lps, _ = sample(self.logits.clone(), rows)
+        self.assertEqual(toks, self.logits.argmax(-1).tolist())
+        ref = torch.log_softmax(self.logits, -1)
+        for i, t in enumerate(toks):
+            self.assertAlmostEqual(lps[i], ref[i, t].item(), places=5)
+
+    def test_seeded_draw_depends_only_on_seed_and_index(self):
+        s = {"strategy": "sample", "temperature": 0.8, "seed": 7}
+        alone = sample(self.logits[2:3].clone(), [row(n=5, **s)])[0][0]
+        batched = sample(self.logits.clone(), [row(n=1), row(n=3, strategy="sample", seed=1), row(n=5, **s), row()])[0][2]
+        self.assertEqual(alone, batched)
+        draws = {sample(self.logits[2:3].clone(), [row(n=n, **s)])[0][0] for n in range(40)}
+        self.assertGreater(len(draws), 3)
+
+    def test_sampling_frequencies_follow_softmax(self):
+        logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+        counts = [0] * 4
+        for n in range(3000):
+            counts[sample(logits.clone(), [row(n=n, strategy="sample", seed=11)])[0][0]] += 1
+        p = torch.softmax(logits[0], -1).tolist()
+        for c, q in zip(counts, p):
+            self.assertAlmostEqual(c / 3000, q, delta=0.03)
+
+    def test_top_k_top_p_min_p(self):
+        logits = torch.tensor([[3.0, 2.9, 0.0, -1.0, -2.0]])
+        seen_k = {sample(logits.clone(), [row(n=n, strategy="sample", topK=2, seed=3)])[0][0] for n in range(200)}
+        self.assertEqual(seen_k, {0, 1})
+        # p0 ~ 0.50: with top_p 0.4 only the first token survives.
+        seen_p = {sample(logits.clone(), [row(n=n, strategy="sample", topP=0.4, seed=3)])[0][0] for n in range(200)}
+        self.assertEqual(seen_p, {0})
+        seen_m = {sample(logits.clone(), [row(n=n, strategy="sample", minP=0.1, seed=3)])[0][0] for n in range(300)}
+        self.assertEqual(seen_m, {0, 1})
+
+    def test_repetition_presence_frequency_penalties(self):
+        logits = torch.tensor([[2.0, 1.9, -0.5, 0.1]])
+        # HF repetition penalty: token 0 (positive) divided by 2 -> 1.0 < 1.9.
+        self.assertEqual(sample(logits.clone(), [row(prompt=[0], repetitionPenalty=2.0)])[0], [1])
+        # Negative logits are multiplied: token 2 -> -1.0; choose between 3 (0.1) and 2.
+        self.assertEqual(sample(torch.tensor([[-0.5, -0.6, -0.4, -2.0]]), [row(prompt=[2], repetitionPenalty=2.0)])[0], [0])
+        # Frequency: token 0 appeared 3 times in the output: 2.0 - 3*0.1 = 1.7 < 1.9.
+        self.assertEqual(sample(logits.clone(), [row(out=[0, 0, 0], frequencyPenalty=0.1)])[0], [1])
+        self.assertEqual(sample(logits.clone(), [row(out=[0, 0, 0], frequencyPenalty=0.01)])[0], [0])
+        # Presence counts once; prompt tokens do not count for presence/frequency (OpenAI: output only).
+        self.assertEqual(sample(logits.clone(), [row(out=[0, 0], presencePenalty=0.2)])[0], [1])
+        self.assertEqual(sample(logits.clone(), [row(prompt=[0], presencePenalty=0.2)])[0], [0])
+
+    def test_logit_bias_and_min_tokens(self):
+        logits = torch.tensor([[2.0, 1.0, 0.5]])
+        self.assertEqual(sample(logits.clone(), [row(logitBias={"2": 5.0})])[0], [2])
+        self.assertEqual(sample(logits.clone(), [row(n=0, minTokens=1, eosTokenIds=[0])])[0], [1])
+        self.assertEqual(sample(logits.clone(), [row(n=1, minTokens=1, eosTokenIds=[0])])[0], [0])
+
+    def test_top_logprobs_are_sorted_alternatives(self):
+        toks, lps, tops = sample(self.logits[:1].clone(), [row(numTopLogprobs=3)])
+        ref = torch.log_softmax(self.logits[0], -1)
+        vals, ids = ref.topk(3)
+        self.assertEqual([t[0] for t in tops[0]], ids.tolist())
+        for (tid, v), rv in zip(tops[0], vals.tolist()):
+            self.assertAlmostEqual(v, rv, places=5)
+
+
+if __name__ == "__main__":
+    unittest.main()
