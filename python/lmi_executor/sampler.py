@@ -1,6 +1,6 @@
 # Sampling on the device for one step's rows: logit bias, min-tokens EOS suppression, repetition
 # (HF: divide positive, multiply negative, over prompt + output), presence/frequency (OpenAI, over output),
-# then greedy argmax or temperature -> typical -> top-k -> top-p -> min-p and an inverse-CDF draw.
+# then greedy argmax or temperature -> top-k -> top-p -> min-p -> typical-p (HF order) and an inverse-CDF draw.
 # Invariant: the draw for a request's n-th generated token uses u = uniform(seed, n) (splitmix64, below),
 # so it depends only on (seed, n), never on batch composition. Logprobs are log_softmax of the raw logits.
 from dataclasses import dataclass
@@ -80,28 +80,26 @@ def _apply_bias_and_min_tokens(logits: torch.Tensor, rows: list) -> None:
         )
 
 
-def _typical_filter(x: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
-    """HF TypicalLogitsWarper on rows of x (already temperature-scaled); mass [R, 1]."""
-    logp = torch.log_softmax(x, dim=-1)
-    ent = -(logp.exp() * logp).nansum(-1, keepdim=True)
-    shifted = (-logp - ent).abs()
-    sorted_shift, order = shifted.sort(dim=-1)
-    cum = x.gather(-1, order).softmax(-1).cumsum(-1)
-    last = (cum < mass).sum(-1, keepdim=True).clamp(max=x.shape[-1] - 1)
-    remove_sorted = sorted_shift > sorted_shift.gather(-1, last)
-    remove = remove_sorted.scatter(1, order, remove_sorted)
-    return x.masked_fill(remove, float("-inf"))
+def _typical_keep(probs: torch.Tensor, remove: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    """HF typical-p over the survivors of the other filters; probs/remove are in descending-logit order."""
+    p = probs.masked_fill(remove, 0.0)
+    p = p / p.sum(-1, keepdim=True)
+    logp = p.log()
+    ent = -(p * logp).nansum(-1, keepdim=True)
+    shifted = (-logp - ent).abs().masked_fill(remove, float("inf"))
+    _, order = shifted.sort(dim=-1, stable=True)
+    ps = p.gather(-1, order)
+    keep_sorted = ((ps.cumsum(-1) - ps) < mass) & ~remove.gather(-1, order)
+    keep_sorted[:, 0] = True
+    return torch.zeros_like(remove).scatter(1, order, keep_sorted)
 
 
 def _draw(x: torch.Tensor, rows: list) -> torch.Tensor:
     dev, V = x.device, x.shape[1]
     S = [r.sampling for r in rows]
     x = x / torch.tensor([s["temperature"] for s in S], device=dev)[:, None]
-    typ = [i for i, s in enumerate(S) if s["typicalP"] < 1]
-    if typ:
-        mass = torch.tensor([S[i]["typicalP"] for i in typ], device=dev)[:, None]
-        x[typ] = _typical_filter(x[typ], mass)
-    sorted_x, order = x.sort(dim=-1, descending=True)
+    # Stable descending sort: equal logits keep ascending token ids, as the TypeScript sampler does.
+    sorted_x, order = x.sort(dim=-1, descending=True, stable=True)
     probs = sorted_x.softmax(-1)
     rank = torch.arange(V, device=dev)[None, :]
     k = torch.tensor([s["topK"] if s["topK"] > 0 else V for s in S], device=dev)[:, None]
@@ -110,6 +108,10 @@ def _draw(x: torch.Tensor, rows: list) -> torch.Tensor:
     # Exclusive cumulative sum: a token stays while the mass before it is under top_p (the first always stays).
     remove = (rank >= k) | ((probs.cumsum(-1) - probs) >= top_p) | (probs < min_p * probs[:, :1])
     remove[:, 0] = False
+    typ = [i for i, s in enumerate(S) if s["typicalP"] < 1]
+    if typ:
+        mass = torch.tensor([S[i]["typicalP"] for i in typ], device=dev)[:, None]
+        remove[typ] = ~_typical_keep(probs[typ], remove[typ], mass)
     cdf = probs.masked_fill(remove, 0.0).cumsum(-1)
     u = torch.tensor([uniform(s["seed"], r.num_generated) for s, r in zip(S, rows)], device=dev, dtype=cdf.dtype)
     pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).clamp(max=V - 1)

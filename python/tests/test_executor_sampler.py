@@ -97,3 +97,14 @@ class SamplerTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TypicalTest(unittest.TestCase):
+    def test_typical_p_keeps_the_most_typical_tokens(self):
+        # p = softmax -> [0.64, 0.24, 0.09, 0.03]; entropy ~0.97 nats; |-log p - H|: 0.53, 0.46, 1.44, 2.55.
+        # Most typical first: token 1 (0.24), then token 0 (0.64): mass 0.5 is reached after both.
+        logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+        seen = {sample(logits.clone(), [row(n=n, strategy="sample", typicalP=0.5, seed=5)])[0][0] for n in range(300)}
+        self.assertEqual(seen, {0, 1})
+        seen1 = {sample(logits.clone(), [row(n=n, strategy="sample", typicalP=0.2, seed=5)])[0][0] for n in range(100)}
+        self.assertEqual(seen1, {1})
