@@ -1,0 +1,93 @@
+// Runs one engine generation and writes it to the client through an output formatter.
+// Invariants (spec §2.4, §3.4): headers wait for the first non-empty chunk, so an error before it
+// (prompt too long, queue full, engine dead) gets its own HTTP status; a response whose first chunk
+// is also its last goes out with Content-Length; after headers an error ends the stream with the
+// formatter's error chunk; a client that disconnects aborts the generation; the queue slot is
+// released exactly once.
+
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { GenerateRequest, LlmEngine } from "../engine/protocol.ts";
+import { EngineDeadError } from "../errors.ts";
+import type { ModelEntry } from "../registry/registry.ts";
+import type { ServerContext } from "./context.ts";
+import type { OutputFormatter } from "./format/types.ts";
+import { GenerationTimer } from "./metrics.ts";
+
+export interface GenerationJob {
+  entry: ModelEntry;
+  engine: LlmEngine;
+  request: GenerateRequest;
+  formatter: OutputFormatter;
+  /** The queue slot taken by registry.acquire(). */
+  release: () => void;
+}
+
+export async function writeGeneration(
+  ctx: ServerContext,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  job: GenerationJob,
+): Promise<FastifyReply | undefined> {
+  const { entry, formatter } = job;
+  const res = reply.raw;
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abort.abort(new Error("client disconnected"));
+  };
+  res.once("close", onClose);
+  const timer = new GenerationTimer(ctx.metrics, entry.key);
+  let started = false;
+  try {
+    for await (const out of job.engine.generate(job.request, abort.signal)) {
+      timer.onTokens(out.tokens.length);
+      if (out.finished) timer.onFinish(out.finishReason ?? "length", out.numPromptTokens);
+      if (abort.signal.aborted) break;
+      const chunk = formatter.delta(out);
+      if (!started) {
+        if (chunk === "" && !out.finished) continue;
+        if (out.finished || !formatter.streaming) {
+          return reply.code(200).type(formatter.contentType).send(chunk);
+        }
+        started = true;
+        reply.hijack();
+        res.writeHead(200, { ...headersOf(reply), "content-type": formatter.contentType });
+      }
+      if (chunk !== "" && !res.write(chunk)) await drained(res);
+      if (out.finished) break;
+    }
+    if (!started) {
+      if (abort.signal.aborted) return reply.code(499).send();
+      throw new EngineDeadError("The generation ended without a final output.");
+    }
+  } catch (err) {
+    if (err instanceof EngineDeadError) void ctx.registry.reportDeath(entry, err);
+    if (!started) throw err;
+    ctx.logger.warn(`stream of ${entry.key} failed after headers: ${(err as Error).message}`, {
+      requestId: req.id,
+    });
+    if (!res.destroyed) res.write(formatter.error(err));
+  } finally {
+    job.release();
+    res.off("close", onClose);
+    if (started && !res.writableEnded) res.end();
+  }
+  return undefined;
+}
+
+function headersOf(reply: FastifyReply): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) out[k] = String(v);
+  return out;
+}
+
+function drained(res: NodeJS.WritableStream & { destroyed?: boolean }): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.once("drain", done);
+    res.once("close", done);
+  });
+}
