@@ -5,11 +5,13 @@
 // Pure and synchronous. Invariant: every request is in exactly one of waiting / running / finished.
 
 import type { ModelRunnerOutput, SchedulerOutput, TokenLogprobs } from "../../executor/types.ts";
-import { KVCacheManager } from "../kvcache/kv-cache-manager.ts";
+import { type ComputedBlocks, KVCacheManager } from "../kvcache/kv-cache-manager.ts";
 import type { FinishReason } from "../protocol.ts";
 import type { Request } from "../request.ts";
 import { checkStop } from "./check-stop.ts";
 import { RequestQueue } from "./request-queue.ts";
+
+const NO_HIT: ComputedBlocks = { blocks: [], numComputedTokens: 0 };
 
 export interface SchedulerOptions {
   /** option.max_rolling_batch_size: most running requests. */
@@ -32,6 +34,8 @@ export interface EngineCoreOutput {
   newLogprobs: TokenLogprobs[];
   /** Prompt logprobs computed this step (a chunk of them with chunked prefill). */
   newPromptLogprobs: Array<TokenLogprobs | null> | null;
+  /** Prompt position of newPromptLogprobs[0] (where this step's computation started). */
+  promptLogprobsStart: number;
   finishReason: FinishReason | null;
   numCachedTokens: number;
 }
@@ -178,7 +182,8 @@ export class Scheduler {
       const req = this.waiting.peek();
       if (req === null) break;
       if (this.running.length > 0 && this.stepId - 1 - req.arrivalStep < waitingSteps) break;
-      const hit = this.kv.getComputedBlocks(req);
+      // Prompt logprobs need every prompt position computed, so such requests skip the prefix cache.
+      const hit = req.sampling.promptLogprobs ? NO_HIT : this.kv.getComputedBlocks(req);
       const numComputed = req.numComputedTokens + hit.numComputedTokens;
       const n = Math.min(req.numTokens - numComputed, budget);
       const added = this.kv.allocateSlots(req, n, hit.blocks);
@@ -244,6 +249,7 @@ export class Scheduler {
         newTokenIds,
         newLogprobs: (out.logprobs[reqId] ?? []).slice(0, newTokenIds.length),
         newPromptLogprobs,
+        promptLogprobsStart: req.numComputedTokens - plan.numScheduledTokens[reqId],
         finishReason,
         numCachedTokens: Math.max(0, req.numCachedTokens),
       });
