@@ -1,0 +1,274 @@
+// resolveModel with hub ids against a local server implementing the hub endpoints @huggingface/hub
+// calls (helpers/mock-hub.ts): file selection, HF cache layout, revisions, tokens, retries, reuse,
+// offline use, interruption, concurrent starts and each error.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { freeBytes } from "../../src/model/disk-space.ts";
+import type { ProgressEvent } from "../../src/model/progress.ts";
+import { type ResolveModelOptions, resolveModel } from "../../src/model/resolve-model.ts";
+import { resolveInChild } from "./helpers/children.ts";
+import { commitSha, type MockHub, startMockHub } from "./helpers/mock-hub.ts";
+
+const SHA1 = commitSha("v1");
+const SHA2 = commitSha("v2");
+const served: Record<string, Buffer> = {
+  "config.json": Buffer.from('{"model_type":"llama"}'),
+  "generation_config.json": Buffer.from('{"max_length":64}'),
+  "tokenizer.json": randomBytes(20_000),
+  "tokenizer_config.json": Buffer.from('{"chat_template":"{{ messages }}"}'),
+  "model.safetensors": randomBytes(700_000),
+};
+const skipped: Record<string, Buffer> = {
+  "pytorch_model.bin": randomBytes(1000),
+  "README.md": Buffer.from("# tiny"),
+  "original/consolidated.00.pth": randomBytes(1000),
+};
+
+let hub: MockHub;
+let root: string;
+
+async function freshDir(): Promise<string> {
+  return mkdtemp(join(root, "dl-"));
+}
+
+function opts(extra: Partial<ResolveModelOptions> & { env?: Record<string, string> }): ResolveModelOptions {
+  return {
+    modelId: "org/tiny",
+    onProgress: null,
+    log: () => {},
+    ...extra,
+    env: { HF_ENDPOINT: hub.url, ...extra.env },
+  };
+}
+
+function fileGets(since: number): string[] {
+  return hub.requests
+    .slice(since)
+    .filter((r) => r.url.includes("/resolve/"))
+    .map((r) => r.url);
+}
+
+async function refusedUrl(): Promise<string> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return `http://127.0.0.1:${port}`;
+}
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), "lmi-hub-test-"));
+  hub = await startMockHub();
+  hub.repos.set("org/tiny", {
+    refs: { main: SHA2, v1: SHA1 },
+    commits: {
+      [SHA2]: { ...served, ...skipped },
+      [SHA1]: { "config.json": Buffer.from('{"model_type":"old"}'), "model.safetensors": randomBytes(10) },
+    },
+  });
+  hub.repos.set("org/private", { refs: { main: SHA2 }, commits: { [SHA2]: served }, token: "hf_good" });
+  hub.repos.set("org/no-config", {
+    refs: { main: SHA2 },
+    commits: { [SHA2]: { "README.md": Buffer.from("x") } },
+  });
+});
+
+after(async () => {
+  await hub.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("hub model ids", () => {
+  test("downloads only the serving files into <dir>/hub/models--org--tiny/snapshots/<commit>", async () => {
+    const dir = await freshDir();
+    const events: ProgressEvent[] = [];
+    const since = hub.requests.length;
+    const r = await resolveModel(opts({ downloadDir: dir, onProgress: (e) => events.push(e) }));
+    assert.equal(r.source, "hub");
+    assert.equal(r.downloaded, true);
+    assert.equal(r.commit, SHA2);
+    assert.equal(r.localDir, join(dir, "hub", "models--org--tiny", "snapshots", SHA2));
+    assert.deepEqual((await readdir(r.localDir)).sort(), Object.keys(served).sort());
+    for (const [p, body] of Object.entries(served))
+      assert.deepEqual(await readFile(join(r.localDir, p)), body, p);
+    assert.equal(await readFile(join(dir, "hub", "models--org--tiny", "refs", "main"), "utf8"), SHA2);
+    assert.ok(
+      !fileGets(since).some(
+        (u) => u.includes("pytorch_model") || u.includes("README") || u.includes("original"),
+      ),
+    );
+    const total = Object.values(served).reduce((a, b) => a + b.length, 0);
+    assert.deepEqual(
+      [events.at(-1)?.phase, events.at(-1)?.bytesDone, events.at(-1)?.filesDone],
+      ["done", total, 5],
+    );
+    assert.deepEqual(
+      await readdir(join(dir, "hub", "models--org--tiny", "snapshots")),
+      [SHA2],
+      "no temp dir left",
+    );
+  });
+
+  test("HF_HOME decides the cache when no download dir is given", async () => {
+    const home = await freshDir();
+    const r = await resolveModel(opts({ env: { HF_HOME: home } }));
+    assert.equal(r.localDir, join(home, "hub", "models--org--tiny", "snapshots", SHA2));
+  });
+
+  test("option.revision selects a tag or a commit", async () => {
+    const dir = await freshDir();
+    const byTag = await resolveModel(opts({ downloadDir: dir, revision: "v1" }));
+    assert.equal(byTag.commit, SHA1);
+    assert.equal(await readFile(join(byTag.localDir, "config.json"), "utf8"), '{"model_type":"old"}');
+    const bySha = await resolveModel(opts({ downloadDir: dir, revision: SHA1 }));
+    assert.equal(bySha.localDir, byTag.localDir);
+    assert.equal(bySha.downloaded, false);
+  });
+
+  test("a body cut mid-file is resumed with a Range request and the file is byte-identical", async () => {
+    const dir = await freshDir();
+    hub.cuts.push({ path: "model.safetensors", afterBytes: 300_000, times: 1 });
+    const logs: string[] = [];
+    const since = hub.requests.length;
+    const r = await resolveModel(opts({ downloadDir: dir, log: (m) => logs.push(m) }));
+    assert.deepEqual(await readFile(join(r.localDir, "model.safetensors")), served["model.safetensors"]);
+    assert.equal(hub.cuts[0].times, 0, "the cut happened");
+    assert.ok(
+      logs.some((l) => l.startsWith("retrying org/tiny/model.safetensors from byte 300000")),
+      logs.join("\n"),
+    );
+    const resumed = hub.requests
+      .slice(since)
+      .filter((q) => q.url.endsWith("/model.safetensors") && q.range === "bytes=300000-699999");
+    assert.equal(resumed.length, 1);
+    hub.cuts.length = 0;
+  });
+
+  test("a complete snapshot is reused: no file is fetched again; offline or unreachable hub uses it too", async () => {
+    const dir = await freshDir();
+    const first = await resolveModel(opts({ downloadDir: dir }));
+    let since = hub.requests.length;
+    const again = await resolveModel(opts({ downloadDir: dir }));
+    assert.equal(again.localDir, first.localDir);
+    assert.equal(again.downloaded, false);
+    assert.deepEqual(fileGets(since), []);
+    since = hub.requests.length;
+    const offline = await resolveModel(opts({ downloadDir: dir, env: { HF_HUB_OFFLINE: "1" } }));
+    assert.equal(offline.localDir, first.localDir);
+    assert.equal(hub.requests.length, since, "HF_HUB_OFFLINE makes no request");
+    const logs: string[] = [];
+    const down = await resolveModel(
+      opts({ downloadDir: dir, env: { HF_ENDPOINT: await refusedUrl() }, log: (m) => logs.push(m) }),
+    );
+    assert.equal(down.localDir, first.localDir);
+    assert.match(logs.join("\n"), /Hub unreachable .*using cached org\/tiny snapshot/);
+  });
+
+  test("an aborted download leaves no snapshot; the next start downloads afresh", async () => {
+    const dir = await freshDir();
+    const ac = new AbortController();
+    await assert.rejects(
+      resolveModel(
+        opts({
+          downloadDir: dir,
+          concurrency: 1,
+          signal: ac.signal,
+          onProgress: (e) => e.bytesDone > 0 && ac.abort(),
+        }),
+      ),
+      (err: Error) => err.name === "AbortError",
+    );
+    assert.deepEqual(await readdir(join(dir, "hub", "models--org--tiny", "snapshots")), []);
+    const r = await resolveModel(opts({ downloadDir: dir }));
+    assert.equal(r.downloaded, true);
+    assert.deepEqual(await readFile(join(r.localDir, "model.safetensors")), served["model.safetensors"]);
+  });
+
+  test("two processes starting together download once", async () => {
+    const dir = await freshDir();
+    const since = hub.requests.length;
+    const env = { HF_ENDPOINT: hub.url, HF_HOME: dir, HOME: dir };
+    const [a, b] = await Promise.all([resolveInChild(["org/tiny"], env), resolveInChild(["org/tiny"], env)]);
+    assert.ok(a.ok && b.ok, JSON.stringify([a, b]));
+    assert.equal(a.localDir, b.localDir);
+    assert.equal([a.downloaded, b.downloaded].filter(Boolean).length, 1);
+    const weightGets = hub.requests
+      .slice(since)
+      .filter((q) => q.url.endsWith("/model.safetensors") && q.range !== "bytes=0-0");
+    assert.equal(weightGets.length, 1, "the weights were fetched once");
+    assert.deepEqual(await readFile(join(a.localDir!, "model.safetensors")), served["model.safetensors"]);
+  });
+
+  test("HF_TOKEN is sent as a Bearer token and opens a private repo", async () => {
+    const since = hub.requests.length;
+    const r = await resolveModel(
+      opts({ modelId: "org/private", downloadDir: await freshDir(), env: { HF_TOKEN: "hf_good" } }),
+    );
+    assert.ok((await stat(join(r.localDir, "model.safetensors"))).size > 0);
+    assert.ok(hub.requests.slice(since).every((q) => q.auth === "Bearer hf_good"));
+  });
+});
+
+describe("hub errors name the model id", () => {
+  const check = (status: number, pattern: RegExp, id: string) => (err: { status: number; message: string }) =>
+    err.status === status && pattern.test(err.message) && err.message.includes(`"${id}"`);
+
+  test("missing repo → 404", async () => {
+    await assert.rejects(
+      resolveModel(opts({ modelId: "org/nope", downloadDir: await freshDir() })),
+      check(404, /no repo "org\/nope"/, "org/nope"),
+    );
+  });
+
+  test("missing revision → 404", async () => {
+    await assert.rejects(
+      resolveModel(opts({ downloadDir: await freshDir(), revision: "no-such-branch" })),
+      check(404, /revision "no-such-branch"/, "org/tiny"),
+    );
+  });
+
+  test("repo without config.json → 404", async () => {
+    await assert.rejects(
+      resolveModel(opts({ modelId: "org/no-config", downloadDir: await freshDir() })),
+      check(404, /no config\.json/, "org/no-config"),
+    );
+  });
+
+  test("private repo without HF_TOKEN → 401 asking for it; with a wrong token → 401 rejected", async () => {
+    await assert.rejects(
+      resolveModel(opts({ modelId: "org/private", downloadDir: await freshDir() })),
+      check(401, /set HF_TOKEN/, "org/private"),
+    );
+    await assert.rejects(
+      resolveModel(
+        opts({ modelId: "org/private", downloadDir: await freshDir(), env: { HF_TOKEN: "hf_bad" } }),
+      ),
+      check(401, /HF_TOKEN was rejected/, "org/private"),
+    );
+  });
+
+  test("hub refusing connections with nothing cached → 503", async () => {
+    const url = await refusedUrl();
+    await assert.rejects(
+      resolveModel(opts({ downloadDir: await freshDir(), env: { HF_ENDPOINT: url }, attempts: 2 })),
+      check(503, new RegExp(`cannot reach the hub at ${url}.*ECONNREFUSED`), "org/tiny"),
+    );
+  });
+
+  test("not enough free space (statfs) → 507 before any file is fetched", async () => {
+    const dir = await freshDir();
+    const since = hub.requests.length;
+    await assert.rejects(
+      resolveModel(
+        opts({ downloadDir: dir, env: { SERVING_DOWNLOAD_MIN_FREE_BYTES: String(await freeBytes(dir)) } }),
+      ),
+      check(507, /needed plus a reserve/, "org/tiny"),
+    );
+    assert.deepEqual(fileGets(since), []);
+  });
+});
