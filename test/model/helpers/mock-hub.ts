@@ -66,23 +66,31 @@ export async function startMockHub(): Promise<MockHub> {
     });
     const api = u.pathname.startsWith("/api/models/");
     const found = findRepo(api ? u.pathname.slice("/api/models/".length) : u.pathname.slice(1));
-    if (!found) return sendJson(res, 404, { error: "Repository not found" }, "RepoNotFound");
+    if (!found) {
+      sendJson(res, 404, { error: "Repository not found" }, "RepoNotFound");
+      return;
+    }
     const { name, repo, rest } = found;
     if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) {
-      return sendJson(res, 401, { error: "Invalid username or password." }, "RepoNotFound");
+      sendJson(res, 401, { error: "Invalid username or password." }, "RepoNotFound");
+      return;
     }
     const [kind, rev, ...pathParts] = rest.split("/");
     const commit = rev === undefined ? null : commitOf(repo, rev);
-    if (!commit) return sendJson(res, 404, { error: `Invalid rev id: ${rev}` }, "RevisionNotFound");
+    if (!commit) {
+      sendJson(res, 404, { error: `Invalid rev id: ${rev}` }, "RevisionNotFound");
+      return;
+    }
     const files = repo.commits[commit];
     if (api && kind === "revision") {
-      return sendJson(res, 200, {
+      sendJson(res, 200, {
         _id: `id-${name}`,
         id: name,
         sha: commit,
         private: !!repo.token,
         lastModified: "2026-01-01T00:00:00.000Z",
       });
+      return;
     }
     if (api && kind === "tree") {
       const list = Object.entries(files).map(([path, body]) => ({
@@ -100,10 +108,15 @@ export async function startMockHub(): Promise<MockHub> {
             }
           : {}),
       }));
-      return sendJson(res, 200, list);
+      sendJson(res, 200, list);
+      return;
     }
-    if (!api && kind === "resolve") return serveFile(req, res, pathParts.join("/"), files);
-    return sendJson(res, 404, { error: "not found" });
+    if (!api && kind === "resolve") {
+      serveFile(req, res, pathParts.join("/"), files);
+      return;
+    }
+    sendJson(res, 404, { error: "not found" });
+    return;
   }
 
   function serveFile(
@@ -113,7 +126,10 @@ export async function startMockHub(): Promise<MockHub> {
     files: Record<string, Buffer>,
   ): void {
     const body = files[path];
-    if (!body) return sendJson(res, 404, { error: "Entry not found" }, "EntryNotFound");
+    if (!body) {
+      sendJson(res, 404, { error: "Entry not found" }, "EntryNotFound");
+      return;
+    }
     const etag = `"${createHash("sha256").update(body).digest("hex")}"`;
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
     let start = 0;
@@ -130,9 +146,15 @@ export async function startMockHub(): Promise<MockHub> {
     };
     if (m) headers["Content-Range"] = `bytes ${start}-${end}/${body.length}`;
     res.writeHead(m ? 206 : 200, headers);
-    if (req.method === "HEAD") return void res.end();
+    if (req.method === "HEAD") {
+      res.end();
+      return;
+    }
     const cut = hub.cuts.find((c) => c.path === path && c.times > 0 && slice.length > c.afterBytes);
-    if (!cut) return void res.end(slice);
+    if (!cut) {
+      res.end(slice);
+      return;
+    }
     cut.times--;
     // Send part of the body, let it reach the client, then drop the connection.
     res.write(slice.subarray(0, cut.afterBytes), () => setTimeout(() => res.socket?.destroy(), 20));
