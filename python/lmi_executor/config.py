@@ -30,6 +30,7 @@ class ExecutorOptions:
     seed: int = 0
     dist_init_method: str = ""  # tcp://host:port for world size > 1
     cpu_kv_cache_bytes: int = 256 << 20  # KV budget when device is cpu
+    max_num_batched_tokens: int = 8192  # largest step the engine sends; the memory profile runs one this big
 
     @staticmethod
     def from_json(text: str) -> "ExecutorOptions":

@@ -1,0 +1,216 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { ExecutorError } from "../../errors.ts";
+import { createPythonExecutor, type PythonExecutor, type PythonExecutorOptions } from "./python-executor.ts";
+import { greedySettings, PlanBuilder } from "./testing/plan-builder.ts";
+import { denseGreedy, makeTinyCheckpoint, PYTHON, torchMissing } from "./testing/python-env.ts";
+
+const skip = torchMissing ?? false;
+const quiet = () => {};
+
+function cpuExecutor(modelDir: string, over: Partial<PythonExecutorOptions> = {}): PythonExecutor {
+  return createPythonExecutor({
+    modelDir,
+    pythonExecutable: PYTHON,
+    device: "cpu",
+    blockSize: 4,
+    maxNumSeqs: 8,
+    cpuKvCacheBytes: 1 << 20,
+    startupTimeoutMs: 60_000,
+    onLog: quiet,
+    ...over,
+  });
+}
+
+async function started(ex: PythonExecutor): Promise<{ numBlocks: number }> {
+  await ex.load();
+  const prof = await ex.profile();
+  await ex.initCache(prof.numBlocks);
+  return prof;
+}
+
+/** Generates `steps` greedy tokens for each prompt, all requests in one batch. */
+async function generate(
+  ex: PythonExecutor,
+  numBlocks: number,
+  prompts: Record<string, number[]>,
+  steps: number,
+) {
+  const pb = new PlanBuilder(numBlocks, 4);
+  let plan = pb.plan({ add: Object.entries(prompts).map(([id, prompt]) => ({ id, prompt })) });
+  pb.record(plan, await ex.execute(plan));
+  for (let s = 1; s < steps; s++) {
+    plan = pb.plan({ run: Object.keys(prompts).map((id) => ({ id, n: 1 })) });
+    pb.record(plan, await ex.execute(plan));
+  }
+  return Object.fromEntries(Object.keys(prompts).map((id) => [id, pb.generated(id)]));
+}
+
+describe("python executor over the protocol (CPU torch)", { skip }, () => {
+  let dir = "";
+  before(() => {
+    dir = makeTinyCheckpoint("llama", 0);
+  });
+
+  it("loads, profiles and generates the dense reference's greedy tokens", async () => {
+    const ex = cpuExecutor(dir);
+    try {
+      const info = await ex.load();
+      assert.equal(info.architecture, "LlamaForCausalLM");
+      assert.equal(info.vocabSize, 97);
+      assert.equal(info.maxModelLen, 256);
+      assert.deepEqual(info.eosTokenIds, [2]);
+      const prof = await ex.profile();
+      // 2 layers x K,V x 4 tokens x 2 kv heads x 16 dims x 4 bytes (fp32 on the CPU).
+      assert.equal(prof.bytesPerBlock, 2 * 2 * 4 * 2 * 16 * 4);
+      assert.equal(prof.numBlocks, Math.floor((1 << 20) / prof.bytesPerBlock));
+      await ex.initCache(prof.numBlocks);
+      const prompt = [5, 17, 42, 8, 91, 33];
+      const got = await generate(ex, prof.numBlocks, { a: prompt }, 8);
+      assert.deepEqual(got.a, denseGreedy(dir, "llama", 0, prompt, 8));
+      assert.equal((await ex.health()).ok, true);
+    } finally {
+      await ex.shutdown();
+    }
+  });
+
+  it("answers a bad plan with an ExecutorError and keeps serving", async () => {
+    const ex = cpuExecutor(dir);
+    try {
+      const { numBlocks } = await started(ex);
+      const pb = new PlanBuilder(numBlocks, 4);
+      const bad = pb.plan({ add: [{ id: "a", prompt: [1, 2, 3], n: 5 }] }); // more tokens than known
+      await assert.rejects(
+        ex.execute(bad),
+        (e: unknown) => e instanceof ExecutorError && /only 3 are known/.test(e.message),
+      );
+      const ok = await generate(ex, numBlocks, { b: [4, 5, 6] }, 2);
+      assert.equal(ok.b.length, 2);
+    } finally {
+      await ex.shutdown();
+    }
+  });
+
+  it("reports prompt logprobs with none for position 0 and sampled-token logprobs", async () => {
+    const ex = cpuExecutor(dir);
+    try {
+      const { numBlocks } = await started(ex);
+      const pb = new PlanBuilder(numBlocks, 4);
+      const plan = pb.plan({
+        add: [
+          {
+            id: "a",
+            prompt: [3, 4, 5, 6, 7],
+            sampling: greedySettings({ promptLogprobs: true, numTopLogprobs: 2 }),
+          },
+        ],
+      });
+      const out = await ex.execute(plan);
+      const plp = out.promptLogprobs.a;
+      assert.equal(plp.length, 5);
+      assert.equal(plp[0], null);
+      for (const e of plp.slice(1)) {
+        assert.ok(e && e.logprob < 0 && e.top.length === 2 && e.top[0][1] >= e.top[1][1]);
+      }
+      const lp = out.logprobs.a[0];
+      // Greedy picks the most likely token, so its logprob is the top alternative's.
+      assert.equal(out.sampledTokenIds.a[0], lp.top[0][0]);
+      assert.ok(Math.abs(lp.logprob - lp.top[0][1]) < 1e-9);
+    } finally {
+      await ex.shutdown();
+    }
+  });
+
+  it("tensor parallel degree 2 (gloo on the CPU) generates what degree 1 does", async () => {
+    const q3 = makeTinyCheckpoint("qwen3", 4);
+    const prompts = { a: [9, 8, 7, 6, 5, 4], b: [1, 2, 3] };
+    const one = cpuExecutor(q3);
+    const two = cpuExecutor(q3, { tensorParallelDegree: 2 });
+    try {
+      const p1 = await started(one);
+      const want = await generate(one, p1.numBlocks, prompts, 6);
+      const p2 = await started(two);
+      assert.equal(two.pids.length, 2);
+      assert.deepEqual(await generate(two, p2.numBlocks, prompts, 6), want);
+    } finally {
+      await one.shutdown();
+      await two.shutdown();
+    }
+  });
+
+  it("a killed rank fails the executor once, through onDeath and later calls", async () => {
+    const ex = cpuExecutor(dir);
+    const deaths: Error[] = [];
+    ex.onDeath((e) => deaths.push(e));
+    const { numBlocks } = await started(ex);
+    const died = new Promise<void>((resolve) => ex.onDeath(() => resolve()));
+    process.kill(ex.pids[0], "SIGKILL");
+    await died;
+    assert.equal(deaths.length, 1);
+    assert.ok(deaths[0] instanceof ExecutorError);
+    assert.match(deaths[0].message, /SIGKILL|closed its socket/);
+    const pb = new PlanBuilder(numBlocks, 4);
+    await assert.rejects(ex.execute(pb.plan({ add: [{ id: "a", prompt: [1] }] })), /executor is dead/);
+    assert.equal((await ex.health()).ok, false);
+    await ex.shutdown();
+    assert.equal(deaths.length, 1);
+  });
+
+  it("names the missing config when the model folder is wrong", async () => {
+    const ex = cpuExecutor(join(tmpdir(), "no-such-model-dir"));
+    try {
+      await assert.rejects(ex.load(), /config\.json/);
+    } finally {
+      await ex.shutdown();
+    }
+  });
+
+  after(() => {});
+});
+
+describe("python executor supervision without torch", () => {
+  it("times out a rank that never connects and kills it", async () => {
+    const fake = mkdtempSync(join(tmpdir(), "lmi-fake-exec-"));
+    mkdirSync(join(fake, "lmi_executor"));
+    writeFileSync(join(fake, "lmi_executor", "__init__.py"), "");
+    writeFileSync(join(fake, "lmi_executor", "__main__.py"), "import time\ntime.sleep(60)\n");
+    const ex = createPythonExecutor({
+      modelDir: fake,
+      pythonExecutable: "python3",
+      pythonPath: fake,
+      device: "cpu",
+      startupTimeoutMs: 800,
+      onLog: quiet,
+    });
+    const t0 = Date.now();
+    await assert.rejects(ex.load(), /did not start within 800 ms/);
+    assert.ok(Date.now() - t0 < 5000);
+    const pid = ex.pids[0];
+    await new Promise((r) => setTimeout(r, 200));
+    assert.throws(() => process.kill(pid, 0), /ESRCH/);
+  });
+
+  it("reports a rank that exits during startup with its output", async () => {
+    const fake = mkdtempSync(join(tmpdir(), "lmi-fake-exec-"));
+    mkdirSync(join(fake, "lmi_executor"));
+    writeFileSync(join(fake, "lmi_executor", "__init__.py"), "");
+    writeFileSync(
+      join(fake, "lmi_executor", "__main__.py"),
+      "import sys\nprint('no GPU here', file=sys.stderr)\nsys.exit(3)\n",
+    );
+    const ex = createPythonExecutor({
+      modelDir: fake,
+      pythonExecutable: "python3",
+      pythonPath: fake,
+      startupTimeoutMs: 30_000,
+      onLog: quiet,
+    });
+    await assert.rejects(
+      ex.load(),
+      (e: unknown) => e instanceof ExecutorError && /code 3/.test(e.message) && /no GPU here/.test(e.message),
+    );
+  });
+});

@@ -1,0 +1,350 @@
+// The Executor backed by Python ranks (python/lmi_executor): listens on a private Unix socket, starts the
+// ranks through RankSupervisor, waits for rank 0's hello within startupTimeoutMs, then relays calls.
+// Invariants: at most one call in flight (the engine awaits each); a rank's death rejects the pending
+// call with ExecutorError and fires onDeath once; shutdown() leaves no process or socket behind.
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ExecutorError } from "../../errors.ts";
+import type {
+  CacheProfile,
+  Executor,
+  ExecutorHealth,
+  ModelInfo,
+  ModelRunnerOutput,
+  SchedulerOutput,
+} from "../types.ts";
+import { encodeFrame, FrameDecoder } from "./framing.ts";
+import {
+  type HelloResult,
+  type InitCacheResult,
+  type LoadResult,
+  PROTOCOL_VERSION,
+  type PythonExecutorOptionsWire,
+  type Reply,
+  type RequestMessage,
+  type ResultByType,
+} from "./protocol.ts";
+import { RankSupervisor } from "./supervisor.ts";
+
+export interface PythonExecutorOptions {
+  modelDir: string;
+  /** Interpreter with PyTorch; on Debian CI /usr/bin/python3 (the pyenv python3 first on PATH has none). */
+  pythonExecutable?: string;
+  /** Folder holding the lmi_executor package; defaults to this repository's python/. */
+  pythonPath?: string;
+  tensorParallelDegree?: number;
+  mpiMode?: boolean;
+  mpirunExecutable?: string;
+  /** load_on_devices: GPU indices, rank r on loadOnDevices[r]. */
+  loadOnDevices?: number[];
+  dtype?: "auto" | "fp16" | "bf16" | "fp32";
+  loadFormat?: "auto" | "dummy";
+  enableCudaGraph?: boolean;
+  /** Fraction of the GPU's memory the executor may use in total (weights + activations + KV cache). */
+  gpuMemoryUtilization?: number;
+  /** Bound on prompt + generated tokens (option.max_model_len / max_tokens / n_positions); 0 = model's own. */
+  maxModelLen?: number;
+  blockSize?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  device?: "cuda" | "cpu";
+  attentionBackend?: "auto" | "triton" | "reference";
+  parallelLoading?: boolean;
+  seed?: number;
+  /** KV cache budget on the CPU device (no memory profile there). */
+  cpuKvCacheBytes?: number;
+  /** From spawn until rank 0 answers hello. */
+  startupTimeoutMs?: number;
+  /** For the load call (weights from disk). */
+  loadTimeoutMs?: number;
+  /** For a health probe when no call is in flight. */
+  healthTimeoutMs?: number;
+  /** Where rank output goes; default: process.stderr with a rank prefix. */
+  onLog?: (rank: number, line: string) => void;
+  env?: Record<string, string | undefined>;
+}
+
+export interface PythonExecutor extends Executor {
+  /** Process ids of the started ranks (mpirun's when mpiMode). */
+  readonly pids: number[];
+  readonly hello: HelloResult | null;
+  readonly lastLoad: LoadResult | null;
+  readonly lastInitCache: InitCacheResult | null;
+}
+
+const DEFAULT_PYTHON_PATH = fileURLToPath(new URL("../../../python", import.meta.url));
+
+interface Pending {
+  id: number;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout | null;
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  const addr = srv.address();
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  if (addr === null || typeof addr === "string") throw new Error("no TCP port for torch.distributed");
+  return addr.port;
+}
+
+export function createPythonExecutor(opts: PythonExecutorOptions): PythonExecutor {
+  return new PythonExecutorImpl(opts);
+}
+
+class PythonExecutorImpl implements PythonExecutor {
+  hello: HelloResult | null = null;
+  lastLoad: LoadResult | null = null;
+  lastInitCache: InitCacheResult | null = null;
+  private supervisor: RankSupervisor | null = null;
+  private server: Server | null = null;
+  private socket: Socket | null = null;
+  private dir: string | null = null;
+  private pending: Pending | null = null;
+  private nextId = 1;
+  private dead: Error | null = null;
+  private shuttingDown = false;
+  private readonly deathListeners: Array<(err: Error) => void> = [];
+  private readonly recentLog: string[] = [];
+
+  constructor(private readonly opts: PythonExecutorOptions) {}
+
+  get pids(): number[] {
+    return this.supervisor?.pids ?? [];
+  }
+
+  onDeath(listener: (err: Error) => void): void {
+    this.deathListeners.push(listener);
+  }
+
+  async load(): Promise<ModelInfo> {
+    if (this.supervisor === null) await this.start();
+    const r = await this.call({ type: "load" }, this.opts.loadTimeoutMs ?? 60 * 60_000);
+    this.lastLoad = r;
+    const { loadSeconds: _s, weightBytes: _w, ...info } = r;
+    return info;
+  }
+
+  profile(): Promise<CacheProfile> {
+    return this.call({ type: "profile" }, this.opts.loadTimeoutMs ?? 60 * 60_000);
+  }
+
+  async initCache(numBlocks: number): Promise<void> {
+    this.lastInitCache = await this.call(
+      { type: "initCache", numBlocks },
+      this.opts.loadTimeoutMs ?? 60 * 60_000,
+    );
+  }
+
+  execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
+    return this.call({ type: "execute", plan }, null);
+  }
+
+  async health(): Promise<ExecutorHealth> {
+    if (this.dead) return { ok: false, detail: this.dead.message };
+    if (this.socket === null) return { ok: false, detail: "executor not started" };
+    // A step in flight occupies rank 0's loop; the processes being alive is the answer then.
+    if (this.pending) return { ok: true, detail: "busy" };
+    try {
+      const h = await this.call({ type: "health" }, this.opts.healthTimeoutMs ?? 10_000);
+      return { ok: h.ok, detail: `rank0 loaded=${h.loaded} blocks=${h.numBlocks}` };
+    } catch (err) {
+      return { ok: false, detail: (err as Error).message };
+    }
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.supervisor?.markStopping();
+    if (this.socket && !this.dead && !this.pending) {
+      try {
+        await this.call({ type: "shutdown" }, 10_000);
+      } catch {
+        // Fall through to killing the ranks.
+      }
+    }
+    if (this.supervisor) {
+      const exited = this.supervisor.waitForExit();
+      const timer = setTimeout(() => this.supervisor?.kill(), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    this.cleanup();
+  }
+
+  private async start(): Promise<void> {
+    const o = this.opts;
+    const world = o.tensorParallelDegree ?? 1;
+    this.dir = mkdtempSync(join(tmpdir(), "lmi-exec-"));
+    const socketPath = join(this.dir, "rank0.sock");
+    const wire: PythonExecutorOptionsWire = {
+      model_dir: o.modelDir,
+      device: o.device ?? "cuda",
+      dtype: o.dtype ?? "auto",
+      load_format: o.loadFormat ?? "auto",
+      tensor_parallel_degree: world,
+      enable_cuda_graph: o.enableCudaGraph ?? true,
+      gpu_memory_utilization: o.gpuMemoryUtilization ?? 0.9,
+      max_model_len: o.maxModelLen ?? 0,
+      block_size: o.blockSize ?? 16,
+      max_num_seqs: o.maxNumSeqs ?? 256,
+      attention_backend: o.attentionBackend ?? "auto",
+      parallel_loading: o.parallelLoading ?? true,
+      seed: o.seed ?? 0,
+      dist_init_method: world > 1 ? `tcp://127.0.0.1:${await freePort()}` : "",
+      cpu_kv_cache_bytes: o.cpuKvCacheBytes ?? 256 << 20,
+      max_num_batched_tokens: o.maxNumBatchedTokens ?? 8192,
+    };
+    const connected = new Promise<Socket>((resolve, reject) => {
+      const server = createServer((sock) => {
+        server.close(); // exactly one connection: rank 0
+        resolve(sock);
+      });
+      server.on("error", reject);
+      server.listen(socketPath);
+      this.server = server;
+    });
+    this.supervisor = new RankSupervisor({
+      pythonExecutable: o.pythonExecutable ?? "python3",
+      pythonPath: o.pythonPath ?? DEFAULT_PYTHON_PATH,
+      args: ["--socket", socketPath, "--options", JSON.stringify(wire)],
+      worldSize: world,
+      mpiMode: o.mpiMode ?? false,
+      mpirunExecutable: o.mpirunExecutable ?? "mpirun",
+      devices: o.loadOnDevices ?? [],
+      env: o.env ?? {},
+      onLog: (rank, line) => this.log(rank, line),
+      onExit: (err) => this.die(err),
+    });
+    this.supervisor.start();
+    const timeoutMs = o.startupTimeoutMs ?? 120_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new ExecutorError(`executor did not start within ${timeoutMs} ms${this.logTail()}`)),
+        timeoutMs,
+      );
+    });
+    const died = new Promise<never>((_, reject) => this.deathListeners.push((e) => reject(e)));
+    try {
+      const sock = await Promise.race([connected, timeout, died]);
+      this.attach(sock);
+      const hello = await Promise.race([
+        this.call({ type: "hello", version: PROTOCOL_VERSION }, null),
+        timeout,
+        died,
+      ]);
+      if (hello.version !== PROTOCOL_VERSION) {
+        throw new ExecutorError(`executor protocol version ${hello.version}, expected ${PROTOCOL_VERSION}`);
+      }
+      this.hello = hello;
+    } catch (err) {
+      this.supervisor.markStopping();
+      this.supervisor.kill();
+      this.cleanup();
+      throw err instanceof ExecutorError ? err : new ExecutorError((err as Error).message, { cause: err });
+    } finally {
+      clearTimeout(timer);
+      died.catch(() => {});
+      this.deathListeners.pop();
+    }
+  }
+
+  private attach(sock: Socket): void {
+    this.socket = sock;
+    const decoder = new FrameDecoder();
+    sock.on("data", (chunk: Buffer) => {
+      let frames: ReturnType<FrameDecoder["push"]>;
+      try {
+        frames = decoder.push(chunk);
+      } catch (err) {
+        this.die(new ExecutorError(`executor sent a bad frame: ${(err as Error).message}`));
+        return;
+      }
+      for (const f of frames) this.onReply(f.header as unknown as Reply);
+    });
+    sock.on("close", () => {
+      if (!this.shuttingDown) this.die(new ExecutorError(`executor closed its socket${this.logTail()}`));
+    });
+    sock.on("error", () => {}); // 'close' follows and reports
+  }
+
+  private onReply(reply: Reply): void {
+    const p = this.pending;
+    if (p === null || reply.id !== p.id) {
+      this.die(new ExecutorError(`executor answered unknown request id ${reply.id}`));
+      return;
+    }
+    this.pending = null;
+    if (p.timer) clearTimeout(p.timer);
+    if (reply.ok) p.resolve(reply.result);
+    else {
+      const status = reply.error.oom ? 507 : 424;
+      p.reject(new ExecutorError(`executor: ${reply.error.message}`, { status }));
+    }
+  }
+
+  private call<K extends RequestMessage["type"]>(
+    msg: Extract<RequestMessage, { type: K }>,
+    timeoutMs: number | null,
+  ): Promise<ResultByType[K]> {
+    if (this.dead) return Promise.reject(new ExecutorError(`executor is dead: ${this.dead.message}`));
+    if (this.socket === null)
+      return Promise.reject(new ExecutorError("executor not started: call load() first"));
+    if (this.pending)
+      return Promise.reject(new Error(`executor call ${msg.type} while another is in flight`));
+    const id = this.nextId++;
+    return new Promise<ResultByType[K]>((resolve, reject) => {
+      const timer =
+        timeoutMs === null
+          ? null
+          : setTimeout(() => {
+              this.die(new ExecutorError(`executor did not answer ${msg.type} within ${timeoutMs} ms`));
+            }, timeoutMs);
+      this.pending = { id, resolve: resolve as (v: unknown) => void, reject, timer };
+      this.socket?.write(encodeFrame({ id, ...msg }));
+    });
+  }
+
+  private die(err: Error): void {
+    if (this.dead || this.shuttingDown) return;
+    const e =
+      err instanceof ExecutorError ? err : new ExecutorError(err.message + this.logTail(), { cause: err });
+    this.dead = e;
+    const p = this.pending;
+    this.pending = null;
+    if (p) {
+      if (p.timer) clearTimeout(p.timer);
+      p.reject(e);
+    }
+    this.supervisor?.kill();
+    this.cleanup();
+    for (const l of this.deathListeners) l(e);
+  }
+
+  private log(rank: number, line: string): void {
+    this.recentLog.push(`[rank ${rank}] ${line}`);
+    if (this.recentLog.length > 40) this.recentLog.shift();
+    if (this.opts.onLog) this.opts.onLog(rank, line);
+    else process.stderr.write(`[executor rank ${rank}] ${line}\n`);
+  }
+
+  private logTail(): string {
+    const tail = this.recentLog.slice(-12);
+    return tail.length > 0 ? `\n--- last executor output ---\n${tail.join("\n")}` : "";
+  }
+
+  private cleanup(): void {
+    this.socket?.destroy();
+    this.server?.close();
+    this.server = null;
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.dir = null;
+  }
+}
