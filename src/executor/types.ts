@@ -82,7 +82,11 @@ export interface ModelRunnerOutput {
   sampledTokenIds: Record<string, number[]>;
   /** reqId -> logprobs of each sampled token (same length as sampledTokenIds[reqId]). */
   logprobs: Record<string, TokenLogprobs[]>;
-  /** reqId -> logprobs of prompt positions computed this step (only when promptLogprobs). Position 0 has none. */
+  /**
+   * reqId -> logprobs of prompt tokens scored this step (only when promptLogprobs). Logits at position p
+   * score token p+1, so a step computing positions s..e-1 gives tokens s+1..min(e, promptLen-1); a step
+   * starting at s=0 leads with null for token 0, which has none.
+   */
   promptLogprobs: Record<string, Array<TokenLogprobs | null>>;
 }
 
