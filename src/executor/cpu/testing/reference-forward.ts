@@ -25,6 +25,15 @@ function gated(x: Float32Array, gateUp: Linear, down: Linear, spec: ModelSpec): 
 
 /** Logits [positions][vocab] of the whole token sequence. */
 export function referenceLogits(spec: ModelSpec, w: ModelWeights, tokens: number[]): Float32Array[] {
+  return referenceForward(spec, w, tokens).logits;
+}
+
+/** Logits and final-normed hidden states of every position. */
+export function referenceForward(
+  spec: ModelSpec,
+  w: ModelWeights,
+  tokens: number[],
+): { logits: Float32Array[]; hidden: Float32Array[] } {
   const H = spec.hiddenSize;
   const hd = spec.headDim;
   const nq = spec.numHeads * hd;
@@ -102,9 +111,10 @@ export function referenceLogits(spec: ModelSpec, w: ModelWeights, tokens: number
       for (let i = 0; i < H; i++) x[i] = spec.parallelResidual ? x[i] + o[i] + m[i] : base[i] + m[i];
     });
   }
-  return xs.map((x) => {
+  const hidden = xs.map((x) => {
     const h = new Float32Array(H);
     normRows(h, x, 1, H, w.finalNorm, spec.norm, spec.normEps);
-    return lin(h, w.lmHead);
+    return h;
   });
+  return { logits: hidden.map((h) => lin(h, w.lmHead)), hidden };
 }
