@@ -147,9 +147,37 @@ export async function listS3Objects(
   return out;
 }
 
+/** One destination file, opened at its first part and closed after its last, so open handles stay
+ * bounded by the parts in flight rather than the number of objects. */
+class LocalFile {
+  private handle: Promise<FileHandle> | null = null;
+  constructor(
+    readonly path: string,
+    private partsLeft: number,
+  ) {}
+
+  get(): Promise<FileHandle> {
+    this.handle ??= mkdir(dirname(this.path), { recursive: true }).then(() => open(this.path, "w"));
+    return this.handle;
+  }
+
+  /** Returns true when this was the last part (the file is then closed). */
+  async partDone(): Promise<boolean> {
+    if (--this.partsLeft > 0) return false;
+    await this.close();
+    return true;
+  }
+
+  async close(): Promise<void> {
+    const h = this.handle;
+    this.handle = null;
+    if (h) await (await h).close();
+  }
+}
+
 interface Part {
   obj: S3Object;
-  file: FileHandle;
+  file: LocalFile;
   start: number;
   /** Exclusive. */
   end: number;
@@ -168,10 +196,11 @@ async function fetchPart(client: S3Client, bucket: string, part: Part, opts: S3S
     );
     const body = res.Body as AsyncIterable<Uint8Array> | undefined;
     if (!body) throw new Error(`empty body for ${part.obj.key}`);
+    const fh = await part.file.get();
     for await (const chunk of body) {
       if (written + chunk.length > part.end - part.start)
         throw new Error(`too many bytes for ${part.obj.key}`);
-      await part.file.write(chunk, 0, chunk.length, part.start + written);
+      await fh.write(chunk, 0, chunk.length, part.start + written);
       written += chunk.length;
       opts.tracker.addBytes(chunk.length);
     }
@@ -189,7 +218,7 @@ async function fetchPart(client: S3Client, bucket: string, part: Part, opts: S3S
 /** Downloads all objects under the prefix into `targetDir`; throws typed errors naming the model. */
 export async function syncS3Prefix(opts: S3SyncOptions): Promise<S3Object[]> {
   const client = createS3Client(opts.env);
-  const files = new Map<string, FileHandle>();
+  const files: LocalFile[] = [];
   try {
     const objects = await listS3Objects(client, opts);
     if (objects.length === 0) {
@@ -199,21 +228,19 @@ export async function syncS3Prefix(opts: S3SyncOptions): Promise<S3Object[]> {
     await ensureFreeSpace(opts.modelId, opts.targetDir, total, opts.reserveBytes);
     opts.tracker.start(total, objects.length);
     const parts: Part[] = [];
-    const partsLeft = new Map<S3Object, number>();
     for (const obj of objects) {
-      const path = join(opts.targetDir, ...obj.relPath.split("/"));
-      await mkdir(dirname(path), { recursive: true });
-      const fh = await open(path, "w");
-      files.set(path, fh);
+      const numParts = Math.max(1, Math.ceil(obj.size / opts.partSizeBytes));
+      const file = new LocalFile(join(opts.targetDir, ...obj.relPath.split("/")), numParts);
+      files.push(file);
       if (obj.size === 0) {
+        await file.get();
+        await file.close();
         opts.tracker.fileDone();
         continue;
       }
-      let n = 0;
-      for (let start = 0; start < obj.size; start += opts.partSizeBytes, n++) {
-        parts.push({ obj, file: fh, start, end: Math.min(obj.size, start + opts.partSizeBytes) });
+      for (let start = 0; start < obj.size; start += opts.partSizeBytes) {
+        parts.push({ obj, file, start, end: Math.min(obj.size, start + opts.partSizeBytes) });
       }
-      partsLeft.set(obj, n);
     }
     await mapConcurrent(parts, opts.concurrency, async (part) => {
       await withRetries(() => fetchPart(client, opts.bucket, part, opts), {
@@ -226,14 +253,8 @@ export async function syncS3Prefix(opts: S3SyncOptions): Promise<S3Object[]> {
             `retrying s3://${opts.bucket}/${part.obj.key} part at ${part.start} (attempt ${attempt}): ${describe(err)}`,
           ),
       });
-      const left = (partsLeft.get(part.obj) ?? 1) - 1;
-      partsLeft.set(part.obj, left);
-      if (left === 0) opts.tracker.fileDone();
+      if (await part.file.partDone()) opts.tracker.fileDone();
     });
-    for (const [path, fh] of files) {
-      await fh.close();
-      files.delete(path);
-    }
     for (const obj of objects) {
       const size = (await stat(join(opts.targetDir, ...obj.relPath.split("/")))).size;
       if (size !== obj.size) {
@@ -247,7 +268,7 @@ export async function syncS3Prefix(opts: S3SyncOptions): Promise<S3Object[]> {
   } catch (err) {
     throw toS3Error(opts.modelId, err);
   } finally {
-    for (const fh of files.values()) await fh.close().catch(() => undefined);
+    for (const f of files) await f.close().catch(() => undefined);
     client.destroy();
   }
 }
