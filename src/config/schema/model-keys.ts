@@ -129,8 +129,13 @@ export const MODEL_KEYS = [
   }),
   def("option.rolling_batch", "rollingBatch", oneOf(ROLLING_BATCH_VALUES, { synonyms: { tnx: "neuron" } }), {
     backends: ALL,
-    default: (ctx) => ((ctx.value("batch_size") as number) > 1 ? "disable" : "auto"),
-    defaultText: "auto, or disable when batch_size > 1",
+    // Static-batch streaming (enable_streaming) predates rolling batch, whose classic default was disable.
+    default: (ctx) =>
+      (ctx.value("batch_size") as number) > 1 ||
+      (ctx.isSet("option.enable_streaming") && ctx.value("option.enable_streaming") !== false)
+        ? "disable"
+        : "auto",
+    defaultText: "auto, or disable when batch_size > 1 or enable_streaming is on",
     description:
       "Continuous-batching backend: auto, scheduler, lmi-dist, vllm, deepspeed, neuron, trtllm, disable.",
     here: "auto/lmi-dist/vllm/deepspeed: paged engine; scheduler: padded sub-batches; disable: handler path",
