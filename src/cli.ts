@@ -6,6 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { register as registerConfig } from "./commands/config.ts";
 import { register as registerDownload } from "./commands/download.ts";
+import { register as registerServe } from "./commands/serve.ts";
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   // Subcommands, one line each (keep sorted): registerX(program), imported from ./commands/x.ts.
   registerConfig(program);
   registerDownload(program);
+  registerServe(program);
   return program;
 }
 
