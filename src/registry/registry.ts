@@ -131,6 +131,12 @@ export class ModelRegistry {
       entry.backend = loaded.backend;
       entry.options = { ...loaded.options, ...entry.spec.overrides };
       entry.status = "READY";
+      if (loaded.backend.kind === "engine" && loaded.backend.onDeath) {
+        const backend = loaded.backend;
+        backend.onDeath?.((err) => {
+          if (entry.backend === backend) void this.reportDeath(entry, err);
+        });
+      }
       entry.startTime = new Date().toISOString();
       this.logger.info(`Model ${entry.key} loaded in ${Math.round(performance.now() - t0)} ms`, {
         backend: loaded.backend.kind,

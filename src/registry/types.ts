@@ -59,6 +59,8 @@ export type Backend =
       engine: LlmEngine;
       /** The engine's parameter validator (spec §3.2): raw LMI `parameters` -> GenerationParams. */
       validateParameters(raw: Record<string, unknown>): GenerationParams;
+      /** Called when the engine dies on its own (executor crash); the registry restarts the model. */
+      onDeath?(listener: (err: Error) => void): void;
     }
   | { kind: "handler"; handler: HandlerModel & HandlerControls };
 
@@ -76,6 +78,12 @@ export interface ModelSpec {
   /** Local dir, hub id or s3:// URL. */
   url: string;
   engine?: string;
+  /** Local model directory when already known (startup models found on disk). */
+  modelDir?: string;
+  /** Properties that beat serving.properties (load_models engine, HF_MODEL_ID's option.model_id). */
+  extraProperties?: Record<string, string>;
+  /** Where the registration came from, for logs ("load_models", "HF_MODEL_ID", "management API"). */
+  origin?: string;
   overrides: Partial<
     Pick<
       ServingOptions,

@@ -27,7 +27,11 @@ export const NO_CACHE_HEADERS: Readonly<Record<string, string>> = Object.freeze(
 /** Writes server-generated JSON the DJL way (pretty, trailing newline, application/json). */
 export function sendJson(reply: FastifyReply, status: number, value: unknown): FastifyReply {
   if (status >= 400) reply.header("connection", "close");
-  return reply.code(status).type("application/json").send(prettyJson(value));
+  // A Buffer keeps the content type exactly application/json (fastify adds a charset to strings).
+  return reply
+    .code(status)
+    .type("application/json")
+    .send(Buffer.from(prettyJson(value)));
 }
 
 export function createApp(ctx: ServerContext): FastifyInstance {

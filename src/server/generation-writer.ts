@@ -46,7 +46,7 @@ export async function writeGeneration(
       if (!started) {
         if (chunk === "" && !out.finished) continue;
         if (out.finished || !formatter.streaming) {
-          return reply.code(200).type(formatter.contentType).send(chunk);
+          return reply.code(200).type(formatter.contentType).send(Buffer.from(chunk));
         }
         started = true;
         reply.hijack();

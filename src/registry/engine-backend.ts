@@ -1,0 +1,86 @@
+// Builds the paged engine behind a model: the executor chosen by `lmi serve --executor` (the CPU
+// reference executor here, or the Python GPU executor) plus src/engine, with the model's rolling-batch
+// options mapped to EngineOptions. Also watches the engine so a death reaches the registry, which
+// restarts the model (registry.reportDeath).
+
+import type { ModelConfig } from "../config/model-config.ts";
+import { createLlmEngine, type EngineOptions } from "../engine/engine.ts";
+import type { DecodingStrategy } from "../engine/protocol.ts";
+import { createInThreadCpuExecutor } from "../executor/cpu/in-thread-executor.ts";
+import type { Executor } from "../executor/types.ts";
+import type { EngineBuilder } from "./model-loader.ts";
+
+function num(v: unknown): number | undefined {
+  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
+}
+
+export function engineOptionsOf(config: ModelConfig): EngineOptions {
+  return {
+    maxNumSeqs: num(config.maxRollingBatchSize),
+    maxNumBatchedTokens: num(config.maxRollingBatchPrefillTokens),
+    enablePrefixCaching: config.enablePrefixCaching as boolean | undefined,
+    maxModelLen: num(config.maxModelLen),
+    jobQueueSize: num(config.jobQueueSize),
+    defaultStrategy: config.decodingStrategy as DecodingStrategy | undefined,
+    waitingSteps: num(config.waitingSteps),
+  };
+}
+
+async function createExecutor(kind: "cpu" | "gpu", modelDir: string, config: ModelConfig): Promise<Executor> {
+  if (kind === "cpu") {
+    return createInThreadCpuExecutor({
+      modelDir,
+      maxModelLen: num(config.maxModelLen),
+      kvCacheBytes: num(config.kvCacheBytes),
+      blockSize: num(config.blockSize),
+    });
+  }
+  const { createPythonExecutor } = await import("../executor/python/python-executor.ts");
+  const tp = config.tensorParallelDegree;
+  return createPythonExecutor({
+    modelDir,
+    pythonExecutable: config.pythonExecutable as string | undefined,
+    tensorParallelDegree: typeof tp === "number" ? tp : undefined,
+    mpiMode: Boolean(config.mpiMode),
+    maxModelLen: num(config.maxModelLen),
+    blockSize: num(config.blockSize),
+    maxNumSeqs: num(config.maxRollingBatchSize),
+    maxNumBatchedTokens: num(config.maxRollingBatchPrefillTokens),
+    gpuMemoryUtilization: num(config.gpuMemoryUtilization),
+    enableCudaGraph: !config.enforceEager,
+  });
+}
+
+export const buildEngine: EngineBuilder = async ({ modelDir, config, executor, logger }) => {
+  const exec = await createExecutor(executor, modelDir, config);
+  const options = {
+    ...engineOptionsOf(config),
+    logger: { warn: (m: string) => logger.warn(m), info: (m: string) => logger.info(m) },
+  };
+  const engine = await createLlmEngine({ executor: exec, modelDir, options });
+  const listeners: Array<(err: Error) => void> = [];
+  // The engine fails its own in-flight requests on a death; this poll tells the registry to rebuild.
+  const watch = setInterval(() => {
+    if (engine.isAlive) return;
+    clearInterval(watch);
+    const err = new Error(engine.deathReason ?? "engine died");
+    for (const l of listeners) l(err);
+  }, 500);
+  watch.unref();
+  return {
+    backend: {
+      kind: "engine",
+      engine,
+      validateParameters: (raw) => {
+        const v = engine.validateParameters(raw);
+        for (const w of v.warnings) logger.warn(w);
+        return v.params;
+      },
+      onDeath: (l) => listeners.push(l),
+    },
+    close: async () => {
+      clearInterval(watch);
+      await engine.shutdown();
+    },
+  };
+};
