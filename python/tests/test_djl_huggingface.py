@@ -1,0 +1,200 @@
+"""Tests of the huggingface handler's parts that need neither transformers nor a GPU: option parsing,
+task inference, the bitsandbytes-missing error, request parsing/splitting, the streaming token loop,
+and (when torch is importable) one real TorchStepper run over a tiny torch module."""
+
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import types
+import unittest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+from djl_python import Input  # noqa: E402
+from djl_python import huggingface as hf  # noqa: E402
+from djl_python.hf_config import infer_task, parse_options, resolve_task  # noqa: E402
+from djl_python.hf_streaming import TorchStepper, jsonlines_formatter, stream_text  # noqa: E402
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
+
+
+def req(body, content_type="application/json", props=None):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Input.from_frame({"content-type": content_type, **(props or {})}, [("data", raw)])
+
+
+class TaskInferenceTest(unittest.TestCase):
+    def test_architecture_suffixes(self):
+        cases = {"LlamaForCausalLM": "text-generation", "GPT2LMHeadModel": "text-generation",
+                 "T5ForConditionalGeneration": "text2text-generation", "BertForMaskedLM": "fill-mask",
+                 "DistilBertForSequenceClassification": "text-classification",
+                 "BertForTokenClassification": "token-classification",
+                 "RobertaForQuestionAnswering": "question-answering", "BertModel": "feature-extraction",
+                 "TapasForQuestionAnswering": "table-question-answering"}
+        for arch, task in cases.items():
+            self.assertEqual(infer_task([arch]), task, arch)
+
+    def test_unknown_architecture_names_the_option(self):
+        with self.assertRaisesRegex(ValueError, "set option.task"):
+            infer_task(["Whisper"])
+        with self.assertRaisesRegex(ValueError, "set option.task"):
+            infer_task([])
+
+    def test_task_from_local_config_and_unsupported_inferred_task(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "config.json"), "w") as f:
+                json.dump({"architectures": ["OPTForCausalLM"]}, f)
+            opts = parse_options({"model_id": d}, cuda_available=False)
+            from djl_python.hf_config import read_local_architectures
+            self.assertEqual(resolve_task(opts, lambda: read_local_architectures(d)), "text-generation")
+        opts = parse_options({"model_id": "x"}, cuda_available=False)
+        with self.assertRaisesRegex(ValueError, "table-question-answering is not supported"):
+            resolve_task(opts, lambda: ["TapasForQuestionAnswering"])
+        opts = parse_options({"model_id": "x", "task": "fill-mask"}, cuda_available=False)
+        self.assertEqual(resolve_task(opts, lambda: self.fail("must not load the config")), "fill-mask")
+
+
+class OptionsTest(unittest.TestCase):
+    def test_defaults_on_cpu_and_gpu(self):
+        cpu = parse_options({"model_id": "gpt2"}, cuda_available=False)
+        self.assertEqual((cpu.device, cpu.device_map, cpu.dtype, cpu.quantize_bits), ("cpu", None, "", 0))
+        gpu = parse_options({"model_id": "gpt2", "device_id": "0"}, cuda_available=True)
+        self.assertEqual((gpu.device, gpu.device_map), ("cuda:0", None))
+        unassigned = parse_options({"model_id": "gpt2", "device_id": "-1"}, cuda_available=True)
+        self.assertEqual(unassigned.device, "cuda:0")
+        tp = parse_options({"model_id": "m", "tensor_parallel_degree": "2"}, cuda_available=True)
+        self.assertEqual((tp.device, tp.device_map), (None, "auto"))
+
+    def test_explicit_options(self):
+        o = parse_options({"model_id": "m", "dtype": "FP16", "device_map": "balanced", "trust_remote_code": "True",
+                           "revision": "abc", "low_cpu_mem_usage": "true", "task": "text-generation",
+                           "enable_streaming": "HuggingFace"}, cuda_available=True)
+        self.assertEqual((o.dtype, o.device_map, o.trust_remote_code, o.revision, o.low_cpu_mem_usage),
+                         ("float16", "balanced", True, "abc", True))
+        self.assertEqual(o.enable_streaming, "huggingface")
+        self.assertEqual(parse_options({"model_id": "m", "dtype": "bf16"}, False).dtype, "bfloat16")
+
+    def test_bad_values_name_the_option(self):
+        bad = [({"dtype": "fp8"}, "Invalid data type: fp8"), ({"task": "summarize-all"}, "option.task"),
+               ({"trust_remote_code": "maybe"}, "option.trust_remote_code"),
+               ({"enable_streaming": "yes please"}, "option.enable_streaming"),
+               ({"quantize": "gptq"}, "option.quantize=gptq is not supported"),
+               ({"tensor_parallel_degree": "two"}, "option.tensor_parallel_degree")]
+        for props, message in bad:
+            with self.assertRaisesRegex(ValueError, message):
+                parse_options({"model_id": "m", **props}, cuda_available=False)
+        with self.assertRaisesRegex(ValueError, "option.model_id is required"):
+            parse_options({}, cuda_available=False)
+
+    def test_bitsandbytes_missing_fails_at_load_saying_so(self):
+        for props in ({"load_in_8bit": "true"}, {"load_in_4bit": "true"}, {"quantize": "bitsandbytes8"},
+                      {"dtype": "int8"}):
+            with self.assertRaisesRegex(ValueError, "needs the bitsandbytes package, which is not installed"):
+                parse_options({"model_id": "m", **props}, cuda_available=True, bnb_available=False)
+
+    def test_bitsandbytes_present_sets_bits_and_device_map(self):
+        o = parse_options({"model_id": "m", "load_in_4bit": "true"}, cuda_available=True, bnb_available=True)
+        self.assertEqual((o.quantize_bits, o.device_map), (4, "auto"))
+        o = parse_options({"model_id": "m", "quantize": "bitsandbytes"}, cuda_available=True, bnb_available=True)
+        self.assertEqual(o.quantize_bits, 8)
+
+    @unittest.skipIf(importlib.util.find_spec("bitsandbytes") is not None, "bitsandbytes is installed here")
+    def test_real_probe_reports_missing_bitsandbytes(self):
+        with self.assertRaisesRegex(ValueError, "bitsandbytes"):
+            parse_options({"model_id": "m", "quantize": "bitsandbytes4"}, cuda_available=False)
+
+
+class RequestTest(unittest.TestCase):
+    def test_parse_forms(self):
+        self.assertEqual(hf.parse_request(req({"inputs": "hi", "parameters": {"max_new_tokens": 3}})),
+                         (["hi"], {"max_new_tokens": 3}))
+        self.assertEqual(hf.parse_request(req({"inputs": ["a", "b"]})), (["a", "b"], {}))
+        self.assertEqual(hf.parse_request(req({"question": "q", "context": "c"})),
+                         ([{"question": "q", "context": "c"}], {}))
+        self.assertEqual(hf.parse_request(req(b"plain text", "text/plain")), (["plain text"], {}))
+        with self.assertRaisesRegex(ValueError, "empty list"):
+            hf.parse_request(req({"inputs": []}))
+
+    def test_batch_parameters_must_match(self):
+        a, b = req({"inputs": "a", "parameters": {"x": 1}}), req({"inputs": ["b", "c"], "parameters": {"x": 1}})
+        self.assertEqual(hf.parse_batch([a, b]), (["a", "b", "c"], [1, 2], {"x": 1}))
+        with self.assertRaisesRegex(ValueError, "all input batches must have the same parameters"):
+            hf.parse_batch([a, req({"inputs": "z"})])
+
+    def test_normalize_and_split(self):
+        gen = [[{"generated_text": "a1"}], [{"generated_text": "b1"}], [{"generated_text": "c1"}]]
+        norm = hf.normalize_predictions("text-generation", gen, 3)
+        self.assertEqual(hf.split_results(norm, [1, 2]), [[{"generated_text": "a1"}],
+                                                          [{"generated_text": "b1"}, {"generated_text": "c1"}]])
+        single = hf.normalize_predictions("text-classification", {"label": "POS", "score": 0.9}, 1)
+        self.assertEqual(single, [{"label": "POS", "score": 0.9}])
+        with self.assertRaisesRegex(ValueError, "for 2 inputs"):
+            hf.normalize_predictions("fill-mask", [[1]], 2)
+
+    @unittest.skipIf(HAS_TORCH and HAS_TRANSFORMERS, "torch and transformers are installed here")
+    def test_init_without_transformers_says_what_is_missing(self):
+        service = hf.HuggingFaceService()
+        with self.assertRaisesRegex(ImportError, "djl_python.huggingface needs the '(torch|transformers)' package"):
+            service.initialize({"model_id": "gpt2"})
+
+
+class StreamLoopTest(unittest.TestCase):
+    def test_deltas_eos_and_split_characters(self):
+        # Vocabulary: 1="He", 2="llo", 3=first half of "é", 4=second half, 9=eos.
+        pieces = {1: b"He", 2: b"llo", 3: "é".encode()[:1], 4: "é".encode()[1:]}
+
+        def decode(ids):
+            return b"".join(pieces[i] for i in ids).decode("utf-8", errors="replace")
+
+        script = [[1, 3], [2, 4], [9, 9]]
+
+        def step(state):
+            return script[state], state + 1
+
+        items = list(stream_text(step, decode, 0, batch_size=2, max_new_tokens=10, eos_token_id=9))
+        self.assertEqual(items, [{"outputs": ["He", ""]}, {"outputs": ["llo", "é"]}, {"outputs": ["", ""]}])
+        self.assertEqual(jsonlines_formatter(items[1]), '{"outputs": ["llo", "é"]}\n')
+
+    def test_max_new_tokens_bounds_the_loop(self):
+        items = list(stream_text(lambda s: ([5], s), lambda ids: "x" * len(ids), None, 1, 4, eos_token_id=None))
+        self.assertEqual(items, [{"outputs": ["x"]}] * 4)
+
+    def test_step_with_wrong_batch_is_an_error(self):
+        with self.assertRaisesRegex(ValueError, "2 tokens for a batch of 1"):
+            list(stream_text(lambda s: ([1, 2], s), str, None, 1, 3))
+
+
+@unittest.skipUnless(HAS_TORCH, "torch is not installed for this Python")
+class TorchStepperTest(unittest.TestCase):
+    def test_greedy_steps_follow_the_model_and_reuse_the_cache(self):
+        import torch
+
+        class NextIsPlusOne(torch.nn.Module):
+            """Predicts (last token + 1) mod 10; records what the cache and positions looked like."""
+
+            def __init__(self):
+                super().__init__()
+                self.calls = []
+
+            def forward(self, input_ids, attention_mask=None, past_key_values=None, use_cache=True,
+                        position_ids=None):
+                self.calls.append((input_ids.shape[1], past_key_values, position_ids.tolist()))
+                logits = torch.nn.functional.one_hot((input_ids + 1) % 10, 10).float()
+                return types.SimpleNamespace(logits=logits, past_key_values=len(self.calls))
+
+        model = NextIsPlusOne()
+        ids = torch.tensor([[0, 3, 4], [5, 6, 7]])
+        mask = torch.tensor([[0, 1, 1], [1, 1, 1]])  # row 0 is left-padded
+        stepper = TorchStepper(model, ids, mask, {"do_sample": False})
+        items = list(stream_text(stepper, lambda t: ",".join(map(str, t)), None, 2, 3))
+        self.assertEqual(items, [{"outputs": ["5", "8"]}, {"outputs": [",6", ",9"]}, {"outputs": [",7", ",0"]}])
+        self.assertEqual(model.calls[0], (3, None, [[0, 0, 1], [0, 1, 2]]))
+        self.assertEqual(model.calls[1], (1, 1, [[2], [3]]))
+
+
+if __name__ == "__main__":
+    unittest.main()
