@@ -32,7 +32,7 @@ export class Request {
   status: RequestStatus = "waiting";
   finishReason: FinishReason | null = null;
   numPreemptions = 0;
-  /** True once the executor holds state for it (scheduled and not preempted or finished since). */
+  /** True once the executor holds state for it: from its first scheduling until it finishes. */
   isKnownToExecutor = false;
   /** Scheduler step at which it arrived (option.waiting_steps). */
   arrivalStep = 0;

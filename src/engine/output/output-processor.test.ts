@@ -109,18 +109,12 @@ describe("RequestState (output processing)", () => {
     );
     const hello = tok.tokenToId("Hello")!;
     const the = tok.tokenToId("Ġthe")!;
-    // Chunked prefill: positions 0-1, then 2-3 (the second chunk was recomputed after a preemption too).
-    state.process(core([], { newPromptLogprobs: [null, { logprob: -1, top: [] }], promptLogprobsStart: 0 }));
-    state.process(
-      core([], {
-        newPromptLogprobs: [
-          { logprob: -2, top: [] },
-          { logprob: -3, top: [] },
-        ],
-        promptLogprobsStart: 2,
-      }),
-    );
-    state.process(core([], { newPromptLogprobs: [{ logprob: -2, top: [] }], promptLogprobsStart: 2 }));
+    // Chunked prefill: positions 0-1 score tokens 1-2 (plus null for token 0), positions 2-3 score token 3;
+    // the second chunk arrives twice, as after a preemption and recomputation.
+    const lp = (x: number) => ({ logprob: x, top: [] });
+    state.process(core([], { newPromptLogprobs: [null, lp(-1), lp(-2)], promptLogprobsStart: 0 }));
+    state.process(core([], { newPromptLogprobs: [lp(-3)], promptLogprobsStart: 2 }));
+    state.process(core([], { newPromptLogprobs: [lp(-3)], promptLogprobsStart: 2 }));
     const { output } = state.process({
       ...core([the]),
       newLogprobs: [

@@ -123,10 +123,15 @@ export class RequestState {
     return info;
   }
 
+  /**
+   * A step that computed positions start.. scores prompt tokens start+1.. (logits at p score token
+   * p+1); a chunk starting at 0 leads with null for token 0. Written by absolute position, so a chunk
+   * recomputed after preemption overwrites rather than duplicates.
+   */
   private recordPromptLogprobs(chunk: Array<TokenLogprobs | null>, start: number): void {
-    // Positions are absolute, so a chunk recomputed after preemption overwrites rather than duplicates.
+    const first = start === 0 ? 0 : start + 1;
     for (let i = 0; i < chunk.length; i++) {
-      const pos = start + i;
+      const pos = first + i;
       if (pos > 0 && pos < this.promptLogprobs.length) this.promptLogprobs[pos] = chunk[i]?.logprob ?? null;
     }
   }

@@ -277,6 +277,18 @@ describe("Scheduler abort", () => {
     sched.kv.pool.checkInvariants();
   });
 
+  it("tells the executor about a preempted request aborted while it waits to resume", () => {
+    const sched = createScheduler({ numBlocks: 4, blockSize: 4, enablePrefixCaching: false });
+    const [a, b] = createRequests(2, { numTokens: 6, maxTokens: 10 });
+    sched.addRequest(a);
+    sched.addRequest(b);
+    let steps = 0;
+    while (b.status !== "preempted" && steps++ < 20) step(sched);
+    assert.equal(b.status, "preempted");
+    sched.finishRequests(["req-1"], "abort");
+    assert.deepEqual(step(sched).plan.finishedReqIds, ["req-1"], "the executor still holds its settings");
+  });
+
   it("removes a waiting request without telling the executor (it never saw it)", () => {
     const sched = createScheduler({ maxNumSeqs: 1 });
     const [a, b] = createRequests(2);

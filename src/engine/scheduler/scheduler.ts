@@ -279,8 +279,9 @@ export class Scheduler {
     req.status = "preempted";
     req.numPreemptions++;
     this.numPreemptions++;
+    // The executor keeps a preempted request's settings (only its blocks go), so it stays "known" and
+    // gets a finishedReqIds entry even if it is aborted while waiting to resume.
     if (req.isKnownToExecutor) this.preemptedSinceLastStep.push(req.reqId);
-    req.isKnownToExecutor = false;
     this.waiting.pushFront(req);
   }
 

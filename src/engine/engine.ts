@@ -1,0 +1,355 @@
+// The engine: one async step loop around the pure core. Each step: apply aborts -> schedule() ->
+// executor.execute(plan) -> updateFromOutput() -> output processor -> per-request queues that
+// generate() drains. Idle, the loop awaits a wake-up (no polling). If the executor dies or a step
+// fails, every in-flight request ends with finishReason "error" and new ones get EngineDeadError
+// until attachExecutor() brings a new executor (the registry's supervisor calls it).
+
+import { randomInt } from "node:crypto";
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import {
+  ConfigError,
+  EngineDeadError,
+  OverloadedError,
+  PromptTooLongError,
+  ValidationError,
+} from "../errors.ts";
+import type { Executor, ModelInfo, SamplingSettings } from "../executor/types.ts";
+import type { ChatTemplateOptions } from "../tokenizer/chat-template.ts";
+import { HfTokenizer } from "../tokenizer/tokenizer.ts";
+import { AsyncQueue } from "./async-queue.ts";
+import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./engine-options.ts";
+import { RequestState } from "./output/output-processor.ts";
+import type {
+  ChatMessage,
+  EngineStats,
+  GenerateRequest,
+  GenerationParams,
+  LlmEngine,
+  RequestOutput,
+} from "./protocol.ts";
+import { Request } from "./request.ts";
+import { type ParameterDefaults, type ValidatedParameters, validateParameters } from "./sampling-params.ts";
+import { Scheduler } from "./scheduler/scheduler.ts";
+
+export type { EngineOptions } from "./engine-options.ts";
+
+export interface CreateEngineArgs {
+  executor: Executor;
+  modelDir: string;
+  options?: EngineOptions;
+  /** An already-loaded tokenizer (tests); default: loaded from modelDir. */
+  tokenizer?: HfTokenizer;
+}
+
+interface LiveRequest {
+  state: RequestState;
+  queue: AsyncQueue<RequestOutput>;
+}
+
+export async function createLlmEngine(args: CreateEngineArgs): Promise<Engine> {
+  const tokenizer = args.tokenizer ?? HfTokenizer.fromDir(args.modelDir);
+  const engine = new Engine(tokenizer, resolveEngineOptions(args.options));
+  await engine.attachExecutor(args.executor);
+  return engine;
+}
+
+export class Engine implements LlmEngine {
+  readonly tokenizer: HfTokenizer;
+  readonly options: ResolvedEngineOptions;
+  /** Pass to validateParameters so server defaults (decoding_strategy, max_new_tokens) apply. */
+  readonly parameterDefaults: ParameterDefaults;
+  private info: ModelInfo | null = null;
+  private executor: Executor | null = null;
+  private scheduler: Scheduler | null = null;
+  private readonly live = new Map<string, LiveRequest>();
+  private readonly pendingAborts = new Set<string>();
+  /** Why the engine cannot take requests (null while healthy). */
+  private deadReason: string | null = "The inference engine has no executor yet.";
+  /** Bumped on every attach/death, so a stale loop or death callback does nothing. */
+  private generation = 0;
+  private wake: (() => void) | null = null;
+  private isShutDown = false;
+  private numPromptTokensTotal = 0;
+  private numGenerationTokensTotal = 0;
+
+  constructor(tokenizer: HfTokenizer, options: ResolvedEngineOptions) {
+    this.tokenizer = tokenizer;
+    this.options = options;
+    this.parameterDefaults = { strategy: options.defaultStrategy, maxNewTokens: options.defaultMaxNewTokens };
+  }
+
+  get modelInfo(): ModelInfo {
+    if (this.info === null) throw new EngineDeadError(this.deadReason ?? undefined);
+    return this.info;
+  }
+
+  get isAlive(): boolean {
+    return this.deadReason === null;
+  }
+
+  /** Null while healthy, else why requests are refused. */
+  get deathReason(): string | null {
+    return this.deadReason;
+  }
+
+  /**
+   * Loads a (new) executor: load, profile, initCache, then serve. Requests still in flight on a
+   * previous executor are failed first. KV state and the prefix cache start empty.
+   */
+  async attachExecutor(executor: Executor): Promise<void> {
+    if (this.isShutDown) throw new EngineDeadError("The inference engine is shut down.");
+    if (this.deadReason === null) this.die("The executor was replaced.");
+    const gen = ++this.generation;
+    const info = await executor.load();
+    const profile = await executor.profile();
+    const blockSize = profile.blockSize;
+    if (this.options.blockSize !== undefined && this.options.blockSize !== blockSize) {
+      throw new ConfigError([
+        `option.block_size is ${this.options.blockSize}, but the executor lays out KV blocks of ${blockSize} tokens`,
+      ]);
+    }
+    const numBlocks = this.options.numBlocks ?? profile.numBlocks;
+    if (numBlocks < 1)
+      throw new ConfigError(["No KV cache block fits in memory: lower the model size or dtype"]);
+    let maxModelLen = Math.min(info.maxModelLen, this.options.maxModelLen ?? Number.POSITIVE_INFINITY);
+    if (numBlocks * blockSize < maxModelLen) {
+      // One request alone must always fit, or it could wait forever; so the KV size caps the length.
+      this.options.logger.warn(
+        `KV cache holds ${numBlocks * blockSize} tokens, less than the model's ${maxModelLen}: max model length lowered`,
+      );
+      maxModelLen = numBlocks * blockSize;
+    }
+    await executor.initCache(numBlocks);
+    executor.onDeath((err) => {
+      if (this.generation === gen) this.die(`The executor died: ${err.message}`);
+    });
+    this.scheduler = new Scheduler({
+      maxNumSeqs: this.options.maxNumSeqs,
+      maxNumBatchedTokens: this.options.maxNumBatchedTokens,
+      blockSize,
+      numBlocks,
+      enablePrefixCaching: this.options.enablePrefixCaching,
+      maxModelLen,
+      waitingSteps: this.options.waitingSteps,
+    });
+    this.executor = executor;
+    this.info = { ...info, maxModelLen };
+    this.deadReason = null;
+    this.runLoop(gen).catch((err) => this.die(`The engine step failed: ${errorMessage(err)}`, gen));
+  }
+
+  /** validateParameters with this engine's server defaults. */
+  validateParameters(raw: unknown): ValidatedParameters {
+    return validateParameters(raw, this.parameterDefaults);
+  }
+
+  encode(text: string, addSpecialTokens = true): number[] {
+    return this.tokenizer.encode(text, addSpecialTokens);
+  }
+
+  decode(ids: number[], skipSpecialTokens = true): string {
+    return this.tokenizer.decode(ids, skipSpecialTokens);
+  }
+
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): string {
+    return this.tokenizer.applyChatTemplate(messages, options);
+  }
+
+  async *generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<RequestOutput> {
+    const live = this.submit(request);
+    const onAbort = () => this.abort(request.requestId);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    try {
+      while (true) {
+        const out = await live.queue.next();
+        yield out;
+        if (out.finished) return;
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      // The consumer stopped early (break, return, throw): that is an abort.
+      if (!live.state.finished) this.abort(request.requestId);
+    }
+  }
+
+  /** Ends a request now (finishReason "abort"); its KV blocks are freed at the next step. */
+  abort(requestId: string): void {
+    const live = this.live.get(requestId);
+    if (live === undefined || live.state.finished) return;
+    live.queue.push(live.state.finish("abort"));
+    this.live.delete(requestId);
+    this.pendingAborts.add(requestId);
+    this.wakeLoop();
+  }
+
+  stats(): EngineStats {
+    const s = this.scheduler?.stats();
+    return {
+      numRunning: s?.numRunning ?? 0,
+      numWaiting: s?.numWaiting ?? 0,
+      kvCacheUsage: s?.kvCacheUsage ?? 0,
+      numPreemptions: s?.numPreemptions ?? 0,
+      numPromptTokensTotal: this.numPromptTokensTotal,
+      numGenerationTokensTotal: this.numGenerationTokensTotal,
+      prefixCacheHitRate: s && s.prefixCacheQueries > 0 ? s.prefixCacheHits / s.prefixCacheQueries : 0,
+    };
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.isShutDown) return;
+    this.isShutDown = true;
+    const executor = this.executor;
+    this.die("The inference engine is shutting down.");
+    this.deadReason = "The inference engine is shut down.";
+    this.executor = null;
+    if (executor !== null) await executor.shutdown();
+  }
+
+  /** Validates and enqueues a request; throws the errors the server maps to 4xx/5xx. */
+  private submit(request: GenerateRequest): LiveRequest {
+    if (this.deadReason !== null || this.scheduler === null || this.info === null) {
+      throw new EngineDeadError(this.deadReason ?? undefined);
+    }
+    const { requestId, params } = request;
+    if (this.live.has(requestId) || this.scheduler.getRequest(requestId) !== undefined) {
+      throw new ValidationError(`A request with id ${requestId} is already running`, "requestId");
+    }
+    let ids = this.promptIds(request);
+    if (params.truncate !== null && ids.length > params.truncate) ids = ids.slice(-params.truncate);
+    const maxModelLen = this.info.maxModelLen;
+    if (ids.length >= maxModelLen) throw new PromptTooLongError(ids.length, maxModelLen);
+    if (this.scheduler.numWaiting >= this.options.jobQueueSize) {
+      throw new OverloadedError(
+        `The job queue is full (job_queue_size=${this.options.jobQueueSize}); retry later`,
+      );
+    }
+    const seed = params.seed ?? randomInt(0, 2 ** 31 - 1);
+    const state = new RequestState({ requestId, promptTokenIds: ids, params, seed }, this.tokenizer);
+    const req = new Request({
+      reqId: requestId,
+      promptTokenIds: ids,
+      sampling: this.samplingSettings(params, seed),
+      maxTokens: Math.min(params.maxNewTokens, maxModelLen - ids.length),
+      stopTokenIds: params.stopTokenIds,
+    });
+    this.scheduler.addRequest(req);
+    const live: LiveRequest = { state, queue: new AsyncQueue() };
+    this.live.set(requestId, live);
+    this.numPromptTokensTotal += ids.length;
+    this.wakeLoop();
+    return live;
+  }
+
+  private promptIds(request: GenerateRequest): number[] {
+    const { prompt } = request;
+    if (typeof prompt === "string") {
+      if (prompt.length === 0) throw new ValidationError("`inputs` must be a non-empty string", "inputs");
+      return this.tokenizer.encode(prompt);
+    }
+    const vocab = this.info!.vocabSize;
+    const ids = prompt.tokenIds;
+    if (
+      !Array.isArray(ids) ||
+      ids.length === 0 ||
+      !ids.every((t) => Number.isInteger(t) && t >= 0 && t < vocab)
+    ) {
+      throw new ValidationError(
+        `prompt token ids must be a non-empty list of integers in [0, ${vocab})`,
+        "prompt",
+      );
+    }
+    return [...ids];
+  }
+
+  private samplingSettings(p: GenerationParams, seed: number): SamplingSettings {
+    const eos = new Set([...this.info!.eosTokenIds, ...this.tokenizer.eosTokenIds]);
+    return {
+      strategy: p.strategy,
+      temperature: p.temperature,
+      topK: p.topK,
+      topP: p.topP,
+      typicalP: p.typicalP,
+      minP: p.minP,
+      repetitionPenalty: p.repetitionPenalty,
+      presencePenalty: p.presencePenalty,
+      frequencyPenalty: p.frequencyPenalty,
+      logitBias: p.logitBias,
+      seed,
+      penaltyAlpha: p.penaltyAlpha,
+      numTopLogprobs: p.topNTokens,
+      promptLogprobs: p.decoderInputDetails,
+      minTokens: p.minNewTokens,
+      eosTokenIds: [...eos],
+      ignoreEos: p.ignoreEos,
+    };
+  }
+
+  private async runLoop(gen: number): Promise<void> {
+    while (this.generation === gen) {
+      const sched = this.scheduler!;
+      if (this.pendingAborts.size > 0) {
+        sched.finishRequests(this.pendingAborts, "abort");
+        this.pendingAborts.clear();
+      }
+      if (!sched.hasPendingWork) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        continue;
+      }
+      const plan = sched.schedule();
+      if (
+        plan.totalNumScheduledTokens === 0 &&
+        sched.hasUnfinishedRequests &&
+        plan.finishedReqIds.length === 0
+      ) {
+        // Cannot happen while one request always fits the KV cache; fail loudly rather than spin.
+        throw new Error("the scheduler could not schedule any waiting request");
+      }
+      let output: Awaited<ReturnType<Executor["execute"]>>;
+      try {
+        output = await this.executor!.execute(plan);
+      } catch (err) {
+        if (this.generation === gen) this.die(`The executor failed: ${errorMessage(err)}`, gen);
+        return;
+      }
+      if (this.generation !== gen) return;
+      for (const core of sched.updateFromOutput(plan, output)) {
+        this.numGenerationTokensTotal += core.newTokenIds.length;
+        const live = this.live.get(core.reqId);
+        if (live === undefined) continue; // aborted during the step; freed at the next one
+        const { output: out, stopped } = live.state.process(core);
+        // A prefill chunk (prompt logprobs only) has nothing for the client yet.
+        if (out.finished || out.tokens.length > 0 || out.textDelta !== "") live.queue.push(out);
+        if (out.finished) this.live.delete(core.reqId);
+        if (stopped) sched.finishRequests([core.reqId], "stop_sequence");
+      }
+      // An in-process executor may resolve at once: let HTTP and timers run between steps.
+      await yieldToEventLoop();
+    }
+  }
+
+  /** Fails every in-flight request and refuses new ones until attachExecutor(). */
+  private die(reason: string, gen = this.generation): void {
+    if (gen !== this.generation) return;
+    this.generation++;
+    this.deadReason = reason;
+    for (const live of this.live.values()) live.queue.push(live.state.finish("error", reason));
+    this.live.clear();
+    this.pendingAborts.clear();
+    this.scheduler = null;
+    if (!this.isShutDown) this.options.logger.warn(reason);
+    this.wakeLoop();
+  }
+
+  private wakeLoop(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
