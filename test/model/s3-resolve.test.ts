@@ -212,6 +212,27 @@ describe("s3:// model ids", () => {
     assert.equal(getsFor("tiny/model.safetensors") - before, 1, "the weights were fetched once");
     await assertSameFiles(a.localDir!);
   });
+  test("DJL_TEST_S3_NO_CREDENTIALS sends unsigned requests (public buckets), like --no-sign-request", async () => {
+    const since = proxy.requests.length;
+    const r = await resolveModel({
+      modelId: `s3://${BUCKET}/tiny`,
+      downloadDir: await freshDir(),
+      env: {
+        AWS_ENDPOINT_URL_S3: proxy.url,
+        DJL_TEST_S3_NO_CREDENTIALS: "true",
+        AWS_EC2_METADATA_DISABLED: "true",
+      },
+      onProgress: null,
+      log: () => {},
+    });
+    await assertSameFiles(r.localDir);
+    const sent = proxy.requests.slice(since);
+    assert.ok(sent.length > 0);
+    assert.ok(
+      sent.every((q) => q.auth === undefined),
+      "no Authorization header",
+    );
+  });
 });
 
 describe("s3:// errors name the model id", () => {

@@ -16,7 +16,7 @@ export interface Fault {
 export interface FaultProxy {
   url: string;
   /** Every forwarded request as "METHOD path" with its Range header, in order. */
-  requests: { method: string; path: string; range?: string }[];
+  requests: { method: string; path: string; range?: string; auth?: string }[];
   faults: Fault[];
   /** Requests that were cut. */
   cut: number;
@@ -27,7 +27,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const t = new URL(target);
   const state: FaultProxy = { url: "", requests: [], faults: [], cut: 0, close: async () => {} };
   const server: Server = createServer((req, res) => {
-    state.requests.push({ method: req.method ?? "", path: req.url ?? "", range: req.headers.range });
+    state.requests.push({
+      method: req.method ?? "",
+      path: req.url ?? "",
+      range: req.headers.range,
+      auth: req.headers.authorization,
+    });
     const fault = state.faults.find((f) => (f.times ?? 1) > 0 && f.match(req));
     if (fault) fault.times = (fault.times ?? 1) - 1;
     const up = httpRequest(
