@@ -1,0 +1,109 @@
+// The CPU executor as servers use it: CpuModelRunner on a worker_thread, so the main thread stays free
+// for HTTP while a step computes. Invariants: calls are forwarded in order and answered by id; when
+// the thread dies (exit or uncaught error) every in-flight and later call rejects with ExecutorError
+// at once and onDeath listeners run exactly once. shutdown() is not a death.
+import { Worker } from "node:worker_threads";
+import { ExecutorError } from "../../errors.ts";
+import type {
+  CacheProfile,
+  Executor,
+  ExecutorHealth,
+  ModelInfo,
+  ModelRunnerOutput,
+  SchedulerOutput,
+} from "../types.ts";
+import type { CpuExecutorOptions } from "./model-runner.ts";
+import type { CallMessage, ReplyMessage } from "./worker.ts";
+
+export type { CpuExecutorOptions } from "./model-runner.ts";
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+export class CpuExecutor implements Executor {
+  /** The thread; exposed for supervision and for tests that kill it. */
+  readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly deathListeners: Array<(err: Error) => void> = [];
+  private deadError: Error | null = null;
+  private stopping = false;
+
+  constructor(opts: CpuExecutorOptions) {
+    // worker-entry.mjs registers tsx inside the thread, so this works however the main thread loaded
+    // TypeScript (node --import tsx, or tsx/esm/api register() as bin/lmi.mjs does).
+    // --input-type (node -e scripts) is rejected by workers, so it is the one parent flag not passed on.
+    this.worker = new Worker(new URL("./worker-entry.mjs", import.meta.url), {
+      workerData: opts,
+      execArgv: process.execArgv.filter((a) => !a.startsWith("--input-type")),
+    });
+    this.worker.unref();
+    this.worker.on("message", (m: ReplyMessage) => this.onReply(m));
+    this.worker.on("error", (err) =>
+      this.die(new ExecutorError(`CPU executor thread crashed: ${err.message}`, { cause: err })),
+    );
+    this.worker.on("exit", (code) =>
+      this.die(new ExecutorError(`CPU executor thread exited with code ${code}`)),
+    );
+  }
+
+  private onReply(m: ReplyMessage): void {
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (this.pending.size === 0) this.worker.unref();
+    if (m.ok) p.resolve(m.value);
+    else p.reject(new ExecutorError(`CPU executor: ${m.message}`));
+  }
+
+  private die(err: Error): void {
+    if (this.deadError) return;
+    this.deadError = this.stopping ? new ExecutorError("CPU executor is shut down") : err;
+    for (const p of this.pending.values()) p.reject(this.deadError);
+    this.pending.clear();
+    if (!this.stopping) for (const l of this.deathListeners) l(err);
+  }
+
+  private call<T>(method: CallMessage["method"], ...args: unknown[]): Promise<T> {
+    if (this.deadError) return Promise.reject(this.deadError);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      // Keep the process alive only while a call is in flight; an idle executor must not block exit.
+      this.worker.ref();
+      this.worker.postMessage({ id, method, args } satisfies CallMessage);
+    });
+  }
+
+  load(): Promise<ModelInfo> {
+    return this.call("load");
+  }
+  profile(): Promise<CacheProfile> {
+    return this.call("profile");
+  }
+  initCache(numBlocks: number): Promise<void> {
+    return this.call("initCache", numBlocks);
+  }
+  execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
+    return this.call("execute", plan);
+  }
+  async health(): Promise<ExecutorHealth> {
+    if (this.deadError) return { ok: false, detail: this.deadError.message };
+    return this.call("health");
+  }
+  async shutdown(): Promise<void> {
+    if (this.deadError) return;
+    this.stopping = true;
+    await this.worker.terminate();
+  }
+  onDeath(listener: (err: Error) => void): void {
+    this.deathListeners.push(listener);
+  }
+}
+
+/** A CPU executor on its own worker_thread. */
+export function createCpuExecutor(opts: CpuExecutorOptions): CpuExecutor {
+  return new CpuExecutor(opts);
+}
