@@ -1,0 +1,76 @@
+# CUDA graphs for pure-decode steps over bucketed batch sizes. Each graph reads static input buffers
+# (token ids, positions, context lengths, block-table rows) and writes static logits; a step copies its
+# inputs in, pads to the bucket, and replays. Invariant: padded rows point at the scratch block (one past
+# the real cache) with context length 1, so a replay never writes K/V into a block a request owns.
+import torch
+
+from .attention import AttentionMetadata
+from .kernels.paged_attention import WORKSPACE, decode_splits
+
+_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+
+
+class DecodeGraphs:
+    def __init__(self, runner, scratch_block: int):
+        self.runner, self.scratch = runner, scratch_block
+        model, dev = runner.model, runner.device
+        max_b = runner.store.bt.table.shape[0]
+        self.sizes = [b for b in _BUCKETS if b <= max_b]
+        if max_b not in self.sizes:
+            self.sizes.append(max_b)
+        n = self.sizes[-1]
+        self.bs = runner.block_size
+        self.ids = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.pos = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.seq_lens = torch.ones(n, dtype=torch.int32, device=dev)
+        self.bt = torch.full((n, runner.max_blocks), scratch_block, dtype=torch.int32, device=dev)
+        self.qsl = torch.arange(n + 1, dtype=torch.int32, device=dev)
+        self.host = torch.zeros((3, n), dtype=torch.int64).pin_memory()
+        # The split-decode workspace must exist at its largest before capture: graphs keep its address.
+        need = max(decode_splits(b, model.nkv) * b for b in self.sizes)
+        WORKSPACE.get(need, 1, model.nq, model.cfg.head_dim, dev)
+        self.graphs, self.logits = {}, {}
+        pool = None
+        for b in reversed(self.sizes):
+            self._forward(b)  # warm-up: Triton compiles, cuBLAS picks kernels, outside the capture
+            torch.cuda.synchronize(dev)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, pool=pool):
+                self.logits[b] = self._forward(b)
+            pool = g.pool() if pool is None else pool
+            self.graphs[b] = g
+        torch.cuda.synchronize(dev)
+
+    def _forward(self, b: int) -> torch.Tensor:
+        pos, bt = self.pos[:b], self.bt[:b]
+        slots = bt[torch.arange(b, device=pos.device), pos // self.bs].long() * self.bs + pos % self.bs
+        meta = AttentionMetadata(
+            slot_mapping=slots, query_start_loc=self.qsl[: b + 1], seq_lens=self.seq_lens[:b], block_tables=bt,
+            max_query_len=1, max_seq_len=0, query_start_loc_cpu=[], seq_lens_cpu=[],
+        )
+        idx = torch.arange(b, device=pos.device)
+        return self.runner.model.forward(self.ids[:b], pos, meta, self.runner.kv_caches, idx)
+
+    def can_run(self, b: int) -> bool:
+        return b <= self.sizes[-1]
+
+    def run(self, ids: list, starts: list, seq_lens: list, rows: list) -> torch.Tensor:
+        b = len(ids)
+        size = next(s for s in self.sizes if s >= b)
+        h = self.host
+        h[0, :b] = torch.tensor(ids)
+        h[1, :b] = torch.tensor(starts)
+        h[2, :b] = torch.tensor(seq_lens)
+        dev_h = h[:, :b].to(self.ids.device, non_blocking=True)
+        self.ids[:b].copy_(dev_h[0])
+        self.pos[:b].copy_(dev_h[1])
+        self.seq_lens[:b].copy_(dev_h[2])
+        row_t = torch.tensor(rows, dtype=torch.int64).to(self.ids.device, non_blocking=True)
+        self.bt[:b].copy_(self.runner.store.bt.table.index_select(0, row_t))
+        if size > b:
+            self.ids[b:size].zero_()
+            self.pos[b:size].zero_()
+            self.seq_lens[b:size].fill_(1)
+            self.bt[b:size].fill_(self.scratch)
+        self.graphs[size].replay()
+        return self.logits[size][:b]

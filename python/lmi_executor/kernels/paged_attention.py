@@ -1,0 +1,191 @@
+# Paged attention in Triton for mixed batches: each program takes BLOCK_Q query tokens of one sequence
+# times the GROUP query heads that share one KV head (GQA), walks the sequence's KV through its block
+# table with an online softmax, and masks causally. Decode steps may split each sequence's KV range over
+# NUM_SPLITS programs (flash-decoding) and merge the partial softmaxes in a second kernel, so a batch of
+# one still spreads over the GPU. Invariant: same function as attention.reference_attention.
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _attn_kernel(
+    q_ptr, k_ptr, v_ptr, out_ptr, part_acc_ptr, part_ml_ptr,
+    qsl_ptr, seq_lens_ptr, bt_ptr, tile_seq_ptr, tile_idx_ptr,
+    scale, bt_stride, num_q_heads, num_kv_heads, num_tokens,
+    GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    if IS_DECODE:
+        seq = pid
+        qt = 0
+    else:
+        seq = tl.load(tile_seq_ptr + pid)
+        qt = tl.load(tile_idx_ptr + pid)
+    q_start = tl.load(qsl_ptr + seq)
+    q_len = tl.load(qsl_ptr + seq + 1) - q_start
+    ctx = tl.load(seq_lens_ptr + seq)
+    prefix = ctx - q_len
+
+    m_idx = tl.arange(0, BLOCK_M)
+    q_tok = qt * BLOCK_Q + m_idx // GROUP
+    head = kvh * GROUP + m_idx % GROUP
+    row_ok = (q_tok < q_len) & (m_idx < BLOCK_Q * GROUP)
+    d = tl.arange(0, HEAD_DIM)
+    tok = (q_start + q_tok).to(tl.int64)
+    q_off = (tok * num_q_heads + head)[:, None] * HEAD_DIM + d[None, :]
+    q = tl.load(q_ptr + q_off, mask=row_ok[:, None], other=0.0)
+    q_pos = prefix + q_tok
+
+    kv_end = tl.minimum(ctx, prefix + tl.minimum((qt + 1) * BLOCK_Q, q_len))
+    if NUM_SPLITS == 1:
+        lo = 0
+        hi = kv_end
+    else:
+        chunk = tl.cdiv(tl.cdiv(kv_end, NUM_SPLITS), BLOCK_N) * BLOCK_N
+        lo = split * chunk
+        hi = tl.minimum(lo + chunk, kv_end)
+
+    m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    n_idx = tl.arange(0, BLOCK_N)
+    for start in range(lo, hi, BLOCK_N):
+        kv_pos = start + n_idx
+        kv_ok = kv_pos < hi
+        blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
+        slot = blk * PAGE + kv_pos % PAGE
+        kv_off = (slot * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
+        k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0)
+        if IEEE:  # fp32 caches (conformance runs): no tf32 rounding
+            s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+        else:
+            s = tl.dot(q, tl.trans(k)) * scale
+        allowed = kv_ok[None, :] & (kv_pos[None, :] <= q_pos[:, None])
+        s = tl.where(allowed, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0)
+        if IEEE:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+
+    if NUM_SPLITS == 1:
+        l_safe = tl.where(l_i == 0.0, 1.0, l_i)
+        o = acc / l_safe[:, None]
+        tl.store(out_ptr + q_off, o.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+    else:
+        # Partials: acc unnormalized, with its max and sum, per (split, token, head).
+        base = (split * num_tokens + tok) * num_q_heads + head
+        tl.store(part_acc_ptr + base[:, None] * HEAD_DIM + d[None, :], acc, mask=row_ok[:, None])
+        tl.store(part_ml_ptr + base * 2, m_i, mask=row_ok)
+        tl.store(part_ml_ptr + base * 2 + 1, l_i, mask=row_ok)
+
+
+@triton.jit
+def _merge_kernel(out_ptr, part_acc_ptr, part_ml_ptr, num_rows, NUM_SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)  # row = token * num_q_heads + head
+    d = tl.arange(0, HEAD_DIM)
+    m = tl.full([1], -1.0e30, dtype=tl.float32)
+    for s in range(NUM_SPLITS):
+        m = tl.maximum(m, tl.load(part_ml_ptr + (s * num_rows + row) * 2 + tl.arange(0, 1)))
+    l_tot = tl.zeros([1], dtype=tl.float32)
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+    for s in range(NUM_SPLITS):
+        r = s * num_rows + row
+        ms = tl.load(part_ml_ptr + r * 2 + tl.arange(0, 1))
+        ls = tl.load(part_ml_ptr + r * 2 + 1 + tl.arange(0, 1))
+        w = tl.exp(ms - m)
+        l_tot += ls * w
+        acc += tl.load(part_acc_ptr + r * HEAD_DIM + d) * w
+    l_tot = tl.where(l_tot == 0.0, 1.0, l_tot)
+    tl.store(out_ptr + row * HEAD_DIM + d, (acc / l_tot).to(out_ptr.dtype.element_ty))
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << (max(1, n) - 1).bit_length()
+
+
+_NUM_SMS = None
+
+
+def decode_splits(batch: int, num_kv_heads: int) -> int:
+    """Enough programs to cover the SMs about twice when a decode batch alone would leave them idle."""
+    global _NUM_SMS
+    if _NUM_SMS is None:
+        _NUM_SMS = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    want = (2 * _NUM_SMS + batch * num_kv_heads - 1) // (batch * num_kv_heads)
+    return max(1, min(16, _next_pow2(want) if want > 1 else 1))
+
+
+class Workspace:
+    """Partial-softmax buffers for split decode, grown on demand and reused (also across graph captures)."""
+
+    def __init__(self):
+        self.acc = None
+        self.ml = None
+        self._retired = []  # captured graphs may still point at an outgrown buffer: never free one
+
+
+    def get(self, splits: int, tokens: int, heads: int, head_dim: int, device):
+        need = splits * tokens * heads
+        if self.acc is None or self.acc.shape[0] < need * head_dim:
+            if self.acc is not None:
+                self._retired.append((self.acc, self.ml))
+            self.acc = torch.empty(need * head_dim, dtype=torch.float32, device=device)
+            self.ml = torch.empty(need * 2, dtype=torch.float32, device=device)
+        return self.acc, self.ml
+
+
+WORKSPACE = Workspace()
+
+
+def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0) -> torch.Tensor:
+    """q [T, H, D] -> [T, H, D]; meta is attention.AttentionMetadata."""
+    T, H, D = q.shape
+    page, kvh = k_cache.shape[1], k_cache.shape[2]
+    group = H // kvh
+    out = torch.empty_like(q)
+    B = meta.seq_lens.shape[0]
+    is_decode = meta.max_query_len == 1
+    if is_decode:
+        block_q = 1
+        grid0 = B
+        tile_seq = tile_idx = meta.seq_lens  # unused by the decode variant
+        splits = num_splits or decode_splits(B, kvh)
+    else:
+        block_q = max(1, 64 // group) if D <= 128 else max(1, 32 // group)
+        seq_ids, tile_ids = [], []
+        qsl = meta.query_start_loc_cpu
+        for i in range(B):
+            for t in range((qsl[i + 1] - qsl[i] + block_q - 1) // block_q):
+                seq_ids.append(i)
+                tile_ids.append(t)
+        tiles = torch.tensor([seq_ids, tile_ids], dtype=torch.int32).to(q.device, non_blocking=True)
+        tile_seq, tile_idx = tiles[0], tiles[1]
+        grid0 = len(seq_ids)
+        splits = 1
+    block_m = max(16, _next_pow2(block_q * group))
+    if splits > 1:
+        part_acc, part_ml = WORKSPACE.get(splits, T, H, D, q.device)
+    else:
+        part_acc = part_ml = out
+    _attn_kernel[(grid0, kvh, splits)](
+        q, k_cache, v_cache, out, part_acc, part_ml,
+        meta.query_start_loc, meta.seq_lens, meta.block_tables, tile_seq, tile_idx,
+        scale, meta.block_tables.stride(0), H, kvh, T,
+        GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=64 if is_decode else 32,
+        HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32,
+        num_warps=4, num_stages=2,
+    )
+    if splits > 1:
+        _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, HEAD_DIM=D, num_warps=1)
+    return out

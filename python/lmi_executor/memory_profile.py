@@ -1,0 +1,60 @@
+# Sizes the paged KV cache on a GPU: runs one forward pass as large as the biggest step the engine may
+# send (max_num_batched_tokens) plus a full sampler pass, reads the peak, and gives the KV cache what is
+# left of gpu_memory_utilization x total memory. Invariant: weights, peak activations, memory outside
+# PyTorch's allocator (CUDA context, NCCL) and a graph reserve all come out of the budget before KV does.
+import torch
+
+from .attention import AttentionMetadata
+from .sampler import SampleRow, sample
+
+CUDA_GRAPH_RESERVE_BYTES = 512 << 20
+
+
+def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
+    o, cfg, model, dev = worker.opts, worker.cfg, worker.model, worker.device
+    torch.cuda.synchronize(dev)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(dev)
+    T = max(1, o.max_num_batched_tokens)
+    seq_len = min(T, worker.max_model_len)
+    lens = [seq_len] * (T // seq_len) + ([T % seq_len] if T % seq_len else [])
+    bs = o.block_size
+    blocks_per_seq = (seq_len + bs - 1) // bs
+    # One throwaway cache shared by every layer and sequence: the values are irrelevant, only the peak is.
+    tmp = torch.empty((blocks_per_seq, bs, model.nkv, cfg.head_dim), dtype=worker.dtype, device=dev)
+    qsl = [0]
+    for n in lens:
+        qsl.append(qsl[-1] + n)
+    positions = torch.cat([torch.arange(n, device=dev) for n in lens])
+    meta = AttentionMetadata(
+        slot_mapping=positions.clone(),
+        query_start_loc=torch.tensor(qsl, dtype=torch.int32, device=dev),
+        seq_lens=torch.tensor(lens, dtype=torch.int32, device=dev),
+        block_tables=torch.arange(blocks_per_seq, dtype=torch.int32, device=dev).repeat(len(lens), 1),
+        max_query_len=max(lens),
+        max_seq_len=max(lens),
+        query_start_loc_cpu=qsl,
+        seq_lens_cpu=lens,
+    )
+    ids = torch.randint(0, cfg.vocab_size, (T,), device=dev)
+    rows = min(o.max_num_seqs, T)
+    logits_idx = torch.arange(T - rows, T, device=dev)
+    logits = model.forward(ids, positions, meta, [(tmp, tmp)] * cfg.num_layers, logits_idx)
+    s = {"strategy": "sample", "temperature": 0.7, "topK": 50, "topP": 0.9, "typicalP": 1.0, "minP": 0.0,
+         "repetitionPenalty": 1.0, "presencePenalty": 0.0, "frequencyPenalty": 0.0, "logitBias": {}, "seed": 0,
+         "numTopLogprobs": 5, "minTokens": 0, "eosTokenIds": []}
+    sample(logits, [SampleRow(s, 0, [], []) for _ in range(rows)])
+    torch.cuda.synchronize(dev)
+    peak = torch.cuda.max_memory_allocated(dev)
+    del tmp, logits, meta, positions, ids
+    torch.cuda.empty_cache()
+    free, total = torch.cuda.mem_get_info(dev)
+    outside_torch = (total - free) - torch.cuda.memory_reserved(dev)
+    budget = int(total * o.gpu_memory_utilization) - peak - outside_torch - CUDA_GRAPH_RESERVE_BYTES
+    if budget < bytes_per_block:
+        raise MemoryError(
+            f"out of memory for the KV cache: {total * o.gpu_memory_utilization / 2**30:.1f} GiB allowed "
+            f"(gpu_memory_utilization={o.gpu_memory_utilization}), weights + activations peak at {peak / 2**30:.1f} GiB"
+        )
+    worker.profile_info = {"peakBytes": peak, "outsideTorchBytes": outside_torch, "kvBudgetBytes": budget}
+    return budget // bytes_per_block

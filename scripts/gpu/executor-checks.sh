@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One device run for the GPU executor: environment facts, the executor's unittest suites (CPU-path tests,
+# Triton attention, GPU model and CUDA-graph checks, goldens conformance), then the Llama-3-8B-shaped
+# benchmark with and without CUDA graphs. Logs and JSON go to $OUT; a short table is printed last.
+# Usage (repo root, on the GPU machine): bash scripts/gpu/executor-checks.sh [quick]
+set -uo pipefail
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/../.."
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
+  python3 -c 'import torch, triton, sys; print(sys.version.split()[0], torch.__version__, triton.__version__)'
+} 2>&1 | tee "$OUT/env.txt"
+
+( cd python && python3 -m unittest discover -s tests -p 'test_executor*.py' -v ) >"$OUT/unittest.log" 2>&1
+ut=$?
+tail -n 25 "$OUT/unittest.log"
+
+bench_rc=0
+if [ "${1:-}" != "tests-only" ]; then
+  python3 bench/gpu-executor-bench.py --json-out "$OUT/bench-graph.json" 2>&1 | tee "$OUT/bench-graph.log" | tail -n 6
+  bench_rc=${PIPESTATUS[0]}
+  if [ "${1:-}" != "quick" ]; then
+    python3 bench/gpu-executor-bench.py --no-cuda-graph --skip-throughput --json-out "$OUT/bench-eager.json" \
+      2>&1 | tee "$OUT/bench-eager.log" | tail -n 4
+  fi
+fi
+echo "unittest rc=$ut bench rc=$bench_rc"
+grep -E "^(Ran|OK|FAILED)" "$OUT/unittest.log"
