@@ -20,6 +20,7 @@ import {
 } from "./launch.ts";
 import type { DjlInput, DjlOutput, HandlerModel } from "./protocol.ts";
 import type { WorkerLog } from "./python-worker.ts";
+import { installRequirements } from "./requirements.ts";
 import { type ModelHealth, type WorkerDescription, WorkerPool } from "./worker-pool.ts";
 
 export interface HandlerModelOptions {
@@ -156,8 +157,21 @@ export function createHandlerModel(spec: HandlerModelSpec): PythonHandlerModel {
       }),
   });
 
+  const log = o.log ?? defaultLog;
   return {
-    start: () => pool.start(),
+    async start() {
+      await installRequirements({
+        pythonExecutable,
+        modelDir: spec.modelDir,
+        timeoutMs: o.modelLoadingTimeoutS * 1000,
+        log,
+        env: { ...process.env, ...extraEnv },
+      }).catch((e) => {
+        pool.markFailed(e);
+        throw e;
+      });
+      await pool.start();
+    },
     invoke(input: DjlInput, signal?: AbortSignal): Promise<DjlOutput> {
       const override = Object.keys(input.properties).find((k) => k.toLowerCase() === "handler");
       if (override && !allowOverride) {

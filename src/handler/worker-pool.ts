@@ -78,6 +78,11 @@ export class WorkerPool {
     }
   }
 
+  /** A failure before any worker started (e.g. requirements.txt): the model is FAILED. */
+  markFailed(err: ServerError): void {
+    this.initialError = err;
+  }
+
   status(): ModelHealth {
     if (this.initialError) return "FAILED";
     if (!this.started) return "PENDING";

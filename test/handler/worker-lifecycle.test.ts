@@ -1,0 +1,111 @@
+// Worker lifecycle edge cases with real processes: requirements.txt install, a Python that cannot be
+// started or exits before its startup line, a stream that stalls past predict_timeout, bad options.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { createHandlerModel, type HandlerModelOptions } from "../../src/handler/handler-model.ts";
+import type { DjlInput } from "../../src/handler/protocol.ts";
+
+const fixtures = fileURLToPath(new URL("../fixtures/handlers/", import.meta.url));
+
+function model(dir: string, over: Partial<HandlerModelOptions> = {}) {
+  return createHandlerModel({
+    modelName: dir,
+    modelDir: fixtures + dir,
+    options: {
+      minWorkers: 1,
+      maxWorkers: 1,
+      batchSize: 1,
+      maxBatchDelayMs: 10,
+      modelLoadingTimeoutS: 60,
+      predictTimeoutS: 20,
+      startupTimeoutS: 20,
+      properties: {},
+      log: () => {},
+      ...over,
+    },
+  });
+}
+
+const req = (props: Record<string, string> = {}): DjlInput => ({
+  properties: { "content-type": "text/plain", ...props },
+  content: [{ key: "data", value: Buffer.from("s") }],
+});
+
+describe("worker lifecycle", { concurrency: true }, () => {
+  test("requirements.txt is installed with pip before the workers start", async () => {
+    const m = model("requirements_ok");
+    try {
+      await m.start();
+      const out = await m.invoke(req());
+      assert.equal(Buffer.from(out.content[0].value).toString(), "installed");
+    } finally {
+      await m.shutdown();
+    }
+  });
+
+  test("a requirements.txt that pip cannot install fails the load with pip's message", async () => {
+    const m = model("requirements_bad");
+    await assert.rejects(
+      m.start(),
+      /installing .*requirements\.txt failed \(pip exit code \d+\):[\s\S]*no-such-pkg/,
+    );
+    assert.equal(m.status(), "FAILED");
+  });
+
+  test("a Python executable that does not exist is a clear load failure", async () => {
+    await assert.rejects(
+      model("echo", { pythonExecutable: "/nonexistent/python3" }).start(),
+      /cannot start the Python worker '\/nonexistent\/python3'/,
+    );
+  });
+
+  test("a worker that exits before its startup line: Python stream closed unexpectedly", async () => {
+    await assert.rejects(
+      model("echo", { pythonExecutable: "false" }).start(),
+      /Python stream closed unexpectedly: .* exited \(exit code 1\) before it started/,
+    );
+  });
+
+  test("a stream that stalls longer than predict_timeout is cut and the worker restarted", async () => {
+    const m = model("echo", { predictTimeoutS: 0.5 });
+    try {
+      await m.start();
+      const out = await m.invoke(req({ stream: "3", stream_sleep: "5" }));
+      const seen: string[] = [];
+      await assert.rejects(async () => {
+        for await (const c of out.stream!) seen.push(Buffer.from(c).toString());
+      }, /no stream chunk within 0.5 s/);
+      assert.deepEqual(seen, ['{"i":0,"t":"s"}\n']);
+      const next = await m.invoke(req());
+      assert.equal(Buffer.from(next.content[0].value).toString(), "s");
+      assert.equal(m.failedCount(), 1);
+    } finally {
+      await m.shutdown();
+    }
+  });
+
+  test("bad options fail at creation, naming every problem", () => {
+    assert.throws(
+      () =>
+        model("echo", {
+          minWorkers: 2,
+          maxWorkers: 1,
+          batchSize: 0,
+          predictTimeoutS: -1,
+          properties: { enable_streaming: "true" },
+        }),
+      (e: Error & { problems?: string[] }) => {
+        assert.ok(e.problems?.some((p) => p.includes("maxWorkers (1) must be >= minWorkers (2)")));
+        assert.ok(e.problems?.some((p) => p.includes("batch_size must be a positive number")));
+        assert.ok(e.problems?.some((p) => p.includes("option.predict_timeout")));
+        return true;
+      },
+    );
+    assert.throws(
+      () => model("echo", { batchSize: 4, properties: { enable_streaming: "true" } }),
+      /We cannot enable streaming for dynamic batching/,
+    );
+  });
+});
