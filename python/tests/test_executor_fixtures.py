@@ -2,10 +2,13 @@
 # one-sequence) forward pass written independently of the executor's paged path to compare against.
 import json
 import os
+import sys
 
 import torch
 
-from lmi_executor.loader import write_safetensors
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from lmi_executor.loader import write_safetensors  # noqa: E402
 
 
 def make_checkpoint(path: str, model_type: str = "llama", seed: int = 0, dtype=torch.float32, tie=False) -> dict:
