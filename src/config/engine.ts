@@ -52,9 +52,12 @@ function isDir(path: string): boolean {
 function inferEngine(
   modelDir: string | undefined,
   raw: RawProps,
-): { engine: string; reason: string } | undefined {
+): { engine: string; reason: string; location?: string } | undefined {
   const modelId = raw.get("option.model_id")?.raw.trim();
-  if (modelId?.startsWith("djl://")) return { engine: "DJL model zoo", reason: `option.model_id=${modelId}` };
+  if (modelId?.startsWith("djl://")) {
+    const location = raw.get("option.model_id")?.source;
+    return { engine: "DJL model zoo", reason: `option.model_id=${modelId}`, location };
+  }
   if (modelDir !== undefined) {
     const files = listDir(modelDir);
     const has = (pred: (f: string) => boolean) => files.find(pred);
@@ -69,7 +72,7 @@ function inferEngine(
     ];
     for (const [engine, pred] of checks) {
       const file = has(pred);
-      if (file) return { engine, reason: `${file} in the model dir` };
+      if (file) return { engine, reason: `${file} in the model dir`, location: modelDir };
     }
     if (files.includes("model.py")) return { engine: "Python", reason: "model.py in the model dir" };
   }
@@ -96,10 +99,12 @@ export function applyEngineRules(
   warnings: string[],
 ): EngineOutcome {
   let engine = raw.get("engine");
+  let location = engine?.source;
   if (engine === undefined) {
     const inferred = inferEngine(modelDir, raw);
     if (inferred) {
       engine = { raw: inferred.engine, source: `inferred: ${inferred.reason}` };
+      location = inferred.location;
     } else if (modelDir !== undefined) {
       problems.push(
         `${modelDir}: cannot infer the engine: no model.py, config.json or option.model_id; ` +
@@ -115,7 +120,7 @@ export function applyEngineRules(
   const java = JAVA_ENGINES.find((e) => e.toLowerCase() === name.toLowerCase());
   if (java !== undefined || name === "DJL model zoo") {
     problems.push(
-      `${engine.source}: engine: "${name}" is a DJL Java engine, which this server does not include; ` +
+      `${location ?? engine.source}: engine: "${name}" (${engine.source}) is a DJL Java engine, which this server does not include; ` +
         "it serves models through engine=Python (or its aliases MPI, DeepSpeed, FasterTransformer)",
     );
     return { alias: undefined };

@@ -24,19 +24,21 @@ export function applyModelRules(
   const v = (key: string) => r.values.get(key);
   const src = (key: string) => r.sources.get(key) ?? "default";
   const set = (key: string) => r.explicit.has(key);
+  /** Location of a rule that involves several keys: the first one the user set. */
+  const at = (...keys: string[]) => src(keys.find(set) ?? keys[0]);
   const rb = v("option.rolling_batch") as string;
   const batchSize = v("batch_size") as number;
 
   if (batchSize > 1 && rb !== "disable") {
     problems.push(
-      `${src("option.rolling_batch")}: option.rolling_batch=${rb} cannot be combined with batch_size=${batchSize} ` +
+      `${at("option.rolling_batch", "batch_size")}: option.rolling_batch=${rb} cannot be combined with batch_size=${batchSize} ` +
         `(${src("batch_size")}): dynamic batching and rolling batch are exclusive; set option.rolling_batch=disable or batch_size=1`,
     );
   }
   const streaming = v("option.enable_streaming");
   if (streaming !== false && batchSize > 1 && rb === "disable") {
     problems.push(
-      `${src("option.enable_streaming")}: option.enable_streaming=${streaming} with batch_size=${batchSize}: ` +
+      `${at("option.enable_streaming", "batch_size")}: option.enable_streaming=${streaming} with batch_size=${batchSize}: ` +
         "we cannot enable streaming for dynamic batching; set batch_size=1",
     );
   }
@@ -57,7 +59,7 @@ export function applyModelRules(
   }
   if (entryPoint === "djl_python.deepspeed" && !["auto", "deepspeed", "disable"].includes(rb)) {
     problems.push(
-      `${src("option.rolling_batch")}: option.rolling_batch=${rb} is not valid with the DeepSpeed handler ` +
+      `${at("option.rolling_batch", "option.entryPoint")}: option.rolling_batch=${rb} is not valid with the DeepSpeed handler ` +
         `(option.entryPoint=djl_python.deepspeed, ${src("option.entryPoint")}); use auto, deepspeed or disable`,
     );
   }
@@ -77,14 +79,14 @@ export function applyModelRules(
   }
   if (v("option.quantize") === "smoothquant" && v("option.dtype") === "bf16") {
     problems.push(
-      `${src("option.quantize")}: option.quantize=smoothquant does not support option.dtype=bf16`,
+      `${at("option.quantize", "option.dtype")}: option.quantize=smoothquant does not support option.dtype=bf16`,
     );
   }
   const minW = v("minWorkers") as number;
   const maxW = v("maxWorkers") as number;
   if (minW > maxW) {
     problems.push(
-      `${src("minWorkers")}: minWorkers=${minW} is larger than maxWorkers=${maxW} (${src("maxWorkers")})`,
+      `${at("minWorkers", "maxWorkers")}: minWorkers=${minW} is larger than maxWorkers=${maxW} (${src("maxWorkers")})`,
     );
   }
 }
@@ -92,10 +94,11 @@ export function applyModelRules(
 function lmiDistRules(r: Resolved, problems: string[]): void {
   const v = (key: string) => r.values.get(key);
   const src = (key: string) => r.sources.get(key) ?? "default";
+  const at = (...keys: string[]) => src(keys.find((k) => r.explicit.has(k)) ?? keys[0]);
   const tp = v("option.tensor_parallel_degree");
   if (tp !== 1 && v("option.mpi_mode") !== true) {
     problems.push(
-      `${src("option.tensor_parallel_degree")}: option.tensor_parallel_degree=${tp} with option.rolling_batch=lmi-dist ` +
+      `${at("option.tensor_parallel_degree", "option.rolling_batch")}: option.tensor_parallel_degree=${tp} with option.rolling_batch=lmi-dist ` +
         "needs option.mpi_mode=true (use engine=MPI)",
     );
   }

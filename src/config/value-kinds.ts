@@ -64,8 +64,7 @@ export function float(opts: { min?: number; max?: number; minExclusive?: boolean
       const v = raw.trim();
       if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(v)) return { error: `expected a ${describe}` };
       const n = Number(v);
-      const tooLow =
-        opts.min !== undefined && (opts.minExclusive ? n <= opts.min : n < opts.min) ? true : false;
+      const tooLow = opts.min !== undefined && (opts.minExclusive ? n <= opts.min : n < opts.min);
       if (tooLow || (opts.max !== undefined && n > opts.max)) return { error: `expected a ${describe}` };
       return { value: n };
     },
