@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 
 from . import wire
@@ -85,7 +86,22 @@ class PythonEngine:
         sock.settimeout(ACCEPT_TIMEOUT_S)
         return sock
 
+    @staticmethod
+    def _exit_with_parent():
+        """Exits when the server that started us is gone (re-parented), even in the middle of a long
+        model load, so no orphaned worker keeps GPU memory."""
+        parent = os.getppid()
+
+        def watch():
+            while True:
+                time.sleep(1)
+                if os.getppid() != parent:
+                    os._exit(1)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
     def run(self):
+        self._exit_with_parent()
         server = self._listen()
         print(STARTED_LINE, flush=True)
         try:

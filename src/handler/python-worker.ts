@@ -4,6 +4,7 @@
 // and rank 0's reply is the answer; once the process exits, every pending and later read fails.
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { createInterface } from "node:readline";
 import { ServerError } from "../errors.ts";
@@ -94,11 +95,17 @@ export class PythonWorker {
         ),
       ),
     );
+    let printedStartup = false;
+    void started.then(() => {
+      printedStartup = true;
+    });
     const exitedEarly = this.exited.then(() => {
-      throw new ModelLoadError(
-        `Python stream closed unexpectedly: the worker of ${modelName} exited (${this.describeExit()}) ` +
-          `before it started.\n${this.recentOutput()}`,
-      );
+      throw printedStartup
+        ? this.diedWhileLoading()
+        : new ModelLoadError(
+            `Python stream closed unexpectedly: the worker of ${modelName} exited (${this.describeExit()}) ` +
+              `before it started.\n${this.recentOutput()}`,
+          );
     });
     // Both are only raced during start; later they must not surface as unhandled rejections.
     spawnFailed.catch(() => {});
@@ -120,6 +127,12 @@ export class PythonWorker {
       if (reply.output.code >= 300) throw initFailure(modelName, reply.output);
     } catch (e) {
       this.kill();
+      if (e instanceof WorkerError) {
+        // The socket closed under the init request: the process died while loading. Its exit status
+        // and last output say why, so wait (briefly) for the exit event to have them.
+        await withTimeout(this.exited, 2000, () => "").catch(() => {});
+        throw this.diedWhileLoading();
+      }
       if (e instanceof ServerError) throw e;
       throw new ModelLoadError(e instanceof Error ? e.message : String(e), { cause: e });
     }
@@ -171,6 +184,12 @@ export class PythonWorker {
     const timer = setTimeout(() => this.kill(), graceMs);
     await this.exited;
     clearTimeout(timer);
+  }
+
+  private diedWhileLoading(): ModelLoadError {
+    return new ModelLoadError(
+      `the worker of ${this.opts.modelName} died while loading the model (${this.describeExit()}):\n${this.recentOutput()}`,
+    );
   }
 
   describeExit(): string {
@@ -255,6 +274,10 @@ export class PythonWorker {
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     this.exitInfo = { code, signal };
     for (const r of this.ranks) r.socket.destroy();
+    // A killed worker cannot remove its socket and pid files; stale ones would pile up in /tmp.
+    for (const p of this.opts.launch.socketPaths) {
+      for (const f of [p, `${p}.pid`]) rmSync(f, { force: true });
+    }
     this.resolveExited({ code, signal });
   }
 }

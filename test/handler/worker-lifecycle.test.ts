@@ -68,6 +68,13 @@ describe("worker lifecycle", { concurrency: true }, () => {
     );
   });
 
+  test("a worker that dies while loading: its exit status and last output are in the error", async () => {
+    await assert.rejects(
+      model("echo", { properties: { init_exit: "1" } }).start(),
+      /died while loading the model \(exit code 4\):[\s\S]*loading failed badly/,
+    );
+  });
+
   test("a stream that stalls longer than predict_timeout is cut and the worker restarted", async () => {
     const m = model("echo", { predictTimeoutS: 0.5 });
     try {
