@@ -19,7 +19,7 @@ export interface ResolveModelOptions {
   downloadDir?: string;
   /** Environment to read (HF_*, AWS_*, SERVING_DOWNLOAD_DIR, ...); default process.env. */
   env?: Env;
-  /** Progress events; default: a bar on a terminal stderr, else a log line every 5 s. `null` silences. */
+  /** Progress events; default: a bar on a terminal stderr, else a line every 5 s through `log`. `null` silences. */
   onProgress?: ProgressCallback | null;
   /** Informational lines (retries, waiting for another process, reuse); default stderr. */
   log?: (msg: string) => void;
@@ -56,7 +56,9 @@ export async function resolveModel(opts: ResolveModelOptions): Promise<ResolvedM
   const modelId = opts.modelId;
   const spec = parseModelId(modelId, opts.cwd);
   const log = opts.log ?? ((msg: string) => process.stderr.write(`${msg}\n`));
-  const onProgress = opts.onProgress === null ? undefined : (opts.onProgress ?? createProgressReporter());
+  // Without a terminal, progress lines go through the caller's log (the server logger in `lmi serve`).
+  const onProgress =
+    opts.onProgress === null ? undefined : (opts.onProgress ?? createProgressReporter({ log: opts.log }));
   const concurrency = opts.concurrency ?? Math.max(1, intFrom(env.SERVING_DOWNLOAD_CONCURRENCY, 16));
   const attempts = Math.max(1, opts.attempts ?? 4);
   const reserveBytes = intFrom(env.SERVING_DOWNLOAD_MIN_FREE_BYTES, 0);

@@ -73,6 +73,9 @@ export function createS3Client(env: Env): S3Client {
     config.credentials = { accessKeyId: "", secretAccessKey: "" };
     config.signer = { sign: async (request) => request };
   }
+  // We pin an SDK release that supports Node 20 (design/dependencies.md §0); its warning is about
+  // later releases we do not take, and would otherwise land in every server log.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   return new S3Client(config);
 }
 
