@@ -72,6 +72,13 @@ export function applyModelRules(
   if (rb === "lmi-dist") lmiDistRules(r, problems);
   if (entryPoint === "djl_python.deepspeed") deepSpeedQuantize(r, warnings);
 
+  const modelId = v("option.model_id") as string | undefined;
+  if (modelId?.startsWith("djl://")) {
+    problems.push(
+      `${src("option.model_id")}: option.model_id=${modelId}: DJL model zoo URLs are not supported here; ` +
+        "use a Hugging Face hub id, an s3:// URL or a local path",
+    );
+  }
   if (set("option.checkpoint") && !set("option.dtype")) {
     problems.push(
       `${src("option.checkpoint")}: option.checkpoint requires option.dtype to be set (the checkpoint's data type)`,

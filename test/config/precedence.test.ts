@@ -130,7 +130,10 @@ test("engine inference: config.json or model_id gives Python; Java engines are r
   assert.equal(r.config.engine, "Python");
   assert.equal(r.sources.engine, "inferred: config.json in the model dir");
   const [p] = problemsOf(() => loadModelConfig({ modelDir: modelDir("", { "model.onnx": "" }), env: {} }));
-  assert.match(p, /^\/.*: engine: "OnnxRuntime" \(inferred: model\.onnx in the model dir\) is a DJL Java engine/);
+  assert.match(
+    p,
+    /^\/.*: engine: "OnnxRuntime" \(inferred: model\.onnx in the model dir\) is a DJL Java engine/,
+  );
   const [q] = problemsOf(() => loadModelConfig({ modelDir: modelDir(""), env: {} }));
   assert.match(q, /cannot infer the engine/);
 });
@@ -247,4 +250,14 @@ test("un-prefixed option names (rolling_batch=scheduler) are read as option.*", 
   });
   assert.equal(r.config.rollingBatch, "scheduler");
   assert.match(r.sources["option.rolling_batch"], /:2 \(as rolling_batch, without the option\. prefix\)$/);
+});
+
+test("djl:// model zoo ids are rejected with the source of model_id", () => {
+  const [p] = problemsOf(() =>
+    loadModelConfig({ env: { OPTION_MODEL_ID: "djl://ai.djl.zoo/mlp", OPTION_ENGINE: "Python" } }),
+  );
+  assert.match(
+    p,
+    /^env OPTION_MODEL_ID: option\.model_id=djl:\/\/ai\.djl\.zoo\/mlp: DJL model zoo URLs are not supported/,
+  );
 });
