@@ -102,8 +102,8 @@ test("lmi serve with option.model_id=s3://... serves the downloaded model like t
     assert.deepEqual(await readFile(join(target, f)), await readFile(join(MODEL, f)), f);
   }
 
-  // A second server start reuses the complete download instead of fetching again.
-  const again = await serve([modelDir], env);
+  // A second server, given the same URL through HF_MODEL_ID (spec §1.3), reuses the complete download.
+  const again = await serve([], { ...env, HF_MODEL_ID: URL_S3 });
   assert.match(again.output(), /Using the complete download of s3:\/\/lmi-e2e\/zoo\/llama/);
   assert.equal(await generate(again.url), remoteText);
 });
