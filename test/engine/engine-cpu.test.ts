@@ -79,7 +79,7 @@ describe("engine + CPU executor: greedy matches the transformers goldens", () =>
     const results = await Promise.all(
       all.map((c, i) => run(engine, `p${i}`, c.prompt, { max_new_tokens: c.greedy.max_new_tokens })),
     );
-    results.forEach((r, i) => assert.deepEqual(r.ids, all[i].greedy.ids, `request ${i}`));
+    for (const [i, r] of results.entries()) assert.deepEqual(r.ids, all[i].greedy.ids, `request ${i}`);
     const st = engine.stats();
     assert.ok(st.numPreemptions > 0, "the tiny cache must force preemption");
     assert.equal(st.kvCacheUsage, 0);
