@@ -26,6 +26,7 @@ class ExecutorOptions:
     block_size: int = 16
     max_num_seqs: int = 256
     attention_backend: str = "auto"  # auto | triton | reference
+    fused_ops: bool = True  # Triton fused norm/rotary/activation on CUDA (false: plain PyTorch, for A/B checks)
     parallel_loading: bool = True
     seed: int = 0
     dist_init_method: str = ""  # tcp://host:port for world size > 1

@@ -56,7 +56,7 @@ class Worker:
         self.max_model_len = min(o.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings) \
             if cfg.max_position_embeddings else o.max_model_len
         attention = Attention(o.attention_backend, self.device)
-        self.model = LlamaModel(cfg, self.dtype, self.device, self.tp, attention, self.max_model_len)
+        self.model = LlamaModel(cfg, self.dtype, self.device, self.tp, attention, self.max_model_len, o.fused_ops)
         if o.load_format == "dummy":
             self.model.init_dummy(o.seed)
         elif o.parallel_loading or self.tp.world_size == 1:

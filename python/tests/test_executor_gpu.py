@@ -112,3 +112,49 @@ class GpuModelTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(CUDA, "needs a CUDA GPU")
+class FusedOpsTest(unittest.TestCase):
+    def test_fused_kernels_equal_torch_ops(self):
+        from lmi_executor.ops import TorchOps, TritonOps
+
+        t, f = TorchOps(), TritonOps()
+        g = torch.Generator(device="cuda").manual_seed(0)
+        for dtype in (torch.float32, torch.bfloat16):
+            tol = 1e-5 if dtype == torch.float32 else 2e-2
+            x = torch.randn((37, 4096), generator=g, device="cuda").to(dtype)
+            r = torch.randn((37, 4096), generator=g, device="cuda").to(dtype)
+            w = (1 + 0.1 * torch.randn(4096, generator=g, device="cuda")).to(dtype)
+            r1, r2 = r.clone(), r.clone()
+            a, b = t.add_rms_norm(x, r1, w, 1e-5), f.add_rms_norm(x, r2, w, 1e-5)
+            self.assertLess(((a.float() - b.float()).norm() / a.float().norm()).item(), tol)
+            self.assertTrue(torch.equal(r1, r2))
+            gu = torch.randn((37, 2 * 1000), generator=g, device="cuda").to(dtype)
+            a, b = t.silu_and_mul(gu), f.silu_and_mul(gu)
+            self.assertLess(((a.float() - b.float()).norm() / a.float().norm()).item(), tol)
+            for qk_norm in (False, True):
+                nq, nkv, hd, T = 12, 4, 64, 23
+                qkv = torch.randn((T, (nq + 2 * nkv) * hd), generator=g, device="cuda").to(dtype)
+                from lmi_executor.layers import rope_cos_sin
+
+                cs = rope_cos_sin(hd, 10000.0, {}, 512, "cuda")
+                pos = torch.randint(0, 512, (T,), device="cuda")
+                slots = torch.randperm(64, device="cuda")[:T]
+                qn = (1 + 0.1 * torch.randn(hd, generator=g, device="cuda")).to(dtype) if qk_norm else None
+                kn = (1 + 0.1 * torch.randn(hd, generator=g, device="cuda")).to(dtype) if qk_norm else None
+                caches = [torch.full((16, 4, nkv, hd), 7.0, dtype=dtype, device="cuda") for _ in range(4)]
+                qa = t.rope_and_cache(qkv, cs, pos, slots, caches[0], caches[1], nq, nkv, hd, qn, kn, 1e-6)
+                qb = f.rope_and_cache(qkv, cs, pos, slots, caches[2], caches[3], nq, nkv, hd, qn, kn, 1e-6)
+                for u, v in ((qa, qb), (caches[0], caches[2]), (caches[1], caches[3])):
+                    self.assertLess(((u.float() - v.float()).norm() / u.float().norm()).item(), tol, (dtype, qk_norm))
+
+    def test_fused_and_unfused_models_agree(self):
+        tmp = tempfile.mkdtemp()
+        make_checkpoint(tmp, "qwen3", seed=2)
+        prompt = [4, 8, 15, 16, 23, 42, 7, 7, 9]
+        outs = []
+        for fused in (True, False):
+            w = gpu_worker(tmp, dtype="fp32", fused_ops=fused, enable_cuda_graph=False)
+            outs.append(Driver(w).generate("a", prompt, 12, s=sampling(promptLogprobs=True), chunk=5))
+        self.assertEqual(outs[0][0], outs[1][0])

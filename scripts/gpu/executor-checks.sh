@@ -24,7 +24,12 @@ if [ "${1:-}" != "tests-only" ]; then
   if [ "${1:-}" != "quick" ]; then
     python3 bench/gpu-executor-bench.py --no-cuda-graph --skip-throughput --json-out "$OUT/bench-eager.json" \
       2>&1 | tee "$OUT/bench-eager.log" | tail -n 4
+    python3 bench/gpu-executor-bench.py --no-fused --skip-throughput --json-out "$OUT/bench-unfused.json" \
+      2>&1 | tee "$OUT/bench-unfused.log" | tail -n 4
   fi
+fi
+if [ "${1:-}" = "profile" ] || [ "${2:-}" = "profile" ]; then
+  python3 bench/gpu-executor-profile.py --json-out "$OUT/profile.json" >"$OUT/profile.log" 2>&1; tail -n 60 "$OUT/profile.log"
 fi
 echo "unittest rc=$ut bench rc=$bench_rc"
 grep -E "^(Ran|OK|FAILED)" "$OUT/unittest.log"

@@ -6,9 +6,10 @@ import re
 
 import torch
 
-from ..attention import Attention, AttentionMetadata, write_kv
+from ..attention import Attention, AttentionMetadata
 from ..config import ModelConfig
-from ..layers import apply_rope, rms_norm, rope_cos_sin, silu_and_mul
+from ..layers import rope_cos_sin
+from ..ops import make_ops
 from ..parallel import TensorParallel
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
@@ -16,8 +17,10 @@ _IGNORED = re.compile(r"rotary_emb\.inv_freq$")
 
 
 class LlamaModel:
-    def __init__(self, cfg: ModelConfig, dtype, device, tp: TensorParallel, attention: Attention, max_len: int):
+    def __init__(self, cfg: ModelConfig, dtype, device, tp: TensorParallel, attention: Attention, max_len: int,
+                 fused_ops: bool = True):
         self.cfg, self.dtype, self.device, self.tp, self.attn = cfg, dtype, device, tp, attention
+        self.ops = make_ops(device, fused_ops)
         hd = cfg.head_dim
         self.nq = tp.shard(cfg.num_heads, "num_attention_heads")
         self.nkv = tp.shard(cfg.num_kv_heads, "num_key_value_heads")
@@ -152,36 +155,25 @@ class LlamaModel:
 
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices) -> torch.Tensor:
         """Returns fp32 logits [len(logits_indices), vocab] for the rows the sampler needs."""
-        cfg, hd = self.cfg, self.cfg.head_dim
+        cfg, hd, ops, eps = self.cfg, self.cfg.head_dim, self.ops, self.cfg.rms_norm_eps
+        linear = torch.nn.functional.linear
         x = self.params["embed"][input_ids]
-        cos_sin = self.cos_sin[positions]
         residual = None
         for i, L in enumerate(self.layers):
             if residual is None:
-                residual, h = x, rms_norm(x, L["in_norm"], cfg.rms_norm_eps)
+                residual, h = x, ops.add_rms_norm(x, None, L["in_norm"], eps)
             else:
-                residual = residual + x
-                h = rms_norm(residual, L["in_norm"], cfg.rms_norm_eps)
-            qkv = torch.nn.functional.linear(h, L["qkv_w"], L.get("qkv_b"))
-            q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-            q = q.reshape(-1, self.nq, hd)
-            k = k.reshape(-1, self.nkv, hd)
-            v = v.reshape(-1, self.nkv, hd)
-            if cfg.qk_norm:
-                q = rms_norm(q, L["q_norm"], cfg.rms_norm_eps)
-                k = rms_norm(k, L["k_norm"], cfg.rms_norm_eps)
-            q = apply_rope(q, cos_sin)
-            k = apply_rope(k, cos_sin)
+                h = ops.add_rms_norm(x, residual, L["in_norm"], eps)  # residual += x, in place
+            qkv = linear(h, L["qkv_w"], L.get("qkv_b"))
             k_cache, v_cache = kv_caches[i]
-            write_kv(k_cache, v_cache, k, v.contiguous(), meta.slot_mapping)
+            q = ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache,
+                                   self.nq, self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps)
             o = self.attn.forward(q, k_cache, v_cache, meta, self.scale)
-            x = self.tp.all_reduce(torch.nn.functional.linear(o.reshape(-1, self.q_size), L["o_w"]))
-            residual = residual + x
-            h = rms_norm(residual, L["post_norm"], cfg.rms_norm_eps)
-            gate_up = torch.nn.functional.linear(h, L["gate_up_w"])
-            x = self.tp.all_reduce(torch.nn.functional.linear(silu_and_mul(gate_up), L["down_w"]))
-        h = rms_norm((residual + x)[logits_indices], self.params["norm"], cfg.rms_norm_eps)
-        logits = torch.nn.functional.linear(h, self.params["lm_head"]).float()
+            x = self.tp.all_reduce(linear(o.reshape(-1, self.q_size), L["o_w"]))
+            h = ops.add_rms_norm(x, residual, L["post_norm"], eps)
+            x = self.tp.all_reduce(linear(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"]))
+        h = ops.add_rms_norm(x[logits_indices], residual[logits_indices], self.params["norm"], eps)
+        logits = linear(h, self.params["lm_head"]).float()
         if self.vocab_parallel:
             logits = self.tp.all_gather_last_dim(logits)
         return logits
