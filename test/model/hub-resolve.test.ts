@@ -3,7 +3,7 @@
 // offline use, interruption, concurrent starts and each error.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -167,6 +167,23 @@ describe("hub model ids", () => {
     );
     assert.equal(down.localDir, first.localDir);
     assert.match(logs.join("\n"), /Hub unreachable .*using cached org\/tiny snapshot/);
+  });
+
+  test("a snapshot another tool left incomplete is completed with only the missing files", async () => {
+    const dir = await freshDir();
+    const snap = join(dir, "hub", "models--org--tiny", "snapshots", SHA2);
+    await mkdir(snap, { recursive: true });
+    await writeFile(join(snap, "config.json"), served["config.json"]);
+    await writeFile(join(snap, "model.safetensors"), served["model.safetensors"].subarray(0, 1000)); // truncated
+    const since = hub.requests.length;
+    const r = await resolveModel(opts({ downloadDir: dir }));
+    assert.equal(r.localDir, snap);
+    assert.equal(r.downloaded, true);
+    for (const [p, body] of Object.entries(served)) assert.deepEqual(await readFile(join(snap, p)), body, p);
+    const fetched = new Set(fileGets(since).map((u) => u.split("/").at(-1)));
+    assert.ok(!fetched.has("config.json"), "the complete file was kept");
+    assert.ok(fetched.has("model.safetensors"), "the truncated file was fetched again");
+    assert.deepEqual(await readdir(join(dir, "hub", "models--org--tiny", "snapshots")), [SHA2]);
   });
 
   test("an aborted download leaves no snapshot; the next start downloads afresh", async () => {
