@@ -4,7 +4,7 @@
 runs without torch in tests: `step(state) -> (next_ids, state)` and `decode(ids) -> str`. Each yielded
 item is {"outputs": [new text of input 0, ...]}. Text is emitted by decoding a sequence's whole
 generated ids and sending the suffix not yet sent, so multi-token characters come out whole.
-`TorchStepper` is the real `step` (greedy or sampling with KV cache); torch is imported lazily.
+The real `step` functions (torch, KV cache) are in torch_decoding.py.
 """
 
 import json
@@ -48,11 +48,13 @@ def jsonlines_formatter(item) -> str:
 
 
 def sampling_settings(parameters: dict):
-    """(max_new_tokens, do_sample, temperature, top_k, top_p) from request parameters, validated."""
+    """(max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty), validated. As in DJL's
+    token loop, any of temperature/top_k/top_p in the request turns sampling on, as does do_sample."""
     max_new_tokens = int(parameters.get("max_new_tokens", 50))
     if max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
-    do_sample = bool(parameters.get("do_sample", False))
+    do_sample = bool(parameters.get("do_sample", False)) or any(
+        k in parameters for k in ("temperature", "top_k", "top_p"))
     temperature = float(parameters.get("temperature", 1.0))
     if do_sample and temperature <= 0:
         raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
@@ -60,55 +62,7 @@ def sampling_settings(parameters: dict):
     top_p = float(parameters.get("top_p", 1.0))
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    return max_new_tokens, do_sample, temperature, top_k, top_p
-
-
-class TorchStepper:
-    """One decoding step of a causal LM over a left-padded batch, reusing past_key_values."""
-
-    def __init__(self, model, input_ids, attention_mask, parameters: dict):
-        import inspect
-
-        self.model = model
-        _, self.do_sample, self.temperature, self.top_k, self.top_p = sampling_settings(parameters)
-        self.takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
-        self.initial = (input_ids, attention_mask)
-
-    def _positions(self, mask):
-        # Left padding shifts real tokens right; positions must count real tokens only.
-        return (mask.long().cumsum(-1) - 1).clamp(min=0)
-
-    def _choose(self, logits):
-        import torch
-
-        if not self.do_sample:
-            return torch.argmax(logits, dim=-1)
-        logits = logits / self.temperature
-        if self.top_k > 0:
-            kth = torch.topk(logits, min(self.top_k, logits.shape[-1])).values[..., -1, None]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits.float(), dim=-1)
-        if self.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            drop = sorted_probs.cumsum(-1) - sorted_probs > self.top_p
-            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        return torch.multinomial(probs, num_samples=1).squeeze(-1)
-
-    def __call__(self, state):
-        import torch
-
-        if state is None:
-            ids, mask = self.initial
-            past = None
-        else:
-            ids, mask, past = state
-        kwargs = {"input_ids": ids, "attention_mask": mask, "past_key_values": past, "use_cache": True}
-        if self.takes_position_ids:
-            pos = self._positions(mask)
-            kwargs["position_ids"] = pos if past is None else pos[:, -ids.shape[1]:]
-        with torch.no_grad():
-            out = self.model(**kwargs)
-        next_ids = self._choose(out.logits[:, -1, :])
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
-        return next_ids.tolist(), (next_ids.unsqueeze(-1), mask, out.past_key_values)
+    repetition_penalty = float(parameters.get("repetition_penalty", 1.0))
+    if repetition_penalty <= 0:
+        raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    return max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty

@@ -12,7 +12,8 @@ import sys
 import threading
 
 from .hf_config import parse_options, read_local_architectures, resolve_task
-from .hf_streaming import TorchStepper, jsonlines_formatter, sampling_settings, stream_text
+from .hf_streaming import jsonlines_formatter, sampling_settings
+from .streaming_utils import StreamingUtils
 from .inputs import Input
 from .outputs import Output
 
@@ -97,8 +98,8 @@ class HuggingFaceService:
         if rolling not in ("disable", "auto"):
             logging.warning("rolling_batch=%s is served by the engine, not this handler; batching statically", rolling)
         self.task = resolve_task(self.opts, self._architectures)
-        if self.opts.enable_streaming != "false" and self.task != "text-generation":
-            raise ValueError(f"option.enable_streaming applies to text-generation only, not {self.task}")
+        if self.opts.enable_streaming != "false" and self.task not in ("text-generation", "text2text-generation"):
+            raise ValueError(f"option.enable_streaming applies to text generation tasks only, not {self.task}")
         self.pipeline = self._load_pipeline(torch)
         self.initialized = True
         logging.info("loaded %s for %s on %s", self.opts.model_id_or_path, self.task,
@@ -158,17 +159,15 @@ class HuggingFaceService:
     def _stream(self, prompts: list, parameters: dict) -> Output:
         model, tokenizer = self.pipeline.model, self.pipeline.tokenizer
         if not all(isinstance(p, str) for p in prompts):
-            raise ValueError("streaming text-generation needs string inputs")
-        enc = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
-        parameters = {"max_new_tokens": 50, **parameters}  # DJL's streaming default
-        max_new_tokens = sampling_settings(parameters)[0]
+            raise ValueError("streaming generation needs string inputs")
+        parameters = {"max_new_tokens": StreamingUtils.DEFAULT_MAX_NEW_TOKENS, **parameters}
+        sampling_settings(parameters)  # reject bad values before the reply starts
         out = Output().add_property("content-type", "application/jsonlines")
         if self.opts.enable_streaming == "huggingface":
+            enc = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
             return out.add_stream_content(self._hf_streamer(enc, parameters), output_formatter=jsonlines_formatter)
-        stepper = TorchStepper(model, enc["input_ids"], enc["attention_mask"], parameters)
-        decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-        gen = stream_text(stepper, decode, None, len(prompts), max_new_tokens, tokenizer.eos_token_id)
-        return out.add_stream_content(gen, output_formatter=jsonlines_formatter)
+        texts = StreamingUtils._hf_model_stream_generator(model, tokenizer, prompts, model.device, **parameters)
+        return out.add_stream_content(({"outputs": t} for t in texts), output_formatter=jsonlines_formatter)
 
     def _hf_streamer(self, enc, parameters: dict):
         transformers = _require("transformers")

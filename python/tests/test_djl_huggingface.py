@@ -1,13 +1,12 @@
 """Tests of the huggingface handler's parts that need neither transformers nor a GPU: option parsing,
 task inference, the bitsandbytes-missing error, request parsing/splitting, the streaming token loop,
-and (when torch is importable) one real TorchStepper run over a tiny torch module."""
+and sampling-parameter validation. The torch decoding steps are tested in test_djl_torch_decoding.py."""
 
 import importlib.util
 import json
 import os
 import sys
 import tempfile
-import types
 import unittest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -16,7 +15,7 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 from djl_python import Input  # noqa: E402
 from djl_python import huggingface as hf  # noqa: E402
 from djl_python.hf_config import infer_task, parse_options, resolve_task  # noqa: E402
-from djl_python.hf_streaming import TorchStepper, jsonlines_formatter, stream_text  # noqa: E402
+from djl_python.hf_streaming import jsonlines_formatter, sampling_settings, stream_text  # noqa: E402
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
@@ -163,37 +162,18 @@ class StreamLoopTest(unittest.TestCase):
         items = list(stream_text(lambda s: ([5], s), lambda ids: "x" * len(ids), None, 1, 4, eos_token_id=None))
         self.assertEqual(items, [{"outputs": ["x"]}] * 4)
 
+    def test_sampling_settings_follow_djl(self):
+        self.assertEqual(sampling_settings({}), (50, False, 1.0, 0, 1.0, 1.0))
+        self.assertTrue(sampling_settings({"top_k": 5})[1], "top_k alone turns sampling on, as in DJL")
+        for bad, message in (({"max_new_tokens": 0}, "max_new_tokens"), ({"top_p": 1.5}, "top_p"),
+                             ({"do_sample": True, "temperature": 0}, "temperature"),
+                             ({"repetition_penalty": 0}, "repetition_penalty")):
+            with self.assertRaisesRegex(ValueError, message):
+                sampling_settings(bad)
+
     def test_step_with_wrong_batch_is_an_error(self):
         with self.assertRaisesRegex(ValueError, "2 tokens for a batch of 1"):
             list(stream_text(lambda s: ([1, 2], s), str, None, 1, 3))
-
-
-@unittest.skipUnless(HAS_TORCH, "torch is not installed for this Python")
-class TorchStepperTest(unittest.TestCase):
-    def test_greedy_steps_follow_the_model_and_reuse_the_cache(self):
-        import torch
-
-        class NextIsPlusOne(torch.nn.Module):
-            """Predicts (last token + 1) mod 10; records what the cache and positions looked like."""
-
-            def __init__(self):
-                super().__init__()
-                self.calls = []
-
-            def forward(self, input_ids, attention_mask=None, past_key_values=None, use_cache=True,
-                        position_ids=None):
-                self.calls.append((input_ids.shape[1], past_key_values, position_ids.tolist()))
-                logits = torch.nn.functional.one_hot((input_ids + 1) % 10, 10).float()
-                return types.SimpleNamespace(logits=logits, past_key_values=len(self.calls))
-
-        model = NextIsPlusOne()
-        ids = torch.tensor([[0, 3, 4], [5, 6, 7]])
-        mask = torch.tensor([[0, 1, 1], [1, 1, 1]])  # row 0 is left-padded
-        stepper = TorchStepper(model, ids, mask, {"do_sample": False})
-        items = list(stream_text(stepper, lambda t: ",".join(map(str, t)), None, 2, 3))
-        self.assertEqual(items, [{"outputs": ["5", "8"]}, {"outputs": [",6", ",9"]}, {"outputs": [",7", ",0"]}])
-        self.assertEqual(model.calls[0], (3, None, [[0, 0, 1], [0, 1, 2]]))
-        self.assertEqual(model.calls[1], (1, 1, [[2], [3]]))
 
 
 if __name__ == "__main__":
