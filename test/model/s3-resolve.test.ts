@@ -212,6 +212,41 @@ describe("s3:// model ids", () => {
     assert.equal(getsFor("tiny/model.safetensors") - before, 1, "the weights were fetched once");
     await assertSameFiles(a.localDir!);
   });
+  test("AWS_REGION signs for that region; AWS_ENDPOINT_URL works when AWS_ENDPOINT_URL_S3 is unset", async () => {
+    const since = proxy.requests.length;
+    const { AWS_ENDPOINT_URL_S3: _unused, ...base } = s3.env(proxy.url);
+    const r = await resolveModel({
+      modelId: `s3://${BUCKET}/tiny`,
+      downloadDir: await freshDir(),
+      env: { ...base, AWS_ENDPOINT_URL: proxy.url, AWS_REGION: "eu-west-3" },
+      onProgress: null,
+      log: () => {},
+    });
+    await assertSameFiles(r.localDir);
+    const sent = proxy.requests.slice(since);
+    assert.ok(
+      sent.length > 0 && sent.every((q) => q.auth?.includes("/eu-west-3/s3/aws4_request")),
+      sent[0]?.auth,
+    );
+  });
+
+  test("credentials from a shared credentials file (the SDK's default chain) in a fresh process", async () => {
+    const dir = await freshDir();
+    const credFile = join(dir, "credentials");
+    await writeFile(credFile, "[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n");
+    const r = await resolveInChild([`s3://${BUCKET}/tiny`], {
+      AWS_ENDPOINT_URL_S3: s3.endpoint,
+      AWS_REGION: "us-east-1",
+      AWS_EC2_METADATA_DISABLED: "true",
+      AWS_SHARED_CREDENTIALS_FILE: credFile,
+      AWS_CONFIG_FILE: join(dir, "no-config"),
+      HOME: dir,
+      SERVING_DOWNLOAD_DIR: dir,
+    });
+    assert.equal(r.ok, true, r.message);
+    await assertSameFiles(r.localDir!);
+  });
+
   test("DJL_TEST_S3_NO_CREDENTIALS sends unsigned requests (public buckets), like --no-sign-request", async () => {
     const since = proxy.requests.length;
     const r = await resolveModel({
