@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Driver for the GPU machine (the device `run` command calls it from the repo root): recomputes
+# the zoo goldens, trains tiny-kjv (one run per config in $TINY_CONFIGS, keeps the best validation
+# loss) and computes its golden; everything that should come back is written to $OUT.
+# Needs the corpus at .cache/kjv/kjv.tsv (scripts/model/dump_kjv.sh; carry .cache/kjv).
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/model-out}
+mkdir -p "$OUT"
+steps=${1:-zoo,train}
+py=${PYTHON:-python3}
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  $py -c 'import torch, transformers, tokenizers, safetensors; print("torch", torch.__version__, "transformers", transformers.__version__, "tokenizers", tokenizers.__version__, "safetensors", safetensors.__version__)'
+} 2>&1 | tee "$OUT/env.txt"
+
+if [[ $steps == *zoo* ]]; then
+  t=$(date +%s)
+  $py scripts/model/golden.py models/zoo/* 2>&1 | grep -v 'Loading weights' | tee "$OUT/zoo.log"
+  tar czf "$OUT/zoo-golden.tar.gz" models/zoo/*/golden.json
+  echo "zoo goldens: $(($(date +%s) - t))s" | tee -a "$OUT/zoo.log"
+fi
+
+if [[ $steps == *train* ]]; then
+  # Each config is a set of train_tiny.py flags; the first is the script's defaults.
+  IFS=';' read -r -a configs <<<"${TINY_CONFIGS:-}"
+  [ ${#configs[@]} -eq 0 ] && configs=("")
+  best="" best_loss=""
+  for i in "${!configs[@]}"; do
+    dir=/tmp/tiny-kjv-$i
+    rm -rf "$dir"
+    echo "=== config $i: ${configs[$i]:-(defaults)}" | tee -a "$OUT/report.txt"
+    # shellcheck disable=SC2086
+    $py scripts/model/train_tiny.py --out "$dir" --metrics "$dir.metrics.json" ${configs[$i]} 2>&1 |
+      grep -v -e 'Loading weights' -e 'Writing model shards' | tee -a "$OUT/train.log"
+    [ -f "$dir.metrics.json" ] || continue
+    loss=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['val_loss'])" "$dir.metrics.json")
+    if [ -z "$best" ] || $py -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$loss" "$best_loss"; then
+      best=$i best_loss=$loss
+    fi
+  done
+  if [ -z "$best" ]; then
+    echo "no training run finished" | tee -a "$OUT/report.txt"
+    exit 1
+  fi
+  echo "=== chosen: config $best (validation loss $best_loss)" | tee -a "$OUT/report.txt"
+  cp /tmp/tiny-kjv-$best/{config.json,generation_config.json,model.safetensors} models/tiny-kjv/
+  cp /tmp/tiny-kjv-$best.metrics.json "$OUT/metrics.json"
+  $py scripts/model/golden.py models/tiny-kjv 2>&1 | grep -v 'Loading weights' | tee -a "$OUT/report.txt"
+  tar czf "$OUT/tiny-kjv.tar.gz" -C models tiny-kjv/config.json tiny-kjv/generation_config.json \
+    tiny-kjv/model.safetensors tiny-kjv/golden.json
+fi
+ls -l "$OUT"
