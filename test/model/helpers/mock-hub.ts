@@ -28,6 +28,17 @@ export interface MockHub {
   close(): Promise<void>;
 }
 
+const digests = new WeakMap<Buffer, Map<string, string>>();
+
+/** Hash of a file body, memoised: the tree and resolve routes ask for it on every request. */
+function digest(algo: "sha1" | "sha256", body: Buffer): string {
+  const byAlgo = digests.get(body) ?? new Map<string, string>();
+  digests.set(body, byAlgo);
+  const d = byAlgo.get(algo) ?? createHash(algo).update(body).digest("hex");
+  byAlgo.set(algo, d);
+  return d;
+}
+
 export function commitSha(seed: string): string {
   return createHash("sha1").update(seed).digest("hex");
 }
@@ -97,11 +108,11 @@ export async function startMockHub(): Promise<MockHub> {
         type: "file",
         path,
         size: body.length,
-        oid: createHash("sha1").update(body).digest("hex"),
+        oid: digest("sha1", body),
         ...(path.endsWith(".safetensors") || path.endsWith(".bin")
           ? {
               lfs: {
-                oid: createHash("sha256").update(body).digest("hex"),
+                oid: digest("sha256", body),
                 size: body.length,
                 pointerSize: 130,
               },
@@ -130,7 +141,7 @@ export async function startMockHub(): Promise<MockHub> {
       sendJson(res, 404, { error: "Entry not found" }, "EntryNotFound");
       return;
     }
-    const etag = `"${createHash("sha256").update(body).digest("hex")}"`;
+    const etag = `"${digest("sha256", body)}"`;
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
     let start = 0;
     let end = body.length - 1;
