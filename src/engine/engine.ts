@@ -230,6 +230,7 @@ export class Engine implements LlmEngine {
       reqId: requestId,
       promptTokenIds: ids,
       sampling: this.samplingSettings(params, seed),
+      // A request may not outgrow the model: generation stops at maxModelLen with finish reason "length".
       maxTokens: Math.min(params.maxNewTokens, maxModelLen - ids.length),
       stopTokenIds: params.stopTokenIds,
     });
