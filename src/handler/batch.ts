@@ -116,12 +116,16 @@ export class JobQueue {
 
   /**
    * Waits for a first job, then up to maxDelayMs for more, up to maxSize. Returns [] when the
-   * queue is closed or `stop` fires while waiting, so a worker loop can exit.
+   * queue is closed, `stop` fires, or no job came within idleMs (when given), so a worker loop can
+   * exit or retire an idle worker.
    */
-  async take(maxSize: number, maxDelayMs: number, stop: AbortSignal): Promise<Job[]> {
+  async take(maxSize: number, maxDelayMs: number, stop: AbortSignal, idleMs?: number): Promise<Job[]> {
+    const idleUntil = idleMs === undefined ? null : Date.now() + idleMs;
     while (this.jobs.length === 0) {
       if (this.closedWith || stop.aborted) return [];
-      await this.waitForJob(stop, null);
+      const left = idleUntil === null ? null : idleUntil - Date.now();
+      if (left !== null && left <= 0) return [];
+      await this.waitForJob(stop, left);
     }
     const batch = this.jobs.splice(0, maxSize);
     const deadline = Date.now() + maxDelayMs;

@@ -47,6 +47,8 @@ export interface HandlerModelOptions {
   properties: Record<string, string>;
   /** job_queue_size (default 1000). */
   jobQueueSize?: number;
+  /** max_idle_time in seconds: workers above minWorkers stop after this long idle (default 60). */
+  maxIdleS?: number;
   /** Crash count above which status() is FAILED (SERVING_RETRY_THRESHOLD; default 0 as in LMI HEAD). */
   retryThreshold?: number;
   /** How long to wait for the startup line (default 120 s, as DJL). */
@@ -136,6 +138,7 @@ export function createHandlerModel(spec: HandlerModelSpec): PythonHandlerModel {
     loadTimeoutMs: o.modelLoadingTimeoutS * 1000,
     predictTimeoutMs: o.predictTimeoutS * 1000,
     startupTimeoutMs: (o.startupTimeoutS ?? 120) * 1000,
+    maxIdleMs: (o.maxIdleS ?? 60) * 1000,
     retryThreshold: o.retryThreshold ?? Number(process.env.SERVING_RETRY_THRESHOLD ?? 0),
     sharedProperties: { handler: handlerName },
     initProperties: { ...o.properties, entryPoint: entryPoints.entryPoint, handler: handlerName },
@@ -166,8 +169,9 @@ export function createHandlerModel(spec: HandlerModelSpec): PythonHandlerModel {
         timeoutMs: o.modelLoadingTimeoutS * 1000,
         log,
         env: { ...process.env, ...extraEnv },
-      }).catch((e) => {
+      }).catch(async (e) => {
         pool.markFailed(e);
+        await pool.shutdown(); // requests queued while installing must not wait forever
         throw e;
       });
       await pool.start();

@@ -263,7 +263,7 @@ export class PythonWorker {
         // Under mpirun --tag-output each line starts with `[1,<rank>]<stdout>:`.
         const text = line.replace(/^\[\d+,\d+\]<std(?:out|err)>:/, "");
         if (text.trim() === STARTED_LINE && ++seen === numRanks) resolveStarted();
-        this.opts.log(name === "stderr" ? "warn" : "info", `${prefix}-${name}: ${line}`);
+        this.opts.log(levelOf(text, name), `${prefix}-${name}: ${line}`);
       });
     };
     relay(proc.stdout, "stdout");
@@ -280,6 +280,13 @@ export class PythonWorker {
     }
     this.resolveExited({ code, signal });
   }
+}
+
+/** djl_python logs `LEVEL name message` on stdout; keep its level. Other stderr output is a warning. */
+function levelOf(text: string, stream: "stdout" | "stderr"): "info" | "warn" | "error" {
+  if (/^(ERROR|CRITICAL)\b/.test(text) || /^Traceback \(most recent call last\)/.test(text)) return "error";
+  if (/^WARNING\b/.test(text)) return "warn";
+  return stream === "stderr" ? "warn" : "info";
 }
 
 async function drain(stream: AsyncIterable<Uint8Array> | undefined): Promise<void> {

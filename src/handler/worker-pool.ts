@@ -30,6 +30,8 @@ export interface PoolOptions {
   predictTimeoutMs: number;
   startupTimeoutMs: number;
   retryThreshold: number;
+  /** max_idle_time: workers above minWorkers stop after this long without a request. */
+  maxIdleMs: number;
   /** Properties added to every request (e.g. `handler`). */
   sharedProperties: Record<string, string>;
   /** The init request: all model options without the `option.` prefix. */
@@ -233,8 +235,26 @@ export class WorkerPool {
     void worker.exited.then(() => gone.abort());
     const stop = AbortSignal.any([slot.stop.signal, gone.signal]);
     while (worker.isAlive && !stop.aborted) {
-      const jobs = await this.queue.take(this.o.batchSize, this.o.maxBatchDelayMs, stop);
-      if (jobs.length === 0) continue;
+      // Workers above minWorkers retire after max_idle_time without work.
+      const extra = this.slots.indexOf(slot) >= this.o.minWorkers;
+      const jobs = await this.queue.take(
+        this.o.batchSize,
+        this.o.maxBatchDelayMs,
+        stop,
+        extra ? this.o.maxIdleMs : undefined,
+      );
+      if (jobs.length === 0) {
+        if (extra && !stop.aborted && worker.isAlive && this.slots.indexOf(slot) >= this.o.minWorkers) {
+          this.o.log(
+            "info",
+            `worker ${slot.index} of ${this.o.modelName} idle for ${this.o.maxIdleMs / 1000} s; stopping it`,
+          );
+          this.slots = this.slots.filter((s) => s !== slot);
+          slot.stop.abort();
+          await worker.stop();
+        }
+        continue;
+      }
       if (!worker.isAlive) {
         this.queue.requeue(jobs); // never sent: the restarted worker takes them
         return;

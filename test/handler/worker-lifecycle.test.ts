@@ -93,6 +93,21 @@ describe("worker lifecycle", { concurrency: true }, () => {
     }
   });
 
+  test("a worker above minWorkers retires after max_idle_time", async () => {
+    const m = model("echo", { maxWorkers: 2, maxIdleS: 0.5 });
+    try {
+      await m.start();
+      await Promise.all([m.invoke(req({ sleep: "1" })), m.invoke(req({ sleep: "1" }))]);
+      assert.equal(m.workers().length, 2);
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal(m.workers().length, 1);
+      assert.equal(m.status(), "READY");
+      assert.equal(Buffer.from((await m.invoke(req())).content[0].value).toString(), "s");
+    } finally {
+      await m.shutdown();
+    }
+  });
+
   test("bad options fail at creation, naming every problem", () => {
     assert.throws(
       () =>
