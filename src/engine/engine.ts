@@ -69,6 +69,7 @@ export class Engine implements LlmEngine {
   private generation = 0;
   private wake: (() => void) | null = null;
   private isShutDown = false;
+  private readonly deathListeners: Array<(reason: string) => void> = [];
   private numPromptTokensTotal = 0;
   private numGenerationTokensTotal = 0;
 
@@ -98,7 +99,7 @@ export class Engine implements LlmEngine {
    */
   async attachExecutor(executor: Executor): Promise<void> {
     if (this.isShutDown) throw new EngineDeadError("The inference engine is shut down.");
-    if (this.deadReason === null) this.die("The executor was replaced.");
+    if (this.deadReason === null) this.die("The executor was replaced.", this.generation, true);
     const gen = ++this.generation;
     const info = await executor.load();
     const profile = await executor.profile();
@@ -136,6 +137,14 @@ export class Engine implements LlmEngine {
     this.info = { ...info, maxModelLen };
     this.deadReason = null;
     this.runLoop(gen).catch((err) => this.die(`The engine step failed: ${errorMessage(err)}`, gen));
+  }
+
+  /**
+   * Called on every death (executor died, step failed), not on shutdown or attachExecutor; the
+   * supervisor uses it to rebuild the executor and call attachExecutor.
+   */
+  onDeath(listener: (reason: string) => void): void {
+    this.deathListeners.push(listener);
   }
 
   /** validateParameters with this engine's server defaults. */
@@ -332,7 +341,7 @@ export class Engine implements LlmEngine {
   }
 
   /** Fails every in-flight request and refuses new ones until attachExecutor(). */
-  private die(reason: string, gen = this.generation): void {
+  private die(reason: string, gen = this.generation, replaced = false): void {
     if (gen !== this.generation) return;
     this.generation++;
     this.deadReason = reason;
@@ -340,8 +349,10 @@ export class Engine implements LlmEngine {
     this.live.clear();
     this.pendingAborts.clear();
     this.scheduler = null;
-    if (!this.isShutDown) this.options.logger.warn(reason);
     this.wakeLoop();
+    if (this.isShutDown || replaced) return;
+    this.options.logger.warn(reason);
+    for (const l of this.deathListeners) l(reason);
   }
 
   private wakeLoop(): void {

@@ -278,6 +278,8 @@ describe("Engine abort and admission", () => {
 describe("Engine failures", () => {
   it("fails in-flight requests when the executor dies, refuses new ones, and recovers on attachExecutor", async () => {
     const { engine, exec } = await engineWith({ stepDelayMs: 2 });
+    const deaths: string[] = [];
+    engine.onDeath((reason) => deaths.push(reason));
     const outs: RequestOutput[] = [];
     for await (const o of engine.generate(req("d", "Hello", { max_new_tokens: 1000 }))) {
       outs.push(o);
@@ -287,15 +289,20 @@ describe("Engine failures", () => {
     assert.equal(last.finishReason, "error");
     assert.match(last.error!, /worker thread exited with code 1/);
     assert.equal(engine.isAlive, false);
+    assert.equal(deaths.length, 1);
+    assert.match(deaths[0], /worker thread exited/);
     await assert.rejects(
       collect(engine.generate(req("n", "Hello"))),
       (e: unknown) => e instanceof EngineDeadError,
     );
+    exec.die(new Error("a second report of the same death"));
+    assert.equal(deaths.length, 1, "one death, one report");
     await engine.attachExecutor(new ToyExecutor());
     assert.equal(engine.isAlive, true);
     const again = await textOf(engine, "r", "Hello", { max_new_tokens: 3 });
     assert.equal(again.last.finishReason, "length");
     await engine.shutdown();
+    assert.equal(deaths.length, 1, "shutdown is not a death");
   });
 
   it("fails in-flight requests when execute() rejects", async () => {
