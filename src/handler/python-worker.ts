@@ -86,6 +86,10 @@ export class PythonWorker {
     this.proc = proc;
     const started = this.watchOutput(proc, launch.socketPaths.length);
     proc.once("exit", (code, signal) => this.onExit(code, signal));
+    // A spawn that fails (no such executable) may never emit "exit"; nothing runs, so it has exited.
+    proc.once("error", () => {
+      if (proc.pid === undefined) this.onExit(null, null);
+    });
     const spawnFailed = new Promise<never>((_, reject) =>
       proc.once("error", (e) =>
         reject(
@@ -159,8 +163,16 @@ export class PythonWorker {
       return { output: { ...reply.output, stream: this.watchStream(reply.output.stream, timeoutMs) }, done };
     } catch (e) {
       this.busy = false;
+      const crashed = !this.killed && e instanceof WorkerError;
       this.kill();
       if (e instanceof TimeoutError) throw new WorkerError(e.message);
+      if (crashed) {
+        // The connection closed before the exit event; give it a moment so the message can say how.
+        await withTimeout(this.exited, 1000, () => "").catch(() => {});
+        throw new WorkerError(
+          `${STOPPED_MESSAGE} The worker ${this.exitInfo ? `exited (${this.describeExit()})` : "closed its connection"}.`,
+        );
+      }
       throw e instanceof ServerError ? e : new WorkerError(`${STOPPED_MESSAGE} ${String(e)}`, { cause: e });
     }
   }
@@ -241,9 +253,7 @@ export class PythonWorker {
         reject(e);
       });
       socket.on("data", (chunk: Buffer) => reader.push(chunk));
-      socket.once("close", () =>
-        reader.close(new WorkerError(`${STOPPED_MESSAGE} (${this.describeExit()})`)),
-      );
+      socket.once("close", () => reader.close(new WorkerError(STOPPED_MESSAGE)));
     });
   }
 
@@ -272,6 +282,7 @@ export class PythonWorker {
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.exitInfo) return;
     this.exitInfo = { code, signal };
     for (const r of this.ranks) r.socket.destroy();
     // A killed worker cannot remove its socket and pid files; stale ones would pile up in /tmp.

@@ -112,7 +112,7 @@ describe("python handler workers", { concurrency: true }, () => {
     withModel(model("echo"), async (m) => {
       const first = await m.invoke(req("one"));
       await assert.rejects(m.invoke(req("x", { exit: "1" })), (e: Error & { status?: number }) => {
-        assert.match(e.message, /Backend Python process is stopped/);
+        assert.match(e.message, /Backend Python process is stopped. The worker exited \(exit code 3\)/);
         assert.equal(e.status, 400);
         return true;
       });
