@@ -87,6 +87,14 @@ describe("RequestState (output processing)", () => {
     assert.equal(outs.at(-1)!.finishReason, "length");
   });
 
+  it("does not stop on a stop sequence before min_new_tokens", () => {
+    // Tokens: Hello | Ġthe | Ġworld | Ġand; "the" completes on token 2, "and" on token 4.
+    const early = run("Hello the world and more", params({ stop: ["the", "and"], min_new_tokens: 2 }));
+    assert.equal(early.outs.at(-1)!.generatedText, "Hello the world ");
+    const none = run("Hello the world and more", params({ stop: ["the", "and"] }));
+    assert.equal(none.outs.at(-1)!.generatedText, "Hello ");
+  });
+
   it("keeps the stop sequence with include_stop_str_in_output", () => {
     const { outs } = run(
       "Hello the world and more",

@@ -62,6 +62,8 @@ export class RequestState {
       this.numGenerated++;
       if (piece.length === 0 || this.stops.isEmpty) continue;
       this.text += piece;
+      // Like eos, stop sequences cannot end a request before min_new_tokens (vLLM does the same).
+      if (this.numGenerated <= this.params.minNewTokens) continue;
       const cut = this.stops.check(this.text, piece.length);
       if (cut !== null) {
         this.text = this.text.slice(0, cut);
