@@ -192,6 +192,7 @@ export class PythonWorker {
   /** Closes the sockets (the worker exits on EOF), then kills it if it is still there after graceMs. */
   async stop(graceMs = 3000): Promise<void> {
     if (!this.proc) return;
+    if (this.ranks.length === 0) graceMs = 0; // not connected yet: it would not see the EOF
     for (const r of this.ranks) r.socket.end();
     const timer = setTimeout(() => this.kill(), graceMs);
     await this.exited;

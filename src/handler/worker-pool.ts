@@ -89,8 +89,10 @@ export class WorkerPool {
     if (this.initialError) return "FAILED";
     if (!this.started) return "PENDING";
     if (this.failures > this.o.retryThreshold) return "FAILED";
+    if (this.o.maxWorkers === 0) return "UNHEALTHY";
+    // minWorkers 0 requires nothing: workers start on demand.
     const ready = this.slots.filter((s) => s.state === "READY").length;
-    return ready >= Math.min(this.o.minWorkers, this.slots.length) && ready > 0 ? "READY" : "UNHEALTHY";
+    return ready >= this.o.minWorkers ? "READY" : "UNHEALTHY";
   }
 
   failedCount(): number {
@@ -108,12 +110,13 @@ export class WorkerPool {
   }
 
   submit(input: DjlInput, signal?: AbortSignal): Promise<import("./protocol.ts").DjlOutput> {
-    if (this.o.maxWorkers === 0 || (this.started && this.slots.length === 0)) {
+    if (this.o.maxWorkers === 0) {
       return Promise.reject(new OverloadedError(`All model workers has been shutdown: ${this.o.modelName}`));
     }
     return new Promise((resolve, reject) => {
       this.queue.add({ input, resolve, reject, signal });
-      // Grow towards maxWorkers while requests wait and every worker is busy (DJL scales on load).
+      // Grow towards maxWorkers while requests wait and every worker is busy (DJL scales on load);
+      // this also restarts from zero workers (minWorkers 0, or every slot given up).
       if (this.started && this.slots.length < this.o.maxWorkers && this.queue.length > this.numIdle()) {
         this.addSlot().catch((e) => this.o.log("error", `extra worker for ${this.o.modelName} failed: ${e}`));
       }

@@ -108,6 +108,20 @@ describe("worker lifecycle", { concurrency: true }, () => {
     }
   });
 
+  test("minWorkers 0: idle workers all retire and a request starts one again", async () => {
+    const m = model("echo", { minWorkers: 0, maxWorkers: 1, maxIdleS: 0.3 });
+    try {
+      await m.start();
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(m.workers().length, 0);
+      assert.equal(m.status(), "READY");
+      const out = await m.invoke(req());
+      assert.equal(Buffer.from(out.content[0].value).toString(), "s");
+    } finally {
+      await m.shutdown();
+    }
+  });
+
   test("bad options fail at creation, naming every problem", () => {
     assert.throws(
       () =>
