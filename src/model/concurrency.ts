@@ -39,7 +39,9 @@ export async function withRetries<T>(fn: (attempt: number) => Promise<T>, opts: 
     try {
       return await fn(attempt);
     } catch (err) {
-      if (opts.signal?.aborted || attempt >= opts.attempts || !opts.isRetryable(err)) throw err;
+      // After an abort, report the abort itself: streams surface it as odd errors (even plain strings).
+      if (opts.signal?.aborted) throw opts.signal.reason ?? err;
+      if (attempt >= opts.attempts || !opts.isRetryable(err)) throw err;
       opts.onRetry?.(err, attempt);
       await sleep(opts.baseDelayMs * 2 ** (attempt - 1), undefined, { signal: opts.signal });
     }

@@ -4,7 +4,7 @@
 // that resume by Range, and rename the finished snapshot into place (download-lock.ts).
 // HF_ENDPOINT → hubUrl, HF_TOKEN → accessToken; HF_HUB_OFFLINE=1 (or an unreachable hub) uses the cache.
 
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { downloadFile, fileDownloadInfo, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 import { type Env, hubRepoFolder } from "./cache-paths.ts";
@@ -21,6 +21,7 @@ import {
   isNetworkError,
 } from "./errors.ts";
 import { selectServingFiles } from "./hub-files.ts";
+import { LocalFile, partRanges } from "./local-file.ts";
 import { type ProgressCallback, ProgressTracker } from "./progress.ts";
 import type { ResolvedModel } from "./resolve-model.ts";
 
@@ -34,6 +35,8 @@ export interface HubDownloadOptions {
   log: (msg: string) => void;
   signal?: AbortSignal;
   concurrency: number;
+  /** Files larger than this are fetched as parallel ranged parts. */
+  partSizeBytes: number;
   attempts: number;
   reserveBytes: number;
 }
@@ -126,59 +129,77 @@ async function cachedSnapshot(
   return (await isDir(dir)) ? { dir, commit } : null;
 }
 
-async function downloadOne(
-  o: HubDownloadOptions,
-  commit: string,
-  file: HubFile,
-  dest: string,
-  tracker: ProgressTracker,
-) {
-  const p = hubParams(o);
-  const common = { repo: o.repo, path: file.path, revision: commit, ...p };
-  const info = await withRetries(() => fileDownloadInfo(common), {
-    attempts: o.attempts,
-    baseDelayMs: 200,
-    signal: o.signal,
-    isRetryable,
-  });
-  if (!info)
-    throw new ArtifactNotFoundError(o.modelId, `the hub listed "${file.path}" but does not serve it`);
-  const blob = await downloadFile({ ...common, downloadInfo: info });
-  if (!blob) throw new ArtifactNotFoundError(o.modelId, `the hub has no file "${file.path}"`);
-  await mkdir(dirname(dest), { recursive: true });
-  const fh = await open(dest, "w");
-  let offset = 0;
-  try {
-    await withRetries(
-      async () => {
-        // Resume where the failed attempt stopped: a Range request for the rest of the file.
-        const stream = (offset === 0
-          ? blob
-          : blob.slice(offset)
-        ).stream() as unknown as AsyncIterable<Uint8Array>;
-        for await (const chunk of stream) {
-          await fh.write(chunk, 0, chunk.length, offset);
-          offset += chunk.length;
-          tracker.addBytes(chunk.length);
-        }
-        if (offset !== info.size)
-          throw new Error(`short read of ${file.path}: ${offset} of ${info.size} bytes`);
-      },
-      {
-        attempts: o.attempts,
-        baseDelayMs: 200,
-        signal: o.signal,
-        isRetryable,
-        onRetry: (err, attempt) =>
-          o.log(`retrying ${o.repo}/${file.path} from byte ${offset} (attempt ${attempt}): ${describe(err)}`),
-      },
-    );
-  } finally {
-    await fh.close();
-  }
-  tracker.fileDone();
+/** A byte range of one hub file; `blob` is the library's lazy handle that fetches ranges on demand. */
+interface HubPart {
+  file: HubFile;
+  blob: Blob;
+  target: LocalFile;
+  start: number;
+  /** Exclusive. */
+  end: number;
 }
 
+/** Size and download handle of each file (one small Range 0-0 request per file), in parallel. */
+async function openBlobs(
+  o: HubDownloadOptions,
+  commit: string,
+  files: HubFile[],
+): Promise<Map<HubFile, Blob>> {
+  const p = hubParams(o);
+  const blobs = new Map<HubFile, Blob>();
+  const retry = { attempts: o.attempts, baseDelayMs: 200, signal: o.signal, isRetryable };
+  await mapConcurrent(files, o.concurrency, async (file) => {
+    const common = { repo: o.repo, path: file.path, revision: commit, ...p };
+    const info = await withRetries(() => fileDownloadInfo(common), retry);
+    if (!info)
+      throw new ArtifactNotFoundError(o.modelId, `the hub listed "${file.path}" but does not serve it`);
+    if (info.size !== file.size) {
+      throw new ArtifactNetworkError(
+        o.modelId,
+        `"${file.path}" is ${info.size} bytes, but the listing says ${file.size}`,
+      );
+    }
+    const blob = await downloadFile({ ...common, downloadInfo: info });
+    if (!blob) throw new ArtifactNotFoundError(o.modelId, `the hub has no file "${file.path}"`);
+    blobs.set(file, blob);
+  });
+  return blobs;
+}
+
+/** Fetches one part; a retry resumes at the last byte written with a Range request for the rest. */
+async function fetchPart(o: HubDownloadOptions, part: HubPart, tracker: ProgressTracker): Promise<void> {
+  const fh = await part.target.get();
+  let offset = part.start;
+  await withRetries(
+    async () => {
+      const slice =
+        offset === 0 && part.end === part.blob.size ? part.blob : part.blob.slice(offset, part.end);
+      for await (const chunk of slice.stream() as unknown as AsyncIterable<Uint8Array>) {
+        if (offset + chunk.length > part.end) throw new Error(`too many bytes for ${part.file.path}`);
+        await fh.write(chunk, 0, chunk.length, offset);
+        offset += chunk.length;
+        tracker.addBytes(chunk.length);
+      }
+      if (offset !== part.end) {
+        throw new Error(
+          `short read of ${part.file.path}: stopped at byte ${offset} of ${part.start}-${part.end - 1}`,
+        );
+      }
+    },
+    {
+      attempts: o.attempts,
+      baseDelayMs: 200,
+      signal: o.signal,
+      isRetryable,
+      onRetry: (err, attempt) =>
+        o.log(
+          `retrying ${o.repo}/${part.file.path} from byte ${offset} (attempt ${attempt}): ${describe(err)}`,
+        ),
+    },
+  );
+}
+
+/** Downloads `files` into `dir`: files and parts of large files in parallel, `o.concurrency` at a time. */
 async function downloadAll(
   o: HubDownloadOptions,
   commit: string,
@@ -189,7 +210,23 @@ async function downloadAll(
   await ensureFreeSpace(o.modelId, dir, total, o.reserveBytes);
   const tracker = new ProgressTracker(o.modelId, o.onProgress);
   tracker.start(total, files.length);
-  await mapConcurrent(files, o.concurrency, (f) => downloadOne(o, commit, f, join(dir, f.path), tracker));
+  const blobs = await openBlobs(o, commit, files);
+  const targets: LocalFile[] = [];
+  const parts: HubPart[] = [];
+  for (const file of files) {
+    const ranges = partRanges(file.size, o.partSizeBytes);
+    const target = new LocalFile(join(dir, file.path), ranges.length);
+    targets.push(target);
+    for (const [start, end] of ranges) parts.push({ file, blob: blobs.get(file)!, target, start, end });
+  }
+  try {
+    await mapConcurrent(parts, o.concurrency, async (part) => {
+      await fetchPart(o, part, tracker);
+      if (await part.target.partDone()) tracker.fileDone();
+    });
+  } finally {
+    for (const t of targets) await t.close().catch(() => undefined);
+  }
   tracker.done();
 }
 

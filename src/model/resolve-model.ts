@@ -26,7 +26,7 @@ export interface ResolveModelOptions {
   signal?: AbortSignal;
   /** Parallel part/file transfers; default 16 (SERVING_DOWNLOAD_CONCURRENCY). */
   concurrency?: number;
-  /** S3 ranged GET size; default 8 MiB. */
+  /** Size of the ranged parts large files are split into (S3 and hub); default 8 MiB, at least 64 KiB. */
   partSizeBytes?: number;
   /** Tries per part or file, first included; default 4. */
   attempts?: number;
@@ -62,6 +62,7 @@ export async function resolveModel(opts: ResolveModelOptions): Promise<ResolvedM
   const concurrency = opts.concurrency ?? Math.max(1, intFrom(env.SERVING_DOWNLOAD_CONCURRENCY, 16));
   const attempts = Math.max(1, opts.attempts ?? 4);
   const reserveBytes = intFrom(env.SERVING_DOWNLOAD_MIN_FREE_BYTES, 0);
+  const partSizeBytes = Math.max(64 * 1024, opts.partSizeBytes ?? 8 * 1024 * 1024);
 
   if (spec.kind === "local") {
     const st = await stat(spec.path).catch(() => null);
@@ -81,6 +82,7 @@ export async function resolveModel(opts: ResolveModelOptions): Promise<ResolvedM
       log,
       signal: opts.signal,
       concurrency,
+      partSizeBytes,
       attempts,
       reserveBytes,
     });
@@ -103,7 +105,7 @@ export async function resolveModel(opts: ResolveModelOptions): Promise<ResolvedM
           tracker,
           signal: opts.signal,
           concurrency,
-          partSizeBytes: opts.partSizeBytes ?? 8 * 1024 * 1024,
+          partSizeBytes,
           attempts,
           reserveBytes,
           log,

@@ -4,8 +4,8 @@
 // Client: AWS SDK v3 with the standard credential chain, AWS_REGION, and AWS_ENDPOINT_URL_S3 /
 // AWS_ENDPOINT_URL as a custom endpoint with path-style addressing (MinIO, s3rver, ...).
 
-import { type FileHandle, mkdir, open, stat } from "node:fs/promises";
-import { dirname, join, normalize, sep } from "node:path";
+import { stat } from "node:fs/promises";
+import { join, normalize, sep } from "node:path";
 import { GetObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import type { Env } from "./cache-paths.ts";
 import { mapConcurrent, withRetries } from "./concurrency.ts";
@@ -19,6 +19,7 @@ import {
   isDiskFullError,
   isNetworkError,
 } from "./errors.ts";
+import { LocalFile, partRanges } from "./local-file.ts";
 import type { ProgressTracker } from "./progress.ts";
 
 export interface S3Object {
@@ -150,34 +151,6 @@ export async function listS3Objects(
   return out;
 }
 
-/** One destination file, opened at its first part and closed after its last, so open handles stay
- * bounded by the parts in flight rather than the number of objects. */
-class LocalFile {
-  private handle: Promise<FileHandle> | null = null;
-  constructor(
-    readonly path: string,
-    private partsLeft: number,
-  ) {}
-
-  get(): Promise<FileHandle> {
-    this.handle ??= mkdir(dirname(this.path), { recursive: true }).then(() => open(this.path, "w"));
-    return this.handle;
-  }
-
-  /** Returns true when this was the last part (the file is then closed). */
-  async partDone(): Promise<boolean> {
-    if (--this.partsLeft > 0) return false;
-    await this.close();
-    return true;
-  }
-
-  async close(): Promise<void> {
-    const h = this.handle;
-    this.handle = null;
-    if (h) await (await h).close();
-  }
-}
-
 interface Part {
   obj: S3Object;
   file: LocalFile;
@@ -232,18 +205,16 @@ export async function syncS3Prefix(opts: S3SyncOptions): Promise<S3Object[]> {
     opts.tracker.start(total, objects.length);
     const parts: Part[] = [];
     for (const obj of objects) {
-      const numParts = Math.max(1, Math.ceil(obj.size / opts.partSizeBytes));
-      const file = new LocalFile(join(opts.targetDir, ...obj.relPath.split("/")), numParts);
+      const ranges = partRanges(obj.size, opts.partSizeBytes);
+      const file = new LocalFile(join(opts.targetDir, ...obj.relPath.split("/")), ranges.length);
       files.push(file);
       if (obj.size === 0) {
         await file.get();
-        await file.close();
+        await file.partDone();
         opts.tracker.fileDone();
         continue;
       }
-      for (let start = 0; start < obj.size; start += opts.partSizeBytes) {
-        parts.push({ obj, file, start, end: Math.min(obj.size, start + opts.partSizeBytes) });
-      }
+      for (const [start, end] of ranges) parts.push({ obj, file, start, end });
     }
     await mapConcurrent(parts, opts.concurrency, async (part) => {
       await withRetries(() => fetchPart(client, opts.bucket, part, opts), {

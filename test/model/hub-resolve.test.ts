@@ -149,6 +149,27 @@ describe("hub model ids", () => {
     hub.cuts.length = 0;
   });
 
+  test("a large file is fetched as parallel ranged parts; a cut part resumes inside its range", async () => {
+    const dir = await freshDir();
+    hub.cuts.push({ path: "model.safetensors", afterBytes: 50_000, times: 1, range: "bytes=200000-399999" });
+    const since = hub.requests.length;
+    const r = await resolveModel(opts({ downloadDir: dir, partSizeBytes: 200_000 }));
+    assert.deepEqual(await readFile(join(r.localDir, "model.safetensors")), served["model.safetensors"]);
+    const ranges = hub.requests
+      .slice(since)
+      .filter((q) => q.url.endsWith("/model.safetensors") && q.range !== "bytes=0-0")
+      .map((q) => q.range)
+      .sort();
+    assert.deepEqual(ranges, [
+      "bytes=0-199999",
+      "bytes=200000-399999",
+      "bytes=250000-399999",
+      "bytes=400000-599999",
+      "bytes=600000-699999",
+    ]);
+    hub.cuts.length = 0;
+  });
+
   test("a complete snapshot is reused: no file is fetched again; offline or unreachable hub uses it too", async () => {
     const dir = await freshDir();
     const first = await resolveModel(opts({ downloadDir: dir }));

@@ -16,6 +16,8 @@ export interface HubRepo {
 
 export interface HubCut {
   path: string;
+  /** Only cut requests with exactly this Range header. */
+  range?: string;
   afterBytes: number;
   times: number;
 }
@@ -161,7 +163,13 @@ export async function startMockHub(): Promise<MockHub> {
       res.end();
       return;
     }
-    const cut = hub.cuts.find((c) => c.path === path && c.times > 0 && slice.length > c.afterBytes);
+    const cut = hub.cuts.find(
+      (c) =>
+        c.path === path &&
+        c.times > 0 &&
+        slice.length > c.afterBytes &&
+        (!c.range || c.range === req.headers.range),
+    );
     if (!cut) {
       res.end(slice);
       return;
