@@ -26,8 +26,9 @@ def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: t
     v_cache.view(-1, kvh, hd).index_copy_(0, slots, v)
 
 
-def reference_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
-    """q: [T, H, D] -> [T, H, D]. One request at a time: gather its context, causal mask, fp32 softmax."""
+def reference_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: float, window: int = 0) -> torch.Tensor:
+    """q: [T, H, D] -> [T, H, D]. One request at a time: gather its context, causal mask, fp32 softmax.
+    window > 0: a query at position p sees keys p - window + 1 .. p (Mistral's sliding window)."""
     out = torch.empty_like(q)
     block_size, kvh, hd = k_cache.shape[1], k_cache.shape[2], k_cache.shape[3]
     group = q.shape[1] // kvh
@@ -50,7 +51,10 @@ def reference_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: flo
         # Query row r sits at position ctx - n + r and sees keys 0..ctx - n + r.
         q_pos = torch.arange(ctx - n, ctx, device=q.device)[:, None]
         k_pos = torch.arange(ctx, device=q.device)[None, :]
-        scores = scores.masked_fill((k_pos > q_pos)[None], float("-inf"))
+        hidden = k_pos > q_pos
+        if window > 0:
+            hidden = hidden | (k_pos <= q_pos - window)
+        scores = scores.masked_fill(hidden[None], float("-inf"))
         probs = torch.softmax(scores, dim=-1)
         out[qs:qe] = torch.einsum("hnl,lhd->nhd", probs, v).to(q.dtype)
     return out
@@ -59,7 +63,8 @@ def reference_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: flo
 class Attention:
     """Chooses the kernel once per process; the model calls forward() per layer."""
 
-    def __init__(self, backend: str, device: torch.device):
+    def __init__(self, backend: str, device: torch.device, sliding_window: int = 0):
+        self.window = sliding_window
         if backend == "auto":
             backend = "triton" if device.type == "cuda" else "reference"
         if backend == "triton" and device.type != "cuda":
@@ -72,5 +77,5 @@ class Attention:
 
     def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
         if self.backend == "triton":
-            return self._triton(q, k_cache, v_cache, meta, scale)
-        return reference_attention(q, k_cache, v_cache, meta, scale)
+            return self._triton(q, k_cache, v_cache, meta, scale, window=self.window)
+        return reference_attention(q, k_cache, v_cache, meta, scale, self.window)

@@ -64,6 +64,7 @@ class ModelConfig:
     torch_dtype: str = "float32"
     eos_token_ids: tuple = ()
     bos_token_id: object = None
+    sliding_window: int = 0  # 0: full attention; else a query sees the last `sliding_window` keys (itself included)
 
 
 def _as_list(v):
@@ -94,6 +95,15 @@ def load_model_config(model_dir: str) -> ModelConfig:
     if rope_scaling and "rope_type" not in rope_scaling and "type" in rope_scaling:
         rope_scaling["rope_type"] = rope_scaling["type"]
     eos = tuple(int(t) for t in _as_list(raw.get("eos_token_id")))
+    # Mistral applies its window whenever it is set; Qwen2/Qwen3 only with use_sliding_window (and then only
+    # above max_window_layers, which we do not model: refuse rather than compute something else).
+    window = int(raw.get("sliding_window") or 0)
+    if model_type in ("qwen2", "qwen3"):
+        if raw.get("use_sliding_window"):
+            raise ValueError(f"{arch} with use_sliding_window=true is not supported by the GPU executor")
+        window = 0
+    elif model_type == "llama":
+        window = 0
     gen_path = os.path.join(model_dir, "generation_config.json")
     if os.path.exists(gen_path):
         with open(gen_path, encoding="utf-8") as f:
@@ -119,4 +129,5 @@ def load_model_config(model_dir: str) -> ModelConfig:
         torch_dtype=str(raw.get("torch_dtype") or raw.get("dtype") or "float32"),
         eos_token_ids=eos,
         bos_token_id=raw.get("bos_token_id"),
+        sliding_window=window,
     )

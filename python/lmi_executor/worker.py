@@ -55,7 +55,7 @@ class Worker:
         self.dtype = resolve_dtype(o.dtype, cfg.torch_dtype, self.device)
         self.max_model_len = min(o.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings) \
             if cfg.max_position_embeddings else o.max_model_len
-        attention = Attention(o.attention_backend, self.device)
+        attention = Attention(o.attention_backend, self.device, cfg.sliding_window)
         self.model = LlamaModel(cfg, self.dtype, self.device, self.tp, attention, self.max_model_len, o.fused_ops)
         if o.load_format == "dummy":
             self.model.init_dummy(o.seed)

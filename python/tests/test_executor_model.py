@@ -25,11 +25,11 @@ def sampling(**over):
     return s
 
 
-def make_worker(model_dir, **over):
-    opts = ExecutorOptions(model_dir=model_dir, device="cpu", block_size=4, max_num_seqs=16, **over)
+def make_worker(model_dir, num_blocks=64, **over):
+    opts = ExecutorOptions(**{"model_dir": model_dir, "device": "cpu", "block_size": 4, "max_num_seqs": 16, **over})
     w = Worker(opts, 0, 1)
     w.load({})
-    w.init_cache({"numBlocks": 64})
+    w.init_cache({"numBlocks": num_blocks})
     return w
 
 
@@ -38,13 +38,14 @@ class Driver:
 
     def __init__(self, worker, seed=0):
         self.w, self.step = worker, 0
-        self.free = list(range(64))
+        self.bs = worker.opts.block_size
+        self.free = list(range(worker.num_blocks))
         random.Random(seed).shuffle(self.free)
         self.reqs = {}
 
     def blocks_for(self, rid, upto):
         r = self.reqs[rid]
-        need = (upto + 3) // 4 - len(r["blocks"])
+        need = (upto + self.bs - 1) // self.bs - len(r["blocks"])
         new = [self.free.pop() for _ in range(max(0, need))]
         r["blocks"] += new
         return new

@@ -12,10 +12,10 @@ import triton.language as tl
 def _attn_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, part_acc_ptr, part_ml_ptr,
     qsl_ptr, seq_lens_ptr, bt_ptr, tile_seq_ptr, tile_idx_ptr,
-    scale, bt_stride, num_q_heads, num_kv_heads, num_tokens,
+    scale, bt_stride, num_q_heads, num_kv_heads, num_tokens, window,
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
-    IEEE: tl.constexpr,
+    IEEE: tl.constexpr, SLIDING: tl.constexpr,
 ):
     pid = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -66,6 +66,8 @@ def _attn_kernel(
         else:
             s = tl.dot(q, tl.trans(k)) * scale
         allowed = kv_ok[None, :] & (kv_pos[None, :] <= q_pos[:, None])
+        if SLIDING:
+            allowed = allowed & (kv_pos[None, :] > q_pos[:, None] - window)
         s = tl.where(allowed, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp(m_i - m_new)
@@ -148,7 +150,7 @@ class Workspace:
 WORKSPACE = Workspace()
 
 
-def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0) -> torch.Tensor:
+def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0, window: int = 0) -> torch.Tensor:
     """q [T, H, D] -> [T, H, D]; meta is attention.AttentionMetadata."""
     T, H, D = q.shape
     page, kvh = k_cache.shape[1], k_cache.shape[2]
@@ -181,9 +183,9 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
     _attn_kernel[(grid0, kvh, splits)](
         q, k_cache, v_cache, out, part_acc, part_ml,
         meta.query_start_loc, meta.seq_lens, meta.block_tables, tile_seq, tile_idx,
-        scale, meta.block_tables.stride(0), H, kvh, T,
+        scale, meta.block_tables.stride(0), H, kvh, T, window,
         GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=64 if is_decode else 32,
-        HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32,
+        HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
         num_warps=4, num_stages=2,
     )
     if splits > 1:
