@@ -19,8 +19,12 @@ export function register(program: Command): void {
       "server config.properties (its job_queue_size, batch_size, ... are model defaults)",
     )
     .option("--schema", "print every configuration key this server knows instead")
+    .option("--markdown", "with --schema: print it as the markdown tables of docs/configuration.md")
     .action(
-      (modelDir: string | undefined, opts: { json?: boolean; configFile?: string; schema?: boolean }) => {
+      (
+        modelDir: string | undefined,
+        opts: { json?: boolean; configFile?: string; schema?: boolean; markdown?: boolean },
+      ) => {
         try {
           process.stdout.write(runConfig({ modelDir, ...opts, env: process.env }));
         } catch (err) {

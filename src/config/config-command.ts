@@ -2,7 +2,7 @@
 // lives in src/commands/config.ts). Invariants: returns the text to print or throws ConfigError; without a
 // MODEL_DIR it describes the model `lmi serve` would start (first startup model, else the env alone).
 import { ConfigError } from "../errors.ts";
-import { formatEffective, formatSchema, schemaRows } from "./describe.ts";
+import { formatEffective, formatSchema, formatSchemaMarkdown, schemaRows } from "./describe.ts";
 import { loadModelConfig } from "./model-config.ts";
 import { loadServerConfig } from "./server-config.ts";
 import { resolveStartupModels } from "./startup-models.ts";
@@ -12,10 +12,13 @@ export interface ConfigCommandOptions {
   json?: boolean;
   configFile?: string;
   schema?: boolean;
+  /** With schema: print the markdown reference of docs/configuration.md. */
+  markdown?: boolean;
   env: NodeJS.ProcessEnv;
 }
 
 export function runConfig(opts: ConfigCommandOptions): string {
+  if (opts.schema && opts.markdown) return formatSchemaMarkdown();
   if (opts.schema) return opts.json ? `${JSON.stringify(schemaRows(), null, 2)}\n` : formatSchema();
   const server = loadServerConfig({ configFile: opts.configFile, env: opts.env });
   const warnings = [...server.warnings];

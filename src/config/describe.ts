@@ -92,3 +92,28 @@ export function formatSchema(entries: readonly SchemaEntry[] = SCHEMA): string {
     .join("\n\n")
     .concat("\n");
 }
+
+const GROUPS: Array<[string, string]> = [
+  ["server", "Server keys (config.properties, SERVING_<KEY>)"],
+  ["shared", "Per-model keys with a server-wide default"],
+  ["model", "Per-model keys (serving.properties, OPTION_<NAME>)"],
+];
+
+/** `lmi config --schema --markdown`: the reference section of docs/configuration.md. */
+export function formatSchemaMarkdown(entries: readonly SchemaEntry[] = SCHEMA): string {
+  const esc = (s: string) => s.replaceAll("|", "\\|");
+  const rows = schemaRows(entries);
+  let out = "";
+  for (const [scope, title] of GROUPS) {
+    out += `### ${title}\n\n| key | type | default | LMI readers | meaning in LMI | here |\n|---|---|---|---|---|---|\n`;
+    for (const r of rows.filter((x) => x.scope === scope && x.type !== "deprecated")) {
+      out += `| \`${r.key}\` | ${esc(r.type)} | ${esc(r.default)} | ${esc(r.backends || "this server only")} | ${esc(r.description)} | ${esc(r.here)} |\n`;
+    }
+    out += "\n";
+  }
+  out += "### Deprecated keys\n\n| key | replaced by | meaning in LMI | here |\n|---|---|---|---|\n";
+  for (const r of rows.filter((x) => x.type === "deprecated")) {
+    out += `| \`${r.key}\` | \`${r.replacement}\` | ${esc(r.description)} | ${esc(r.here)} |\n`;
+  }
+  return out;
+}

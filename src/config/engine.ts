@@ -53,11 +53,8 @@ function inferEngine(
   modelDir: string | undefined,
   raw: RawProps,
 ): { engine: string; reason: string; location?: string } | undefined {
+  // A djl:// model zoo id (DJL would pick the zoo's engine) is reported by the model_id rule instead.
   const modelId = raw.get("option.model_id")?.raw.trim();
-  if (modelId?.startsWith("djl://")) {
-    const location = raw.get("option.model_id")?.source;
-    return { engine: "DJL model zoo", reason: `option.model_id=${modelId}`, location };
-  }
   if (modelDir !== undefined) {
     const files = listDir(modelDir);
     const has = (pred: (f: string) => boolean) => files.find(pred);
@@ -118,11 +115,12 @@ export function applyEngineRules(
   }
   const name = engine.raw.trim();
   const java = JAVA_ENGINES.find((e) => e.toLowerCase() === name.toLowerCase());
-  if (java !== undefined || name === "DJL model zoo") {
+  if (java !== undefined) {
     problems.push(
       `${location ?? engine.source}: engine: "${name}" (${engine.source}) is a DJL Java engine, which this server does not include; ` +
         "it serves models through engine=Python (or its aliases MPI, DeepSpeed, FasterTransformer)",
     );
+    raw.delete("engine"); // reported once; the rest of the configuration is still checked as Python
     return { alias: undefined };
   }
   const aliases: EngineAlias[] = ["DeepSpeed", "FasterTransformer", "MPI"];

@@ -176,6 +176,31 @@ function takeUnknownAndScoped(raw: RawProps, warnings: string[]) {
   return { unknownOptions, scoped };
 }
 
+/**
+ * LMI ≥0.31 async mode (option.async_mode=true, or the vLLM async service as entry point) serves through
+ * vLLM's own scheduler, which is our paged engine: it reads as rolling_batch=vllm. Async mode and a
+ * rolling batch are exclusive, so an explicit scheduler/lmi-dist/... is a problem.
+ */
+function applyAsyncMode(raw: RawProps, problems: string[]): void {
+  const mode = raw.get("option.async_mode");
+  const entry = raw.get("option.entryPoint");
+  const byMode = mode !== undefined && mode.raw.trim().toLowerCase() === "true";
+  const byEntry = entry?.raw.trim().startsWith("djl_python.lmi_vllm") === true;
+  if (!byMode && !byEntry) return;
+  const why = byMode ? "option.async_mode=true" : `option.entryPoint=${entry?.raw.trim()}`;
+  const whySource = byMode ? mode?.source : entry?.source;
+  const rb = raw.get("option.rolling_batch");
+  const rbValue = rb?.raw.trim().toLowerCase();
+  if (rb === undefined || rbValue === "disable" || rbValue === "auto") {
+    raw.set("option.rolling_batch", { raw: "vllm", source: `${whySource} (${why}: the async vLLM service)` });
+  } else if (rbValue !== "vllm") {
+    problems.push(
+      `${rb.source}: option.rolling_batch=${rb.raw.trim()} cannot be combined with ${why} (${whySource}): ` +
+        "async mode and rolling batch are exclusive",
+    );
+  }
+}
+
 function sharedDefaults(server: ServerConfig | undefined): Map<string, OuterDefault> {
   const out = new Map<string, OuterDefault>();
   if (!server) return out;
@@ -207,6 +232,7 @@ export function loadModelConfig(options: LoadModelConfigOptions = {}): ModelConf
   if (modelDir !== undefined) putIfAbsent(raw, "option.model_dir", modelDir, "the model directory");
   const { alias } = applyEngineRules(raw, modelDir, env.vars, problems, warnings);
   const { unknownOptions, scoped } = takeUnknownAndScoped(raw, warnings);
+  applyAsyncMode(raw, problems);
 
   const resolved = resolveKeys(
     raw,

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { test } from "node:test";
+import { formatSchemaMarkdown } from "../../src/config/describe.ts";
 import { parseProperties } from "../../src/config/properties-parser.ts";
 import { SCHEMA } from "../../src/config/schema/index.ts";
 
@@ -13,6 +14,13 @@ test("docs/configuration.md lists every key of the schema table in its reference
   const reference = doc.slice(doc.indexOf("## Every key"));
   const missing = SCHEMA.map((e) => e.key).filter((k) => !reference.includes(`| \`${k}\` |`));
   assert.deepEqual(missing, []);
+});
+
+test("the reference tables are the current `lmi config --schema --markdown` output", () => {
+  assert.ok(
+    doc.includes(formatSchemaMarkdown()),
+    "regenerate the tables with lmi config --schema --markdown",
+  );
 });
 
 test("the page's properties example parses as the page describes", () => {

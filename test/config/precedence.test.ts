@@ -261,3 +261,22 @@ test("djl:// model zoo ids are rejected with the source of model_id", () => {
     /^env OPTION_MODEL_ID: option\.model_id=djl:\/\/ai\.djl\.zoo\/mlp: DJL model zoo URLs are not supported/,
   );
 });
+
+test("async mode (LMI ≥0.31) reads as the vLLM paged engine and excludes other rolling batches", () => {
+  const dir = modelDir(
+    "option.model_id=m\noption.async_mode=true\noption.rolling_batch=disable\noption.entryPoint=djl_python.lmi_vllm.vllm_async_service\n",
+  );
+  const r = loadModelConfig({ modelDir: dir, env: {} });
+  assert.equal(r.config.rollingBatch, "vllm");
+  assert.equal(r.config.maxRollingBatchSize, 256);
+  assert.match(r.sources["option.rolling_batch"], /:2 \(option\.async_mode=true: the async vLLM service\)$/);
+  const [p] = problemsOf(() =>
+    loadModelConfig({
+      env: { OPTION_MODEL_ID: "m", OPTION_ASYNC_MODE: "true", OPTION_ROLLING_BATCH: "scheduler" },
+    }),
+  );
+  assert.match(
+    p,
+    /^env OPTION_ROLLING_BATCH: option\.rolling_batch=scheduler cannot be combined with option\.async_mode=true/,
+  );
+});

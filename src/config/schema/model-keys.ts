@@ -291,6 +291,13 @@ export const MODEL_KEYS = [
     description: "Tokens per KV-cache block.",
     here: "same",
   }),
+  def("option.async_mode", "asyncMode", bool(), {
+    backends: ["vllm", "trtllm"],
+    default: false,
+    description:
+      "LMI ≥0.31: serve through the async vLLM service instead of a rolling batch (exclusive with it).",
+    here: "true runs the paged engine (as rolling_batch=vllm); the engine is asynchronous in any case",
+  }),
   def("option.kv_cache_bytes", "kvCacheBytes", int({ min: 1 }), {
     backends: [],
     description: "This server only: KV-cache budget in bytes for the CPU executor.",
