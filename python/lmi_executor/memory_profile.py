@@ -41,9 +41,9 @@ def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
     logits_idx = torch.arange(T - rows, T, device=dev)
     logits = model.forward(ids, positions, meta, [(tmp, tmp)] * cfg.num_layers, logits_idx)
     s = {"strategy": "sample", "temperature": 0.7, "topK": 50, "topP": 0.9, "typicalP": 1.0, "minP": 0.0,
-         "repetitionPenalty": 1.0, "presencePenalty": 0.0, "frequencyPenalty": 0.0, "logitBias": {}, "seed": 0,
+         "repetitionPenalty": 1.0, "presencePenalty": 0.0, "frequencyPenalty": 0.0, "logitBias": {"0": 0.0}, "seed": 0,
          "numTopLogprobs": 5, "minTokens": 0, "eosTokenIds": []}
-    sample(logits, [SampleRow(s, 0, [], []) for _ in range(rows)])
+    sample(logits, [SampleRow(s, 0, [], 0) for _ in range(rows)])
     torch.cuda.synchronize(dev)
     peak = torch.cuda.max_memory_allocated(dev)
     del tmp, logits, meta, positions, ids

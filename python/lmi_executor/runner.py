@@ -80,7 +80,7 @@ class ModelRunner:
         if not states:
             return
         rows = [
-            SampleRow(st.sampling, len(st.token_ids) - st.prompt_len, st.token_ids[: st.prompt_len], st.token_ids[st.prompt_len :])
+            SampleRow(st.sampling, len(st.token_ids) - st.prompt_len, st.token_ids, st.prompt_len)
             for st in states
         ]
         sel = logits if len(sample_rows) == logits.shape[0] else logits[sample_rows]

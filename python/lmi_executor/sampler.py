@@ -23,8 +23,16 @@ def uniform(seed: int, n: int) -> float:
 class SampleRow:
     sampling: dict  # SamplingSettings as sent by the engine (camelCase keys)
     num_generated: int  # index n of the token being drawn
-    prompt_ids: list
-    output_ids: list
+    token_ids: list  # prompt + generated so far (read only when a penalty needs the history)
+    prompt_len: int
+
+    @property
+    def prompt_ids(self):
+        return self.token_ids[: self.prompt_len]
+
+    @property
+    def output_ids(self):
+        return self.token_ids[self.prompt_len :]
 
 
 def _needs_history(s: dict) -> bool:
@@ -118,18 +126,29 @@ def _draw(x: torch.Tensor, rows: list) -> torch.Tensor:
     return order.gather(1, pick).squeeze(1)
 
 
+def _modifies_logits(s: dict, num_generated: int) -> bool:
+    return bool(s["logitBias"]) or num_generated < s["minTokens"] or _needs_history(s)
+
+
 def sample(logits: torch.Tensor, rows: list) -> tuple:
     """logits [R, V] fp32 -> (token ids, chosen-token logprobs, top logprobs per row) as host lists."""
-    logprobs = torch.log_softmax(logits, dim=-1)
-    x = logits.clone()
-    _apply_bias_and_min_tokens(x, rows)
-    _apply_penalties(x, rows)
+    k = max((r.sampling["numTopLogprobs"] for r in rows), default=0)
+    # Plain greedy batches (the common case) neither copy the logits nor write a full log_softmax.
+    if any(_modifies_logits(r.sampling, r.num_generated) for r in rows):
+        x = logits.clone()
+        _apply_bias_and_min_tokens(x, rows)
+        _apply_penalties(x, rows)
+    else:
+        x = logits
     tokens = torch.argmax(x, dim=-1)
     sample_idx = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
     if sample_idx:
         tokens[sample_idx] = _draw(x[sample_idx], [rows[i] for i in sample_idx])
-    chosen = logprobs.gather(1, tokens[:, None]).squeeze(1)
-    k = max((r.sampling["numTopLogprobs"] for r in rows), default=0)
+    if k > 0:
+        logprobs = torch.log_softmax(logits, dim=-1)
+        chosen = logprobs.gather(1, tokens[:, None]).squeeze(1)
+    else:
+        chosen = logits.gather(1, tokens[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
     tops = [[] for _ in rows]
     if k > 0:
         vals, ids = logprobs.topk(k, dim=-1)

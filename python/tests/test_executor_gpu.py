@@ -48,13 +48,13 @@ def random_batch(q_lens, ctx_lens, H, KVH, D, page, dtype, seed):
 
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")
 class TritonAttentionTest(unittest.TestCase):
-    def check(self, q_lens, ctx_lens, H, KVH, D, dtype, splits=0, tol=2e-2):
+    def check(self, q_lens, ctx_lens, H, KVH, D, dtype, splits=0, tol=2e-2, window=0):
         from lmi_executor.kernels.paged_attention import paged_attention
 
         for seed in range(2):
             q, kc, vc, meta = random_batch(q_lens, ctx_lens, H, KVH, D, 16, dtype, seed)
-            ref = reference_attention(q.double(), kc.double(), vc.double(), meta, D**-0.5)
-            got = paged_attention(q, kc, vc, meta, D**-0.5, num_splits=splits).double()
+            ref = reference_attention(q.double(), kc.double(), vc.double(), meta, D**-0.5, window)
+            got = paged_attention(q, kc, vc, meta, D**-0.5, num_splits=splits, window=window).double()
             self.assertFalse(torch.isnan(got).any())
             err = ((got - ref).norm() / ref.norm()).item()
             self.assertLess(err, tol, f"q_lens={q_lens} ctx={ctx_lens} H={H}/{KVH} D={D} {dtype} splits={splits}")
@@ -63,6 +63,10 @@ class TritonAttentionTest(unittest.TestCase):
         for dtype, tol in ((torch.bfloat16, 1e-2), (torch.float16, 2e-3), (torch.float32, 1e-5)):
             self.check([7, 1, 33, 1, 100], [7, 50, 80, 1, 300], 8, 2, 64, dtype, tol=tol)
             self.check([129], [129], 32, 8, 128, dtype, tol=tol)
+
+    def test_sliding_window(self):
+        self.check([7, 1, 33, 1], [7, 50, 80, 300], 8, 2, 64, torch.float32, tol=1e-5, window=12)
+        self.check([1, 1], [40, 700], 8, 2, 64, torch.float32, splits=8, tol=1e-5, window=20)
 
     def test_decode_with_and_without_splits(self):
         for splits in (1, 4, 16):

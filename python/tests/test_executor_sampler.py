@@ -14,7 +14,7 @@ from test_executor_model import sampling  # noqa: E402
 
 
 def row(n=0, prompt=(), out=(), **s):
-    return SampleRow(sampling(**s), n, list(prompt), list(out))
+    return SampleRow(sampling(**s), n, list(prompt) + list(out), len(prompt))
 
 
 class SamplerTest(unittest.TestCase):
