@@ -233,6 +233,15 @@ export class Engine implements LlmEngine {
         `The job queue is full (job_queue_size=${this.options.jobQueueSize}); retry later`,
       );
     }
+    const vocab = this.info.vocabSize;
+    for (const id of Object.keys(params.logitBias)) {
+      if (Number(id) >= vocab) {
+        throw new ValidationError(
+          `\`logit_bias\` token id ${id} is outside the vocabulary (size ${vocab})`,
+          "logit_bias",
+        );
+      }
+    }
     const seed = params.seed ?? randomInt(0, 2 ** 31 - 1);
     const state = new RequestState({ requestId, promptTokenIds: ids, params, seed }, this.tokenizer);
     const req = new Request({

@@ -250,6 +250,11 @@ describe("Engine abort and admission", () => {
       ),
       (e: unknown) => e instanceof ValidationError && e.field === "prompt",
     );
+    await assert.rejects(
+      collect(engine.generate(req("lb", "Hello", { logit_bias: { 5000: 1 } }))),
+      (e: unknown) =>
+        e instanceof ValidationError && e.field === "logit_bias" && /outside the vocabulary/.test(e.message),
+    );
     const byIds = await collect(
       engine.generate({
         requestId: "ids2",
