@@ -112,6 +112,21 @@ describe("engine + CPU executor: sampling, abort and failure", () => {
     await engine.shutdown();
   });
 
+  it("contrastive search is deterministic across batches and preemption, and differs from greedy", async () => {
+    const cases = golden("mistral");
+    const p = { decoding_strategy: "contrastive", penalty_alpha: 0.6, top_k: 4, max_new_tokens: 16 };
+    const roomy = await engineFor("mistral");
+    const solo = await run(roomy, "c", cases[2].prompt, p);
+    await roomy.shutdown();
+    const tight = await engineFor("mistral", { numBlocks: 14, maxNumBatchedTokens: 8, maxNumSeqs: 3 });
+    const batch = await Promise.all(cases.slice(0, 4).map((c, i) => run(tight, `b${i}`, c.prompt, p)));
+    assert.ok(tight.stats().numPreemptions > 0, "the tight cache must preempt");
+    await tight.shutdown();
+    assert.deepEqual(batch[2].ids, solo.ids);
+    assert.equal(solo.ids.length, 16);
+    assert.notDeepEqual(solo.ids, cases[2].greedy.ids.slice(0, 16));
+  });
+
   it("abort on the worker-thread executor ends the stream and frees the KV blocks", async () => {
     const modelDir = join(ZOO, "llama");
     const engine = await createLlmEngine({
