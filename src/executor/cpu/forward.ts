@@ -27,9 +27,22 @@ export interface SeqResult {
 const LOGIT_ROWS = 16;
 
 type Scratch = Record<
-  "x" | "h" | "qkv" | "att" | "o" | "gu" | "act" | "mo" | "ein" | "eout" | "lin" | "logits" | "router",
+  | "x"
+  | "h"
+  | "qkv"
+  | "att"
+  | "o"
+  | "gu"
+  | "act"
+  | "mo"
+  | "ein"
+  | "eout"
+  | "lin"
+  | "logits"
+  | "router"
+  | "scores",
   Float32Array
->;
+> & { slots: Int32Array };
 
 // Backend memory is reserved once per loaded model, so every ForwardPass over the same weights (a new
 // KV cache after initCache) shares one activation scratch instead of allocating again.
@@ -41,7 +54,16 @@ export function scratchFloatsFor(spec: ModelSpec, maxGroupTokens: number, vocab:
   const q = spec.numHeads * spec.headDim;
   const qkv = q + 2 * spec.numKvHeads * spec.headDim;
   const I = spec.intermediateSize;
-  return maxGroupTokens * (6 * H + qkv + q + 3 * I + spec.numExperts) + LOGIT_ROWS * (H + vocab);
+  return (
+    maxGroupTokens * (6 * H + qkv + q + 3 * I + spec.numExperts) +
+    LOGIT_ROWS * (H + vocab) +
+    2 * maxPositions(spec)
+  );
+}
+
+/** Longest context the attention scratch (slots, scores) is sized for. */
+export function maxPositions(spec: ModelSpec): number {
+  return Math.min(spec.maxPositionEmbeddings, 1 << 18);
 }
 
 export class ForwardPass {
@@ -81,6 +103,8 @@ export class ForwardPass {
       router: b.alloc(T * Math.max(1, spec.numExperts)),
       lin: b.alloc(LOGIT_ROWS * H),
       logits: b.alloc(LOGIT_ROWS * this.vocab),
+      scores: b.alloc(maxPositions(spec)),
+      slots: b.allocI32(maxPositions(spec)),
     };
     scratchOf.set(w, { T, s: this.s });
   }
@@ -210,48 +234,33 @@ export class ForwardPass {
     const { spec, s, kv } = this;
     const hd = spec.headDim;
     const nq = spec.numHeads * hd;
-    const nk = spec.numKvHeads * hd;
-    const width = nq + 2 * nk;
-    const group = spec.numHeads / spec.numKvHeads;
-    const scale = 1 / Math.sqrt(hd);
-    const kc = kv.k[l];
-    const vc = kv.v[l];
+    const width = nq + 2 * spec.numKvHeads * hd;
     const win = spec.slidingWindow;
-    const acc = new Float64Array(hd);
-    let scores = new Float64Array(256);
+    const limit = s.slots.length;
+    let loaded = -1;
     for (let r = 0; r < rows; r++) {
       const pos = rowPos[r];
-      const sl = slots[rowSeq[r]];
-      const lo = win ? Math.max(0, pos - win + 1) : 0;
-      const n = pos - lo + 1;
-      if (scores.length < n) scores = new Float64Array(n * 2);
-      for (let h = 0; h < spec.numHeads; h++) {
-        const qo = r * width + h * hd;
-        const g = Math.floor(h / group) * hd;
-        let max = -Infinity;
-        for (let j = 0; j < n; j++) {
-          const ko = sl[lo + j] * nk + g;
-          let d = 0;
-          for (let i = 0; i < hd; i++) d += s.qkv[qo + i] * kc[ko + i];
-          d *= scale;
-          scores[j] = d;
-          if (d > max) max = d;
-        }
-        let sum = 0;
-        for (let j = 0; j < n; j++) {
-          const e = Math.exp(scores[j] - max);
-          scores[j] = e;
-          sum += e;
-        }
-        acc.fill(0);
-        for (let j = 0; j < n; j++) {
-          const p = scores[j] / sum;
-          const vo = sl[lo + j] * nk + g;
-          for (let i = 0; i < hd; i++) acc[i] += p * vc[vo + i];
-        }
-        const ao = r * nq + h * hd;
-        for (let i = 0; i < hd; i++) s.att[ao + i] = acc[i];
+      if (pos >= limit) throw new Error(`position ${pos} beyond the model's ${limit} positions`);
+      if (rowSeq[r] !== loaded) {
+        // Rows of one sequence are contiguous: copy its slot list into backend memory once.
+        loaded = rowSeq[r];
+        const src = slots[loaded];
+        s.slots.set(src.subarray(0, Math.min(src.length, limit)));
       }
+      const lo = win ? Math.max(0, pos - win + 1) : 0;
+      this.w.backend.attendRow({
+        out: s.att.subarray(r * nq, (r + 1) * nq),
+        q: s.qkv.subarray(r * width, r * width + nq),
+        kc: kv.k[l],
+        vc: kv.v[l],
+        slots: s.slots.subarray(lo, pos + 1),
+        n: pos - lo + 1,
+        scores: s.scores,
+        nh: spec.numHeads,
+        nkv: spec.numKvHeads,
+        hd,
+        scale: 1 / Math.sqrt(hd),
+      });
     }
   }
 

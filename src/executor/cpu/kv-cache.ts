@@ -9,6 +9,7 @@ export class KvCache {
   /** floats per slot per layer (K or V). */
   readonly slotWidth: number;
 
+  /** storage: at least floatsNeeded(...) floats, from the compute backend so kernels can read it. */
   constructor(
     readonly numLayers: number,
     readonly numBlocks: number,
@@ -16,15 +17,31 @@ export class KvCache {
     numKvHeads: number,
     headDim: number,
     readonly numScratchBlocks: number,
+    storage: Float32Array,
   ) {
     this.slotWidth = numKvHeads * headDim;
     const floats = (numBlocks + numScratchBlocks) * blockSize * this.slotWidth;
+    if (storage.length < 2 * numLayers * floats) {
+      throw new Error(
+        `KV cache of ${numBlocks} blocks needs ${2 * numLayers * floats * 4} bytes; ${storage.length * 4} reserved`,
+      );
+    }
     this.k = [];
     this.v = [];
     for (let l = 0; l < numLayers; l++) {
-      this.k.push(new Float32Array(floats));
-      this.v.push(new Float32Array(floats));
+      this.k.push(storage.subarray(2 * l * floats, (2 * l + 1) * floats));
+      this.v.push(storage.subarray((2 * l + 1) * floats, (2 * l + 2) * floats));
     }
+  }
+
+  static floatsNeeded(
+    numLayers: number,
+    numBlocks: number,
+    blockSize: number,
+    slotWidth: number,
+    numScratch: number,
+  ) {
+    return 2 * numLayers * (numBlocks + numScratch) * blockSize * slotWidth;
   }
 
   /** Block id of the i-th scratch block. */

@@ -46,6 +46,8 @@ export interface RequestState {
   hidden: Float32Array[];
 }
 
+const DEFAULT_KV_BYTES = 256 * 1024 * 1024;
+
 /** Blocks past the engine's numBlocks that the runner keeps for contrastive look-ahead. */
 const SCRATCH_BLOCKS = 32;
 
@@ -64,6 +66,9 @@ export class CpuModelRunner {
       dtype: this.opts.dtype,
       backend: this.opts.backend,
       maxGroupTokens: this.opts.maxGroupTokens,
+      kvCacheBytes: this.opts.kvCacheBytes ?? DEFAULT_KV_BYTES,
+      numScratchBlocks: SCRATCH_BLOCKS,
+      blockSize: this.blockSize,
     });
     this.model = m;
     const cfg = readConfig(this.opts.modelDir);
@@ -96,7 +101,7 @@ export class CpuModelRunner {
   profile(): CacheProfile {
     const s = this.need().spec;
     const bytesPerBlock = KvCache.bytesPerBlock(s.numLayers, this.blockSize, s.numKvHeads, s.headDim);
-    const budget = this.opts.kvCacheBytes ?? 256 * 1024 * 1024;
+    const budget = this.opts.kvCacheBytes ?? DEFAULT_KV_BYTES;
     return { numBlocks: Math.floor(budget / bytesPerBlock), blockSize: this.blockSize, bytesPerBlock };
   }
 

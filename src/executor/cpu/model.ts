@@ -22,7 +22,15 @@ export interface LoadOptions {
   backend?: BackendName;
   /** Rows per forward group (activation scratch is sized for this). */
   maxGroupTokens?: number;
+  /** KV cache budget reserved in backend memory at load; initCache may use up to this. Default 16 MiB. */
+  kvCacheBytes?: number;
+  /** KV blocks past the budget kept for the executor's own use (contrastive look-ahead). */
+  numScratchBlocks?: number;
+  blockSize?: number;
 }
+
+// The KV region is reserved once per loaded model; every KV cache over these weights reuses it.
+const kvRegionOf = new WeakMap<ModelWeights, Float32Array>();
 
 export const DEFAULT_GROUP_TOKENS = 128;
 
@@ -43,13 +51,21 @@ export function loadModel(modelDir: string, opts: LoadOptions = {}): LoadedModel
   const spec = parseModelSpec(cfg);
   const dtype = opts.dtype ?? checkpointDtype(cfg);
   const groupTokens = opts.maxGroupTokens ?? DEFAULT_GROUP_TOKENS;
+  const slotWidth = spec.numKvHeads * spec.headDim;
+  const bs = opts.blockSize ?? 16;
+  const kvBudget = opts.kvCacheBytes ?? 16 << 20;
+  const blocks = Math.floor(
+    kvBudget / KvCache.bytesPerBlock(spec.numLayers, bs, spec.numKvHeads, spec.headDim),
+  );
+  const kvFloats = KvCache.floatsNeeded(spec.numLayers, blocks, bs, slotWidth, opts.numScratchBlocks ?? 0);
   // The head may be padded past vocab_size; reserve for the larger of the two.
-  const scratch = scratchFloatsFor(spec, groupTokens, spec.vocabSize + 1024);
+  const scratch = scratchFloatsFor(spec, groupTokens, spec.vocabSize + 1024) + kvFloats;
   const weights = loadWeights(modelDir, spec, {
     dtype,
     backend: opts.backend ?? "wasm",
     scratchFloats: scratch,
   });
+  kvRegionOf.set(weights, weights.backend.alloc(kvFloats));
   return { spec, weights, dtype, vocab: weights.lmHead.out };
 }
 
@@ -60,13 +76,8 @@ export function createForward(
   numScratchBlocks: number,
   maxGroupTokens = DEFAULT_GROUP_TOKENS,
 ): ForwardPass {
-  const kv = new KvCache(
-    m.spec.numLayers,
-    numBlocks,
-    blockSize,
-    m.spec.numKvHeads,
-    m.spec.headDim,
-    numScratchBlocks,
-  );
+  const region = kvRegionOf.get(m.weights)!;
+  const { numLayers, numKvHeads, headDim } = m.spec;
+  const kv = new KvCache(numLayers, numBlocks, blockSize, numKvHeads, headDim, numScratchBlocks, region);
   return new ForwardPass(m.spec, m.weights, kv, maxGroupTokens);
 }

@@ -40,7 +40,8 @@ export interface PythonExecutorOptions {
   mpirunExecutable?: string;
   /** load_on_devices: GPU indices, rank r on loadOnDevices[r]. */
   loadOnDevices?: number[];
-  dtype?: "auto" | "fp16" | "bf16" | "fp32";
+  /** int8 is refused by the executor by name (weight-only quantization is not implemented yet). */
+  dtype?: "auto" | "fp16" | "bf16" | "fp32" | "int8";
   loadFormat?: "auto" | "dummy";
   enableCudaGraph?: boolean;
   /** Fraction of the GPU's memory the executor may use in total (weights + activations + KV cache). */
@@ -75,7 +76,9 @@ export interface PythonExecutor extends Executor {
   readonly lastInitCache: InitCacheResult | null;
 }
 
-const DEFAULT_PYTHON_PATH = fileURLToPath(new URL("../../../python", import.meta.url));
+// LMI_EXECUTOR_PYTHONPATH serves bundled builds (esbuild), where this file's URL no longer sits in the repo.
+const DEFAULT_PYTHON_PATH =
+  process.env.LMI_EXECUTOR_PYTHONPATH ?? fileURLToPath(new URL("../../../python", import.meta.url));
 
 interface Pending {
   id: number;

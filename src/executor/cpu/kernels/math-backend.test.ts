@@ -51,3 +51,34 @@ test("WASM backend refuses foreign operands and over-allocation", () => {
   assert.throws(() => wasm.matmul(y, new Float32Array(4), new Float32Array(4), 1, 1, 4), /same WasmBackend/);
   assert.throws(() => wasm.alloc(1_000_000), /out of reserved memory/);
 });
+
+test("WASM attention equals the TS reference (GQA, scattered slots, odd head dim)", () => {
+  const ref = new TsBackend();
+  const wasm = new WasmBackend(400_000);
+  const r = rand(7);
+  for (const [nh, nkv, hd, n] of [
+    [4, 2, 16, 1],
+    [4, 4, 6, 37],
+    [8, 2, 32, 200],
+  ]) {
+    const numSlots = 256;
+    const kc = wasm.alloc(numSlots * nkv * hd);
+    const vc = wasm.alloc(numSlots * nkv * hd);
+    const q = wasm.alloc(nh * hd);
+    for (const a of [kc, vc, q]) for (let i = 0; i < a.length; i++) a[i] = r() * 4;
+    const slots = wasm.allocI32(n);
+    for (let j = 0; j < n; j++) slots[j] = (j * 97 + 13) % numSlots;
+    const out = wasm.alloc(nh * hd);
+    const outRef = new Float32Array(nh * hd);
+    const scores = wasm.alloc(n);
+    const args = { q, kc, vc, slots, n, scores, nh, nkv, hd, scale: 1 / Math.sqrt(hd) };
+    wasm.attendRow({ ...args, out });
+    ref.attendRow({ ...args, out: outRef });
+    for (let i = 0; i < out.length; i++) {
+      assert.ok(
+        Math.abs(out[i] - outRef[i]) < 1e-5,
+        `nh=${nh} nkv=${nkv} hd=${hd} n=${n} i=${i}: ${out[i]} vs ${outRef[i]}`,
+      );
+    }
+  }
+});

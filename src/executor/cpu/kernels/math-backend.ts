@@ -1,7 +1,8 @@
-// Matrix-multiply backends of the CPU executor: y[M,N] = x[M,K] · w[N,K]ᵀ (HF Linear layout).
-// "ts" is the plain TypeScript reference used to cross-check; "wasm" runs matmul.c's SIMD128 kernel.
-// Invariant: every operand passed to a backend's matmul was allocated by that backend's alloc(), because
-// the WASM kernel addresses one fixed-size linear memory (it never grows, so views never detach).
+// Compute backends of the CPU executor: matmul y[M,N] = x[M,K] · w[N,K]ᵀ (HF Linear layout) and paged
+// attention of one query row. "ts" is the plain TypeScript reference used to cross-check; "wasm" runs
+// the SIMD128 kernels of matmul.c/attention.c. Invariant: every operand passed to a backend was
+// allocated by that backend, because the WASM kernels address one fixed-size linear memory (it never
+// grows, so views never detach).
 import { readFileSync } from "node:fs";
 
 export type BackendName = "ts" | "wasm";
@@ -10,7 +11,28 @@ export interface MathBackend {
   readonly name: BackendName;
   /** A zeroed Float32Array usable as a matmul operand. */
   alloc(length: number): Float32Array;
+  allocI32(length: number): Int32Array;
   matmul(y: Float32Array, x: Float32Array, w: Float32Array, M: number, N: number, K: number): void;
+  /**
+   * out[nh*hd] = attention of q[nh*hd] over the positions whose KV slots are slots[0..n): kc/vc hold one
+   * layer, slot s of kv head g at (s*nkv + g)*hd. Heads share kv heads in groups of nh/nkv (GQA).
+   */
+  attendRow(a: AttendArgs): void;
+}
+
+export interface AttendArgs {
+  out: Float32Array;
+  q: Float32Array;
+  kc: Float32Array;
+  vc: Float32Array;
+  slots: Int32Array;
+  n: number;
+  /** Scratch of at least n floats from the same backend. */
+  scores: Float32Array;
+  nh: number;
+  nkv: number;
+  hd: number;
+  scale: number;
 }
 
 /** Reference: straightforward dot products in float64 accumulators. */
@@ -28,6 +50,45 @@ export class TsBackend implements MathBackend {
         for (let k = 0; k < K; k++) s += x[xo + k] * w[wo + k];
         y[m * N + n] = s;
       }
+    }
+  }
+  allocI32(length: number): Int32Array {
+    return new Int32Array(length);
+  }
+  private scores = new Float64Array(256);
+  private acc = new Float64Array(64);
+  attendRow({ out, q, kc, vc, slots, n, nh, nkv, hd, scale }: AttendArgs): void {
+    // Float64 scores and sums: the reference is as exact as cheaply possible.
+    if (this.scores.length < n) this.scores = new Float64Array(n * 2);
+    if (this.acc.length < hd) this.acc = new Float64Array(hd);
+    const { scores, acc } = this;
+    const group = nh / nkv;
+    const stride = nkv * hd;
+    for (let h = 0; h < nh; h++) {
+      const qo = h * hd;
+      const g = Math.floor(h / group) * hd;
+      let max = -Infinity;
+      for (let j = 0; j < n; j++) {
+        const ko = slots[j] * stride + g;
+        let d = 0;
+        for (let i = 0; i < hd; i++) d += q[qo + i] * kc[ko + i];
+        d *= scale;
+        scores[j] = d;
+        if (d > max) max = d;
+      }
+      let sum = 0;
+      for (let j = 0; j < n; j++) {
+        const e = Math.exp(scores[j] - max);
+        scores[j] = e;
+        sum += e;
+      }
+      acc.fill(0, 0, hd);
+      for (let j = 0; j < n; j++) {
+        const p = scores[j] / sum;
+        const vo = slots[j] * stride + g;
+        for (let i = 0; i < hd; i++) acc[i] += p * vc[vo + i];
+      }
+      for (let i = 0; i < hd; i++) out[qo + i] = acc[i];
     }
   }
 }
@@ -49,7 +110,7 @@ const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 let wasmModule: object | null = null;
 
 function loadModule(): object {
-  if (!wasmModule) wasmModule = new WA.Module(readFileSync(new URL("./matmul.wasm", import.meta.url)));
+  if (!wasmModule) wasmModule = new WA.Module(readFileSync(new URL("./kernels.wasm", import.meta.url)));
   return wasmModule;
 }
 
@@ -57,6 +118,7 @@ export class WasmBackend implements MathBackend {
   readonly name = "wasm";
   private readonly memory: WasmMemory;
   private readonly kernel: (y: number, x: number, w: number, M: number, N: number, K: number) => void;
+  private readonly attend: (...args: number[]) => void;
   private next: number;
   private readonly limit: number;
 
@@ -72,6 +134,7 @@ export class WasmBackend implements MathBackend {
     this.memory = new WA.Memory({ initial: pages, maximum: pages });
     const inst = new WA.Instance(mod, { env: { memory: this.memory } });
     this.kernel = inst.exports.matmul_nt as WasmBackend["kernel"];
+    this.attend = inst.exports.attend_row as WasmBackend["attend"];
     this.next = Math.ceil(heapBase / 64) * 64;
     this.limit = pages * WASM_PAGE;
   }
@@ -84,6 +147,33 @@ export class WasmBackend implements MathBackend {
     const view = new Float32Array(this.memory.buffer, this.next, length);
     this.next = Math.ceil((this.next + bytes) / 64) * 64;
     return view;
+  }
+
+  allocI32(length: number): Int32Array {
+    const f = this.alloc(length);
+    return new Int32Array(f.buffer, f.byteOffset, length);
+  }
+
+  attendRow({ out, q, kc, vc, slots, n, scores, nh, nkv, hd, scale }: AttendArgs): void {
+    const buf = this.memory.buffer;
+    const views = [out, q, kc, vc, slots, scores];
+    if (views.some((v) => v.buffer !== buf)) {
+      throw new Error("WASM attention operands must be allocated by the same WasmBackend");
+    }
+    if (scores.length < n || slots.length < n) throw new Error("attention scratch shorter than the context");
+    this.attend(
+      out.byteOffset,
+      q.byteOffset,
+      kc.byteOffset,
+      vc.byteOffset,
+      slots.byteOffset,
+      n,
+      nh,
+      nkv,
+      hd,
+      scale,
+      scores.byteOffset,
+    );
   }
 
   matmul(y: Float32Array, x: Float32Array, w: Float32Array, M: number, N: number, K: number): void {
