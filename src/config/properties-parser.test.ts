@@ -1,3 +1,4 @@
+// The Java .properties syntax, case by case, with the line numbers and errors callers rely on.
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

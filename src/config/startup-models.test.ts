@@ -1,3 +1,4 @@
+// Which models start: load_models entries, the ALL scan of model_store, HF_MODEL_ID, and the problems.
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -1,3 +1,4 @@
+// Value kinds: each accepts what LMI accepts (case-insensitive where LMI is) and says what it expected.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {

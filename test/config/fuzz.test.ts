@@ -169,7 +169,7 @@ const envNameArb = fc.oneof(
   ),
 );
 
-test("schema: random serving.properties + env yield a config or located problems, never a crash", () => {
+test("schema: random serving.properties + config.properties + env yield a config or located problems", () => {
   const root = mkdtempSync(join(tmpdir(), "fuzz-"));
   let n = 0;
   try {
@@ -178,7 +178,8 @@ test("schema: random serving.properties + env yield a config or located problems
         fc.array(fc.tuple(keyArb, valueArb), { maxLength: 12 }),
         fc.dictionary(envNameArb, valueArb, { maxKeys: 5 }),
         fc.boolean(),
-        (pairs, env, withConfigJson) => {
+        fc.array(fc.tuple(keyArb, valueArb), { maxLength: 6 }),
+        (pairs, env, withConfigJson, serverPairs) => {
           const dir = join(root, String(n++));
           const file = join(dir, "serving.properties");
           mkdirSync(dir);
@@ -187,13 +188,20 @@ test("schema: random serving.properties + env yield a config or located problems
             pairs.map(([k, v]) => `${escapeJava(k, true)}=${escapeJava(v, false)}`).join("\n"),
           );
           if (withConfigJson) writeFileSync(join(dir, "config.json"), "{}");
+          const configFile = join(dir, "config.properties");
+          writeFileSync(
+            configFile,
+            serverPairs.map(([k, v]) => `${escapeJava(k, true)}=${escapeJava(v, false)}`).join("\n"),
+          );
           const escaped = dir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
           const located = new RegExp(
             // a file line or env var, optionally followed by "(why)" notes: "f:3 (as rolling_batch, ...)"
-            `^(${escaped}(/serving\\.properties:\\d+)?|(server )?env [A-Za-z0-9_]+)( \\([^)]*\\))*: `,
+            `^(${escaped}(/(serving|config)\\.properties:\\d+)?|(server )?env [A-Za-z0-9_]+)( \\([^)]*\\))*: `,
           );
           try {
-            const server = loadServerConfig({ env });
+            const server = loadServerConfig({ configFile, env });
+            assert.ok(Object.isFrozen(server));
+            for (const w of server.warnings) assert.match(w, located, `warning without a location: ${w}`);
             const r = loadModelConfig({ modelDir: dir, env, server });
             assert.ok(Object.isFrozen(r.config));
             assert.equal(typeof r.config.engine, "string");

@@ -1,3 +1,5 @@
+// Invariants of the schema table: documented entries, unique camelCase fields, defaults their own kind
+// accepts, replacements that exist, every key the brief and spec require; plus did-you-mean.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { didYouMean, editDistance } from "../did-you-mean.ts";
