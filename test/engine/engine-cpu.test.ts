@@ -19,6 +19,8 @@ interface GoldenCase {
   prompt: string;
   input_ids: number[];
   greedy: { max_new_tokens: number; ids: number[]; text: string };
+  /** Full-vocabulary log-softmax at a few positions. */
+  logsoftmax: LogSoftmax[];
 }
 
 function golden(model: string): GoldenCase[] {
@@ -94,6 +96,57 @@ describe("engine + CPU executor: greedy matches the transformers goldens", () =>
     await engine.shutdown();
   });
 });
+
+describe("engine + CPU executor: logprobs", () => {
+  it("prompt logprobs (chunked prefill) and token logprobs match the golden log-softmax", async () => {
+    const c = golden("llama")[2];
+    const ls = c.logsoftmax;
+    assert.deepEqual(
+      ls.map((x) => x.position),
+      [0, 6, 11],
+      "two prompt positions and the last one",
+    );
+    const engine = await engineFor("llama", { maxNumBatchedTokens: 4 });
+    const r = await run(engine, "lp", c.prompt, {
+      max_new_tokens: 2,
+      decoder_input_details: true,
+      top_n_tokens: 3,
+    });
+    const prefill = r.last.prefill!;
+    assert.deepEqual(
+      prefill.map((p) => p.id),
+      c.input_ids,
+    );
+    assert.equal(prefill[0].logprob, null);
+    for (const { position, values } of ls) {
+      if (position + 1 < c.input_ids.length) {
+        assertClose(
+          prefill[position + 1].logprob!,
+          values[c.input_ids[position + 1]],
+          `prompt token ${position + 1}`,
+        );
+      } else {
+        const first = r.outs.flatMap((o) => o.tokens)[0];
+        assert.equal(first.id, c.greedy.ids[0]);
+        assertClose(first.logprob, values[first.id], "first generated token");
+        assert.equal(first.top!.length, 3);
+        assert.equal(first.top![0].id, first.id, "greedy picks the top alternative");
+        const second = [...values].sort((a, b) => b - a)[1];
+        assertClose(first.top![1].logprob, second, "second alternative");
+      }
+    }
+    await engine.shutdown();
+  });
+});
+
+interface LogSoftmax {
+  position: number;
+  values: number[];
+}
+
+function assertClose(actual: number, expected: number, what: string): void {
+  assert.ok(Math.abs(actual - expected) < 1e-3, `${what}: ${actual} vs golden ${expected}`);
+}
 
 describe("engine + CPU executor: sampling, abort and failure", () => {
   it("a seeded request gives the same tokens alone and in a busy batch", async () => {
