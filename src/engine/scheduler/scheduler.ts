@@ -34,7 +34,7 @@ export interface EngineCoreOutput {
   newLogprobs: TokenLogprobs[];
   /** Prompt logprobs computed this step (a chunk of them with chunked prefill). */
   newPromptLogprobs: Array<TokenLogprobs | null> | null;
-  /** Prompt position of newPromptLogprobs[0] (where this step's computation started). */
+  /** First position computed this step; its entries score tokens from here + 1 (see ModelRunnerOutput). */
   promptLogprobsStart: number;
   finishReason: FinishReason | null;
   numCachedTokens: number;
