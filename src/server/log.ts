@@ -28,8 +28,17 @@ export class Logger {
     return ORDER[level] >= ORDER[this.level] && this.level !== "off";
   }
 
+  /** Lines every operator needs whatever the level (the listen addresses); silenced only by "off". */
+  notice(msg: string, fields: Record<string, unknown> = {}): void {
+    if (this.level !== "off") this.write("info", msg, fields);
+  }
+
   log(level: LogLevel, msg: string, fields: Record<string, unknown> = {}): void {
     if (!this.enabled(level)) return;
+    this.write(level, msg, fields);
+  }
+
+  private write(level: LogLevel, msg: string, fields: Record<string, unknown>): void {
     const time = new Date().toISOString();
     if (this.json) {
       this.sink.write(`${JSON.stringify({ time, level, msg, ...fields })}\n`);

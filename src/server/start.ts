@@ -91,7 +91,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       apps.push(app);
       const url = await listen(app, p.addr);
       urls.push(url);
-      opts.logger.info(`${p.label} bind to: ${url}`);
+      opts.logger.notice(`${p.label} bind to: ${url}`);
     }
   } catch (err) {
     await Promise.allSettled(apps.map((a) => a.close()));
