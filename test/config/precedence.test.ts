@@ -280,3 +280,28 @@ test("async mode (LMI ≥0.31) reads as the vLLM paged engine and excludes other
     /^env OPTION_ROLLING_BATCH: option\.rolling_batch=scheduler cannot be combined with option\.async_mode=true/,
   );
 });
+
+test("backend names fill our keys when unset: TRT-LLM limits, tokens_per_block, n_positions", () => {
+  const r = loadModelConfig({
+    env: {
+      OPTION_MODEL_ID: "m",
+      OPTION_MAX_INPUT_LEN: "1000",
+      OPTION_MAX_OUTPUT_LEN: "24",
+      OPTION_TOKENS_PER_BLOCK: "32",
+    },
+  });
+  assert.equal(r.config.maxModelLen, 1024);
+  assert.equal(r.config.blockSize, 32);
+  assert.equal(r.sources["option.block_size"], "env OPTION_TOKENS_PER_BLOCK (from option.tokens_per_block)");
+  const n = loadModelConfig({
+    env: { OPTION_MODEL_ID: "m", OPTION_N_POSITIONS: "512", OPTION_MAX_MODEL_LEN: "256" },
+  });
+  assert.equal(n.config.maxModelLen, 256, "an explicit max_model_len wins over n_positions");
+  const [bad] = problemsOf(() =>
+    loadModelConfig({ env: { OPTION_MODEL_ID: "m", OPTION_TOKENS_PER_BLOCK: "24" } }),
+  );
+  assert.match(
+    bad,
+    /^env OPTION_TOKENS_PER_BLOCK \(from option\.tokens_per_block\): option\.block_size: invalid value "24"/,
+  );
+});

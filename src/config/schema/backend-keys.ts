@@ -136,12 +136,12 @@ export const BACKEND_KEYS = [
   def("option.max_input_len", "maxInputLen", int({ min: 1 }), {
     backends: TRT,
     description: "TRT-LLM: longest prompt the engine is built for.",
-    here: "prompts longer than this are rejected with 424",
+    here: "with max_output_len, sets max_model_len (their sum) when that is unset",
   }),
   def("option.max_output_len", "maxOutputLen", int({ min: 1 }), {
     backends: TRT,
     description: "TRT-LLM: most generated tokens the engine is built for.",
-    here: "caps max_new_tokens of every request",
+    here: "with max_input_len, sets max_model_len (their sum) when that is unset",
   }),
   def("option.tokens_per_block", "tokensPerBlock", int({ min: 1 }), {
     backends: TRT,

@@ -249,7 +249,12 @@ export const MODEL_KEYS = [
   ),
   def("option.max_model_len", "maxModelLen", int({ min: 1 }), {
     backends: ["vllm"],
-    defaultText: "the model's max_position_embeddings",
+    // TRT-LLM's engine limits, when both are given, bound the sequence the same way.
+    default: (ctx) =>
+      ctx.isSet("option.max_input_len") && ctx.isSet("option.max_output_len")
+        ? (ctx.value("option.max_input_len") as number) + (ctx.value("option.max_output_len") as number)
+        : undefined,
+    defaultText: "max_input_len + max_output_len when both are set, else the model's max_position_embeddings",
     description: "Longest sequence (prompt + generated tokens).",
     here: "same: longer prompts are rejected with 424",
   }),
