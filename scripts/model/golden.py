@@ -104,18 +104,41 @@ def compute(model_dir: str, dev: torch.device) -> tuple[dict, dict]:
     return golden, stats
 
 
+def compare(new: dict, old: dict) -> tuple[bool, str]:
+    """Same ids and greedy tokens, and logits/log-probs within 1e-3 of a committed golden.json."""
+    same, d_top, d_ls = True, 0.0, 0.0
+    for a, b in zip(new["cases"], old["cases"], strict=True):
+        same &= a["input_ids"] == b["input_ids"] and a["greedy"]["ids"] == b["greedy"]["ids"]
+        same &= a["last_top20"]["ids"] == b["last_top20"]["ids"]
+        d_top = max(d_top, *(abs(x - y) for x, y in zip(a["last_top20"]["logits"], b["last_top20"]["logits"])))
+        for la, lb in zip(a["logsoftmax"], b["logsoftmax"], strict=True):
+            d_ls = max(d_ls, *(abs(x - y) for x, y in zip(la["values"], lb["values"])))
+    ok = same and d_top < 1e-3 and d_ls < 1e-3
+    return ok, (f"ids and greedy tokens {'identical' if same else 'DIFFER'}; max |d logit| (top-20) {d_top:.1e}; "
+                f"max |d log-softmax| {d_ls:.1e}; reference was {old['reference']!r}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("model_dirs", nargs="+")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out-name", default="golden.json", help="file name written inside each model dir")
+    ap.add_argument("--check", action="store_true",
+                    help="compare with the existing golden.json instead of writing; exit 1 on a mismatch")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     dev = torch.device(args.device)
+    failed = False
     for d in args.model_dirs:
         golden, stats = compute(d, dev)
+        if args.check:
+            with open(os.path.join(d, args.out_name)) as f:
+                ok, msg = compare(golden, json.load(f))
+            print(f"golden --check {d}: {'ok' if ok else 'MISMATCH'}: {msg}", flush=True)
+            failed |= not ok
+            continue
         path = os.path.join(d, args.out_name)
         with open(path, "w") as f:
             json.dump(golden, f, separators=(",", ":"))
@@ -125,6 +148,8 @@ def main() -> None:
               f"{stats['min_greedy_gap']:.4f}" + (f"; min router gap {stats['min_router_gap']:.4f}"
               if stats["min_router_gap"] is not None else "") + f"; 'And God said' -> {first!r}")
         sys.stdout.flush()
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Driver for the GPU machine (the device `run` command calls it from the repo root): recomputes
-# the zoo goldens, trains tiny-kjv (one run per config in $TINY_CONFIGS, keeps the best validation
-# loss) and computes its golden; everything that should come back is written to $OUT.
+# Driver for the GPU machine (the device `run` command calls it from the repo root). Steps ($1,
+# comma-separated): zoo = recompute the zoo goldens; train = train tiny-kjv (one run per config in
+# $TINY_CONFIGS, keep the best validation loss) and compute its golden; check = recompute every
+# golden and compare with the committed ones; repro = retrain with the defaults for each seed in
+# $REPRO_SEEDS into /tmp (the committed model is untouched). What should come back goes to $OUT.
 # Needs the corpus at .cache/kjv/kjv.tsv (scripts/model/dump_kjv.sh; carry .cache/kjv).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -51,5 +53,18 @@ if [[ $steps == *train* ]]; then
   $py scripts/model/golden.py models/tiny-kjv 2>&1 | grep -v 'Loading weights' | tee -a "$OUT/report.txt"
   tar czf "$OUT/tiny-kjv.tar.gz" -C models tiny-kjv/config.json tiny-kjv/generation_config.json \
     tiny-kjv/model.safetensors tiny-kjv/golden.json
+fi
+if [[ $steps == *check* ]]; then
+  $py scripts/model/golden.py --check models/zoo/* models/tiny-kjv 2>&1 | grep -v 'Loading weights' |
+    tee -a "$OUT/check.log"
+fi
+
+if [[ $steps == *repro* ]]; then
+  for seed in ${REPRO_SEEDS:-0 1}; do
+    echo "=== repro: defaults, seed $seed" | tee -a "$OUT/repro.txt"
+    $py scripts/model/train_tiny.py --out "/tmp/repro-$seed" --seed "$seed" --metrics "/tmp/repro-$seed.json" \
+      --report "$OUT/repro.txt" 2>&1 | grep -v -e 'Loading weights' -e 'Writing model shards' | tee -a "$OUT/repro.log"
+    cat "/tmp/repro-$seed.json" >>"$OUT/repro.txt" && echo >>"$OUT/repro.txt"
+  done
 fi
 ls -l "$OUT"
