@@ -36,6 +36,7 @@ export function runConfig(opts: ConfigCommandOptions): string {
         ...target,
         modelDir: first.modelDir,
         extraProperties: first.extraProperties,
+        extraSources: first.extraSources,
         extraSource: first.origin,
       };
     }

@@ -43,6 +43,8 @@ export interface LoadModelConfigOptions {
   extraProperties?: Readonly<Record<string, string>>;
   /** How `sources` names extraProperties (e.g. "HF_MODEL_ID", "load_models"). */
   extraSource?: string;
+  /** Per-key sources of extraProperties (StartupModel.extraSources); they win over extraSource. */
+  extraSources?: Readonly<Record<string, string>>;
   /** Server-wide values for the shared keys (job_queue_size, batch_size, ...). */
   server?: ServerConfig;
 }
@@ -224,7 +226,10 @@ export function loadModelConfig(options: LoadModelConfigOptions = {}): ModelConf
 
   if (modelDir !== undefined) readFileLayer(modelDir, raw, problems, warnings);
   for (const [key, value] of Object.entries(options.extraProperties ?? {})) {
-    raw.set(key, { raw: value, source: options.extraSource ?? "registration" });
+    raw.set(key, {
+      raw: value,
+      source: options.extraSources?.[key] ?? options.extraSource ?? "registration",
+    });
   }
   adoptUnprefixedOptions(raw, warnings);
   applyEnvLayer(raw, env);

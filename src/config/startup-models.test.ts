@@ -51,6 +51,7 @@ test("load_models entries: name:version:engine:devices=url, comma or space separ
     engine: "MPI",
     modelDir: join(dir, "m"),
     extraProperties: { engine: "MPI" },
+    extraSources: { engine: `load_models (load_models entry test::MPI=${join(dir, "m")})` },
     origin: "load_models",
   });
   assert.equal(models[1].name, "other");

@@ -21,6 +21,8 @@ export interface StartupModel {
   modelUrl?: string;
   /** Properties to pass to loadModelConfig as extraProperties (they beat serving.properties). */
   extraProperties: Record<string, string>;
+  /** Where each extra property came from (pass as loadModelConfig's extraSources). */
+  extraSources?: Record<string, string>;
   /** Why this model is loaded: "load_models", "model_store (ALL)", "HF_MODEL_ID". */
   origin: string;
 }
@@ -52,39 +54,47 @@ function localPath(url: string, cwd: string): string | undefined {
   return isAbsolute(url) ? url : resolve(cwd, url);
 }
 
-function entryToModel(entry: string, cwd: string, problems: string[]): StartupModel | undefined {
+function entryToModel(
+  entry: string,
+  cwd: string,
+  where: string,
+  problems: string[],
+): StartupModel | undefined {
   const eq = entry.indexOf("=");
   const spec = eq >= 0 ? entry.slice(0, eq) : "";
   const url = eq >= 0 ? entry.slice(eq + 1) : entry;
   if (url === "") {
-    problems.push(`load_models: entry "${entry}" has no URL after '='`);
+    problems.push(`${where}: load_models entry "${entry}" has no URL after '='`);
     return undefined;
   }
   const [name, version, engine, devices] = spec.split(":");
   const model: StartupModel = { name: name || nameFromUrl(url), extraProperties: {}, origin: "load_models" };
   if (version) model.version = version;
+  const source = `${where} (load_models entry ${entry})`;
   if (engine) {
     model.engine = engine;
     model.extraProperties.engine = engine;
+    model.extraSources = { ...model.extraSources, engine: source };
   }
   if (devices) {
     model.devices = devices;
     model.extraProperties.load_on_devices = devices;
+    model.extraSources = { ...model.extraSources, load_on_devices: source };
   }
   const local = localPath(url, cwd);
   if (local === undefined) model.modelUrl = url;
   else if (isLocalDir(local)) model.modelDir = local;
   else if (ARCHIVE.test(local) && existsSync(local)) model.modelUrl = local;
   else {
-    problems.push(`load_models: entry "${entry}": ${local} is not a directory or archive`);
+    problems.push(`${where}: load_models entry "${entry}": ${local} is not a directory or archive`);
     return undefined;
   }
   return model;
 }
 
-function scanStore(store: string, problems: string[]): StartupModel[] {
+function scanStore(store: string, where: string, problems: string[]): StartupModel[] {
   if (!isLocalDir(store)) {
-    problems.push(`model_store: ${store} is not a directory`);
+    problems.push(`${where}: model_store ${store} is not a directory`);
     return [];
   }
   const entries = readdirSync(store).filter((n) => !n.startsWith("."));
@@ -108,9 +118,16 @@ function hfModel(env: NodeJS.ProcessEnv, cwd: string): StartupModel | undefined 
   const local = isAbsolute(id) ? id : resolve(cwd, id);
   if (isLocalDir(local)) return { name: basename(local), modelDir: local, extraProperties: {}, origin };
   const extraProperties: Record<string, string> = { "option.model_id": id };
-  if (env.HF_REVISION) extraProperties["option.revision"] = env.HF_REVISION;
-  if (env.HF_TASK) extraProperties["option.task"] = env.HF_TASK;
-  return { name: modelNameFromId(id), modelUrl: id, extraProperties, origin };
+  const extraSources: Record<string, string> = { "option.model_id": "env HF_MODEL_ID" };
+  if (env.HF_REVISION) {
+    extraProperties["option.revision"] = env.HF_REVISION;
+    extraSources["option.revision"] = "env HF_REVISION";
+  }
+  if (env.HF_TASK) {
+    extraProperties["option.task"] = env.HF_TASK;
+    extraSources["option.task"] = "env HF_TASK";
+  }
+  return { name: modelNameFromId(id), modelUrl: id, extraProperties, extraSources, origin };
 }
 
 /**
@@ -119,7 +136,7 @@ function hfModel(env: NodeJS.ProcessEnv, cwd: string): StartupModel | undefined 
  * model configured by the environment alone.
  */
 export function resolveStartupModels(
-  server: Pick<ServerConfig, "loadModels" | "modelStore">,
+  server: Pick<ServerConfig, "loadModels" | "modelStore"> & { sources?: ServerConfig["sources"] },
   env: NodeJS.ProcessEnv = process.env,
   cwd: string = process.cwd(),
 ): StartupModel[] {
@@ -131,10 +148,12 @@ export function resolveStartupModels(
     // nothing from load_models
   } else if (entries.length === 0 || (entries.length === 1 && entries[0].toUpperCase() === "ALL")) {
     // With HF_MODEL_ID the store is where that model goes (the LMI image's /opt/ml/model), not a model itself.
-    if (server.modelStore && !env.HF_MODEL_ID) models.push(...scanStore(server.modelStore, problems));
+    if (server.modelStore && !env.HF_MODEL_ID) {
+      models.push(...scanStore(server.modelStore, server.sources?.model_store ?? "model_store", problems));
+    }
   } else {
     for (const entry of entries) {
-      const m = entryToModel(entry, cwd, problems);
+      const m = entryToModel(entry, cwd, server.sources?.load_models ?? "load_models", problems);
       if (m) models.push(m);
     }
   }

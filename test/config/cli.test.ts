@@ -82,7 +82,7 @@ test("without MODEL_DIR it describes the startup model from the environment (HF_
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout);
   assert.equal(out.properties["option.model_id"], "org/model");
-  assert.equal(out.sources["option.task"], "HF_MODEL_ID");
+  assert.equal(out.sources["option.task"], "env HF_TASK");
   assert.equal(out.properties.batch_size, 4);
   assert.equal(out.properties["option.rolling_batch"], "disable");
 });
