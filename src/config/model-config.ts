@@ -145,7 +145,11 @@ function rewriteDeprecated(raw: RawProps, problems: string[], warnings: string[]
       );
       continue;
     }
-    warnings.push(`${value.source}: ${dep.key} is deprecated; read as ${dep.replacement}`);
+    warnings.push(
+      mapped.value === undefined
+        ? `${value.source}: ${dep.key} is deprecated (use ${dep.replacement}); ${value.raw.trim()} sets nothing`
+        : `${value.source}: ${dep.key} is deprecated; read as ${dep.replacement}=${mapped.value.trim()}`,
+    );
     if (mapped.value !== undefined) {
       raw.set(dep.replacement, { raw: mapped.value, source: `${value.source} (deprecated ${dep.key})` });
     }
