@@ -56,6 +56,11 @@ export function loadServerConfig(options: LoadServerConfigOptions = {}): ServerC
           );
           continue;
         }
+        const previous = raw.get(e.key);
+        if (previous)
+          warnings.push(
+            `${source}: ${e.key} is set again (first at ${previous.source}); the later value wins`,
+          );
         raw.set(e.key, { raw: e.value, source });
       }
     } catch (err) {

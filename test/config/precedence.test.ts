@@ -57,7 +57,10 @@ test("OPTION_ names: upper case is lowercased, mixed case kept, ENTRYPOINT and E
 test("SERVING_* beats config.properties, which beats defaults; SageMaker request size overwrites", () => {
   const dir = mkdtempSync(join(tmpdir(), "conf-"));
   const file = join(dir, "config.properties");
-  writeFileSync(file, "job_queue_size=10\nmax_request_size=2048\nchunked_read_timeout=30\n");
+  writeFileSync(
+    file,
+    "job_queue_size=10\nmax_request_size=2048\nchunked_read_timeout=30\njob_queue_size=11\nmodel_stor=/x\n",
+  );
   const s = loadServerConfig({
     configFile: file,
     env: { SERVING_JOB_QUEUE_SIZE: "20", SAGEMAKER_MAX_REQUEST_SIZE: "1024" },
@@ -68,6 +71,10 @@ test("SERVING_* beats config.properties, which beats defaults; SageMaker request
   assert.equal(s.chunkedReadTimeout, 30);
   assert.equal(s.sources.chunked_read_timeout, `${file}:3`);
   assert.equal(s.inferenceAddress, "http://127.0.0.1:8080");
+  assert.deepEqual(s.warnings, [
+    `${file}:4: job_queue_size is set again (first at ${file}:1); the later value wins`,
+    `${file}:5: unknown server key model_stor (did you mean model_store?); ignored`,
+  ]);
   assert.equal(
     loadServerConfig({ env: { SAGEMAKER_MAX_PAYLOAD_IN_MB: "2" } }).maxRequestSize,
     2 * 1024 * 1024,
