@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the whole server on the GPU machine and benchmarks it over HTTP: unpacks the carried Node binary,
+# writes a Llama-3-8B-shaped dummy-weight model folder, starts `lmi serve --executor gpu` from the bundle,
+# waits for /ping, then runs bench/gpu-http-bench.mjs. Needs .gpu-node/ (scripts/gpu/build-bundle.sh) in
+# `carry`. Extra arguments become serving.properties overrides (key=value).
+set -uo pipefail
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/../.."
+xz -dc .gpu-node/node.xz >/tmp/node && chmod +x /tmp/node
+/tmp/node --version
+python3 scripts/gpu/make-dummy-model-dir.py /tmp/m8b "$@"
+export LMI_EXECUTOR_PYTHONPATH="$PWD/python"
+/tmp/node .gpu-node/lmi.mjs serve /tmp/m8b --executor gpu --port 8080 >"$OUT/server.log" 2>&1 &
+srv=$!
+ready=0
+for _ in $(seq 1 300); do
+  if ! kill -0 "$srv" 2>/dev/null; then break; fi
+  if python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:8080/ping", timeout=2).status == 200 else 1)' 2>/dev/null; then
+    ready=1
+    break
+  fi
+  sleep 1
+done
+if [ "$ready" != 1 ]; then
+  echo "server did not become ready"
+  tail -n 40 "$OUT/server.log"
+  kill "$srv" 2>/dev/null
+  exit 1
+fi
+grep -E "loaded in|started in" "$OUT/server.log" | head -3
+/tmp/node bench/gpu-http-bench.mjs --url=http://127.0.0.1:8080 --model=m8b --json-out="$OUT/http-bench.json" 2>&1 | tail -n 4
+rc=${PIPESTATUS[0]}
+kill "$srv"
+wait "$srv" 2>/dev/null
+grep -ciE "error|traceback" "$OUT/server.log" | xargs echo "server log error lines:"
+exit "$rc"
