@@ -61,12 +61,22 @@ export function resolveKeys(
 
   // A backend's own name for a key we read (tokens_per_block -> block_size) fills it when unset.
   for (const def of defs) {
-    if (!def.fallbackFor || !explicit.has(def.key) || explicit.has(def.fallbackFor)) continue;
+    if (!def.fallbackFor || !explicit.has(def.key)) continue;
     const target = byKey.get(def.fallbackFor);
     if (!target) continue;
     const asText = def.kind.format(values.get(def.key));
     const parsed = target.kind.parse(asText);
     const source = `${sources.get(def.key)} (from ${def.key})`;
+    if (explicit.has(def.fallbackFor)) {
+      const mine = values.get(def.fallbackFor);
+      if (def.strictAlias && values.has(def.fallbackFor) && (!("value" in parsed) || parsed.value !== mine)) {
+        problems.push(
+          `${sources.get(def.key)}: ${def.key}=${asText} conflicts with ${def.fallbackFor}=${target.kind.format(mine)} ` +
+            `(${sources.get(def.fallbackFor)}); they name the same setting, set only one`,
+        );
+      }
+      continue;
+    }
     if ("error" in parsed) {
       problems.push(badValue(def.fallbackFor, { raw: asText, source }, parsed.error));
       continue;

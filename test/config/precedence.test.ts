@@ -312,3 +312,25 @@ test("backend names fill our keys when unset: TRT-LLM limits, tokens_per_block, 
     /^env OPTION_TOKENS_PER_BLOCK \(from option\.tokens_per_block\): option\.block_size: invalid value "24"/,
   );
 });
+
+test("vLLM's own names fill LMI's keys; both set to different values is a problem", () => {
+  const r = loadModelConfig({
+    env: { OPTION_MODEL_ID: "m", OPTION_MAX_NUM_SEQS: "12", OPTION_TENSOR_PARALLEL_SIZE: "2" },
+  });
+  assert.equal(r.config.maxRollingBatchSize, 12);
+  assert.equal(r.config.tensorParallelDegree, 2);
+  const same = loadModelConfig({
+    env: { OPTION_MODEL_ID: "m", OPTION_MAX_NUM_SEQS: "12", OPTION_MAX_ROLLING_BATCH_SIZE: "12" },
+  });
+  assert.equal(same.config.maxRollingBatchSize, 12);
+  const [p] = problemsOf(() =>
+    loadModelConfig({
+      env: { OPTION_MODEL_ID: "m", OPTION_MAX_NUM_SEQS: "12", OPTION_MAX_ROLLING_BATCH_SIZE: "16" },
+    }),
+  );
+  assert.equal(
+    p,
+    "env OPTION_MAX_NUM_SEQS: option.max_num_seqs=12 conflicts with option.max_rolling_batch_size=16 " +
+      "(env OPTION_MAX_ROLLING_BATCH_SIZE); they name the same setting, set only one",
+  );
+});

@@ -107,6 +107,30 @@ export const BACKEND_KEYS = [
     here: "the paged engine always pages its KV cache; false is ignored with a warning",
     warnWhen: (v) => (v ? undefined : "has no effect here: the paged engine always uses paged attention"),
   }),
+  // vLLM EngineArgs names that LMI ≥0.28 passes through; they duplicate LMI's own keys
+  def("option.max_num_seqs", "maxNumSeqs", int({ min: 1 }), {
+    backends: ["vllm"],
+    fallbackFor: "option.max_rolling_batch_size",
+    strictAlias: true,
+    description:
+      "vLLM: most sequences per step (LMI's max_rolling_batch_size; both set differently is an error).",
+    here: "fills max_rolling_batch_size when that is unset",
+  }),
+  def("option.max_num_batched_tokens", "maxNumBatchedTokens", int({ min: 1 }), {
+    backends: ["vllm"],
+    fallbackFor: "option.max_rolling_batch_prefill_tokens",
+    strictAlias: true,
+    description: "vLLM: token budget of one step (LMI's max_rolling_batch_prefill_tokens).",
+    here: "fills max_rolling_batch_prefill_tokens when that is unset",
+  }),
+  def("option.tensor_parallel_size", "tensorParallelSize", int({ min: 1 }), {
+    backends: ["vllm"],
+    fallbackFor: "option.tensor_parallel_degree",
+    strictAlias: true,
+    description:
+      "vLLM: tensor-parallel GPUs (LMI's tensor_parallel_degree; both set differently is an error).",
+    here: "fills tensor_parallel_degree when that is unset",
+  }),
   // Transformers-NeuronX (tnx_properties.py)
   def("option.n_positions", "nPositions", int({ min: 1 }), {
     backends: TNX,

@@ -38,6 +38,8 @@ export interface KeyDef<F extends string = string, T = unknown, D extends boolea
   readonly deviceScoped?: boolean;
   /** When set, the value also fills this other key if that key is not set (a backend's own name for it). */
   readonly fallbackFor?: string;
+  /** With fallbackFor: both keys set to different values is a problem (vLLM's duplicate-name check). */
+  readonly strictAlias?: boolean;
   /** A warning to print when the key is set to this value (e.g. it has no effect here). */
   warnWhen?(value: T): string | undefined;
 }
@@ -68,6 +70,7 @@ interface DefOptions<T> {
   defaultText?: string;
   deviceScoped?: boolean;
   fallbackFor?: string;
+  strictAlias?: boolean;
   warnWhen?(value: T): string | undefined;
 }
 
@@ -102,6 +105,7 @@ export function def<const F extends string, T>(
     defaultText: opts.defaultText,
     deviceScoped: opts.deviceScoped,
     fallbackFor: opts.fallbackFor,
+    strictAlias: opts.strictAlias,
     warnWhen: opts.warnWhen,
   };
 }
