@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 
+from .encode_decode import encode
 from .hf_config import parse_options, read_local_architectures, resolve_task
 from .hf_streaming import jsonlines_formatter, sampling_settings
 from .streaming_utils import StreamingUtils
@@ -48,6 +49,15 @@ def parse_request(item: Input):
     if not inputs:
         raise ValueError("'inputs' is an empty list")
     return inputs, parameters
+
+
+def reply_content_type(item: Input) -> str:
+    """The request's Accept, as DJL reads it: tensor requests default to their own type, else JSON."""
+    accept = item.get_property("Accept")
+    if not accept or "*/*" in accept:
+        content_type = item.get_property("Content-Type") or ""
+        return content_type if content_type.startswith("tensor/") and not accept else "application/json"
+    return accept
 
 
 def parse_batch(batch):
@@ -148,12 +158,10 @@ class HuggingFaceService:
         if len(flat) > 1:
             parameters = {"batch_size": len(flat), **parameters}
         predictions = normalize_predictions(self.task, self.pipeline(flat, **parameters), len(flat))
-        out = Output().add_property("content-type", "application/json")
-        for i, result in enumerate(split_results(predictions, sizes)):
-            if inputs.is_batch():
-                out.add_as_json(result, key="data", batch_index=i)
-            else:
-                out.add_as_json(result)
+        out = Output()
+        for i, (item, result) in enumerate(zip(batch, split_results(predictions, sizes))):
+            encode(out, result, reply_content_type(item), key="data" if inputs.is_batch() else None,
+                   batch_index=i if inputs.is_batch() else None)
         return out
 
     def _stream(self, prompts: list, parameters: dict) -> Output:

@@ -134,6 +134,12 @@ class RequestTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "for 2 inputs"):
             hf.normalize_predictions("fill-mask", [[1]], 2)
 
+    def test_reply_content_type(self):
+        self.assertEqual(hf.reply_content_type(req({}, props={})), "application/json")
+        self.assertEqual(hf.reply_content_type(req({}, props={"Accept": "*/*"})), "application/json")
+        self.assertEqual(hf.reply_content_type(req({}, props={"accept": "tensor/npz"})), "tensor/npz")
+        self.assertEqual(hf.reply_content_type(req(b"", "tensor/ndlist")), "tensor/ndlist")
+
     @unittest.skipIf(HAS_TORCH and HAS_TRANSFORMERS, "torch and transformers are installed here")
     def test_init_without_transformers_says_what_is_missing(self):
         service = hf.HuggingFaceService()
