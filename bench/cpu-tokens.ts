@@ -1,6 +1,7 @@
 // Benchmark (not a test): CPU executor tokens/s for a model (default models/tiny-kjv) at concurrency 1
 // and 8, through the worker-thread executor and the real Executor API. Prints prefill and decode rates.
-// Run: node --import tsx bench/cpu-tokens.ts [--model DIR] [--backend wasm|ts] [--new 128] [--prompt 32]
+// Run: node --import tsx bench/cpu-tokens.ts [--model DIR] [--backend wasm|ts] [--dtype fp32|bf16]
+//        [--new 128] [--prompt 32] [--concurrency 1,8]
 import { parseArgs } from "node:util";
 import { createCpuExecutor } from "../src/executor/cpu/index.ts";
 import type { BackendName } from "../src/executor/cpu/kernels/math-backend.ts";
@@ -10,6 +11,7 @@ const { values } = parseArgs({
   options: {
     model: { type: "string", default: "models/tiny-kjv" },
     backend: { type: "string", default: "wasm" },
+    dtype: { type: "string" },
     new: { type: "string", default: "128" },
     prompt: { type: "string", default: "32" },
     concurrency: { type: "string", default: "1,8" },

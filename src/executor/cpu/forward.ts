@@ -110,7 +110,9 @@ export class ForwardPass {
   }
 
   private linear(y: Float32Array, x: Float32Array, l: Linear, rows: number): void {
-    this.w.backend.matmul(y, x, l.w, rows, l.out, l.in);
+    const b = this.w.backend;
+    if (l.w16 && b.matmulBf16) b.matmulBf16(y, x, l.w16, rows, l.out, l.in);
+    else b.matmul(y, x, l.w, rows, l.out, l.in);
     if (l.b) {
       const b = l.b;
       for (let r = 0; r < rows; r++) {

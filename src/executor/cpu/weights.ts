@@ -16,7 +16,10 @@ import type { ModelSpec } from "./model-config.ts";
 export type WeightDtype = "fp32" | "fp16" | "bf16";
 
 export interface Linear {
-  w: Float32Array; // [out, in] row-major
+  /** [out, in] row-major fp32; empty when w16 holds the weights instead. */
+  w: Float32Array;
+  /** The same weights as bf16 bits (WASM backend with dtype bf16: half the memory traffic), or null. */
+  w16: Uint16Array | null;
   b: Float32Array | null;
   out: number;
   in: number;
@@ -61,12 +64,27 @@ function roundTo(dtype: WeightDtype, a: Float32Array): void {
   (dtype === "bf16" ? bf16ToF32 : f16ToF32)(u, a);
 }
 
+const EMPTY = new Float32Array(0);
+
 class Reader {
   constructor(
     private readonly index: Map<string, TensorInfo>,
     private readonly backend: MathBackend,
     private readonly dtype: WeightDtype,
+    private readonly packBf16: boolean,
   ) {}
+  /** Matmul weights: bf16 bits when packing (values are already bf16-exact), else fp32. */
+  weight(...parts: Float32Array[]): { w: Float32Array; w16: Uint16Array | null } {
+    if (!this.packBf16 || !this.backend.allocU16) return { w: this.place(...parts), w16: null };
+    const total = parts.reduce((s, p) => s + p.length, 0);
+    const w16 = this.backend.allocU16(total);
+    let off = 0;
+    for (const p of parts) for (let i = 0; i < p.length; i++) w16[off++] = f32ToBf16Bits(p[i]);
+    return { w: EMPTY, w16 };
+  }
+  get packs(): boolean {
+    return this.packBf16 && this.backend.allocU16 !== undefined;
+  }
   has(name: string): boolean {
     return this.index.has(name);
   }
@@ -102,7 +120,7 @@ class Reader {
     const out = ws.reduce((s, w) => s + w.length / ins, 0);
     const hasBias = bias === "auto" && this.has(`${names[0]}.bias`);
     return {
-      w: this.place(...ws),
+      ...this.weight(...ws),
       b: hasBias ? Float32Array.from(names.flatMap((n) => Array.from(this.raw(`${n}.bias`)))) : null,
       out,
       in: ins,
@@ -121,7 +139,12 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
 
 function conv1d(r: Reader, name: string): Linear {
   const [ins, out] = r.shape(`${name}.weight`);
-  return { w: r.place(transpose(r.raw(`${name}.weight`), ins, out)), b: r.raw(`${name}.bias`), out, in: ins };
+  return {
+    ...r.weight(transpose(r.raw(`${name}.weight`), ins, out)),
+    b: r.raw(`${name}.bias`),
+    out,
+    in: ins,
+  };
 }
 
 /** NeoX packs query_key_value rows as [head][q|k|v][headDim]; regroup into [q all heads; k; v]. */
@@ -167,7 +190,7 @@ function loadLayer(r: Reader, spec: ModelSpec, i: number): LayerWeights {
       ln1: r.norm(`${p}.input_layernorm`),
       ln2: r.norm(`${p}.post_attention_layernorm`),
       qkv: {
-        w: r.place(qkvW),
+        ...r.weight(qkvW),
         b: qkvB ? unpackNeoxQkv(qkvB, spec.numHeads, spec.headDim, 1) : null,
         out: 3 * H,
         in: H,
@@ -235,8 +258,10 @@ export function loadWeights(
   const index = readModelTensorIndex(modelDir);
   let floats = opts.scratchFloats + 64 * ALLOC_SLACK_FLOATS;
   for (const t of index.values()) floats += t.shape.reduce((a, b) => a * b, 1) + ALLOC_SLACK_FLOATS;
+  // A tied LM head may get its own bf16 copy of the embedding: reserve room for it.
+  floats += spec.vocabSize * spec.hiddenSize;
   const backend = createBackend(opts.backend, floats);
-  const r = new Reader(index, backend, opts.dtype);
+  const r = new Reader(index, backend, opts.dtype, opts.dtype === "bf16" && opts.backend === "wasm");
   const layers = [];
   for (let i = 0; i < spec.numLayers; i++) layers.push(loadLayer(r, spec, i));
   let embedName: string;
@@ -263,7 +288,7 @@ export function loadWeights(
   // A checkpoint saved with tied embeddings has no separate head tensor; the embedding serves.
   const lmHead: Linear =
     headName && r.has(headName)
-      ? { w: r.place(r.raw(headName)), b: null, out: r.shape(headName)[0], in: hidden }
-      : { w: embed, b: null, out: vocab, in: hidden };
+      ? { ...r.weight(r.raw(headName)), b: null, out: r.shape(headName)[0], in: hidden }
+      : { ...(r.packs ? r.weight(embed) : { w: embed, w16: null }), b: null, out: vocab, in: hidden };
   return { embed, posEmbed, layers, finalNorm, lmHead, backend };
 }

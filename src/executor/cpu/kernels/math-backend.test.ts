@@ -82,3 +82,29 @@ test("WASM attention equals the TS reference (GQA, scattered slots, odd head dim
     }
   }
 });
+
+test("WASM bf16-weight matmul equals fp32 matmul of the same (bf16-exact) weights", () => {
+  const wasm = new WasmBackend(100_000);
+  const r = rand(11);
+  for (const [M, N, K] of [
+    [1, 5, 7],
+    [3, 9, 16],
+    [8, 33, 64],
+  ]) {
+    const x = wasm.alloc(M * K);
+    const w = wasm.alloc(N * K);
+    const w16 = wasm.allocU16(N * K);
+    for (let i = 0; i < x.length; i++) x[i] = r();
+    const bits = new Uint32Array(w.buffer, w.byteOffset, w.length);
+    for (let i = 0; i < w.length; i++) {
+      w[i] = r();
+      bits[i] &= 0xffff0000; // make the fp32 weight exactly representable in bf16
+      w16[i] = bits[i] >>> 16;
+    }
+    const y = wasm.alloc(M * N);
+    const y16 = wasm.alloc(M * N);
+    wasm.matmul(y, x, w, M, N, K);
+    wasm.matmulBf16(y16, x, w16, M, N, K);
+    assert.deepEqual(Array.from(y16), Array.from(y), `M=${M} N=${N} K=${K}`);
+  }
+});

@@ -12,6 +12,9 @@ export interface MathBackend {
   /** A zeroed Float32Array usable as a matmul operand. */
   alloc(length: number): Float32Array;
   allocI32(length: number): Int32Array;
+  /** Only backends with a bf16-weight matmul offer these two. */
+  allocU16?(length: number): Uint16Array;
+  matmulBf16?(y: Float32Array, x: Float32Array, w: Uint16Array, M: number, N: number, K: number): void;
   matmul(y: Float32Array, x: Float32Array, w: Float32Array, M: number, N: number, K: number): void;
   /**
    * out[nh*hd] = attention of q[nh*hd] over the positions whose KV slots are slots[0..n): kc/vc hold one
@@ -119,6 +122,7 @@ export class WasmBackend implements MathBackend {
   private readonly memory: WasmMemory;
   private readonly kernel: (y: number, x: number, w: number, M: number, N: number, K: number) => void;
   private readonly attend: (...args: number[]) => void;
+  private readonly kernelBf16: WasmBackend["kernel"];
   private next: number;
   private readonly limit: number;
 
@@ -135,6 +139,7 @@ export class WasmBackend implements MathBackend {
     const inst = new WA.Instance(mod, { env: { memory: this.memory } });
     this.kernel = inst.exports.matmul_nt as WasmBackend["kernel"];
     this.attend = inst.exports.attend_row as WasmBackend["attend"];
+    this.kernelBf16 = inst.exports.matmul_nt_bf16 as WasmBackend["kernel"];
     this.next = Math.ceil(heapBase / 64) * 64;
     this.limit = pages * WASM_PAGE;
   }
@@ -147,6 +152,19 @@ export class WasmBackend implements MathBackend {
     const view = new Float32Array(this.memory.buffer, this.next, length);
     this.next = Math.ceil((this.next + bytes) / 64) * 64;
     return view;
+  }
+
+  allocU16(length: number): Uint16Array {
+    const f = this.alloc(Math.ceil(length / 2));
+    return new Uint16Array(f.buffer, f.byteOffset, length);
+  }
+
+  matmulBf16(y: Float32Array, x: Float32Array, w: Uint16Array, M: number, N: number, K: number): void {
+    const buf = this.memory.buffer;
+    if (y.buffer !== buf || x.buffer !== buf || w.buffer !== buf) {
+      throw new Error("WASM matmul operands must be allocated by the same WasmBackend");
+    }
+    this.kernelBf16(y.byteOffset, x.byteOffset, w.byteOffset, M, N, K);
   }
 
   allocI32(length: number): Int32Array {

@@ -192,6 +192,7 @@ export function writeRandomModel(dir: string, o: RandomModelOptions): string {
     norm("model.norm", false);
     if (!tie) t("lm_head.weight", [V, H], 0.5);
   }
+  config.torch_dtype = { F32: "float32", F16: "float16", BF16: "bfloat16" }[dtype];
   writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
   writeFileSync(join(dir, "generation_config.json"), JSON.stringify({ bos_token_id: 0, eos_token_id: 1 }));
   writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });

@@ -5,11 +5,21 @@ import type { ModelSpec } from "../model-config.ts";
 import { activate, applyRope, headRmsNorm, normRows, ropeInvFreq, ropeTables } from "../ops.ts";
 import type { Linear, ModelWeights } from "../weights.ts";
 
+const bits = new Uint32Array(1);
+const asF32 = new Float32Array(bits.buffer);
+
+/** Weight i of a Linear, whichever storage (fp32 or bf16 bits) it uses. */
+function wAt(l: Linear, i: number): number {
+  if (!l.w16) return l.w[i];
+  bits[0] = l.w16[i] << 16;
+  return asF32[0];
+}
+
 function lin(x: Float32Array, l: Linear): Float32Array {
   const y = new Float32Array(l.out);
   for (let n = 0; n < l.out; n++) {
     let s = l.b ? l.b[n] : 0;
-    for (let k = 0; k < l.in; k++) s += x[k] * l.w[n * l.in + k];
+    for (let k = 0; k < l.in; k++) s += x[k] * wAt(l, n * l.in + k);
     y[n] = s;
   }
   return y;
