@@ -1,8 +1,8 @@
-// Loads one model's configuration (spec §1.2 item 2-3): <model_dir>/serving.properties, then the caller's
-// extra properties (load_models engine, HF_MODEL_ID), then OPTION_* and the other env names filling only
-// what is absent, then SageMaker env vars overwriting; engine aliases resolve first, then typed parsing,
-// defaults and the cross-key rules. Invariants: all problems are reported at once (ConfigError, each line
-// "location: ..."); the ModelConfig is deeply frozen, camelCase and typed; nothing downstream reads raw keys.
+// Loads one model's configuration (spec §1.2 items 2-3). Layers, each overriding the one before: serving.properties,
+// the caller's extraProperties (load_models engine, HF_MODEL_ID), OPTION_* and the other env names (filling only
+// what is absent), SageMaker env vars (overwriting); then engine aliases, typed parsing, defaults, cross-key rules.
+// Invariants: all problems are reported at once (ConfigError, each line "location: ..."); the ModelConfig is
+// deeply frozen, camelCase and typed; nothing downstream reads raw keys. Public: loadModelConfig, ModelConfig.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../errors.ts";
