@@ -1,6 +1,6 @@
-// Loads one model's configuration (spec §1.2 items 2-3). Layers, each overriding the one before: serving.properties,
-// the caller's extraProperties (load_models engine, HF_MODEL_ID), OPTION_* and the other env names (filling only
-// what is absent), SageMaker env vars (overwriting); then engine aliases, typed parsing, defaults, cross-key rules.
+// Loads one model's configuration (spec §1.2 items 2-3): serving.properties, overridden by the caller's
+// extraProperties (load_models engine, HF_MODEL_ID); OPTION_* and the other env names only fill what is absent;
+// SageMaker env vars overwrite. Then engine aliases, typed parsing, defaults and the cross-key rules.
 // Invariants: all problems are reported at once (ConfigError, each line "location: ..."); the ModelConfig is
 // deeply frozen, camelCase and typed; nothing downstream reads raw keys. Public: loadModelConfig, ModelConfig.
 import { existsSync } from "node:fs";
