@@ -1,9 +1,9 @@
 // `lmi download` end to end as a child process: against s3rver and the mock hub, checking stdout
 // (the local dir), stderr progress lines (no terminal: periodic log lines) and exit codes.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -20,6 +20,7 @@ let root: string;
 function lmi(
   args: string[],
   env: Record<string, string>,
+  onStderr?: (soFar: string, child: ChildProcess) => void,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [LMI, ...args], {
@@ -29,7 +30,10 @@ function lmi(
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
+    child.stderr.on("data", (d) => {
+      stderr += d;
+      onStderr?.(stderr, child);
+    });
     const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
     child.on("close", (code) => {
       clearTimeout(timer);
@@ -52,6 +56,11 @@ before(async () => {
       [commitSha("b")]: { "config.json": Buffer.from('{"v":2}'), "model.safetensors": weights },
     },
   });
+  hub.repos.set("org/slow", {
+    refs: { main: commitSha("s") },
+    commits: { [commitSha("s")]: { "config.json": Buffer.from("{}"), "model.safetensors": weights } },
+  });
+  hub.slow.set("org/slow/model.safetensors", { chunkBytes: 4096, delayMs: 20 });
 });
 
 after(async () => {
@@ -88,6 +97,22 @@ test("lmi download with HF_MODEL_ID, --revision and HF_ENDPOINT", async () => {
   assert.equal(r.stdout.trim(), join(root, "hf", "hub", "models--org--m", "snapshots", commitSha("b")));
   assert.equal(await readFile(join(r.stdout.trim(), "config.json"), "utf8"), '{"v":2}');
   assert.equal(r.stderr, "", "--quiet prints nothing on stderr");
+});
+
+test("Ctrl-C (SIGINT) stops lmi download, exits 1 and leaves no snapshot, temp dir or lock", async () => {
+  const hfHome = join(root, "hf-slow");
+  let sent = false;
+  const r = await lmi(["download", "org/slow"], { HF_ENDPOINT: hub.url, HF_HOME: hfHome }, (err, child) => {
+    if (!sent && err.includes("Downloading org/slow")) {
+      sent = true;
+      setTimeout(() => child.kill("SIGINT"), 200);
+    }
+  });
+  assert.ok(sent, r.stderr);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /lmi download: .*aborted/);
+  assert.equal(r.stdout, "");
+  assert.deepEqual(await readdir(join(hfHome, "hub", "models--org--slow", "snapshots")), []);
 });
 
 test("lmi download exits 1 with an error naming the model id", async () => {

@@ -27,6 +27,8 @@ export interface MockHub {
   repos: Map<string, HubRepo>;
   requests: { method: string; url: string; range?: string; auth?: string }[];
   cuts: HubCut[];
+  /** "org/name/path" files served slowly: `chunkBytes` every `delayMs` (to interrupt a download). */
+  slow: Map<string, { chunkBytes: number; delayMs: number }>;
   close(): Promise<void>;
 }
 
@@ -54,7 +56,14 @@ function sendJson(res: ServerResponse, status: number, body: unknown, errorCode?
 }
 
 export async function startMockHub(): Promise<MockHub> {
-  const hub: MockHub = { url: "", repos: new Map(), requests: [], cuts: [], close: async () => {} };
+  const hub: MockHub = {
+    url: "",
+    repos: new Map(),
+    requests: [],
+    cuts: [],
+    slow: new Map(),
+    close: async () => {},
+  };
 
   function findRepo(path: string): { name: string; repo: HubRepo; rest: string } | null {
     for (const [name, repo] of hub.repos) {
@@ -125,7 +134,7 @@ export async function startMockHub(): Promise<MockHub> {
       return;
     }
     if (!api && kind === "resolve") {
-      serveFile(req, res, pathParts.join("/"), files);
+      serveFile(req, res, `${name}/${pathParts.join("/")}`, pathParts.join("/"), files);
       return;
     }
     sendJson(res, 404, { error: "not found" });
@@ -135,6 +144,7 @@ export async function startMockHub(): Promise<MockHub> {
   function serveFile(
     req: IncomingMessage,
     res: ServerResponse,
+    repoPath: string,
     path: string,
     files: Record<string, Buffer>,
   ): void {
@@ -170,6 +180,20 @@ export async function startMockHub(): Promise<MockHub> {
         slice.length > c.afterBytes &&
         (!c.range || c.range === req.headers.range),
     );
+    const slow = hub.slow.get(repoPath);
+    if (slow && !cut) {
+      let at = 0;
+      const timer = setInterval(() => {
+        res.write(slice.subarray(at, at + slow.chunkBytes));
+        at += slow.chunkBytes;
+        if (at >= slice.length) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, slow.delayMs);
+      res.on("close", () => clearInterval(timer));
+      return;
+    }
     if (!cut) {
       res.end(slice);
       return;
