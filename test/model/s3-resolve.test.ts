@@ -112,6 +112,22 @@ describe("s3:// model ids", () => {
     );
   });
 
+  test("parts run concurrently, up to the limit (option, then SERVING_DOWNLOAD_CONCURRENCY)", async () => {
+    proxy.getDelayMs = 50;
+    try {
+      const base = { modelId: `s3://${BUCKET}/tiny`, partSizeBytes: PART, onProgress: null, log: () => {} };
+      proxy.maxInFlight = 0;
+      await resolveModel({ ...base, downloadDir: await freshDir(), env: s3.env(proxy.url), concurrency: 4 });
+      assert.equal(proxy.maxInFlight, 4);
+      proxy.maxInFlight = 0;
+      const env = { ...s3.env(proxy.url), SERVING_DOWNLOAD_CONCURRENCY: "2" };
+      await resolveModel({ ...base, downloadDir: await freshDir(), env });
+      assert.equal(proxy.maxInFlight, 2);
+    } finally {
+      proxy.getDelayMs = 0;
+    }
+  });
+
   test("reuses a complete download without listing or fetching again", async () => {
     const dir = await freshDir();
     const opts = {

@@ -1,7 +1,13 @@
 // Test helper: an HTTP forwarder on 127.0.0.1 in front of a real server that counts requests and can
 // cut chosen responses after N body bytes (a dropped connection mid-download). Headers pass through
 // unchanged (including Host), so SigV4 signatures made for the proxy's address still verify.
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from "node:http";
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 
 export interface Fault {
@@ -20,13 +26,37 @@ export interface FaultProxy {
   faults: Fault[];
   /** Requests that were cut. */
   cut: number;
+  /** Delay before forwarding each ranged GET (so parallel parts overlap measurably); default 0. */
+  getDelayMs: number;
+  /** Most ranged GETs open at once since the last reset to 0. */
+  maxInFlight: number;
   close(): Promise<void>;
 }
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const t = new URL(target);
-  const state: FaultProxy = { url: "", requests: [], faults: [], cut: 0, close: async () => {} };
+  const state: FaultProxy = {
+    url: "",
+    requests: [],
+    faults: [],
+    cut: 0,
+    getDelayMs: 0,
+    maxInFlight: 0,
+    close: async () => {},
+  };
+  let inFlight = 0;
   const server: Server = createServer((req, res) => {
+    const rangedGet = req.method === "GET" && req.headers.range !== undefined;
+    if (rangedGet) {
+      inFlight++;
+      state.maxInFlight = Math.max(state.maxInFlight, inFlight);
+      res.on("close", () => inFlight--);
+    }
+    if (rangedGet && state.getDelayMs > 0) setTimeout(() => forward(req, res), state.getDelayMs);
+    else forward(req, res);
+  });
+
+  function forward(req: IncomingMessage, res: ServerResponse): void {
     state.requests.push({
       method: req.method ?? "",
       path: req.url ?? "",
@@ -62,7 +92,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     );
     up.on("error", () => res.destroy());
     req.pipe(up);
-  });
+  }
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   state.close = () =>
