@@ -63,7 +63,7 @@ function* setPartitions(n: number): Generator<number[][]> {
   function* rec(i: number, max: number): Generator<number[][]> {
     if (i === n) {
       const parts: number[][] = Array.from({ length: max + 1 }, () => []);
-      a.forEach((p, idx) => parts[p].push(idx));
+      for (const [idx, p] of a.entries()) parts[p].push(idx);
       yield parts;
       return;
     }
