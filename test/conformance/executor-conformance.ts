@@ -1,5 +1,5 @@
 // The executor conformance suite, shared by every executor (CPU now, GPU later): for each committed
-// model the executor supports, logprobs agree with the transformers goldens within LOGPROB_TOL and
+// model the executor supports, logprobs agree with the transformers goldens within the stated tolerance and
 // greedy continuations are token-exact, alone and batched (chunked prefill, a prefix-cache hit,
 // preemption and resume). Everything goes through the public Executor API with hand-built plans.
 import assert from "node:assert/strict";
@@ -12,8 +12,7 @@ import { PlanDriver, samplingSettings } from "./plan-driver.ts";
  * Default stated tolerance: absolute difference of log-probabilities (and of logit gaps to the top
  * logit) between the executor and transformers' fp32 reference. Executors state their own (logprobTol).
  */
-export const DEFAULT_LOGPROB_TOL = 1e-3;
-let LOGPROB_TOL = DEFAULT_LOGPROB_TOL;
+export const DEFAULT_tol = 1e-3;
 
 export interface ExecutorUnderTest {
   /** Names the suite, e.g. "cpu". */
@@ -24,7 +23,7 @@ export interface ExecutorUnderTest {
   fullLogits?(modelDir: string, ids: number[]): Promise<Float32Array[]>;
   /** Tokens per step for the batched test; small values force chunked prefill. */
   tokenBudget?: number;
-  /** Tolerance on logprobs and on raw logits (fullLogits); default DEFAULT_LOGPROB_TOL. */
+  /** Tolerance on logprobs and on raw logits (fullLogits); default DEFAULT_tol. */
   logprobTol?: number;
 }
 
@@ -38,16 +37,21 @@ function logSoftmax(l: Float32Array): Float64Array {
 }
 
 /** Our top-k values against the golden's sorted values: robust to near-tie swaps of ids. */
-function checkTop(ours: TokenLogprobs, goldIds: number[], goldVals: number[], what: string): void {
+function checkTop(
+  ours: TokenLogprobs,
+  goldIds: number[],
+  goldVals: number[],
+  what: string,
+  tol: number,
+): void {
   assert.equal(ours.top[0][0], goldIds[0], `${what}: top-1 id`);
   const n = Math.min(ours.top.length, goldVals.length);
   for (let k = 0; k < n; k++) {
     const d = ours.top[k][1] - ours.top[0][1] - (goldVals[k] - goldVals[0]);
-    assert.ok(Math.abs(d) <= LOGPROB_TOL, `${what}: rank ${k} gap differs by ${d}`);
+    assert.ok(Math.abs(d) <= tol, `${what}: rank ${k} gap differs by ${d}`);
     const gapBefore = k > 0 ? goldVals[k - 1] - goldVals[k] : Infinity;
     const gapAfter = k + 1 < goldVals.length ? goldVals[k] - goldVals[k + 1] : Infinity;
-    if (gapBefore > LOGPROB_TOL && gapAfter > LOGPROB_TOL)
-      assert.equal(ours.top[k][0], goldIds[k], `${what}: rank ${k} id`);
+    if (gapBefore > tol && gapAfter > tol) assert.equal(ours.top[k][0], goldIds[k], `${what}: rank ${k} id`);
   }
 }
 
@@ -70,23 +74,24 @@ function checkLogprobs(
   first: TokenLogprobs,
   label: string,
 ) {
-  checkTop(first, c.last_top20.ids, c.last_top20.logits, `${label} last position`);
+  checkTop(first, c.last_top20.ids, c.last_top20.logits, `${label} last position`, tol);
   for (const { position, values } of c.logsoftmax) {
     const ours = position + 1 < c.input_ids.length ? promptLps[position + 1] : first;
     assert.ok(ours, `${label}: no logprobs for position ${position}`);
     const target = position + 1 < c.input_ids.length ? c.input_ids[position + 1] : c.greedy.ids[0];
     const d = ours.logprob - values[target];
-    assert.ok(Math.abs(d) <= LOGPROB_TOL, `${label} position ${position}: chosen logprob off by ${d}`);
+    assert.ok(Math.abs(d) <= tol, `${label} position ${position}: chosen logprob off by ${d}`);
     const top = sortedTop(values, ours.top.length);
-    checkTop(ours, top.ids, top.vals, `${label} position ${position}`);
+    checkTop(ours, top.ids, top.vals, `${label} position ${position}`, tol);
     for (const [id, lp] of ours.top) {
-      assert.ok(Math.abs(lp - values[id]) <= LOGPROB_TOL, `${label} position ${position}: logprob of ${id}`);
+      assert.ok(Math.abs(lp - values[id]) <= tol, `${label} position ${position}: logprob of ${id}`);
     }
   }
 }
 
 function suiteFor(ut: ExecutorUnderTest, m: ModelEntry): void {
   const golden = m.golden!;
+  const tol = ut.logprobTol ?? DEFAULT_tol;
   let ex: Executor;
   before(async () => {
     ex = await ut.create(m.dir);
@@ -115,6 +120,7 @@ function suiteFor(ut: ExecutorUnderTest, m: ModelEntry): void {
         r.promptLogprobs,
         r.logprobs[0],
         `case ${i} (${JSON.stringify(c.prompt.slice(0, 20))})`,
+        tol,
       );
     });
   });
@@ -127,13 +133,13 @@ function suiteFor(ut: ExecutorUnderTest, m: ModelEntry): void {
         const last = logits[c.input_ids.length - 1];
         c.last_top20.ids.forEach((id, k) => {
           const d = last[id] - c.last_top20.logits[k];
-          assert.ok(Math.abs(d) <= LOGPROB_TOL, `case ${i}: raw logit of ${id} off by ${d}`);
+          assert.ok(Math.abs(d) <= tol, `case ${i}: raw logit of ${id} off by ${d}`);
         });
         for (const { position, values } of c.logsoftmax) {
           const ours = logSoftmax(logits[position]);
           let worst = 0;
           for (let v = 0; v < values.length; v++) worst = Math.max(worst, Math.abs(ours[v] - values[v]));
-          assert.ok(worst <= LOGPROB_TOL, `case ${i} position ${position}: max |Δ logprob| ${worst}`);
+          assert.ok(worst <= tol, `case ${i} position ${position}: max |Δ logprob| ${worst}`);
         }
       }
     });
@@ -185,8 +191,7 @@ function suiteFor(ut: ExecutorUnderTest, m: ModelEntry): void {
 
 /** Registers the suite for every committed model; unsupported or absent models skip with a reason. */
 export function defineExecutorConformance(ut: ExecutorUnderTest): void {
-  LOGPROB_TOL = ut.logprobTol ?? DEFAULT_LOGPROB_TOL;
-  describe(`executor conformance: ${ut.name} (logprob tolerance ${LOGPROB_TOL})`, () => {
+  describe(`executor conformance: ${ut.name} (logprob tolerance ${ut.logprobTol ?? DEFAULT_tol})`, () => {
     for (const m of listModels()) {
       if (m.missing) {
         it(`${m.name}`, { skip: m.missing }, () => {});
