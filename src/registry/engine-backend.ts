@@ -36,6 +36,9 @@ async function createExecutor(kind: "cpu" | "gpu", modelDir: string, config: Mod
     });
   }
   const { createPythonExecutor } = await import("../executor/python/python-executor.ts");
+  type PythonDtype = NonNullable<
+    import("../executor/python/python-executor.ts").PythonExecutorOptions["dtype"]
+  >;
   const tp = config.tensorParallelDegree;
   return createPythonExecutor({
     modelDir,
@@ -47,7 +50,11 @@ async function createExecutor(kind: "cpu" | "gpu", modelDir: string, config: Mod
     maxNumSeqs: num(config.maxRollingBatchSize),
     maxNumBatchedTokens: num(config.maxRollingBatchPrefillTokens),
     gpuMemoryUtilization: num(config.gpuMemoryUtilization),
+    // The config layer derives enforce_eager from option.enable_cuda_graph when that is set.
     enableCudaGraph: !config.enforceEager,
+    // int8 reaches the executor, which refuses it by name rather than loading something else.
+    dtype: typeof config.dtype === "string" ? (config.dtype as PythonDtype) : undefined,
+    loadFormat: config.loadFormat === "dummy" ? "dummy" : undefined,
   });
 }
 
