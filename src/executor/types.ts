@@ -6,6 +6,8 @@
 // resumedFromPreemption=true and its full block table. Token ids the executor sampled itself are already
 // known to it; the scheduler never re-sends them except on resume.
 
+import type { PaddedLayout } from "./padded-types.ts";
+
 /** Per-request sampling settings, resolved and validated by the engine (no defaults left to fill). */
 export interface SamplingSettings {
   /** "greedy" ignores temperature/topK/topP/typicalP; "contrastive" uses penaltyAlpha and topK. */
@@ -66,6 +68,8 @@ export interface SchedulerOutput {
   finishedReqIds: string[];
   /** Requests preempted since the last step: the executor drops their state (they return resumed). */
   preemptedReqIds: string[];
+  /** Set only by the padded scheduler (rolling_batch=scheduler): the step's sub-batches. */
+  padded?: PaddedLayout;
 }
 
 /** Logprob information for one position. */
@@ -108,6 +112,11 @@ export interface CacheProfile {
   blockSize: number;
   /** Bytes one block takes across all layers (K and V). */
   bytesPerBlock: number;
+  /**
+   * "padded": the executor runs only padded plans (SchedulerOutput.padded, contiguous KV per sub-batch)
+   * and numBlocks x blockSize is its token-slot budget. Absent means "paged".
+   */
+  kvLayout?: "paged" | "padded";
 }
 
 export interface ExecutorHealth {
