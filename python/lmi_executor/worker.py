@@ -2,6 +2,7 @@
 # graphs, and executes steps. Every rank runs the same calls in the same order (rank 0 relays Node's
 # messages), so collectives inside the model always pair up.
 import os
+import sys
 import time
 
 import torch
@@ -115,6 +116,10 @@ class Worker:
             t0 = time.perf_counter()
             self.runner.graphs = DecodeGraphs(self.runner, scratch_block=n)
             graph_seconds = time.perf_counter() - t0
+        sys.stderr.write(
+            f"lmi_executor rank {self.tp.rank}: KV cache {n} blocks x {self.opts.block_size} tokens; CUDA graphs "
+            f"{self.runner.graphs.sizes if self.runner.graphs else 'off'} ({graph_seconds:.1f} s)\n"
+        )
         return {"numBlocks": n, "cudaGraphSeconds": graph_seconds,
                 "cudaGraphBatchSizes": self.runner.graphs.sizes if self.runner.graphs else []}
 
