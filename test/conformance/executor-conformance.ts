@@ -73,6 +73,7 @@ function checkLogprobs(
   promptLps: Array<TokenLogprobs | null>,
   first: TokenLogprobs,
   label: string,
+  tol: number,
 ) {
   checkTop(first, c.last_top20.ids, c.last_top20.logits, `${label} last position`, tol);
   for (const { position, values } of c.logsoftmax) {
