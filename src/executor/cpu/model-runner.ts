@@ -35,6 +35,8 @@ export interface CpuExecutorOptions {
   backend?: BackendName;
   /** Rows per forward group; bounds activation memory. Default 128. */
   maxGroupTokens?: number;
+  /** "padded": run rolling_batch=scheduler plans (padded-runner.ts) instead of paged ones. */
+  kvLayout?: "paged" | "padded";
 }
 
 export interface RequestState {
@@ -49,7 +51,7 @@ export interface RequestState {
 const DEFAULT_KV_BYTES = 256 * 1024 * 1024;
 
 /** Blocks past the engine's numBlocks that the runner keeps for contrastive look-ahead. */
-const SCRATCH_BLOCKS = 32;
+export const SCRATCH_BLOCKS = 32;
 
 export class CpuModelRunner {
   private model: LoadedModel | null = null;
@@ -91,6 +93,11 @@ export class CpuModelRunner {
       bosTokenId: m.spec.bosTokenId,
       dtype: m.dtype,
     };
+  }
+
+  /** The loaded model (the padded runner builds its own forward pass over it). */
+  get loadedModel(): LoadedModel {
+    return this.need();
   }
 
   private need(): LoadedModel {
