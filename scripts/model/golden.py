@@ -16,8 +16,9 @@ PROMPTS = [
     "And God said",
     "In the beginning",
     "The LORD is my shepherd; I shall not want.",
-    # What the chat template renders for one user turn (the tokenizer adds <s> itself).
-    "### User:\nWho made the heaven and the earth?\n### Assistant:\n",
+    # What the chat template renders for one user turn (the tokenizer adds <s> itself); tiny-kjv
+    # answers it and stops with </s> inside 32 tokens.
+    "### User:\nWhat did God say?\n### Assistant:\n",
     # Longer than 40 tokens: crosses KV blocks of 16 and Mistral's sliding window.
     "And it came to pass, when men began to multiply on the face of the earth, and daughters were "
     "born unto them, That the sons of God saw the daughters of men that they were fair; and they "
