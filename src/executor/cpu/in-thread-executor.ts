@@ -11,6 +11,7 @@ import type {
   SchedulerOutput,
 } from "../types.ts";
 import { type CpuExecutorOptions, CpuModelRunner } from "./model-runner.ts";
+import { CpuPaddedRunner } from "./padded-runner.ts";
 
 function wrap<T>(what: string, fn: () => T): Promise<T> {
   try {
@@ -25,11 +26,11 @@ function wrap<T>(what: string, fn: () => T): Promise<T> {
 }
 
 export class InThreadCpuExecutor implements Executor {
-  readonly runner: CpuModelRunner;
+  readonly runner: CpuModelRunner | CpuPaddedRunner;
   private closed = false;
 
   constructor(opts: CpuExecutorOptions) {
-    this.runner = new CpuModelRunner(opts);
+    this.runner = opts.kvLayout === "padded" ? new CpuPaddedRunner(opts) : new CpuModelRunner(opts);
   }
 
   load(): Promise<ModelInfo> {

@@ -3,6 +3,7 @@
 // handled strictly in order; a thrown error answers that call only, the thread keeps serving.
 import { parentPort, workerData } from "node:worker_threads";
 import { type CpuExecutorOptions, CpuModelRunner } from "./model-runner.ts";
+import { CpuPaddedRunner } from "./padded-runner.ts";
 
 export interface CallMessage {
   id: number;
@@ -16,7 +17,8 @@ export type ReplyMessage =
 
 const port = parentPort;
 if (!port) throw new Error("worker.ts must run inside a worker_thread");
-const runner = new CpuModelRunner(workerData as CpuExecutorOptions);
+const opts = workerData as CpuExecutorOptions;
+const runner = opts.kvLayout === "padded" ? new CpuPaddedRunner(opts) : new CpuModelRunner(opts);
 
 port.on("message", (msg: CallMessage) => {
   let reply: ReplyMessage;
