@@ -59,6 +59,8 @@ export interface HandlerModelOptions {
   /** Entry point used when the entry point lacks the handler function (default: djl_python.huggingface
    * when there is a model_id or config.json, as DJL recommends). */
   recommendedEntryPoint?: string;
+  /** The GPUs `load_on_devices=*` spreads workers over (default: CUDA_VISIBLE_DEVICES, else nvidia-smi). */
+  visibleGpus?: () => string[];
   /** The mpirun binary (default `mpirun`). */
   mpirun?: string;
 }
@@ -123,7 +125,8 @@ export function createHandlerModel(spec: HandlerModelSpec): PythonHandlerModel {
     recommendedEntryPoint: o.recommendedEntryPoint ?? resolved.recommendedEntryPoint,
   };
   const extraEnv = typeof o.env === "string" || o.env === undefined ? parseOptionEnv(o.env) : { ...o.env };
-  const groups = deviceGroups(o.loadOnDevices, tp > 0 ? tp * pp : 1);
+  // TP <= 0 (`max`) gives each worker every device; otherwise TP·PP consecutive ones.
+  const groups = deviceGroups(o.loadOnDevices, tp > 0 ? tp * Math.max(1, pp) : 0, o.visibleGpus);
   const handlerName = o.handler ?? o.properties.handler ?? "handle";
   const pythonExecutable = o.pythonExecutable ?? process.env.PYTHON_EXECUTABLE ?? "python3";
   const allowOverride = (process.env.ALLOW_REQUEST_HANDLER_OVERRIDE ?? "").toLowerCase() === "true";

@@ -12,6 +12,7 @@ import {
   ENGINE_SCRIPT,
   parseOptionEnv,
   resolveEntryPoints,
+  visibleGpus,
 } from "./launch.ts";
 
 function dirWith(files: string[]): string {
@@ -54,6 +55,12 @@ test("entry point: explicit, env, <name>.py, model.py, huggingface, else an erro
   );
 });
 
+test("visible GPUs come from CUDA_VISIBLE_DEVICES when the server is restricted", () => {
+  assert.deepEqual(visibleGpus({ CUDA_VISIBLE_DEVICES: "2, 3" }), ["2", "3"]);
+  assert.deepEqual(visibleGpus({ CUDA_VISIBLE_DEVICES: "-1" }), []);
+  assert.deepEqual(visibleGpus({ CUDA_VISIBLE_DEVICES: "" }), []);
+});
+
 test("option.env parses K=V pairs and rejects entries without =", () => {
   assert.deepEqual(parseOptionEnv("A=1, B=x=y,,"), { A: "1", B: "x=y" });
   assert.deepEqual(parseOptionEnv(undefined), {});
@@ -61,8 +68,12 @@ test("option.env parses K=V pairs and rejects entries without =", () => {
 });
 
 test("load_on_devices groups devices per worker", () => {
-  assert.equal(deviceGroups("*", 1), null);
-  assert.equal(deviceGroups(undefined, 2), null);
+  const none = () => [];
+  assert.equal(deviceGroups("*", 1, none), null);
+  assert.equal(deviceGroups(undefined, 2, none), null);
+  const two = () => ["0", "1"];
+  assert.deepEqual(deviceGroups("*", 1, two), [["0"], ["1"]]);
+  assert.deepEqual(deviceGroups(undefined, 0, two), [["0", "1"]], "TP max: one worker gets every GPU");
   assert.deepEqual(deviceGroups("0;1;gpu2;3", 2), [
     ["0", "1"],
     ["2", "3"],

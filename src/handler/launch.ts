@@ -2,6 +2,7 @@
 // command line (plain or under mpirun, one socket per rank), devices and the environment.
 // Pure functions of the options plus a few file-existence checks; nothing here spawns a process.
 
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
@@ -65,28 +66,56 @@ export function parseOptionEnv(spec: string | undefined): Record<string, string>
 }
 
 /**
- * load_on_devices (`*`, `0;1`, `gpu0;gpu1`) -> the device list each worker gets: groups of
- * TP·PP consecutive devices, worker i taking group i mod #groups. null means "all, unassigned".
+ * The GPUs a worker may be given when load_on_devices is `*`: the entries of CUDA_VISIBLE_DEVICES when
+ * the server itself is restricted, else one id per GPU that `nvidia-smi --list-gpus` reports.
  */
-export function deviceGroups(loadOnDevices: string | undefined, devicesPerWorker: number): string[][] | null {
+export function visibleGpus(env: NodeJS.ProcessEnv = process.env): string[] {
+  const restricted = env.CUDA_VISIBLE_DEVICES;
+  if (restricted !== undefined) {
+    return restricted
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "" && s !== "-1");
+  }
+  const res = spawnSync("nvidia-smi", ["--list-gpus"], { encoding: "utf8", timeout: 10_000 });
+  if (res.status !== 0 || typeof res.stdout !== "string") return [];
+  return res.stdout
+    .split("\n")
+    .filter((l) => l.startsWith("GPU "))
+    .map((_, i) => String(i));
+}
+
+/**
+ * load_on_devices (`*`, `0;1`, `gpu0;gpu1`) -> the device list each worker gets: groups of
+ * `devicesPerWorker` (TP·PP; 0 = all of them) consecutive devices, worker i taking group
+ * i mod #groups. `*` means every visible GPU; null means no GPU at all (the worker gets device -1).
+ */
+export function deviceGroups(
+  loadOnDevices: string | undefined,
+  devicesPerWorker: number,
+  available: () => string[] = visibleGpus,
+): string[][] | null {
   const spec = loadOnDevices?.trim();
-  if (!spec || spec === "*") return null;
-  const ids = spec
-    .split(";")
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((s) => {
-      const m = /^(?:gpu|cuda:?)?(\d+)$/i.exec(s);
-      if (!m) throw new ConfigError([`load_on_devices: '${s}' is not a device id (expected 0, gpu0 or *)`]);
-      return m[1];
-    });
-  if (ids.length < devicesPerWorker) {
-    throw new ConfigError([`GPU devices are not enough to run ${devicesPerWorker} partitions.`]);
+  const ids =
+    !spec || spec === "*"
+      ? available()
+      : spec
+          .split(";")
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .map((s) => {
+            const m = /^(?:gpu|cuda:?)?(\d+)$/i.exec(s);
+            if (!m)
+              throw new ConfigError([`load_on_devices: '${s}' is not a device id (expected 0, gpu0 or *)`]);
+            return m[1];
+          });
+  if (ids.length === 0) return null;
+  const perWorker = devicesPerWorker > 0 ? devicesPerWorker : ids.length;
+  if (ids.length < perWorker) {
+    throw new ConfigError([`GPU devices are not enough to run ${perWorker} partitions.`]);
   }
   const groups: string[][] = [];
-  for (let i = 0; i + devicesPerWorker <= ids.length; i += devicesPerWorker) {
-    groups.push(ids.slice(i, i + devicesPerWorker));
-  }
+  for (let i = 0; i + perWorker <= ids.length; i += perWorker) groups.push(ids.slice(i, i + perWorker));
   return groups;
 }
 
