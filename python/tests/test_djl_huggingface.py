@@ -147,6 +147,48 @@ class RequestTest(unittest.TestCase):
             service.initialize({"model_id": "gpt2"})
 
 
+class InferenceFlowTest(unittest.TestCase):
+    """HuggingFaceService.inference with a stand-in pipeline callable (transformers cannot be installed
+    in CI): checks the request -> pipeline call -> reply shape and batch split, not transformers."""
+
+    def service(self, task, fn, streaming="false"):
+        svc = hf.HuggingFaceService()
+        svc.opts = parse_options({"model_id": "m", "task": task, "enable_streaming": streaming}, cuda_available=False)
+        svc.task, svc.pipeline, svc.initialized = task, fn, True
+        return svc
+
+    def test_text_generation_reply_is_one_object_per_input(self):
+        calls = []
+
+        def pipe(inputs, **params):
+            calls.append((inputs, params))
+            return [[{"generated_text": p + "!"}] for p in inputs]
+
+        out = self.service("text-generation", pipe).inference(req({"inputs": ["a", "b"], "parameters": {"x": 1}}))
+        self.assertEqual(calls, [(["a", "b"], {"batch_size": 2, "x": 1})])
+        self.assertEqual(out.properties["Content-Type"], "application/json")
+        self.assertEqual(json.loads(bytes(out.content.value_at(0))), [{"generated_text": "a!"}, {"generated_text": "b!"}])
+
+    def test_dynamic_batch_is_answered_per_request(self):
+        def pipe(inputs, **params):
+            return [{"label": f"L{x}", "score": 1.0} for x in inputs]
+
+        batch = Input.from_frame(
+            {"batch_size": "2", "batch_000.content-type": "text/plain", "batch_001.content-type": "application/json"},
+            [("batch_000.data", b"x"), ("batch_001.data", json.dumps({"inputs": ["y", "z"]}).encode())])
+        out = self.service("text-classification", pipe).inference(batch)
+        self.assertEqual([k for k, _ in out.content.items()], ["batch_0.data", "batch_1.data"])
+        self.assertEqual([json.loads(bytes(v)) for _, v in out.content.items()],
+                         [[{"label": "Lx", "score": 1.0}], [{"label": "Ly", "score": 1.0}, {"label": "Lz", "score": 1.0}]])
+
+    def test_streaming_refuses_a_dynamic_batch(self):
+        batch = Input.from_frame({"batch_size": "2", "batch_000.content-type": "text/plain",
+                                  "batch_001.content-type": "text/plain"},
+                                 [("batch_000.data", b"x"), ("batch_001.data", b"y")])
+        with self.assertRaisesRegex(ValueError, "cannot enable streaming for dynamic batching"):
+            self.service("text-generation", None, streaming="true").inference(batch)
+
+
 class StreamLoopTest(unittest.TestCase):
     def test_deltas_eos_and_split_characters(self):
         # Vocabulary: 1="He", 2="llo", 3=first half of "é", 4=second half, 9=eos.

@@ -90,10 +90,13 @@ class TorchDecodingTest(unittest.TestCase):
         self.assertEqual((ids, ids2), ([1], [2]))
         self.assertEqual(model.calls, [(True, False, [[0]]), (False, True, [[1]])])
 
-    def test_streaming_utils_generator_yields_lists_and_stops_at_eos(self):
-        from djl_python.streaming_utils import StreamingUtils
-
+    def tokenizer(self):
+        """Digits as token ids, 9 = eos; pads on the left like a decoder-only tokenizer should."""
         torch = self.torch
+
+        class Encoding(dict):
+            def to(self, device):
+                return Encoding({k: v.to(device) for k, v in self.items()})
 
         class Tok:
             pad_token, pad_token_id, eos_token, eos_token_id, padding_side = None, None, "<e>", 9, "right"
@@ -103,19 +106,41 @@ class TorchDecodingTest(unittest.TestCase):
                 width = max(map(len, rows))
                 ids = torch.tensor([[self.eos_token_id] * (width - len(r)) + r for r in rows])
                 mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-                return {"input_ids": ids, "attention_mask": mask}
+                return Encoding(input_ids=ids, attention_mask=mask)
 
             def decode(self, ids, skip_special_tokens=False):
                 return "".join(str(i) for i in ids if i != self.eos_token_id)
 
+        return Tok()
+
+    def test_streaming_utils_generator_yields_lists_and_stops_at_eos(self):
+        from djl_python.streaming_utils import StreamingUtils
+
         gen = StreamingUtils.get_stream_generator("Accelerate")
-        tok = Tok()
+        tok = self.tokenizer()
         out = list(gen(self.causal_model(), tok, ["7", "45"], None, max_new_tokens=8))
         # 7->8->9(eos); 45->6->7->8->9(eos): both finished after 4 steps, before max_new_tokens.
         self.assertEqual(out, [["8", "6"], ["", "7"], ["", "8"], ["", ""]])
         self.assertEqual((tok.pad_token, tok.padding_side), ("<e>", "left"))
         with self.assertRaisesRegex(ValueError, "not supported for streaming"):
             StreamingUtils.get_stream_generator("vllm")
+
+    def test_huggingface_handler_streams_jsonlines(self):
+        from djl_python import Input
+        from djl_python import huggingface as hf
+        from djl_python.hf_config import parse_options
+
+        model = self.causal_model()
+        model.device = self.torch.device("cpu")
+        svc = hf.HuggingFaceService()
+        svc.opts = parse_options({"model_id": "m", "task": "text-generation", "enable_streaming": "true"}, False)
+        svc.task, svc.initialized = "text-generation", True
+        svc.pipeline = types.SimpleNamespace(model=model, tokenizer=self.tokenizer())
+        body = b'{"inputs": ["6"], "parameters": {"max_new_tokens": 2}}'
+        out = svc.inference(Input.from_frame({"content-type": "application/json"}, [("data", body)]))
+        self.assertEqual(out.properties["content-type"], "application/jsonlines")
+        lines = [out.stream_output_formatter(item) for item in out.stream_content]
+        self.assertEqual(lines, ['{"outputs": ["7"]}\n', '{"outputs": ["8"]}\n'])
 
 
 if __name__ == "__main__":
