@@ -28,7 +28,10 @@ def parse_args(argv=None):
     p.add_argument("--async-mode", dest="async_mode", action="store_true")
     p.add_argument("--no-async-mode", dest="async_mode", action="store_false")
     p.set_defaults(async_mode=False)
-    args = p.parse_args(argv)
+    # Newer DJL launchers pass more flags; an unknown one must not stop the worker from starting.
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        print(f"djl_python_engine: ignoring unknown arguments {unknown}", file=sys.stderr)
     if args.sock_type == "unix" and not args.sock_name:
         p.error("--sock-name is required with --sock-type unix")
     return args
