@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Driver for the GPU machine (the device `run` command calls it from the repo root). Steps ($1,
-# comma-separated): golden = recompute the goldens of the zoo and of the committed tiny-kjv; train = train tiny-kjv (one run per config in
-# $TINY_CONFIGS, keep the best validation loss) and compute its golden; check = recompute every
-# golden and compare with the committed ones; repro = retrain with the defaults for each seed in
-# $REPRO_SEEDS into /tmp (the committed model is untouched). What should come back goes to $OUT.
-# Needs the corpus at .cache/kjv/kjv.tsv (scripts/model/dump_kjv.sh; carry .cache/kjv).
+# GPU-machine driver for models/ (the device `run` calls it from the repo root; carry .cache/kjv,
+# made by dump_kjv.sh). Steps in $1, comma-separated: golden = goldens of the zoo and tiny-kjv;
+# train = train tiny-kjv once per config in $TINY_CONFIGS, keep the best validation loss, golden it;
+# check = recompute every golden and compare with the committed one; repro = retrain with the
+# defaults for each seed in $REPRO_SEEDS into /tmp (committed model untouched). Results go to $OUT.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/model-out}
