@@ -120,7 +120,14 @@ class PythonEngine:
                     logging.info("connection closed, worker exiting")
                     return 0
                 output = self.handle(Input.from_frame(properties, content))
-                output.send(conn)
+                try:
+                    output.send(conn)
+                except (BrokenPipeError, ConnectionResetError):
+                    logging.info("connection lost while replying, worker exiting")
+                    return 0
+                except Exception as e:  # noqa: BLE001 — e.g. an oversized item: nothing was written yet
+                    logging.exception("cannot encode the handler's reply")
+                    error_output(e, prefix="cannot encode the handler's reply: ").send(conn)
         finally:
             conn.close()
             if self.args.sock_type != "tcp":

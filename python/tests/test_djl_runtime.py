@@ -114,6 +114,50 @@ class OutputTest(unittest.TestCase):
             b.close()
 
 
+class EngineLoopTest(unittest.TestCase):
+    """PythonEngine.run over a real Unix socket: init, a request, an unencodable reply, then EOF."""
+
+    def test_run_serves_until_the_connection_closes(self):
+        import tempfile
+        import threading
+        import time
+
+        sock_path = os.path.join(tempfile.mkdtemp(), "sock")
+        eng = engine_for(os.path.join(FIXTURES, "echo"))
+        eng.args.sock_name = sock_path
+        eng._exit_with_parent = lambda: None  # the test process is the parent; nothing to watch
+        result = {}
+        thread = threading.Thread(target=lambda: result.setdefault("rc", eng.run()))
+        thread.start()
+        for _ in range(200):
+            if os.path.exists(sock_path):
+                break
+            time.sleep(0.01)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(sock_path)
+
+        def roundtrip(props, content):
+            client.sendall(wire.pack_input(props, content))
+            code = struct.unpack(">h", wire.read_exact(client, 2))[0]
+            message = wire.read_utf8(client)
+            props_out = {wire.read_utf8(client): wire.read_utf8(client) for _ in range(wire.read_short(client))}
+            items = [(wire.read_utf8(client), wire.read_exact(client, wire.read_int(client)))
+                     for _ in range(wire.read_short(client))]
+            return code, message, props_out, items
+
+        self.assertEqual(roundtrip({"handler": "handle"}, [])[:2], (204, "No content"))
+        code, _, props, items = roundtrip({"handler": "handle", "content-type": "text/plain"}, [("data", b"hey")])
+        self.assertEqual((code, items), (200, [("data", b"hey")]))
+        code, _, _, items = roundtrip({"handler": "handle", "bad_output": "1"}, [("data", b"x")])
+        self.assertEqual(code, 424)
+        self.assertIn("cannot encode the handler's reply", json.loads(items[0][1])["error"])
+        self.assertEqual(roundtrip({"handler": "handle"}, [("data", b"still alive")])[3], [("data", b"still alive")])
+        client.close()
+        thread.join(timeout=5)
+        self.assertEqual(result.get("rc"), 0)
+        self.assertFalse(os.path.exists(sock_path), "the socket file is removed on exit")
+
+
 class LoaderAndEngineTest(unittest.TestCase):
     def test_echo_init_then_request(self):
         eng = engine_for(os.path.join(FIXTURES, "echo"))
