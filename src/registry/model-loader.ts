@@ -110,6 +110,17 @@ export function createModelLoader(opts: ModelLoaderOptions): ModelLoader {
       else if (!extra["option.model_id"]) extra["option.model_id"] = spec.url;
     }
     if (spec.engine) extra.engine = spec.engine;
+    // Registration parameters (POST /models?batch_size=...) beat serving.properties, as in DJL.
+    const o = spec.overrides;
+    const put = (key: string, v: number | undefined) => {
+      if (v !== undefined) extra[key] = String(v);
+    };
+    put("batch_size", o.batchSize);
+    put("max_batch_delay", o.maxBatchDelayMillis);
+    put("job_queue_size", o.jobQueueSize);
+    put("max_idle_time", o.maxIdleSeconds);
+    put("minWorkers", o.minWorkers);
+    put("maxWorkers", o.maxWorkers);
     const { config, warnings } = loadModelConfig({
       modelDir: configDir,
       env,
