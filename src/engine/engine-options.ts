@@ -28,6 +28,15 @@ export interface EngineOptions {
   waitingSteps?: number;
   /** Default max_new_tokens (LMI rolling batch: 30). */
   defaultMaxNewTokens?: number;
+  /**
+   * "padded": option.rolling_batch=scheduler (or option.paged_attention=false), padded sub-batches with
+   * contiguous KV (src/engine/padded); needs an executor whose profile says kvLayout "padded". Default "paged".
+   */
+  batching?: "paged" | "padded";
+  /** option.max_sparsity (padded only): most padding fraction before a batch is split. Default 0.33. */
+  maxSparsity?: number;
+  /** option.max_splits (padded only): most sub-batches. Default 3. */
+  maxSplits?: number;
   logger?: { warn(msg: string): void; info(msg: string): void };
 }
 
@@ -43,6 +52,7 @@ const KEYS: Record<string, string> = {
   jobQueueSize: "job_queue_size",
   waitingSteps: "option.waiting_steps",
   defaultMaxNewTokens: "max_new_tokens",
+  maxSplits: "option.max_splits",
 };
 
 export function resolveEngineOptions(o: EngineOptions = {}): ResolvedEngineOptions {
@@ -61,6 +71,7 @@ export function resolveEngineOptions(o: EngineOptions = {}): ResolvedEngineOptio
     "maxModelLen",
     "jobQueueSize",
     "defaultMaxNewTokens",
+    "maxSplits",
   ] as const) {
     positive(k);
   }
@@ -69,6 +80,12 @@ export function resolveEngineOptions(o: EngineOptions = {}): ResolvedEngineOptio
     problems.push(
       `option.decoding_strategy must be one of greedy, sample, contrastive, got ${o.defaultStrategy}`,
     );
+  }
+  if (o.maxSparsity !== undefined && !(o.maxSparsity >= 0 && o.maxSparsity <= 1)) {
+    problems.push(`option.max_sparsity must be a number in [0, 1], got ${String(o.maxSparsity)}`);
+  }
+  if (o.batching !== undefined && o.batching !== "paged" && o.batching !== "padded") {
+    problems.push(`batching must be paged or padded, got ${String(o.batching)}`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -82,6 +99,9 @@ export function resolveEngineOptions(o: EngineOptions = {}): ResolvedEngineOptio
     defaultStrategy: o.defaultStrategy ?? "greedy",
     waitingSteps: o.waitingSteps ?? 0,
     defaultMaxNewTokens: o.defaultMaxNewTokens ?? 30,
+    batching: o.batching ?? "paged",
+    maxSparsity: o.maxSparsity ?? 0.33,
+    maxSplits: o.maxSplits ?? 3,
     logger: o.logger ?? { warn: (m) => console.warn(m), info: () => {} },
   };
 }

@@ -27,6 +27,7 @@ import type {
   LlmEngine,
   RequestOutput,
 } from "./protocol.ts";
+import { PaddedScheduler } from "./padded/padded-scheduler.ts";
 import { Request } from "./request.ts";
 import { type ParameterDefaults, type ValidatedParameters, validateParameters } from "./sampling-params.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
@@ -60,7 +61,8 @@ export class Engine implements LlmEngine {
   readonly parameterDefaults: ParameterDefaults;
   private info: ModelInfo | null = null;
   private executor: Executor | null = null;
-  private scheduler: Scheduler | null = null;
+  /** The paged scheduler, or the padded one for rolling_batch=scheduler (same surface). */
+  private scheduler: Scheduler | PaddedScheduler | null = null;
   private readonly live = new Map<string, LiveRequest>();
   private readonly pendingAborts = new Set<string>();
   /** Why the engine cannot take requests (null while healthy). */
@@ -104,7 +106,15 @@ export class Engine implements LlmEngine {
     const info = await executor.load();
     const profile = await executor.profile();
     const blockSize = profile.blockSize;
-    if (this.options.blockSize !== undefined && this.options.blockSize !== blockSize) {
+    const padded = this.options.batching === "padded";
+    if (padded !== (profile.kvLayout === "padded")) {
+      throw new ConfigError([
+        padded
+          ? "option.rolling_batch=scheduler needs an executor with padded sub-batches (the CPU executor has one); this executor pages its KV cache"
+          : "this executor runs only padded sub-batches: use option.rolling_batch=scheduler",
+      ]);
+    }
+    if (!padded && this.options.blockSize !== undefined && this.options.blockSize !== blockSize) {
       throw new ConfigError([
         `option.block_size is ${this.options.blockSize}, but the executor lays out KV blocks of ${blockSize} tokens`,
       ]);
@@ -124,15 +134,24 @@ export class Engine implements LlmEngine {
     executor.onDeath((err) => {
       if (this.generation === gen) this.die(`The executor died: ${err.message}`);
     });
-    this.scheduler = new Scheduler({
-      maxNumSeqs: this.options.maxNumSeqs,
-      maxNumBatchedTokens: this.options.maxNumBatchedTokens,
-      blockSize,
-      numBlocks,
-      enablePrefixCaching: this.options.enablePrefixCaching,
-      maxModelLen,
-      waitingSteps: this.options.waitingSteps,
-    });
+    this.scheduler = padded
+      ? new PaddedScheduler({
+          maxNumSeqs: this.options.maxNumSeqs,
+          maxNumBatchedTokens: this.options.maxNumBatchedTokens,
+          numSlots: numBlocks * blockSize,
+          maxModelLen,
+          maxSparsity: this.options.maxSparsity,
+          maxSplits: this.options.maxSplits,
+        })
+      : new Scheduler({
+          maxNumSeqs: this.options.maxNumSeqs,
+          maxNumBatchedTokens: this.options.maxNumBatchedTokens,
+          blockSize,
+          numBlocks,
+          enablePrefixCaching: this.options.enablePrefixCaching,
+          maxModelLen,
+          waitingSteps: this.options.waitingSteps,
+        });
     this.executor = executor;
     this.info = { ...info, maxModelLen };
     this.deadReason = null;
