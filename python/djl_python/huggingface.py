@@ -74,10 +74,14 @@ def parse_batch(batch):
     return flat, sizes, parameters or {}
 
 
+# Pipelines that, given a one-element list, return that element's result instead of a list of one.
+_UNWRAPS_SINGLE_INPUT = ("fill-mask", "question-answering")
+
+
 def normalize_predictions(task: str, predictions, num_inputs: int) -> list:
     """Pipeline output -> one entry per input. text-generation returns a list per prompt; with one
     sequence per prompt it becomes the {"generated_text"} object itself, as DJL's handler answers."""
-    if num_inputs == 1 and not (isinstance(predictions, list) and len(predictions) == 1):
+    if num_inputs == 1 and task in _UNWRAPS_SINGLE_INPUT:
         predictions = [predictions]
     if not isinstance(predictions, list) or len(predictions) != num_inputs:
         raise ValueError(f"the {task} pipeline returned {type(predictions).__name__} for {num_inputs} inputs")

@@ -129,8 +129,14 @@ class RequestTest(unittest.TestCase):
         norm = hf.normalize_predictions("text-generation", gen, 3)
         self.assertEqual(hf.split_results(norm, [1, 2]), [[{"generated_text": "a1"}],
                                                           [{"generated_text": "b1"}, {"generated_text": "c1"}]])
-        single = hf.normalize_predictions("text-classification", {"label": "POS", "score": 0.9}, 1)
+        single = hf.normalize_predictions("text-classification", [{"label": "POS", "score": 0.9}], 1)
         self.assertEqual(single, [{"label": "POS", "score": 0.9}])
+        # fill-mask unwraps a one-element list: its 2 candidates belong to the one input.
+        masks = [{"token_str": "a"}, {"token_str": "b"}]
+        self.assertEqual(hf.normalize_predictions("fill-mask", masks, 1), [masks])
+        # token-classification does not: one input with exactly one entity stays [[entity]].
+        self.assertEqual(hf.normalize_predictions("token-classification", [[{"entity": "X"}]], 1), [[{"entity": "X"}]])
+        self.assertEqual(hf.normalize_predictions("question-answering", {"answer": "c"}, 1), [{"answer": "c"}])
         with self.assertRaisesRegex(ValueError, "for 2 inputs"):
             hf.normalize_predictions("fill-mask", [[1]], 2)
 
