@@ -4,6 +4,7 @@
 // A command module must stay light at import time: its action imports the heavy modules (server,
 // executors) lazily, so `lmi config` does not pay for loading them.
 import { Command, CommanderError } from "commander";
+import { register as registerBench } from "./commands/bench.ts";
 import { register as registerConfig } from "./commands/config.ts";
 import { register as registerDownload } from "./commands/download.ts";
 import { register as registerServe } from "./commands/serve.ts";
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     )
     .version("0.1.0");
   // Subcommands, one line each (keep sorted): registerX(program), imported from ./commands/x.ts.
+  registerBench(program);
   registerConfig(program);
   registerDownload(program);
   registerServe(program);
