@@ -11,6 +11,8 @@
 // init request carries every `option.*` value without its prefix plus `handler`.
 
 import { ConfigError, ValidationError } from "../errors.ts";
+import { defaultCacheDir, downloadEntryPoint, isUrlEntryPoint } from "./entry-point-download.ts";
+import type { ModelLoadError } from "./errors.ts";
 import {
   buildLaunchCommand,
   deviceGroups,
@@ -61,6 +63,8 @@ export interface HandlerModelOptions {
   recommendedEntryPoint?: string;
   /** The GPUs `load_on_devices=*` spreads workers over (default: CUDA_VISIBLE_DEVICES, else nvidia-smi). */
   visibleGpus?: () => string[];
+  /** Where an http(s) entry point is downloaded (default SERVING_DOWNLOAD_DIR, DJL_CACHE_DIR, ~/.djl.ai). */
+  cacheDir?: string;
   /** The mpirun binary (default `mpirun`). */
   mpirun?: string;
 }
@@ -131,6 +135,7 @@ export function createHandlerModel(spec: HandlerModelSpec): PythonHandlerModel {
   const pythonExecutable = o.pythonExecutable ?? process.env.PYTHON_EXECUTABLE ?? "python3";
   const allowOverride = (process.env.ALLOW_REQUEST_HANDLER_OVERRIDE ?? "").toLowerCase() === "true";
 
+  const initProperties = { ...o.properties, entryPoint: entryPoints.entryPoint, handler: handlerName };
   const pool = new WorkerPool({
     modelName: spec.modelName,
     minWorkers: o.minWorkers,
@@ -144,7 +149,7 @@ export function createHandlerModel(spec: HandlerModelSpec): PythonHandlerModel {
     maxIdleMs: (o.maxIdleS ?? 60) * 1000,
     retryThreshold: o.retryThreshold ?? Number(process.env.SERVING_RETRY_THRESHOLD ?? 0),
     sharedProperties: { handler: handlerName },
-    initProperties: { ...o.properties, entryPoint: entryPoints.entryPoint, handler: handlerName },
+    initProperties,
     log: o.log ?? defaultLog,
     launchFor: (index) =>
       buildLaunchCommand({
@@ -166,6 +171,18 @@ export function createHandlerModel(spec: HandlerModelSpec): PythonHandlerModel {
   const log = o.log ?? defaultLog;
   return {
     async start() {
+      if (isUrlEntryPoint(entryPoints.entryPoint)) {
+        const url = entryPoints.entryPoint;
+        try {
+          entryPoints.entryPoint = await downloadEntryPoint(url, o.cacheDir ?? defaultCacheDir());
+        } catch (e) {
+          pool.markFailed(e as ModelLoadError);
+          await pool.shutdown();
+          throw e;
+        }
+        initProperties.entryPoint = entryPoints.entryPoint;
+        log("info", `model ${spec.modelName}: entry point ${url} downloaded to ${entryPoints.entryPoint}`);
+      }
       await installRequirements({
         pythonExecutable,
         modelDir: spec.modelDir,

@@ -49,9 +49,10 @@ test("entry point: explicit, env, <name>.py, model.py, huggingface, else an erro
     () => resolveEntryPoints({ ...base, modelDir: empty }),
     new RegExp(`.py file not found in: ${empty}`),
   );
-  assert.throws(
-    () => resolveEntryPoints({ ...base, modelDir: empty, entryPoint: "https://x/model.py" }),
-    /not supported/,
+  assert.equal(
+    resolveEntryPoints({ ...base, modelDir: empty, entryPoint: "https://x/model.py" }).entryPoint,
+    "https://x/model.py",
+    "a URL is kept; handler-model downloads it at start",
   );
 });
 

@@ -36,11 +36,6 @@ export function resolveEntryPoints(opts: {
   const recommended = hasModelId ? HUGGINGFACE_ENTRY_POINT : "";
   const explicit = opts.entryPoint?.trim() || env.DJL_ENTRY_POINT?.trim();
   if (explicit) {
-    if (/^https?:\/\//.test(explicit)) {
-      throw new ConfigError([
-        `option.entryPoint=${explicit}: downloading entry points over http(s) is not supported`,
-      ]);
-    }
     return { entryPoint: explicit, recommendedEntryPoint: recommended };
   }
   for (const file of [`${opts.modelName}.py`, "model.py"]) {

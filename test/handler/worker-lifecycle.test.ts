@@ -2,6 +2,11 @@
 // started or exits before its startup line, a stream that stalls past predict_timeout, bad options.
 
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createHandlerModel, type HandlerModelOptions } from "../../src/handler/handler-model.ts";
@@ -9,23 +14,23 @@ import type { DjlInput } from "../../src/handler/protocol.ts";
 
 const fixtures = fileURLToPath(new URL("../fixtures/handlers/", import.meta.url));
 
+function options(over: Partial<HandlerModelOptions> = {}): HandlerModelOptions {
+  return {
+    minWorkers: 1,
+    maxWorkers: 1,
+    batchSize: 1,
+    maxBatchDelayMs: 10,
+    modelLoadingTimeoutS: 60,
+    predictTimeoutS: 20,
+    startupTimeoutS: 20,
+    properties: {},
+    log: () => {},
+    ...over,
+  };
+}
+
 function model(dir: string, over: Partial<HandlerModelOptions> = {}) {
-  return createHandlerModel({
-    modelName: dir,
-    modelDir: fixtures + dir,
-    options: {
-      minWorkers: 1,
-      maxWorkers: 1,
-      batchSize: 1,
-      maxBatchDelayMs: 10,
-      modelLoadingTimeoutS: 60,
-      predictTimeoutS: 20,
-      startupTimeoutS: 20,
-      properties: {},
-      log: () => {},
-      ...over,
-    },
-  });
+  return createHandlerModel({ modelName: dir, modelDir: fixtures + dir, options: options(over) });
 }
 
 const req = (props: Record<string, string> = {}): DjlInput => ({
@@ -119,6 +124,40 @@ describe("worker lifecycle", { concurrency: true }, () => {
       assert.equal(Buffer.from(out.content[0].value).toString(), "s");
     } finally {
       await m.shutdown();
+    }
+  });
+
+  test("an http(s) entry point is downloaded into the cache and served", async () => {
+    const source = readFileSync(`${fixtures}echo/model.py`);
+    const server = createServer((rq, rs) => {
+      if (rq.url === "/handlers/model.py") rs.end(source);
+      else rs.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const cacheDir = mkdtempSync(join(tmpdir(), "ep-cache-"));
+    const emptyModelDir = mkdtempSync(join(tmpdir(), "ep-model-"));
+    const make = (url: string) =>
+      createHandlerModel({
+        modelName: "remote",
+        modelDir: emptyModelDir,
+        options: options({ entryPoint: url, cacheDir }),
+      });
+    try {
+      const m = make(`${base}/handlers/model.py`);
+      try {
+        await m.start();
+        const out = await m.invoke(req());
+        assert.equal(Buffer.from(out.content[0].value).toString(), "s");
+      } finally {
+        await m.shutdown();
+      }
+      await assert.rejects(
+        make(`${base}/missing.py`).start(),
+        /cannot download option.entryPoint .*missing.py: HTTP 404/,
+      );
+    } finally {
+      server.close();
     }
   });
 
