@@ -24,7 +24,7 @@ export const DEFAULT_HTTP_OPTIONS: Readonly<HttpOptions> = Object.freeze({
   maxRequestSize: 64 * 1024 * 1024,
   requestIdHeader: "x-request-id",
   allowMultiStatus: false,
-  prometheus: true,
+  prometheus: false,
   apis: { inference: true, management: true },
 });
 

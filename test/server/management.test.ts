@@ -7,10 +7,13 @@ import { ScriptedEngine, scriptedModel } from "./scripted-engine.ts";
 const words = [" In", " the"];
 
 function setup() {
-  return harness(async (spec) => {
-    if (spec.url.includes("missing")) throw new ModelNotFoundError(spec.url);
-    return scriptedModel(new ScriptedEngine({ words }));
-  });
+  return harness(
+    async (spec) => {
+      if (spec.url.includes("missing")) throw new ModelNotFoundError(spec.url);
+      return scriptedModel(new ScriptedEngine({ words }));
+    },
+    { prometheus: true },
+  );
 }
 
 describe("management API (spec §2.5)", () => {
