@@ -10,6 +10,7 @@ SUPPORTED_ARCHITECTURES = {
     "MistralForCausalLM": "mistral",
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
+    "Phi3ForCausalLM": "phi3",  # Llama layout with qkv and gate/up already fused in the checkpoint
 }
 
 
@@ -104,6 +105,8 @@ def load_model_config(model_dir: str) -> ModelConfig:
         window = 0
     elif model_type == "llama":
         window = 0
+    if float(raw.get("partial_rotary_factor") or 1.0) != 1.0:
+        raise ValueError(f"{arch} with partial_rotary_factor != 1 is not supported by the GPU executor")
     gen_path = os.path.join(model_dir, "generation_config.json")
     if os.path.exists(gen_path):
         with open(gen_path, encoding="utf-8") as f:

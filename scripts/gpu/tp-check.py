@@ -48,7 +48,7 @@ def rank_main(rank, world, device, port, result_q):
             for _ in range(200):
                 runs = [(f"b{i}", min(5, len(drv.reqs[f"b{i}"]["tokens"]) - drv.reqs[f"b{i}"]["computed"]))
                         for i, c in enumerate(cases)
-                        if len(drv.reqs[f"b{i}"]["tokens"]) < len(c["input_ids"]) + c["greedy"]["max_new_tokens"]]
+                        if len(drv.reqs[f"b{i}"]["tokens"]) < len(c["input_ids"]) + len(c["greedy"]["ids"])]
                 if not runs:
                     break
                 drv.run(cached=runs)

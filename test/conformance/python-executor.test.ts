@@ -5,7 +5,13 @@ import { createPythonExecutor } from "../../src/executor/python/python-executor.
 import { PYTHON, torchMissing } from "../../src/executor/python/testing/python-env.ts";
 import { defineExecutorConformance } from "./executor-conformance.ts";
 
-const SUPPORTED = new Set(["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"]);
+const SUPPORTED = new Set([
+  "LlamaForCausalLM",
+  "MistralForCausalLM",
+  "Qwen2ForCausalLM",
+  "Qwen3ForCausalLM",
+  "Phi3ForCausalLM",
+]);
 const device = process.env.LMI_TEST_PYTHON_DEVICE === "cuda" ? "cuda" : "cpu";
 
 if (torchMissing) {

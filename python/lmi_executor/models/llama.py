@@ -96,6 +96,21 @@ class LlamaModel:
             "mlp.up_proj": ("gate_up", self.inter, 2 * self.inter, self.inter),
         }
         base, _, kind = rest.rpartition(".")
+        prefused = {  # Phi-3 ships q|k|v and gate|up as single tensors: split them into the same parts
+            "self_attn.qkv_proj": [("self_attn.q_proj", self.cfg.num_heads * hd),
+                                   ("self_attn.k_proj", self.cfg.num_kv_heads * hd),
+                                   ("self_attn.v_proj", self.cfg.num_kv_heads * hd)],
+            "mlp.gate_up_proj": [("mlp.gate_proj", self.cfg.intermediate_size),
+                                 ("mlp.up_proj", self.cfg.intermediate_size)],
+        }
+        if base in prefused:
+            start = 0
+            for part, size in prefused[base]:
+                self.load_weight(f"model.layers.{i}.{part}.{kind}", w[start : start + size])
+                start += size
+            if start != w.shape[0]:
+                raise ValueError(f"weight {name}: {w.shape[0]} rows, expected {start}")
+            return None
         if base in fused:
             target, lo, hi, local = fused[base]
             key = f"{target}_{'w' if kind == 'weight' else 'b'}"
