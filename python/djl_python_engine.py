@@ -48,7 +48,10 @@ def main(argv=None) -> int:
     if model_dir not in sys.path:
         sys.path.insert(1, model_dir)
     os.chdir(model_dir)
+    from djl_python.service_loader import install_legacy_aliases
     from djl_python.sync_engine import PythonEngine
+
+    install_legacy_aliases(model_dir)
 
     return PythonEngine(args).run() or 0
 

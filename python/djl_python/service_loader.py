@@ -52,6 +52,19 @@ def load_module(entry_point: str, model_dir: str):
         raise
 
 
+# Old DJL handlers import the runtime's modules by bare name (`from outputs import Output`), because
+# DJL put the djl_python folder itself on sys.path. Aliasing keeps them one class with djl_python's.
+LEGACY_MODULE_NAMES = ("inputs", "outputs", "pair_list", "np_util", "encode_decode", "streaming_utils")
+
+
+def install_legacy_aliases(model_dir: str):
+    """Makes `import inputs` etc. resolve to djl_python's modules, unless the model dir has its own."""
+    for name in LEGACY_MODULE_NAMES:
+        if name in sys.modules or os.path.exists(os.path.join(model_dir, name + ".py")):
+            continue
+        sys.modules[name] = importlib.import_module(f"djl_python.{name}")
+
+
 class ModelService:
     """A loaded entry-point module; invoke_handler calls one of its functions by name."""
 

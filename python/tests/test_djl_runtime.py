@@ -167,6 +167,16 @@ class LoaderAndEngineTest(unittest.TestCase):
         self.assertEqual((out.code, out.content.items()), (200, [("data", b"hello")]))
         self.assertEqual(out.properties["x-model-id"], "m1")
 
+    def test_legacy_bare_imports_share_djl_python_classes(self):
+        from djl_python.service_loader import install_legacy_aliases
+
+        install_legacy_aliases(os.path.join(FIXTURES, "legacy_imports"))
+        eng = engine_for(os.path.join(FIXTURES, "legacy_imports"))
+        self.assertEqual(eng.handle(make_input({})).code, 204)
+        eng.handle(make_input({}, [("data", b"abc")]))
+        out = eng.handle(make_input({}, [("data", b"de")]))
+        self.assertEqual((out.code, body(out)), (200, {"total": 5}))
+
     def test_handler_exception_is_424_with_message(self):
         eng = engine_for(os.path.join(FIXTURES, "echo"))
         out = eng.handle(make_input({"exception": "bad"}, [("data", b"x")]))

@@ -141,6 +141,20 @@ describe("python handler workers", { concurrency: true }, () => {
       assert.equal(text(await m.invoke(req("fallback"))), "fallback");
     }));
 
+  test("an old-style handler (bare `from outputs import Output`, sys.exit) runs unchanged", () =>
+    withModel(model("legacy_imports"), async (m) => {
+      assert.deepEqual(JSON.parse(text(await m.invoke(req("abc")))), { total: 3 });
+      await assert.rejects(
+        m.invoke({ properties: {}, content: [{ key: "exit", value: Buffer.from("1") }] }),
+        /The worker exited \(exit code 0\)/,
+      );
+      assert.deepEqual(
+        JSON.parse(text(await m.invoke(req("de")))),
+        { total: 2 },
+        "a fresh worker starts from 0",
+      );
+    }));
+
   test("a syntax error in model.py is a clear startup failure", async () => {
     const m = model("syntax_error");
     await assert.rejects(m.start(), (e: Error) => {
