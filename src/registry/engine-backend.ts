@@ -6,7 +6,7 @@
 import type { ModelConfig } from "../config/model-config.ts";
 import { createLlmEngine, type EngineOptions } from "../engine/engine.ts";
 import type { DecodingStrategy } from "../engine/protocol.ts";
-import { createInThreadCpuExecutor } from "../executor/cpu/in-thread-executor.ts";
+import { createCpuExecutor } from "../executor/cpu/index.ts";
 import type { Executor } from "../executor/types.ts";
 import type { EngineBuilder } from "./model-loader.ts";
 
@@ -14,8 +14,18 @@ function num(v: unknown): number | undefined {
   return typeof v === "number" && Number.isFinite(v) ? v : undefined;
 }
 
+/** rolling_batch=scheduler (or paged_attention=false) runs padded sub-batches; the rest are paged. */
+export function batchingOf(config: ModelConfig): "paged" | "padded" {
+  return config.rollingBatch === "scheduler" || config.pagedAttention === false ? "padded" : "paged";
+}
+
 export function engineOptionsOf(config: ModelConfig): EngineOptions {
+  const batching = batchingOf(config);
   return {
+    batching,
+    ...(batching === "padded"
+      ? { maxSparsity: num(config.maxSparsity), maxSplits: num(config.maxSplits) }
+      : {}),
     maxNumSeqs: num(config.maxRollingBatchSize),
     maxNumBatchedTokens: num(config.maxRollingBatchPrefillTokens),
     enablePrefixCaching: config.enablePrefixCaching as boolean | undefined,
@@ -28,8 +38,10 @@ export function engineOptionsOf(config: ModelConfig): EngineOptions {
 
 async function createExecutor(kind: "cpu" | "gpu", modelDir: string, config: ModelConfig): Promise<Executor> {
   if (kind === "cpu") {
-    return createInThreadCpuExecutor({
+    // A worker_thread, so the HTTP event loop stays responsive while a step computes.
+    return createCpuExecutor({
       modelDir,
+      kvLayout: batchingOf(config),
       maxModelLen: num(config.maxModelLen),
       kvCacheBytes: num(config.kvCacheBytes),
       blockSize: num(config.blockSize),

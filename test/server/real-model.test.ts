@@ -214,3 +214,22 @@ describe("tgi_compat on the real tiny model", () => {
     assert.equal(JSON.parse(events[2].slice(6)).generated_text, body[0].generated_text);
   });
 });
+
+describe("rolling_batch=scheduler (padded sub-batches) on the real tiny model", () => {
+  const paged = realHarness();
+  const padded = realHarness({ OPTION_ROLLING_BATCH: "scheduler" });
+  after(async () => {
+    await paged.registry.closeAll();
+    await padded.registry.closeAll();
+  });
+  it("serves through the padded engine and agrees with the paged engine under greedy decoding", async () => {
+    await paged.registry.register({ name: "tiny", url: MODEL, modelDir: MODEL, overrides: {} }).ready;
+    await padded.registry.register({ name: "tiny", url: MODEL, modelDir: MODEL, overrides: {} }).ready;
+    assert.equal(padded.registry.get("tiny").options.rollingBatch, "scheduler");
+    const body = { inputs: "In the beginning", parameters: { max_new_tokens: 8, do_sample: false } };
+    const a = await paged.app.inject({ method: "POST", url: "/invocations", headers: json, payload: body });
+    const b = await padded.app.inject({ method: "POST", url: "/invocations", headers: json, payload: body });
+    assert.equal(b.statusCode, 200, b.body);
+    assert.equal(JSON.parse(b.body).generated_text, JSON.parse(a.body).generated_text);
+  });
+});
