@@ -80,6 +80,7 @@ test("load_on_devices groups devices per worker", () => {
     ["2", "3"],
   ]);
   assert.deepEqual(deviceGroups("0;1;2", 2), [["0", "1"]]);
+  assert.deepEqual(deviceGroups("0,1", 1), [["0"], ["1"]]);
   assert.throws(() => deviceGroups("0", 2), /GPU devices are not enough to run 2 partitions/);
   assert.throws(() => deviceGroups("0;x", 1), /'x' is not a device id/);
 });

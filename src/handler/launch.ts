@@ -95,7 +95,7 @@ export function deviceGroups(
     !spec || spec === "*"
       ? available()
       : spec
-          .split(";")
+          .split(/[;,]/) // `;` is DJL's separator; `,` is accepted from callers that joined a list
           .map((s) => s.trim())
           .filter(Boolean)
           .map((s) => {
