@@ -8,7 +8,7 @@ test("niceAxis rounds up to 1/2/5 steps", () => {
   assert.deepEqual(niceAxis(9), { top: 10, step: 2 });
   assert.deepEqual(niceAxis(1234), { top: 1500, step: 500 }); // raw step 246.8 -> 500
   const small = niceAxis(0.031);
-  assert.ok(Math.abs(small.top - 0.035) < 1e-12 && Math.abs(small.step - 0.005) < 1e-12);
+  assert.ok(Math.abs(small.top - 0.04) < 1e-12 && Math.abs(small.step - 0.01) < 1e-12);
 });
 
 test("points are placed by value, labelled, and nulls are skipped", () => {

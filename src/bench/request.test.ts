@@ -80,7 +80,7 @@ test("openai: TTFT at the first choices chunk, ITL per later chunk, usage count 
   const r = await sendRequest(BACKENDS.openai, input, { url: `${base}/v1/completions`, timeoutMs: 5000 });
   assert.equal(r.success, true, r.error);
   assert.equal(r.outputTokens, 7, "the server's usage count is preferred over the 2 non-empty chunks");
-  assert.ok(r.ttftMs >= 55 && r.ttftMs < 400, `ttft ${r.ttftMs}`);
+  assert.ok(r.ttftMs >= 55 && r.ttftMs < 3000, `ttft ${r.ttftMs}`);
   assert.equal(r.itlMs.length, 2);
   // Server and client share a busy machine, so one read can run late and shrink the next gap; the
   // cumulative arrival times cannot run ahead of the server's pauses.
