@@ -281,7 +281,12 @@ export async function downloadHubModel(o: HubDownloadOptions): Promise<ResolvedM
           isRetryable,
         },
       );
-      commit = String(info.sha);
+      const sha = (info as { sha?: unknown }).sha;
+      // The commit names the snapshot directory; anything else would be an unsafe path component.
+      if (typeof sha !== "string" || !COMMIT.test(sha)) {
+        throw new ArtifactNotFoundError(o.modelId, `the hub gave no commit for revision "${revision}"`);
+      }
+      commit = sha;
     } catch (err) {
       const cached = isNetworkError(err) ? await cachedSnapshot(repoDir, revision) : null;
       if (!cached) throw err;
