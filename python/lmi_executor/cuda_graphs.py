@@ -14,7 +14,7 @@ class DecodeGraphs:
     def __init__(self, runner, scratch_block: int):
         self.runner, self.scratch = runner, scratch_block
         model, dev = runner.model, runner.device
-        max_b = runner.store.bt.table.shape[0]
+        max_b = runner.store.bt.scratch_row  # = max_num_seqs
         self.sizes = [b for b in _BUCKETS if b <= max_b]
         if max_b not in self.sizes:
             self.sizes.append(max_b)
@@ -25,7 +25,9 @@ class DecodeGraphs:
         self.seq_lens = torch.ones(n, dtype=torch.int32, device=dev)
         self.bt = torch.full((n, runner.max_blocks), scratch_block, dtype=torch.int32, device=dev)
         self.qsl = torch.arange(n + 1, dtype=torch.int32, device=dev)
-        self.host = torch.zeros((3, n), dtype=torch.int64).pin_memory()
+        # Host staging for one step: token ids, positions, context lengths, block-table rows (one H2D copy).
+        self.host = torch.zeros((4, n), dtype=torch.int64).pin_memory()
+        self.pad = torch.tensor([[0], [0], [1], [runner.store.bt.scratch_row]], dtype=torch.int64)
         # The split-decode workspace must exist at its largest before capture: graphs keep its address.
         need = max(decode_splits(b, model.nkv) * b for b in self.sizes)
         WORKSPACE.get(need, 1, model.nq, model.cfg.head_dim, dev)
@@ -58,19 +60,14 @@ class DecodeGraphs:
         b = len(ids)
         size = next(s for s in self.sizes if s >= b)
         h = self.host
-        h[0, :b] = torch.tensor(ids)
-        h[1, :b] = torch.tensor(starts)
-        h[2, :b] = torch.tensor(seq_lens)
-        dev_h = h[:, :b].to(self.ids.device, non_blocking=True)
-        self.ids[:b].copy_(dev_h[0])
-        self.pos[:b].copy_(dev_h[1])
-        self.seq_lens[:b].copy_(dev_h[2])
-        row_t = torch.tensor(rows, dtype=torch.int64).to(self.ids.device, non_blocking=True)
-        self.bt[:b].copy_(self.runner.store.bt.table.index_select(0, row_t))
+        h[:, :b] = torch.tensor([ids, starts, seq_lens, rows], dtype=torch.int64)
         if size > b:
-            self.ids[b:size].zero_()
-            self.pos[b:size].zero_()
-            self.seq_lens[b:size].fill_(1)
-            self.bt[b:size].fill_(self.scratch)
+            h[:, b:size] = self.pad  # padded rows: token 0 at position 0 in the scratch row's block
+        # The host buffer is reused next step; the step ends in a device-to-host sync, so the copy is done by then.
+        dev_h = h.to(self.ids.device, non_blocking=True)
+        self.ids[:size].copy_(dev_h[0, :size])
+        self.pos[:size].copy_(dev_h[1, :size])
+        self.seq_lens[:size].copy_(dev_h[2, :size])
+        torch.index_select(self.runner.store.bt.table, 0, dev_h[3, :size], out=self.bt[:size])
         self.graphs[size].replay()
         return self.logits[size][:b]

@@ -18,17 +18,20 @@ class RequestState:
 
 
 class BlockTable:
-    """Device-resident [max_num_seqs, max_blocks] int32 table; each step writes only appended block ids."""
+    """Device-resident [max_num_seqs + 1, max_blocks] int32 table; each step writes only appended block ids.
+    The extra last row holds only `scratch_block`: padded rows of captured graphs gather it."""
 
-    def __init__(self, max_num_seqs: int, max_blocks: int, device):
-        self.table = torch.zeros((max_num_seqs, max_blocks), dtype=torch.int32, device=device)
+    def __init__(self, max_num_seqs: int, max_blocks: int, device, scratch_block: int = 0):
+        self.table = torch.zeros((max_num_seqs + 1, max_blocks), dtype=torch.int32, device=device)
+        self.scratch_row = max_num_seqs
+        self.table[max_num_seqs].fill_(scratch_block)
         self.free_rows = list(range(max_num_seqs - 1, -1, -1))
         self.max_blocks = max_blocks
         self._pending = ([], [], [])
 
     def take_row(self) -> int:
         if not self.free_rows:
-            raise RuntimeError(f"more than max_num_seqs={self.table.shape[0]} requests are running")
+            raise RuntimeError(f"more than max_num_seqs={self.scratch_row} requests are running")
         return self.free_rows.pop()
 
     def release(self, row: int) -> None:

@@ -10,11 +10,20 @@ from .requests import BlockTable, RequestStore
 from .sampler import SampleRow, prompt_logprobs, sample
 
 
+def _is_plain_greedy(st) -> bool:
+    """Greedy with nothing that edits logits or asks for alternatives (then minTokens no longer matters)."""
+    s = st.sampling
+    return (s["strategy"] == "greedy" and not s["logitBias"] and s["repetitionPenalty"] == 1
+            and s["presencePenalty"] == 0 and s["frequencyPenalty"] == 0 and s["numTopLogprobs"] == 0
+            and len(st.token_ids) - st.prompt_len >= s["minTokens"])
+
+
 class ModelRunner:
-    def __init__(self, model, kv_caches, block_size: int, max_num_seqs: int, max_model_len: int, device):
+    def __init__(self, model, kv_caches, block_size: int, max_num_seqs: int, max_model_len: int, device,
+                 scratch_block: int = 0):
         self.model, self.kv_caches, self.block_size, self.device = model, kv_caches, block_size, device
         self.max_blocks = (max_model_len + block_size - 1) // block_size
-        self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device))
+        self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device, scratch_block))
         self.graphs = None  # set by cuda_graphs.DecodeGraphs when enabled
 
     def execute(self, plan: dict) -> dict:
@@ -79,11 +88,23 @@ class ModelRunner:
     def _sample(self, logits, sample_rows, states, out) -> None:
         if not states:
             return
+        sel = logits if len(sample_rows) == logits.shape[0] else logits[sample_rows]
+        if all(_is_plain_greedy(st) for st in states):
+            # The common serving case: argmax and the chosen token's logprob, one device-to-host copy.
+            tok = sel.argmax(dim=-1)
+            lp = sel.gather(1, tok[:, None]).squeeze(1) - torch.logsumexp(sel, dim=-1)
+            both = torch.stack([tok.double(), lp.double()]).tolist()
+            sampled, lps, logprobs = out["sampledTokenIds"], both[1], out["logprobs"]
+            for j, (st, t) in enumerate(zip(states, both[0])):
+                t = int(t)
+                st.token_ids.append(t)
+                sampled[st.req_id] = [t]
+                logprobs[st.req_id] = [{"logprob": lps[j], "top": []}]
+            return
         rows = [
             SampleRow(st.sampling, len(st.token_ids) - st.prompt_len, st.token_ids, st.prompt_len)
             for st in states
         ]
-        sel = logits if len(sample_rows) == logits.shape[0] else logits[sample_rows]
         tokens, chosen, tops = sample(sel, rows)
         for st, tok, lp, top in zip(states, tokens, chosen, tops):
             st.token_ids.append(tok)

@@ -108,7 +108,8 @@ class Worker:
         self.kv = torch.zeros(shape, dtype=self.dtype, device=self.device)
         caches = [(self.kv[i, 0], self.kv[i, 1]) for i in range(cfg.num_layers)]
         self.num_blocks = n
-        self.runner = ModelRunner(m, caches, self.opts.block_size, self.opts.max_num_seqs, self.max_model_len, self.device)
+        self.runner = ModelRunner(m, caches, self.opts.block_size, self.opts.max_num_seqs, self.max_model_len, self.device,
+                                  scratch_block=n)
         graph_seconds = 0.0
         if self.opts.enable_cuda_graph and self.device.type == "cuda" and m.attn.backend == "triton":
             from .cuda_graphs import DecodeGraphs
