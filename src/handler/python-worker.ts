@@ -164,11 +164,15 @@ export class PythonWorker {
     } catch (e) {
       this.busy = false;
       const crashed = !this.killed && e instanceof WorkerError;
+      // After a crash, let the process finish exiting first (its status says how it ended); then
+      // kill whatever is left, as after a timeout, so no half-dead worker lingers.
+      if (crashed) {
+        this.killed = true;
+        await withTimeout(this.exited, 1000, () => "").catch(() => {});
+      }
       this.kill();
       if (e instanceof TimeoutError) throw new WorkerError(e.message);
       if (crashed) {
-        // The connection closed before the exit event; give it a moment so the message can say how.
-        await withTimeout(this.exited, 1000, () => "").catch(() => {});
         throw new WorkerError(
           `${STOPPED_MESSAGE} The worker ${this.exitInfo ? `exited (${this.describeExit()})` : "closed its connection"}.`,
         );
