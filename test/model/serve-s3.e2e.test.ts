@@ -1,6 +1,6 @@
 // End to end: `lmi serve` with option.model_id=s3://... (in serving.properties, the LMI way) against
-// s3rver on 127.0.0.1 downloads the tiny llama zoo model, loads it and answers /invocations with the
-// same greedy text as the same model served from its local directory.
+// s3rver on 127.0.0.1, or option.model_id=org/name against the mock hub, downloads the tiny llama zoo
+// model, loads it and answers /invocations with the same greedy text as the local directory does.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { s3TargetDir } from "../../src/model/cache-paths.ts";
+import { commitSha, type MockHub, startMockHub } from "./helpers/mock-hub.ts";
 import { startS3, type TestS3 } from "./helpers/s3-server.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
@@ -19,6 +20,7 @@ const URL_S3 = "s3://lmi-e2e/zoo/llama";
 const hasModel = existsSync(join(MODEL, "config.json"));
 
 let s3: TestS3;
+let hub: MockHub;
 let root: string;
 const children: ChildProcess[] = [];
 
@@ -69,14 +71,20 @@ before(async () => {
   root = await mkdtemp(join(tmpdir(), "lmi-serve-s3-"));
   s3 = await startS3();
   await s3.createBucket("lmi-e2e");
+  hub = await startMockHub();
   if (!hasModel) return;
-  for (const f of await readdir(MODEL))
-    await s3.put("lmi-e2e", `zoo/llama/${f}`, await readFile(join(MODEL, f)));
+  const files: Record<string, Buffer> = {};
+  for (const f of await readdir(MODEL)) {
+    files[f] = await readFile(join(MODEL, f));
+    await s3.put("lmi-e2e", `zoo/llama/${f}`, files[f]);
+  }
+  hub.repos.set("zoo/llama", { refs: { main: commitSha("zoo") }, commits: { [commitSha("zoo")]: files } });
 });
 
 after(async () => {
   for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
   await s3.close();
+  await hub.close();
   await rm(root, { recursive: true, force: true });
 });
 
@@ -106,4 +114,19 @@ test("lmi serve with option.model_id=s3://... serves the downloaded model like t
   const again = await serve([], { ...env, HF_MODEL_ID: URL_S3 });
   assert.match(again.output(), /Using the complete download of s3:\/\/lmi-e2e\/zoo\/llama/);
   assert.equal(await generate(again.url), remoteText);
+});
+
+test("lmi serve with option.model_id=org/name and option.revision downloads from the hub (HF_ENDPOINT, HF_HOME)", async (t) => {
+  if (!hasModel) return t.skip(`the zoo model is not in this checkout (${MODEL})`);
+  const modelDir = join(root, "hub-model");
+  const hfHome = join(root, "hf-home");
+  await mkdir(modelDir);
+  await writeFile(join(modelDir, "serving.properties"), "option.model_id=zoo/llama\noption.revision=main\n");
+  const [remote, local] = await Promise.all([
+    serve([modelDir], { HF_ENDPOINT: hub.url, HF_HOME: hfHome }),
+    serve([MODEL], {}),
+  ]);
+  const snapshot = join(hfHome, "hub", "models--zoo--llama", "snapshots", commitSha("zoo"));
+  assert.ok(remote.output().includes(snapshot), remote.output());
+  assert.equal(await generate(remote.url), await generate(local.url));
 });
