@@ -64,7 +64,7 @@ async function createExecutor(kind: "cpu" | "gpu", modelDir: string, config: Mod
     gpuMemoryUtilization: num(config.gpuMemoryUtilization),
     // The config layer derives enforce_eager from option.enable_cuda_graph when that is set.
     enableCudaGraph: !config.enforceEager,
-    // int8 reaches the executor, which refuses it by name rather than loading something else.
+    // int8 selects the executor's weight-only int8 path.
     dtype: typeof config.dtype === "string" ? (config.dtype as PythonDtype) : undefined,
     loadFormat: config.loadFormat === "dummy" ? "dummy" : undefined,
   });
@@ -78,14 +78,12 @@ export const buildEngine: EngineBuilder = async ({ modelDir, config, executor, l
   };
   const engine = await createLlmEngine({ executor: exec, modelDir, options });
   const listeners: Array<(err: Error) => void> = [];
-  // The engine fails its own in-flight requests on a death; this poll tells the registry to rebuild.
-  const watch = setInterval(() => {
-    if (engine.isAlive) return;
-    clearInterval(watch);
-    const err = new Error(engine.deathReason ?? "engine died");
+  // The engine fails its own in-flight requests on a death and tells us at once (not on shutdown), so
+  // the registry marks the model restarting before any new request or /ping can see it as healthy.
+  engine.onDeath((reason) => {
+    const err = new Error(reason);
     for (const l of listeners) l(err);
-  }, 500);
-  watch.unref();
+  });
   return {
     backend: {
       kind: "engine",
@@ -98,7 +96,6 @@ export const buildEngine: EngineBuilder = async ({ modelDir, config, executor, l
       onDeath: (l) => listeners.push(l),
     },
     close: async () => {
-      clearInterval(watch);
       await engine.shutdown();
     },
   };
