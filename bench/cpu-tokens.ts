@@ -1,6 +1,6 @@
 // Benchmark (not a test): CPU executor tokens/s for a model (default models/tiny-kjv) at concurrency 1
 // and 8, through the worker-thread executor and the real Executor API. Prints prefill and decode rates.
-// Run: node --import tsx bench/cpu-tokens.ts [--model DIR] [--backend wasm|ts] [--dtype bf16,fp32]
+// Run: node --import tsx bench/cpu-tokens.ts [--model DIR] [--backend wasm|ts] [--dtype bf16,fp32] [--threads 1,2]
 //        [--new 128] [--prompt 32] [--concurrency 1,8] [--reps 3]
 import { parseArgs } from "node:util";
 import { type CpuExecutor, createCpuExecutor } from "../src/executor/cpu/index.ts";
@@ -17,6 +17,7 @@ const { values } = parseArgs({
     prompt: { type: "string", default: "32" },
     concurrency: { type: "string", default: "1,8" },
     reps: { type: "string", default: "3" },
+    threads: { type: "string", default: "1" },
   },
 });
 const maxNew = Number(values.new);
@@ -58,18 +59,20 @@ const concurrencies = values.concurrency!.split(",").map(Number);
 const dtypes = values.dtype ? values.dtype.split(",") : [undefined];
 const best = new Map<string, Rates>();
 const executors: Array<{ label: string; ex: CpuExecutor; vocab: number }> = [];
-for (const dtype of dtypes) {
-  const ex = createCpuExecutor({
-    modelDir: values.model!,
-    backend: values.backend as BackendName,
-    dtype: dtype as WeightDtype | undefined,
-    kvCacheBytes: 64 << 20,
-  });
-  const info = await ex.load();
-  await ex.initCache((await ex.profile()).numBlocks);
-  await run(ex, info.vocabSize, 1); // warm-up: JIT, page-in
-  executors.push({ label: `${info.architecture} ${info.dtype}`, ex, vocab: info.vocabSize });
-}
+for (const dtype of dtypes)
+  for (const threads of values.threads!.split(",").map(Number)) {
+    const ex = createCpuExecutor({
+      threads,
+      modelDir: values.model!,
+      backend: values.backend as BackendName,
+      dtype: dtype as WeightDtype | undefined,
+      kvCacheBytes: 64 << 20,
+    });
+    const info = await ex.load();
+    await ex.initCache((await ex.profile()).numBlocks);
+    await run(ex, info.vocabSize, 1); // warm-up: JIT, page-in
+    executors.push({ label: `${info.architecture} ${info.dtype} x${threads}`, ex, vocab: info.vocabSize });
+  }
 // Configurations alternate within each repetition, so machine noise hits them alike; best of reps wins.
 for (let r = 0; r < reps; r++) {
   for (const { label, ex, vocab } of executors) {

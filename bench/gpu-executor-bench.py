@@ -104,18 +104,19 @@ def main():
     ap.add_argument("--budget", type=int, default=8192)
     ap.add_argument("--no-cuda-graph", action="store_true")
     ap.add_argument("--no-fused", action="store_true", help="plain PyTorch norm/rotary/activation (A/B)")
+    ap.add_argument("--dtype", default="bf16", help="bf16 | fp16 | int8 (weight-only, bf16 activations)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
     with open(os.path.join(tmp, "config.json"), "w") as f:
         json.dump(LLAMA3_8B, f)
-    opts = ExecutorOptions(model_dir=tmp, device="cuda", dtype="bf16", load_format="dummy", block_size=16,
+    opts = ExecutorOptions(model_dir=tmp, device="cuda", dtype=args.dtype, load_format="dummy", block_size=16,
                            max_num_seqs=256, max_model_len=4096, enable_cuda_graph=not args.no_cuda_graph,
                            gpu_memory_utilization=0.9, max_num_batched_tokens=args.budget,
                            fused_ops=not args.no_fused)
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cudaGraph": not args.no_cuda_graph,
-           "fusedOps": not args.no_fused}
+           "fusedOps": not args.no_fused, "dtype": args.dtype}
     t = time.perf_counter()
     w = Worker(opts, 0, 1)
     info = w.load({})

@@ -20,11 +20,13 @@ _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat
 
 
 def resolve_dtype(option: str, config_dtype: str, device: torch.device):
+    if option == "int8":  # weight-only int8: activations in bf16 on the GPU, fp32 on the CPU
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
     if option in ("auto", ""):
         # The checkpoint's own dtype on the GPU; fp32 on the CPU, where half precision is slow or missing.
         return _DTYPES.get(config_dtype, torch.float32) if device.type == "cuda" else torch.float32
     if option not in _DTYPES:
-        raise ValueError(f"option.dtype={option!r} is not supported by the GPU executor (fp16, bf16, fp32)")
+        raise ValueError(f"option.dtype={option!r} is not supported by the GPU executor (fp16, bf16, fp32, int8)")
     return _DTYPES[option]
 
 
@@ -67,11 +69,13 @@ class Worker:
                 if r == self.tp.rank:
                     self._load_weights()
                 self.tp.barrier()
+        if o.dtype == "int8":
+            self.model.quantize_int8()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return {"architecture": cfg.architecture, "modelType": cfg.model_type, "vocabSize": cfg.vocab_size,
                 "maxModelLen": self.max_model_len, "eosTokenIds": list(cfg.eos_token_ids),
-                "bosTokenId": cfg.bos_token_id, "dtype": str(self.dtype).replace("torch.", ""),
+                "bosTokenId": cfg.bos_token_id, "dtype": "int8" if o.dtype == "int8" else str(self.dtype).replace("torch.", ""),
                 "loadSeconds": time.perf_counter() - t0, "weightBytes": self.model.weight_bytes()}
 
     def _load_weights(self) -> None:

@@ -21,6 +21,8 @@ bench_rc=0
 if [ "${1:-}" != "tests-only" ]; then
   python3 bench/gpu-executor-bench.py --json-out "$OUT/bench-graph.json" 2>&1 | tee "$OUT/bench-graph.log" | tail -n 6
   bench_rc=${PIPESTATUS[0]}
+  python3 bench/gpu-executor-bench.py --dtype int8 --json-out "$OUT/bench-int8.json" 2>&1 | tee "$OUT/bench-int8.log" | tail -n 4
+  python3 bench/gpu-int8-accuracy.py --json-out "$OUT/int8-accuracy.json" 2>&1 | grep "^|" | tee "$OUT/int8-accuracy.md"
   if [ "${1:-}" != "quick" ]; then
     python3 bench/gpu-executor-bench.py --no-cuda-graph --skip-throughput --json-out "$OUT/bench-eager.json" \
       2>&1 | tee "$OUT/bench-eager.log" | tail -n 4

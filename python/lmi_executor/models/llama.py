@@ -11,6 +11,7 @@ from ..config import ModelConfig
 from ..layers import rope_cos_sin
 from ..ops import make_ops
 from ..parallel import TensorParallel
+from ..quant import Int8Weight, linear, quantize_int8
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _IGNORED = re.compile(r"rotary_emb\.inv_freq$")
@@ -164,14 +165,24 @@ class LlamaModel:
             self.params["lm_head"] = self._rows(e, self.vocab_local) if self.vocab_parallel else e
 
     def weight_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._all_tensors())
+        total = 0
+        for t in self._all_tensors():
+            total += t.q.numel() + 4 * t.scale.numel() if isinstance(t, Int8Weight) else t.numel() * t.element_size()
+        return total
+
+    def quantize_int8(self) -> None:
+        """Weight-only int8 for the four projection matrices of every layer; embeddings, norms, LM head stay."""
+        for L in self.layers:
+            for key in ("qkv_w", "o_w", "gate_up_w", "down_w"):
+                L[key] = quantize_int8(L[key])  # the full-precision tensor is freed as we go
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     # ---- forward ----------------------------------------------------------------------------------------------
 
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices) -> torch.Tensor:
         """Returns fp32 logits [len(logits_indices), vocab] for the rows the sampler needs."""
         cfg, hd, ops, eps = self.cfg, self.cfg.head_dim, self.ops, self.cfg.rms_norm_eps
-        linear = torch.nn.functional.linear
         x = self.params["embed"][input_ids]
         residual = None
         for i, L in enumerate(self.layers):

@@ -40,7 +40,7 @@ export interface PythonExecutorOptions {
   mpirunExecutable?: string;
   /** load_on_devices: GPU indices, rank r on loadOnDevices[r]. */
   loadOnDevices?: number[];
-  /** int8 is refused by the executor by name (weight-only quantization is not implemented yet). */
+  /** int8: weight-only int8 projections (per-row scales, our Triton kernel), bf16 activations. */
   dtype?: "auto" | "fp16" | "bf16" | "fp32" | "int8";
   loadFormat?: "auto" | "dummy";
   enableCudaGraph?: boolean;
