@@ -81,14 +81,14 @@ describe("worker lifecycle", { concurrency: true }, () => {
   });
 
   test("a stream that stalls longer than predict_timeout is cut and the worker restarted", async () => {
-    const m = model("echo", { predictTimeoutS: 0.5 });
+    const m = model("echo", { predictTimeoutS: 1.5 });
     try {
       await m.start();
-      const out = await m.invoke(req({ stream: "3", stream_sleep: "5" }));
+      const out = await m.invoke(req({ stream: "3", stream_sleep: "6" }));
       const seen: string[] = [];
       await assert.rejects(async () => {
         for await (const c of out.stream!) seen.push(Buffer.from(c).toString());
-      }, /no stream chunk within 0.5 s/);
+      }, /no stream chunk within 1.5 s/);
       assert.deepEqual(seen, ['{"i":0,"t":"s"}\n']);
       const next = await m.invoke(req());
       assert.equal(Buffer.from(next.content[0].value).toString(), "s");
@@ -102,9 +102,11 @@ describe("worker lifecycle", { concurrency: true }, () => {
     const m = model("echo", { maxWorkers: 2, maxIdleS: 0.5 });
     try {
       await m.start();
-      await Promise.all([m.invoke(req({ sleep: "1" })), m.invoke(req({ sleep: "1" }))]);
-      assert.equal(m.workers().length, 2);
-      await new Promise((r) => setTimeout(r, 2000));
+      const pending = [m.invoke(req({ sleep: "1" })), m.invoke(req({ sleep: "1" }))];
+      assert.equal(m.workers().length, 2, "a second worker starts while both requests wait");
+      await Promise.all(pending);
+      const deadline = Date.now() + 15_000;
+      while (m.workers().length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       assert.equal(m.workers().length, 1);
       assert.equal(m.status(), "READY");
       assert.equal(Buffer.from((await m.invoke(req())).content[0].value).toString(), "s");
@@ -117,7 +119,8 @@ describe("worker lifecycle", { concurrency: true }, () => {
     const m = model("echo", { minWorkers: 0, maxWorkers: 1, maxIdleS: 0.3 });
     try {
       await m.start();
-      await new Promise((r) => setTimeout(r, 1500));
+      const deadline = Date.now() + 15_000;
+      while (m.workers().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       assert.equal(m.workers().length, 0);
       assert.equal(m.status(), "READY");
       const out = await m.invoke(req());
