@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { freeBytes } from "../../src/model/disk-space.ts";
 import type { ProgressEvent } from "../../src/model/progress.ts";
 import { type ResolveModelOptions, resolveModel } from "../../src/model/resolve-model.ts";
-import { resolveInChild } from "./helpers/children.ts";
+import { resolveInChild, spawnResolveChild } from "./helpers/children.ts";
 import { commitSha, type MockHub, startMockHub } from "./helpers/mock-hub.ts";
 
 const SHA1 = commitSha("v1");
@@ -72,6 +72,9 @@ before(async () => {
     },
   });
   hub.repos.set("org/private", { refs: { main: SHA2 }, commits: { [SHA2]: served }, token: "hf_good" });
+  // Served slowly (about 1 MiB/s) so a download of it can be killed half-way.
+  hub.repos.set("org/slow", { refs: { main: SHA2 }, commits: { [SHA2]: served } });
+  hub.slow.set("org/slow/model.safetensors", { chunkBytes: 16_384, delayMs: 15 });
   hub.repos.set("org/no-config", {
     refs: { main: SHA2 },
     commits: { [SHA2]: { "README.md": Buffer.from("x") } },
@@ -238,6 +241,38 @@ describe("hub model ids", () => {
     const r = await resolveModel(opts({ downloadDir: dir }));
     assert.equal(r.downloaded, true);
     assert.deepEqual(await readFile(join(r.localDir, "model.safetensors")), served["model.safetensors"]);
+  });
+
+  test("a process killed mid-download (SIGKILL) leaves a temp dir and lock that the next start ignores and removes", async () => {
+    const dir = await freshDir();
+    const snapshots = join(dir, "hub", "models--org--slow", "snapshots");
+    const { child, result } = spawnResolveChild(["org/slow"], {
+      HF_ENDPOINT: hub.url,
+      HF_HOME: dir,
+      HOME: dir,
+    });
+    // Wait until the child is writing into its temp dir, then kill it without any chance to clean up.
+    const deadline = Date.now() + 30_000;
+    let temp: string | undefined;
+    while (!temp && Date.now() < deadline) {
+      const names = await readdir(snapshots).catch(() => [] as string[]);
+      const t = names.find((n) => n.startsWith(`.tmp-${SHA2}-`));
+      if (t && (await stat(join(snapshots, t, "model.safetensors")).catch(() => null))?.size) temp = t;
+      else await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(temp, "the child started writing");
+    child.kill("SIGKILL");
+    await assert.rejects(result);
+    assert.deepEqual(
+      (await readdir(snapshots)).sort(),
+      [temp, `${SHA2}.lock`].sort(),
+      "partial state left behind",
+    );
+
+    const r = await resolveModel(opts({ modelId: "org/slow", env: { HF_HOME: dir } }));
+    assert.equal(r.downloaded, true);
+    assert.deepEqual(await readFile(join(r.localDir, "model.safetensors")), served["model.safetensors"]);
+    assert.deepEqual(await readdir(snapshots), [SHA2], "temp dir and stale lock removed");
   });
 
   test("two processes starting together download once", async () => {
