@@ -28,6 +28,7 @@ import {
 } from "./lmi/openai-request.ts";
 
 type EngineBackend = Extract<Backend, { kind: "engine" }>;
+let engineSeq = 0;
 export type RouteFlavor = "lmi" | "openai";
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -133,10 +134,12 @@ async function start(
   formatter: OutputFormatter,
 ): Promise<unknown> {
   const release = ctx.registry.acquire(entry);
+  // Client-chosen x-request-id values may repeat (retries); the engine needs ids unique while running.
+  engineSeq = (engineSeq + 1) % Number.MAX_SAFE_INTEGER;
   return writeGeneration(ctx, req, reply, {
     entry,
     engine: backend.engine,
-    request: { requestId: req.id, prompt, params },
+    request: { requestId: `${req.id}#${engineSeq}`, prompt, params },
     formatter,
     release,
   });

@@ -137,6 +137,21 @@ describe("real tiny model, in process", () => {
     assert.equal(ok.statusCode, 200);
   });
 
+  it("two concurrent requests with the same x-request-id both succeed and echo it", async () => {
+    const send = () =>
+      h.app.inject({
+        method: "POST",
+        url: "/invocations",
+        headers: { ...json, "x-request-id": "retry-1" },
+        payload: JSON.stringify({ inputs: "In the beginning", parameters: greedy }),
+      });
+    const [a, b] = await Promise.all([send(), send()]);
+    assert.equal(a.statusCode, 200, a.body);
+    assert.equal(b.statusCode, 200, b.body);
+    assert.equal(a.headers["x-request-id"], "retry-1");
+    assert.equal(b.headers["x-request-id"], "retry-1");
+  });
+
   it("424 for invalid parameters, naming the field", async () => {
     const r = await post("/invocations", { inputs: "x", parameters: { top_p: 7 } });
     assert.equal(r.statusCode, 424);
