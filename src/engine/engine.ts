@@ -142,6 +142,7 @@ export class Engine implements LlmEngine {
           maxModelLen,
           maxSparsity: this.options.maxSparsity,
           maxSplits: this.options.maxSplits,
+          waitingSteps: this.options.waitingSteps,
         })
       : new Scheduler({
           maxNumSeqs: this.options.maxNumSeqs,

@@ -198,6 +198,19 @@ describe("PaddedScheduler: admission limits", () => {
     assert.equal(p2.scheduledNewReqs.length, 1, "max_rolling_batch_size 3");
   });
 
+  it("option.waiting_steps: with requests running, a new one waits that many steps", () => {
+    const s = sched({ waitingSteps: 2 });
+    add(s, createRequests(1, { numTokens: 4, idPrefix: "first" }));
+    assert.equal(step(s).scheduledNewReqs.length, 1, "nothing runs: admitted at once");
+    add(s, createRequests(1, { numTokens: 4, idPrefix: "late" }));
+    assert.equal(step(s).scheduledNewReqs.length, 0);
+    assert.equal(step(s).scheduledNewReqs.length, 0);
+    assert.deepEqual(
+      step(s).scheduledNewReqs.map((r) => r.reqId),
+      ["late-0"],
+    );
+  });
+
   it("a prompt longer than the prefill budget still runs alone", () => {
     const s = sched({ maxNumBatchedTokens: 8 });
     add(s, createRequests(1, { numTokens: 20, idPrefix: "big" }));

@@ -24,6 +24,8 @@ export interface PaddedSchedulerOptions extends PartitionOptions {
   numSlots: number;
   /** Longest sequence (prompt + output); a request reaching it finishes with "length". */
   maxModelLen: number;
+  /** option.waiting_steps: with requests running, a new one waits this many steps before admission. */
+  waitingSteps?: number;
 }
 
 /** Search families: HF's seq-scheduler keeps one batcher for greedy and sampling, one for contrastive. */
@@ -71,6 +73,7 @@ export class PaddedScheduler {
       throw new Error(`request ${req.reqId}: prompt of ${req.numTokens} tokens reaches maxModelLen`);
     }
     req.status = "waiting";
+    req.arrivalStep = this.stepId;
     this.requests.set(req.reqId, req);
     this.waiting.pushBack(req);
   }
@@ -216,6 +219,7 @@ export class PaddedScheduler {
     let groups: Batch[] = [];
     for (const req of this.waiting.toArray()) {
       if (this.running.length + taken.length >= this.opts.maxNumSeqs) break;
+      if (this.running.length > 0 && this.stepId - req.arrivalStep < (this.opts.waitingSteps ?? 0)) break;
       const trial = this.prefillGroups([...taken, req]);
       const tokens = sum(trial.map((b) => b.rows.length * Math.max(...b.rows.map((r) => r.numPromptTokens))));
       if (taken.length > 0 && tokens > this.opts.maxNumBatchedTokens) break;
