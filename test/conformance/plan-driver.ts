@@ -1,6 +1,7 @@
 // Drives any Executor through hand-built SchedulerOutput sequences, like a minimal scheduler: block
 // allocation, chunked prefill under a token budget, decode, prefix-cache hits that reuse another
-// request's full blocks, preemption and resume. It records what the executor returned per request.
+// request's full blocks, preemption and resume, stop at max tokens or at eos (unless ignoreEos). It
+// records what the executor returned per request.
 import type {
   CachedRequestData,
   Executor,
@@ -209,7 +210,9 @@ export class PlanDriver {
         r.generated.push(t);
       }
       r.logprobs.push(...(out.logprobs[reqId] ?? []));
-      if (r.generated.length >= r.maxNewTokens) {
+      const last = r.generated[r.generated.length - 1];
+      const hitEos = toks.length > 0 && !r.sampling.ignoreEos && r.sampling.eosTokenIds.includes(last);
+      if (r.generated.length >= r.maxNewTokens || hitEos) {
         r.done = true;
         this.release(r);
         this.finished.push(reqId);

@@ -51,6 +51,8 @@ export class InThreadCpuExecutor implements Executor {
   }
   shutdown(): Promise<void> {
     this.closed = true;
+    // The padded runner wraps a paged one; either way the helper threads belong to the loaded model.
+    if ("close" in this.runner) this.runner.close();
     return Promise.resolve();
   }
   onDeath(_listener: (err: Error) => void): void {}

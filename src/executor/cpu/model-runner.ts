@@ -37,6 +37,8 @@ export interface CpuExecutorOptions {
   maxGroupTokens?: number;
   /** "padded": run rolling_batch=scheduler plans (padded-runner.ts) instead of paged ones. */
   kvLayout?: "paged" | "padded";
+  /** Threads for large matmuls (WASM backend): 1 (default) or 2. See bench/cpu-tokens.ts --threads. */
+  threads?: number;
 }
 
 export interface RequestState {
@@ -71,6 +73,7 @@ export class CpuModelRunner {
       kvCacheBytes: this.opts.kvCacheBytes ?? DEFAULT_KV_BYTES,
       numScratchBlocks: SCRATCH_BLOCKS,
       blockSize: this.blockSize,
+      threads: this.opts.threads,
     });
     this.model = m;
     const cfg = readConfig(this.opts.modelDir);
@@ -118,6 +121,13 @@ export class CpuModelRunner {
     const groupTokens = this.opts.maxGroupTokens ?? DEFAULT_GROUP_TOKENS;
     this.fwd = createForward(this.need(), numBlocks, this.blockSize, SCRATCH_BLOCKS, groupTokens);
     this.states.clear();
+  }
+
+  /** Releases helper threads; the runner is unusable afterwards. */
+  close(): void {
+    this.model?.weights.backend.close?.();
+    this.model = null;
+    this.fwd = null;
   }
 
   /** Read-only view for tests. */

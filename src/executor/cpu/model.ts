@@ -27,6 +27,8 @@ export interface LoadOptions {
   /** KV blocks past the budget kept for the executor's own use (contrastive look-ahead). */
   numScratchBlocks?: number;
   blockSize?: number;
+  /** Threads for large matmuls (WASM backend): 1 (default) or 2. See bench/cpu-tokens.ts --threads. */
+  threads?: number;
 }
 
 // The KV region is reserved once per loaded model; every KV cache over these weights reuses it.
@@ -64,6 +66,7 @@ export function loadModel(modelDir: string, opts: LoadOptions = {}): LoadedModel
     dtype,
     backend: opts.backend ?? "wasm",
     scratchFloats: scratch,
+    threads: opts.threads,
   });
   kvRegionOf.set(weights, weights.backend.alloc(kvFloats));
   return { spec, weights, dtype, vocab: weights.lmHead.out };

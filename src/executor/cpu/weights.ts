@@ -253,14 +253,14 @@ function loadLayer(r: Reader, spec: ModelSpec, i: number): LayerWeights {
 export function loadWeights(
   modelDir: string,
   spec: ModelSpec,
-  opts: { dtype: WeightDtype; backend: BackendName; scratchFloats: number },
+  opts: { dtype: WeightDtype; backend: BackendName; scratchFloats: number; threads?: number },
 ): ModelWeights {
   const index = readModelTensorIndex(modelDir);
   let floats = opts.scratchFloats + 64 * ALLOC_SLACK_FLOATS;
   for (const t of index.values()) floats += t.shape.reduce((a, b) => a * b, 1) + ALLOC_SLACK_FLOATS;
   // A tied LM head may get its own bf16 copy of the embedding: reserve room for it.
   floats += spec.vocabSize * spec.hiddenSize;
-  const backend = createBackend(opts.backend, floats);
+  const backend = createBackend(opts.backend, floats, opts.threads);
   const r = new Reader(index, backend, opts.dtype, opts.dtype === "bf16" && opts.backend === "wasm");
   const layers = [];
   for (let i = 0; i < spec.numLayers; i++) layers.push(loadLayer(r, spec, i));

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { TsBackend, WasmBackend } from "./math-backend.ts";
+import { TsBackend } from "./math-backend.ts";
+import { WasmBackend } from "./wasm-backend.ts";
 
 function rand(seed: number): () => number {
   let s = seed >>> 0;
@@ -20,7 +21,7 @@ test("TS reference matmul computes x·wᵀ", () => {
 
 test("WASM SIMD matmul equals the TS reference for tails in M, N and K", () => {
   const ref = new TsBackend();
-  const wasm = new WasmBackend(200_000);
+  const wasm = new WasmBackend(200_000, { threads: 1 });
   const r = rand(42);
   for (const [M, N, K] of [
     [1, 1, 1],
@@ -46,7 +47,7 @@ test("WASM SIMD matmul equals the TS reference for tails in M, N and K", () => {
 });
 
 test("WASM backend refuses foreign operands and over-allocation", () => {
-  const wasm = new WasmBackend(64);
+  const wasm = new WasmBackend(64, { threads: 1 });
   const y = wasm.alloc(4);
   assert.throws(() => wasm.matmul(y, new Float32Array(4), new Float32Array(4), 1, 1, 4), /same WasmBackend/);
   assert.throws(() => wasm.alloc(1_000_000), /out of reserved memory/);
@@ -54,7 +55,7 @@ test("WASM backend refuses foreign operands and over-allocation", () => {
 
 test("WASM attention equals the TS reference (GQA, scattered slots, odd head dim)", () => {
   const ref = new TsBackend();
-  const wasm = new WasmBackend(400_000);
+  const wasm = new WasmBackend(400_000, { threads: 1 });
   const r = rand(7);
   for (const [nh, nkv, hd, n] of [
     [4, 2, 16, 1],
@@ -84,7 +85,7 @@ test("WASM attention equals the TS reference (GQA, scattered slots, odd head dim
 });
 
 test("WASM bf16-weight matmul equals fp32 matmul of the same (bf16-exact) weights", () => {
-  const wasm = new WasmBackend(100_000);
+  const wasm = new WasmBackend(100_000, { threads: 1 });
   const r = rand(11);
   for (const [M, N, K] of [
     [1, 5, 7],
@@ -106,5 +107,45 @@ test("WASM bf16-weight matmul equals fp32 matmul of the same (bf16-exact) weight
     wasm.matmul(y, x, w, M, N, K);
     wasm.matmulBf16(y16, x, w16, M, N, K);
     assert.deepEqual(Array.from(y16), Array.from(y), `M=${M} N=${N} K=${K}`);
+  }
+});
+
+test("two threads split large matmuls by columns and get the single-thread result exactly", () => {
+  const one = new WasmBackend(3_000_000, { threads: 1 });
+  const two = new WasmBackend(3_000_000, { threads: 2 });
+  try {
+    assert.equal(two.threads, 2);
+    const r = rand(5);
+    for (const [M, N, K] of [
+      [1, 4100, 256],
+      [8, 1540, 256],
+      [37, 771, 100],
+    ]) {
+      const x1 = one.alloc(M * K);
+      const w1 = one.alloc(N * K);
+      const x2 = two.alloc(M * K);
+      const w2 = two.alloc(N * K);
+      const w16 = two.allocU16(N * K);
+      for (let i = 0; i < x1.length; i++) x1[i] = x2[i] = r();
+      for (let i = 0; i < w1.length; i++) w1[i] = w2[i] = r();
+      const bits = new Uint32Array(w2.buffer, w2.byteOffset, w2.length);
+      for (let i = 0; i < w2.length; i++) w16[i] = bits[i] >>> 16;
+      const y1 = one.alloc(M * N);
+      const y2 = two.alloc(M * N);
+      one.matmul(y1, x1, w1, M, N, K);
+      for (let rep = 0; rep < 3; rep++) {
+        y2.fill(Number.NaN);
+        two.matmul(y2, x2, w2, M, N, K);
+        assert.deepEqual(Array.from(y2), Array.from(y1), `M=${M} N=${N} K=${K}`);
+      }
+      const yb = two.alloc(M * N);
+      two.matmulBf16(yb, x2, w16, M, N, K);
+      assert.ok(
+        yb.every((v) => Number.isFinite(v)),
+        "bf16 split filled every column",
+      );
+    }
+  } finally {
+    two.close();
   }
 });

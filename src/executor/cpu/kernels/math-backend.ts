@@ -3,7 +3,7 @@
 // the SIMD128 kernels of matmul.c/attention.c. Invariant: every operand passed to a backend was
 // allocated by that backend, because the WASM kernels address one fixed-size linear memory (it never
 // grows, so views never detach).
-import { readFileSync } from "node:fs";
+import { WasmBackend } from "./wasm-backend.ts";
 
 export type BackendName = "ts" | "wasm";
 
@@ -21,6 +21,8 @@ export interface MathBackend {
    * layer, slot s of kv head g at (s*nkv + g)*hd. Heads share kv heads in groups of nh/nkv (GQA).
    */
   attendRow(a: AttendArgs): void;
+  /** Stops helper threads, if any. */
+  close?(): void;
 }
 
 export interface AttendArgs {
@@ -96,116 +98,9 @@ export class TsBackend implements MathBackend {
   }
 }
 
-const WASM_PAGE = 65536;
-
-// The project's tsconfig has no DOM lib, so @types/node leaves the WebAssembly global undeclared:
-// describe the few members used here instead of pulling in lib.dom.
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Memory: new (d: { initial: number; maximum?: number }) => WasmMemory;
-  Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
-}
-const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-
-let wasmModule: object | null = null;
-
-function loadModule(): object {
-  if (!wasmModule) wasmModule = new WA.Module(readFileSync(new URL("./kernels.wasm", import.meta.url)));
-  return wasmModule;
-}
-
-export class WasmBackend implements MathBackend {
-  readonly name = "wasm";
-  private readonly memory: WasmMemory;
-  private readonly kernel: (y: number, x: number, w: number, M: number, N: number, K: number) => void;
-  private readonly attend: (...args: number[]) => void;
-  private readonly kernelBf16: WasmBackend["kernel"];
-  private next: number;
-  private readonly limit: number;
-
-  /** capacityFloats: everything this backend will ever alloc(), summed (plus 16 floats per allocation). */
-  constructor(capacityFloats: number) {
-    const mod = loadModule();
-    const heapProbe = new WA.Memory({ initial: 64 });
-    const probe = new WA.Instance(mod, { env: { memory: heapProbe } });
-    const heapBase = (probe.exports.__heap_base as { value: number }).value;
-    const bytes = heapBase + 64 + capacityFloats * 4;
-    const pages = Math.ceil(bytes / WASM_PAGE);
-    if (pages > 65536) throw new Error(`WASM backend: ${bytes} bytes exceed the 4 GiB wasm32 address space`);
-    this.memory = new WA.Memory({ initial: pages, maximum: pages });
-    const inst = new WA.Instance(mod, { env: { memory: this.memory } });
-    this.kernel = inst.exports.matmul_nt as WasmBackend["kernel"];
-    this.attend = inst.exports.attend_row as WasmBackend["attend"];
-    this.kernelBf16 = inst.exports.matmul_nt_bf16 as WasmBackend["kernel"];
-    this.next = Math.ceil(heapBase / 64) * 64;
-    this.limit = pages * WASM_PAGE;
-  }
-
-  alloc(length: number): Float32Array {
-    const bytes = length * 4;
-    if (this.next + bytes > this.limit) {
-      throw new Error(`WASM backend out of reserved memory (wanted ${bytes} more bytes)`);
-    }
-    const view = new Float32Array(this.memory.buffer, this.next, length);
-    this.next = Math.ceil((this.next + bytes) / 64) * 64;
-    return view;
-  }
-
-  allocU16(length: number): Uint16Array {
-    const f = this.alloc(Math.ceil(length / 2));
-    return new Uint16Array(f.buffer, f.byteOffset, length);
-  }
-
-  matmulBf16(y: Float32Array, x: Float32Array, w: Uint16Array, M: number, N: number, K: number): void {
-    const buf = this.memory.buffer;
-    if (y.buffer !== buf || x.buffer !== buf || w.buffer !== buf) {
-      throw new Error("WASM matmul operands must be allocated by the same WasmBackend");
-    }
-    this.kernelBf16(y.byteOffset, x.byteOffset, w.byteOffset, M, N, K);
-  }
-
-  allocI32(length: number): Int32Array {
-    const f = this.alloc(length);
-    return new Int32Array(f.buffer, f.byteOffset, length);
-  }
-
-  attendRow({ out, q, kc, vc, slots, n, scores, nh, nkv, hd, scale }: AttendArgs): void {
-    const buf = this.memory.buffer;
-    const views = [out, q, kc, vc, slots, scores];
-    if (views.some((v) => v.buffer !== buf)) {
-      throw new Error("WASM attention operands must be allocated by the same WasmBackend");
-    }
-    if (scores.length < n || slots.length < n) throw new Error("attention scratch shorter than the context");
-    this.attend(
-      out.byteOffset,
-      q.byteOffset,
-      kc.byteOffset,
-      vc.byteOffset,
-      slots.byteOffset,
-      n,
-      nh,
-      nkv,
-      hd,
-      scale,
-      scores.byteOffset,
-    );
-  }
-
-  matmul(y: Float32Array, x: Float32Array, w: Float32Array, M: number, N: number, K: number): void {
-    const buf = this.memory.buffer;
-    if (y.buffer !== buf || x.buffer !== buf || w.buffer !== buf) {
-      throw new Error("WASM matmul operands must be allocated by the same WasmBackend");
-    }
-    this.kernel(y.byteOffset, x.byteOffset, w.byteOffset, M, N, K);
-  }
-}
-
 /** Floats of padding WasmBackend may spend per allocation (alignment to 64 bytes). */
 export const ALLOC_SLACK_FLOATS = 16;
 
-export function createBackend(name: BackendName, capacityFloats: number): MathBackend {
-  return name === "wasm" ? new WasmBackend(capacityFloats) : new TsBackend();
+export function createBackend(name: BackendName, capacityFloats: number, threads?: number): MathBackend {
+  return name === "wasm" ? new WasmBackend(capacityFloats, { threads }) : new TsBackend();
 }

@@ -10,7 +10,7 @@ static inline float hsum(v128_t v) {
 }
 #endif
 
-static void SUFFIX(row1)(float *y, const float *x, const WT *w, int N, int K, int n0) {
+static void SUFFIX(row1)(float *y, const float *x, const WT *w, int N, int K, int n0) {  // y: one row
   int K4 = K & ~3;
   int n = n0;
   for (; n + 4 <= N; n += 4) {
@@ -50,7 +50,7 @@ static void SUFFIX(row1)(float *y, const float *x, const WT *w, int N, int K, in
 #endif
 
 // Four rows of x against four rows of w: 16 accumulators, each k step loads 8 vectors for 16 products.
-static void SUFFIX(block4x4)(float *y, const float *x, const WT *w, int N, int K, int m, int n) {
+static void SUFFIX(block4x4)(float *y, const float *x, const WT *w, int ldy, int K, int m, int n) {
   const float *xr0 = x + (long)m * K, *xr1 = xr0 + K, *xr2 = xr1 + K, *xr3 = xr2 + K;
   const WT *wr0 = w + (long)n * K, *wr1 = wr0 + K, *wr2 = wr1 + K, *wr3 = wr2 + K;
   v128_t z = wasm_f32x4_splat(0);
@@ -79,20 +79,21 @@ static void SUFFIX(block4x4)(float *y, const float *x, const WT *w, int N, int K
     for (int j = 0; j < 4; j++) {
       float t = s[i][j];
       for (int k = K4; k < K; k++) t += xs[i][k] * WSCALAR(ws[j] + k);
-      y[(long)(m + i) * N + n + j] = t;
+      y[(long)(m + i) * ldy + n + j] = t;
     }
   }
 }
 
-void SUFFIX(matmul_nt)(float *y, const float *x, const WT *w, int M, int N, int K) {
+// y rows are ldy apart, so a thread can fill a column range [n0, n0+N) of a wider y.
+void SUFFIX(matmul_nt)(float *y, const float *x, const WT *w, int M, int N, int K, int ldy) {
   int M4 = M & ~3;
   int N4 = N & ~3;
   // n outer so four weight rows stay in L1 while the x rows stream past them.
   for (int n = 0; n < N4; n += 4) {
-    for (int m = 0; m < M4; m += 4) SUFFIX(block4x4)(y, x, w, N, K, m, n);
+    for (int m = 0; m < M4; m += 4) SUFFIX(block4x4)(y, x, w, ldy, K, m, n);
   }
   for (int m = 0; m < M4; m++) {
-    if (N4 < N) SUFFIX(row1)(y + (long)m * N, x + (long)m * K, w, N, K, N4);
+    if (N4 < N) SUFFIX(row1)(y + (long)m * ldy, x + (long)m * K, w, N, K, N4);
   }
-  for (int m = M4; m < M; m++) SUFFIX(row1)(y + (long)m * N, x + (long)m * K, w, N, K, 0);
+  for (int m = M4; m < M; m++) SUFFIX(row1)(y + (long)m * ldy, x + (long)m * K, w, N, K, 0);
 }

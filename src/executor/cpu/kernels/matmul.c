@@ -29,12 +29,12 @@ static inline float bf16_to_f32(unsigned short h) {
 #include "matmul-body.h"
 
 __attribute__((export_name("matmul_nt"))) void matmul_nt(float *y, const float *x, const float *w, int M, int N,
-                                                           int K) {
-  matmul_nt_f32(y, x, w, M, N, K);
+                                                           int K, int ldy) {
+  matmul_nt_f32(y, x, w, M, N, K, ldy);
 }
 
 __attribute__((export_name("matmul_nt_bf16"))) void matmul_nt_bf16_export(float *y, const float *x,
                                                                          const unsigned short *w, int M, int N,
-                                                                         int K) {
-  matmul_nt_bf16(y, x, w, M, N, K);
+                                                                         int K, int ldy) {
+  matmul_nt_bf16(y, x, w, M, N, K, ldy);
 }
