@@ -151,6 +151,35 @@ describe("padded engine equals the paged engine (tiny-kjv)", () => {
   });
 });
 
+describe("padded engine: option.decoding_strategy", () => {
+  it("is the default strategy, do_sample:true overrides it, and contrastive uses penalty_alpha/top_k", async () => {
+    const prompt = "And God said";
+    const collect = async (e: Engine, id: string, raw: Record<string, unknown>) => {
+      const ids: number[] = [];
+      const params = e.validateParameters(raw).params;
+      for await (const o of e.generate({ requestId: id, prompt, params }))
+        ids.push(...o.tokens.map((t) => t.id));
+      return ids;
+    };
+    const paged = await engine(false);
+    const contrastive = await collect(paged, "c", { decoding_strategy: "contrastive", max_new_tokens: 10 });
+    const sampled = await collect(paged, "s", { do_sample: true, seed: 5, max_new_tokens: 10 });
+    const greedy = await collect(paged, "g", { max_new_tokens: 10 });
+    await paged.shutdown();
+    const e = await engine(true, { defaultStrategy: "contrastive" });
+    assert.deepEqual(await collect(e, "d", { max_new_tokens: 10 }), contrastive, "server default");
+    assert.deepEqual(await collect(e, "s", { do_sample: true, seed: 5, max_new_tokens: 10 }), sampled);
+    assert.deepEqual(await collect(e, "g", { decoding_strategy: "greedy", max_new_tokens: 10 }), greedy);
+    assert.notDeepEqual(
+      await collect(e, "a", { penalty_alpha: 0.2, top_k: 8, max_new_tokens: 10 }),
+      contrastive,
+      "penalty_alpha and top_k reach the contrastive look-ahead",
+    );
+    await e.shutdown();
+    assert.notDeepEqual(contrastive, greedy);
+  });
+});
+
 describe("padded engine: configuration errors", () => {
   it("rolling_batch=scheduler on a paged executor, and a padded executor without it, fail clearly", async () => {
     const paged = createInThreadCpuExecutor({ modelDir: MODEL });
