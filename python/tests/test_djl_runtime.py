@@ -177,6 +177,21 @@ class LoaderAndEngineTest(unittest.TestCase):
         out = eng.handle(make_input({}, [("data", b"de")]))
         self.assertEqual((out.code, body(out)), (200, {"total": 5}))
 
+    def test_async_handle_is_awaited_on_one_loop(self):
+        import tempfile
+
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "model.py"), "w") as f:
+            f.write("import asyncio\nfrom djl_python import Output\nloops = set()\n\n"
+                    "async def handle(inputs):\n"
+                    "    loops.add(id(asyncio.get_running_loop()))\n"
+                    "    await asyncio.sleep(0)\n"
+                    "    return None if inputs.is_empty() else Output().add(str(len(loops)))\n")
+        eng = engine_for(d)
+        self.assertEqual(eng.handle(make_input({})).code, 204)
+        out = eng.handle(make_input({}, [("data", b"x")]))
+        self.assertEqual(out.content.items(), [(None, b"1")], "both calls ran on the same event loop")
+
     def test_handler_exception_is_424_with_message(self):
         eng = engine_for(os.path.join(FIXTURES, "echo"))
         out = eng.handle(make_input({"exception": "bad"}, [("data", b"x")]))
