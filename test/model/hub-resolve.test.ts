@@ -75,6 +75,7 @@ before(async () => {
   // Served slowly (about 1 MiB/s) so a download of it can be killed half-way.
   hub.repos.set("org/slow", { refs: { main: SHA2 }, commits: { [SHA2]: served } });
   hub.slow.set("org/slow/model.safetensors", { chunkBytes: 16_384, delayMs: 15 });
+  hub.repos.set("org/gated", { refs: { main: SHA2 }, commits: { [SHA2]: served }, forbidden: true });
   hub.repos.set("org/no-config", {
     refs: { main: SHA2 },
     commits: { [SHA2]: { "README.md": Buffer.from("x") } },
@@ -335,6 +336,15 @@ describe("hub errors name the model id", () => {
         opts({ modelId: "org/private", downloadDir: await freshDir(), env: { HF_TOKEN: "hf_bad" } }),
       ),
       check(401, /HF_TOKEN was rejected/, "org/private"),
+    );
+  });
+
+  test("gated repo the token may not read → 403", async () => {
+    await assert.rejects(
+      resolveModel(
+        opts({ modelId: "org/gated", downloadDir: await freshDir(), env: { HF_TOKEN: "hf_any" } }),
+      ),
+      check(403, /access denied by the hub \(Access to model org\/gated is restricted/, "org/gated"),
     );
   });
 

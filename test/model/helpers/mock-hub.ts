@@ -12,6 +12,8 @@ export interface HubRepo {
   commits: Record<string, Record<string, Buffer>>;
   /** When set, every request must carry `Authorization: Bearer <token>`. */
   token?: string;
+  /** A gated repo whose terms the token's user has not accepted: 403 on every request. */
+  forbidden?: boolean;
 }
 
 export interface HubCut {
@@ -95,6 +97,12 @@ export async function startMockHub(): Promise<MockHub> {
     const { name, repo, rest } = found;
     if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) {
       sendJson(res, 401, { error: "Invalid username or password." }, "RepoNotFound");
+      return;
+    }
+    if (repo.forbidden) {
+      sendJson(res, 403, {
+        error: `Access to model ${name} is restricted and you are not in the authorized list.`,
+      });
       return;
     }
     const [kind, rev, ...pathParts] = rest.split("/");
