@@ -30,6 +30,14 @@ def _require(name: str):
                           "or point option.pythonExecutable at one that has them") from e
 
 
+def _version_at_least(version: str, minimum: tuple) -> bool:
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts) >= minimum
+
+
 def parse_request(item: Input):
     """One request -> (list of pipeline inputs, parameters). JSON bodies follow {"inputs", "parameters"};
     a JSON object without "inputs" is itself the input (question-answering); other bodies are text."""
@@ -133,7 +141,9 @@ class HuggingFaceService:
         o = self.opts
         model_kwargs = {"low_cpu_mem_usage": o.low_cpu_mem_usage}
         if o.dtype:
-            model_kwargs["torch_dtype"] = "auto" if o.dtype == "auto" else getattr(torch, o.dtype)
+            # transformers 4.56 renamed torch_dtype to dtype; 5.x may drop the old name.
+            key = "dtype" if _version_at_least(transformers.__version__, (4, 56)) else "torch_dtype"
+            model_kwargs[key] = "auto" if o.dtype == "auto" else getattr(torch, o.dtype)
         if o.quantize_bits:
             model_kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
                 load_in_8bit=o.quantize_bits == 8, load_in_4bit=o.quantize_bits == 4)

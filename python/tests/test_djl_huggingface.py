@@ -140,6 +140,11 @@ class RequestTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "for 2 inputs"):
             hf.normalize_predictions("fill-mask", [[1]], 2)
 
+    def test_version_compare_for_the_dtype_keyword(self):
+        self.assertTrue(hf._version_at_least("5.17.0", (4, 56)))
+        self.assertTrue(hf._version_at_least("4.56.0.dev0", (4, 56)))
+        self.assertFalse(hf._version_at_least("4.40.2", (4, 56)))
+
     def test_reply_content_type(self):
         self.assertEqual(hf.reply_content_type(req({}, props={})), "application/json")
         self.assertEqual(hf.reply_content_type(req({}, props={"Accept": "*/*"})), "application/json")
