@@ -96,7 +96,15 @@ export class CpuExecutor implements Executor {
   async shutdown(): Promise<void> {
     if (this.deadError) return;
     this.stopping = true;
-    await this.worker.terminate();
+    // A terminating worker does not hold the event loop open (not even ref'd, seen with a step in
+    // flight), so a caller awaiting shutdown() (lmi serve's close, test teardown) could see the process
+    // run dry and end before it resolves. A timer keeps the loop alive until the thread has exited.
+    const keepAlive = setInterval(() => {}, 60_000);
+    try {
+      await this.worker.terminate();
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
   onDeath(listener: (err: Error) => void): void {
     this.deathListeners.push(listener);
