@@ -74,6 +74,13 @@ export class CpuPaddedRunner {
     this.states.clear();
   }
 
+  /** Releases the model's helper threads; the runner is unusable afterwards. */
+  close(): void {
+    this.paged.close();
+    this.fwd = null;
+    this.arena = null;
+  }
+
   /** Read-only views for tests. */
   state(reqId: string): RowState | undefined {
     return this.states.get(reqId);
@@ -225,7 +232,7 @@ export class CpuPaddedRunner {
   ): void {
     const reqs = b.reqIds.map((id) => {
       const r = news.get(id);
-      if (!r || r.numComputedTokens !== 0) throw new Error(`prefill row ${id} is not a new request from 0`);
+      if (r?.numComputedTokens !== 0) throw new Error(`prefill row ${id} is not a new request from 0`);
       return r;
     });
     const width = Math.max(...reqs.map((r) => r.promptTokenIds.length));
