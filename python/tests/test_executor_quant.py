@@ -71,6 +71,13 @@ class Int8KernelTest(unittest.TestCase):
                 got = int8_linear(x, qw.q, qw.scale).double()
                 err = ((got - ref).norm() / ref.norm()).item()
                 self.assertLess(err, tol, (dtype, M, K, N))
+                # Through linear(): the kernel up to DEQUANT_ABOVE_ROWS rows, dequantize + cuBLAS above.
+                via = linear(x, qw).double()
+                self.assertLess(((via - ref).norm() / ref.norm()).item(), tol, ("linear", dtype, M, K, N))
+        x = torch.randn((600, 512), generator=g, device="cuda").to(torch.bfloat16)
+        qw = quantize_int8(torch.randn((256, 512), generator=g, device="cuda"))
+        ref = x.double() @ qw.dequantize(torch.float64).t()
+        self.assertLess(((linear(x, qw).double() - ref).norm() / ref.norm()).item(), 1e-2)
 
 
 if __name__ == "__main__":
