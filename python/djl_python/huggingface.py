@@ -186,6 +186,9 @@ class HuggingFaceService:
         sampling_settings(parameters)  # reject bad values before the reply starts
         out = Output().add_property("content-type", "application/jsonlines")
         if self.opts.enable_streaming == "huggingface":
+            # Checked here, not in the generator, so the client gets a 424 instead of a broken stream.
+            if len(prompts) != 1:
+                raise ValueError("enable_streaming=huggingface streams one prompt at a time; send a single input")
             enc = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
             return out.add_stream_content(self._hf_streamer(enc, parameters), output_formatter=jsonlines_formatter)
         texts = StreamingUtils._hf_model_stream_generator(model, tokenizer, prompts, model.device, **parameters)
@@ -193,8 +196,6 @@ class HuggingFaceService:
 
     def _hf_streamer(self, enc, parameters: dict):
         transformers = _require("transformers")
-        if enc["input_ids"].shape[0] != 1:
-            raise ValueError("enable_streaming=huggingface streams one prompt at a time; send a single input")
         streamer = transformers.TextIteratorStreamer(self.pipeline.tokenizer, skip_special_tokens=True)
         failure = []
 

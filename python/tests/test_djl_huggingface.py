@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import types
 import unittest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -191,6 +192,11 @@ class InferenceFlowTest(unittest.TestCase):
         self.assertEqual([k for k, _ in out.content.items()], ["batch_0.data", "batch_1.data"])
         self.assertEqual([json.loads(bytes(v)) for _, v in out.content.items()],
                          [[{"label": "Lx", "score": 1.0}], [{"label": "Ly", "score": 1.0}, {"label": "Lz", "score": 1.0}]])
+
+    def test_hf_streamer_mode_refuses_several_prompts_before_streaming(self):
+        svc = self.service("text-generation", types.SimpleNamespace(model=None, tokenizer=None), "huggingface")
+        with self.assertRaisesRegex(ValueError, "one prompt at a time"):
+            svc.inference(req({"inputs": ["a", "b"]}))
 
     def test_streaming_refuses_a_dynamic_batch(self):
         batch = Input.from_frame({"batch_size": "2", "batch_000.content-type": "text/plain",
