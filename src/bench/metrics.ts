@@ -108,8 +108,8 @@ function meetsSlo(slo: Slo, ttft: number, tpot: number, e2el: number): boolean {
  */
 export function peakRates(ok: readonly RequestResult[]): { tokens: number; concurrency: number } {
   if (ok.length === 0) return { tokens: 0, concurrency: 0 };
-  const t0 = Math.min(...ok.map((r) => r.startMs));
-  const end = Math.max(...ok.map((r) => r.startMs + r.latencyMs));
+  const t0 = ok.reduce((a, r) => Math.min(a, r.startMs), Number.POSITIVE_INFINITY);
+  const end = ok.reduce((a, r) => Math.max(a, r.startMs + r.latencyMs), Number.NEGATIVE_INFINITY);
   const n = Math.ceil((end - t0) / 1000) + 1;
   const tokens = new Array<number>(n).fill(0);
   const conc = new Array<number>(n).fill(0);
@@ -125,5 +125,7 @@ export function peakRates(ok: readonly RequestResult[]): { tokens: number; concu
     const last = Math.floor((r.startMs + r.latencyMs - t0) / 1000);
     for (let s = first; s <= last; s++) conc[s]++;
   }
-  return { tokens: Math.max(...tokens), concurrency: Math.max(...conc) };
+  // Reduce, not Math.max(...xs): a long run has more buckets than a call may take arguments.
+  const max = (xs: number[]) => xs.reduce((a, b) => Math.max(a, b), 0);
+  return { tokens: max(tokens), concurrency: max(conc) };
 }

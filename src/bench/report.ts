@@ -47,7 +47,7 @@ export function formatTable(title: string, m: BenchMetrics): string {
 
 /** Per-request record in the result file (times in ms, start relative to the run's first send). */
 export function requestRecords(results: readonly RequestResult[]) {
-  const t0 = results.length ? Math.min(...results.map((r) => r.startMs)) : 0;
+  const t0 = results.reduce((a, r) => Math.min(a, r.startMs), results.length ? Number.POSITIVE_INFINITY : 0);
   return results.map((r) => ({
     success: r.success,
     ...(r.error ? { error: r.error } : {}),

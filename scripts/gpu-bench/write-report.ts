@@ -1,0 +1,176 @@
+// Turns a side-by-side GPU run (the $OUT folder of scripts/gpu-bench/run.sh: ours.json from `lmi bench`,
+// peers.json from bench/peers/hf_peers.py, gpu.txt, commands.txt, run.log) into the chart
+// docs/bench-gpu-sweep.svg and the "Serving sweep" section of docs/benchmarks.md, replaced between its
+// markers so the rest of that shared file is never touched. Usage: npx tsx scripts/gpu-bench/write-report.ts OUT_DIR
+
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { CHART_PANELS } from "../../src/bench/bench.ts";
+import { type ChartSeries, sweepChartSvg } from "../../src/bench/chart.ts";
+
+export const BEGIN = "<!-- lmi-bench:gpu-sweep:begin -->";
+export const END = "<!-- lmi-bench:gpu-sweep:end -->";
+
+interface OursRun {
+  max_concurrency: number;
+  num_prompts: number;
+  completed: number;
+  failed: number;
+  output_throughput: number;
+  total_token_throughput: number;
+  median_ttft_ms: number | null;
+  p99_ttft_ms: number | null;
+  median_tpot_ms: number | null;
+  p99_tpot_ms: number | null;
+  median_itl_ms: number | null;
+  median_e2el_ms: number | null;
+  num_length_mismatches: number;
+}
+interface PeerLevel {
+  concurrency: number;
+  num_requests: number;
+  output_tok_s: number;
+  median_ttft_ms: number | null;
+  median_tpot_ms: number | null;
+  median_e2el_ms: number | null;
+  length_mismatches: number;
+}
+interface PeersDoc {
+  transformers: string;
+  torch: string;
+  gpu: string;
+  peers: Record<string, { how: string; levels: PeerLevel[]; error?: string }>;
+}
+
+const f = (v: number | null | undefined, d = 1) => (v === null || v === undefined ? "—" : v.toFixed(d));
+
+export function seriesOf(ours: { label: string; runs: OursRun[] }, peers: PeersDoc | null): ChartSeries[] {
+  const s: ChartSeries[] = [
+    {
+      name: ours.label,
+      points: ours.runs.map((r) => ({
+        label: `c=${r.max_concurrency}`,
+        outputTokPerS: r.output_throughput,
+        values: { tpot: r.median_tpot_ms, ttft: r.median_ttft_ms },
+      })),
+    },
+  ];
+  for (const [name, p] of Object.entries(peers?.peers ?? {})) {
+    if (p.levels.length === 0) continue;
+    s.push({
+      name: `${name} (transformers)`,
+      points: p.levels.map((l) => ({
+        label: `c=${l.concurrency}`,
+        outputTokPerS: l.output_tok_s,
+        values: { tpot: l.median_tpot_ms, ttft: l.median_ttft_ms },
+      })),
+    });
+  }
+  return s;
+}
+
+export function renderSection(o: {
+  ours: { label: string; dataset: { input_len: number; output_len: number }; runs: OursRun[] };
+  peers: PeersDoc | null;
+  gpu: string;
+  commands: string;
+  date: string;
+  chartPath: string;
+}): string {
+  const { input_len: inLen, output_len: outLen } = o.ours.dataset;
+  const rows: string[] = [];
+  for (const r of o.ours.runs) {
+    rows.push(
+      `| ${r.max_concurrency} | ours (\`lmi serve --executor gpu\`) | ${r.completed}/${r.num_prompts} | ${f(r.output_throughput, 0)} | ${f(r.median_ttft_ms)} | ${f(r.p99_ttft_ms)} | ${f(r.median_tpot_ms, 2)} | ${f(r.p99_tpot_ms, 2)} | ${f(r.median_e2el_ms, 0)} |`,
+    );
+    for (const [name, p] of Object.entries(o.peers?.peers ?? {})) {
+      const l = p.levels.find((x) => x.concurrency === r.max_concurrency);
+      if (!l) continue;
+      rows.push(
+        `| ${l.concurrency} | ${name} | ${l.num_requests - l.length_mismatches}/${l.num_requests} | ${f(l.output_tok_s, 0)} | ${f(l.median_ttft_ms)} | — | ${f(l.median_tpot_ms, 2)} | — | ${f(l.median_e2el_ms, 0)} |`,
+      );
+    }
+  }
+  const peerNotes = Object.entries(o.peers?.peers ?? {}).map(
+    ([name, p]) =>
+      `- **${name}**: ${p.how}.${p.error ? ` Failed: \`${p.error.trim().split("\n").pop()}\`` : ""}`,
+  );
+  return [
+    BEGIN,
+    "## Serving sweep: `lmi bench` against our server, transformers as same-machine peers",
+    "",
+    `Run ${o.date} on one ${o.gpu.trim() || "GPU (name not recorded)"} in a single call of \`scripts/gpu-bench/run.sh\`` +
+      " (our server first, stopped before the peers start, so each side had the GPU to itself)." +
+      (o.peers
+        ? ` transformers ${o.peers.transformers}, torch ${o.peers.torch}.`
+        : " The peers did not run."),
+    `Model: Llama-3-8B shape (32 layers, hidden 4096, GQA 32/8, vocab 128,256), random bf16 weights on both sides.`,
+    `Workload: random token-id prompts of ${inLen} tokens, exactly ${outLen} output tokens (ignore_eos), greedy.`,
+    "Ours: a closed loop of c concurrent streaming requests (`--max-concurrency c`, 3×c requests per level, 2 warm-ups).",
+    "Peers: c prompts submitted together (one static batch for `generate`; one `generate_batch` call), which",
+    "is the same load as c concurrent requests of equal length. Definitions as in [bench.md](bench.md):",
+    "TPOT = (E2E − TTFT)/(tokens − 1); output tok/s = generated tokens / wall time.",
+    "",
+    "| c | system | ok | output tok/s | median TTFT ms | p99 TTFT ms | median TPOT ms | p99 TPOT ms | median E2E ms |",
+    "|---|---|---|---|---|---|---|---|---|",
+    ...rows,
+    "",
+    `![throughput vs latency](${o.chartPath})`,
+    "",
+    ...peerNotes,
+    "",
+    "Commands (as run; `$OUT` is the run's output folder):",
+    "",
+    "```",
+    "bash scripts/gpu/build-bundle.sh            # on the CPU machine: .gpu-node/ (bundle + Node), carried",
+    "bash scripts/gpu-bench/run.sh               # on the GPU machine, runs:",
+    ...o.commands.trim().split("\n"),
+    "npx tsx scripts/gpu-bench/write-report.ts $OUT   # back here: this section and the chart",
+    "```",
+    END,
+  ].join("\n");
+}
+
+/** Replaces the section between the markers, or appends it; the rest of the file is kept byte for byte. */
+export function spliceSection(doc: string, section: string): string {
+  const a = doc.indexOf(BEGIN);
+  const b = doc.indexOf(END);
+  if (a >= 0 && b > a) return doc.slice(0, a) + section + doc.slice(b + END.length);
+  return `${doc.replace(/\n*$/, "")}${doc.trim() ? "\n\n" : ""}${section}\n`;
+}
+
+function main(outDir: string): void {
+  const root = resolve(import.meta.dirname, "..", "..");
+  const read = (name: string) =>
+    existsSync(join(outDir, name)) ? readFileSync(join(outDir, name), "utf8") : "";
+  if (!read("ours.json")) throw new Error(`${outDir}/ours.json is missing: the server sweep did not finish`);
+  const ours = JSON.parse(read("ours.json"));
+  const peers: PeersDoc | null = read("peers.json") ? JSON.parse(read("peers.json")) : null;
+  const chartRel = "bench-gpu-sweep.svg";
+  const svg = sweepChartSvg(
+    `${ours.dataset.input_len}/${ours.dataset.output_len} tokens`,
+    CHART_PANELS,
+    seriesOf(ours, peers),
+  );
+  writeFileSync(join(root, "docs", chartRel), svg);
+  const docPath = join(root, "docs", "benchmarks.md");
+  const existing = existsSync(docPath) ? readFileSync(docPath, "utf8") : "# Benchmarks\n";
+  const section = renderSection({
+    ours,
+    peers,
+    gpu: read("gpu.txt") || peers?.gpu || "",
+    commands: read("commands.txt"),
+    date: ours.date.slice(0, 16).replace("T", " ") + " UTC",
+    chartPath: chartRel,
+  });
+  writeFileSync(docPath, spliceSection(existing, section));
+  console.log(`wrote docs/${chartRel} and the sweep section of docs/benchmarks.md`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
+  if (!process.argv[2]) {
+    console.error("usage: npx tsx scripts/gpu-bench/write-report.ts OUT_DIR");
+    process.exit(2);
+  }
+  main(process.argv[2]);
+}
