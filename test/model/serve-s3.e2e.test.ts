@@ -95,13 +95,21 @@ test("lmi serve with option.model_id=s3://... serves the downloaded model like t
   await mkdir(modelDir);
   await writeFile(join(modelDir, "serving.properties"), `option.model_id=${URL_S3}\n`);
   const env = { ...s3.env(), SERVING_DOWNLOAD_DIR: downloads };
-  const [remote, local] = await Promise.all([serve([modelDir], env), serve([MODEL], {})]);
+  // Two servers on the same download dir start together: one downloads, the other waits or reuses.
+  const [remote, twin, local] = await Promise.all([
+    serve([modelDir], env),
+    serve([modelDir], env),
+    serve([MODEL], {}),
+  ]);
 
   const ping = await fetch(`${remote.url}/ping`);
   assert.equal(ping.status, 200, remote.output());
   const remoteText = await generate(remote.url);
   assert.ok(remoteText.length > 0);
   assert.equal(remoteText, await generate(local.url), "same greedy output as the local model");
+  assert.equal(await generate(twin.url), remoteText);
+  const downloaders = [remote, twin].filter((s) => s.output().includes(`Downloading ${URL_S3}`));
+  assert.equal(downloaders.length, 1, `${remote.output()}\n---\n${twin.output()}`);
 
   const target = s3TargetDir(downloads, URL_S3);
   assert.match(remote.output(), new RegExp(`resolving ${URL_S3}`));
