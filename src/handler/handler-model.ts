@@ -43,6 +43,7 @@ export interface HandlerModelOptions {
   /** option.env, as `K=V,K2=V2` or already parsed. */
   env?: string | Record<string, string>;
   mpiMode?: boolean;
+  /** GPUs per worker (and MPI ranks in mpi_mode); 0 or less means `max`: every device of the worker. */
   tensorParallelDegree?: number;
   pipelineParallelDegree?: number;
   /** Every option.* value without the prefix; sent as the init request's properties. */
