@@ -16,7 +16,7 @@ import traceback
 import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
-from transformers.generation import ContinuousBatchingConfig, GenerationConfig
+from transformers.generation import GenerationConfig
 
 # An id inside the vocabulary that is not Llama-3's EOS: used as the EOS of the continuous-batching peer so
 # that requests run to max_new_tokens (HF's own benchmark does the same with the pad id); lengths are checked.
@@ -158,6 +158,9 @@ def main():
                 "how": "model.generate_batch continuous batching, paged|sdpa, defaults (no CUDA graphs, no compile)",
                 "levels": []}
             try:
+                # Imported here: if this transformers lacks continuous batching, the generate peer still ran.
+                from transformers.generation import ContinuousBatchingConfig
+
                 gen = GenerationConfig(max_new_tokens=args.output_len, do_sample=False, eos_token_id=UNUSED_EOS,
                                        pad_token_id=0)
                 cb = ContinuousBatchingConfig()

@@ -144,6 +144,8 @@ export async function runBench(c: BenchConfig, log: (s: string) => void = consol
         `warning: ${outcome.numLengthMismatches} requests returned a different length than asked (ignore_eos)`,
       );
     }
+    // Written after every level, so a sweep cut short (a time limit on a shared GPU) keeps what it measured.
+    if (c.resultFile) writeFileQuiet(c.resultFile, `${JSON.stringify(resultDocument(c, levels), null, 1)}\n`);
   }
   const doc = resultDocument(c, levels);
   if (c.resultFile) writeOut(c.resultFile, `${JSON.stringify(doc, null, 1)}\n`, log, "results");
@@ -158,9 +160,13 @@ export async function runBench(c: BenchConfig, log: (s: string) => void = consol
   return { doc, levels };
 }
 
-function writeOut(path: string, text: string, log: (s: string) => void, what: string): void {
+function writeFileQuiet(path: string, text: string): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, text);
+}
+
+function writeOut(path: string, text: string, log: (s: string) => void, what: string): void {
+  writeFileQuiet(path, text);
   log(`wrote ${what} to ${path}`);
 }
 
