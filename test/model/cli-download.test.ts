@@ -64,8 +64,8 @@ before(async () => {
 });
 
 after(async () => {
-  await hub.close();
-  await s3.close();
+  await hub?.close();
+  await s3?.close();
   await rm(root, { recursive: true, force: true });
 });
 

@@ -37,8 +37,8 @@ before(async () => {
 });
 
 after(async () => {
-  await hub.close();
-  await s3.close();
+  await hub?.close();
+  await s3?.close();
   if (mounted) spawnSync("umount", [mnt]);
   await rm(mnt, { recursive: true, force: true });
 });

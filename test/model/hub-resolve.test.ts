@@ -83,7 +83,7 @@ before(async () => {
 });
 
 after(async () => {
-  await hub.close();
+  await hub?.close();
   await rm(root, { recursive: true, force: true });
 });
 

@@ -63,8 +63,8 @@ before(async () => {
 });
 
 after(async () => {
-  await proxy.close();
-  await s3.close();
+  await proxy?.close();
+  await s3?.close();
   await rm(root, { recursive: true, force: true });
 });
 

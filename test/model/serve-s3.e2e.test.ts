@@ -83,8 +83,8 @@ before(async () => {
 
 after(async () => {
   for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
-  await s3.close();
-  await hub.close();
+  await s3?.close();
+  await hub?.close();
   await rm(root, { recursive: true, force: true });
 });
 
