@@ -101,7 +101,8 @@ describe("padded engine equals the paged engine (tiny-kjv)", () => {
   it("greedy: the transformers goldens, with mid-flight arrivals merged into the running batch", async () => {
     const e = await engine(true);
     const got = await runStaggered(e, GREEDY);
-    GOLDEN.forEach((c, i) => assert.deepEqual(got.get(`g${i}`), c.greedy.ids, `case ${i}: ${c.prompt}`));
+    for (const [i, c] of GOLDEN.entries())
+      assert.deepEqual(got.get(`g${i}`), c.greedy.ids, `case ${i}: ${c.prompt}`);
     // Regions of finished rows are released by the step after their last token.
     for (let i = 0; i < 50 && e.stats().kvCacheUsage > 0; i++) await new Promise((r) => setImmediate(r));
     assert.equal(e.stats().kvCacheUsage, 0, "every region freed");
@@ -147,7 +148,8 @@ describe("padded engine equals the paged engine (tiny-kjv)", () => {
     const e = await engine(true, {}, true);
     const got = await runStaggered(e, GREEDY.slice(0, 4));
     await e.shutdown();
-    GOLDEN.slice(0, 4).forEach((c, i) => assert.deepEqual(got.get(`g${i}`), c.greedy.ids, `case ${i}`));
+    for (const [i, c] of GOLDEN.slice(0, 4).entries())
+      assert.deepEqual(got.get(`g${i}`), c.greedy.ids, `case ${i}`);
   });
 });
 
