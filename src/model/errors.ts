@@ -102,7 +102,7 @@ export function isDiskFullError(err: unknown): boolean {
 }
 
 /** Short human text for an unknown error, including its system code when there is one. */
-export function describe(err: unknown): string {
+export function describeError(err: unknown): string {
   const code = errorCode(err);
   const msg = err instanceof Error ? err.message : String(err);
   return code && !msg.includes(code) ? `${msg} (${code})` : msg;

@@ -16,7 +16,7 @@ import {
   ArtifactNetworkError,
   ArtifactNotFoundError,
   DiskFullError,
-  describe,
+  describeError,
   isDiskFullError,
   isNetworkError,
 } from "./errors.ts";
@@ -96,10 +96,10 @@ export function toHubError(o: HubDownloadOptions, err: unknown): unknown {
       });
     }
   }
-  if (isDiskFullError(err)) return new DiskFullError(o.modelId, describe(err), { cause: err });
+  if (isDiskFullError(err)) return new DiskFullError(o.modelId, describeError(err), { cause: err });
   if (isNetworkError(err)) {
     const where = hubParams(o).hubUrl ?? "https://huggingface.co";
-    return new ArtifactNetworkError(o.modelId, `cannot reach the hub at ${where}: ${describe(err)}`, {
+    return new ArtifactNetworkError(o.modelId, `cannot reach the hub at ${where}: ${describeError(err)}`, {
       cause: err,
     });
   }
@@ -193,7 +193,7 @@ async function fetchPart(o: HubDownloadOptions, part: HubPart, tracker: Progress
       isRetryable,
       onRetry: (err, attempt) =>
         o.log(
-          `retrying ${o.repo}/${part.file.path} from byte ${offset} (attempt ${attempt}): ${describe(err)}`,
+          `retrying ${o.repo}/${part.file.path} from byte ${offset} (attempt ${attempt}): ${describeError(err)}`,
         ),
     },
   );
@@ -290,7 +290,7 @@ export async function downloadHubModel(o: HubDownloadOptions): Promise<ResolvedM
     } catch (err) {
       const cached = isNetworkError(err) ? await cachedSnapshot(repoDir, revision) : null;
       if (!cached) throw err;
-      o.log(`Hub unreachable (${describe(err)}); using cached ${o.modelId} snapshot ${cached.commit}`);
+      o.log(`Hub unreachable (${describeError(err)}); using cached ${o.modelId} snapshot ${cached.commit}`);
       return result(cached.dir, cached.commit, false);
     }
     const entries: HubFile[] = [];

@@ -5,7 +5,7 @@
 import { stat } from "node:fs/promises";
 import { downloadRoot, type Env, hubCacheDir, s3TargetDir } from "./cache-paths.ts";
 import { fillOnce } from "./download-lock.ts";
-import { ArtifactNotFoundError, DiskFullError, describe, isDiskFullError } from "./errors.ts";
+import { ArtifactNotFoundError, DiskFullError, describeError, isDiskFullError } from "./errors.ts";
 import { downloadHubModel } from "./hub-download.ts";
 import { parseModelId } from "./model-id.ts";
 import { createProgressReporter, type ProgressCallback, ProgressTracker } from "./progress.ts";
@@ -117,7 +117,7 @@ export async function resolveModel(opts: ResolveModelOptions): Promise<ResolvedM
     return { localDir: dir, source: "s3", modelId, downloaded };
   } catch (err) {
     // Creating the temp dir or lock can hit a full disk before any object is written.
-    if (isDiskFullError(err)) throw new DiskFullError(modelId, describe(err), { cause: err });
+    if (isDiskFullError(err)) throw new DiskFullError(modelId, describeError(err), { cause: err });
     throw err;
   }
 }

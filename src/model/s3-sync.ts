@@ -15,7 +15,7 @@ import {
   ArtifactNetworkError,
   ArtifactNotFoundError,
   DiskFullError,
-  describe,
+  describeError,
   isDiskFullError,
   isNetworkError,
 } from "./errors.ts";
@@ -92,7 +92,7 @@ export function toS3Error(modelId: string, err: unknown): unknown {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
   const status = e.$metadata?.httpStatusCode;
   const name = e.name ?? "";
-  if (name === "CredentialsProviderError" || /Could not load credentials/i.test(describe(err))) {
+  if (name === "CredentialsProviderError" || /Could not load credentials/i.test(describeError(err))) {
     return new ArtifactAuthError(
       modelId,
       "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role)",
@@ -101,7 +101,7 @@ export function toS3Error(modelId: string, err: unknown): unknown {
     );
   }
   if (name === "NoSuchBucket" || name === "NoSuchKey" || status === 404) {
-    return new ArtifactNotFoundError(modelId, `${name || "NotFound"}: ${describe(err)}`, { cause: err });
+    return new ArtifactNotFoundError(modelId, `${name || "NotFound"}: ${describeError(err)}`, { cause: err });
   }
   if (name === "InvalidAccessKeyId" || name === "SignatureDoesNotMatch" || status === 401) {
     return new ArtifactAuthError(modelId, `AWS credentials were rejected (${name})`, 401, { cause: err });
@@ -109,8 +109,8 @@ export function toS3Error(modelId: string, err: unknown): unknown {
   if (name === "AccessDenied" || status === 403) {
     return new ArtifactAuthError(modelId, `access denied (${name || status})`, 403, { cause: err });
   }
-  if (isDiskFullError(err)) return new DiskFullError(modelId, describe(err), { cause: err });
-  if (isNetworkError(err)) return new ArtifactNetworkError(modelId, describe(err), { cause: err });
+  if (isDiskFullError(err)) return new DiskFullError(modelId, describeError(err), { cause: err });
+  if (isNetworkError(err)) return new ArtifactNetworkError(modelId, describeError(err), { cause: err });
   return err;
 }
 
@@ -224,7 +224,7 @@ export async function syncS3Prefix(opts: S3SyncOptions): Promise<S3Object[]> {
         isRetryable,
         onRetry: (err, attempt) =>
           opts.log(
-            `retrying s3://${opts.bucket}/${part.obj.key} part at ${part.start} (attempt ${attempt}): ${describe(err)}`,
+            `retrying s3://${opts.bucket}/${part.obj.key} part at ${part.start} (attempt ${attempt}): ${describeError(err)}`,
           ),
       });
       if (await part.file.partDone()) opts.tracker.fileDone();
