@@ -17,7 +17,8 @@ export interface ResolveModelOptions {
   revision?: string;
   /** Overrides SERVING_DOWNLOAD_DIR (s3) and the HF cache (hub goes to `<downloadDir>/hub`). */
   downloadDir?: string;
-  /** Environment to read (HF_*, AWS_*, SERVING_DOWNLOAD_DIR, ...); default process.env. */
+  /** Environment to read (HF_*, AWS_*, SERVING_DOWNLOAD_DIR, ...); default process.env. Without keys in
+   * it, the AWS SDK's default credential chain reads process.env, profile files and instance roles. */
   env?: Env;
   /** Progress events; default: a bar on a terminal stderr, else a line every 5 s through `log`. `null` silences. */
   onProgress?: ProgressCallback | null;
