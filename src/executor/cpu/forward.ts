@@ -286,6 +286,12 @@ export class ForwardPass {
     const { s, spec } = this;
     const I = gateUp.out / 2;
     this.linear(s.gu, x, gateUp, rows);
+    const b = this.w.backend;
+    if (spec.act === "silu" && b.siluMul) {
+      b.siluMul(s.act, s.gu, rows, I);
+      this.linear(out, s.act, down, rows);
+      return;
+    }
     for (let r = 0; r < rows; r++) {
       const o = r * 2 * I;
       for (let i = 0; i < I; i++) s.act[r * I + i] = activate(s.gu[o + i], spec.act) * s.gu[o + I + i];

@@ -149,3 +149,27 @@ test("two threads split large matmuls by columns and get the single-thread resul
     two.close();
   }
 });
+
+test("WASM silu·up equals x/(1+e^-x)·u to fp32 precision, including saturated inputs", () => {
+  const wasm = new WasmBackend(10_000, { threads: 1 });
+  const I = 7;
+  const rows = 3;
+  const gu = wasm.alloc(rows * 2 * I);
+  const out = wasm.alloc(rows * I);
+  const r = rand(3);
+  for (let i = 0; i < gu.length; i++) gu[i] = r() * 40;
+  gu[0] = -100;
+  gu[1] = 100;
+  wasm.siluMul(out, gu, rows, I);
+  for (let row = 0; row < rows; row++) {
+    for (let i = 0; i < I; i++) {
+      const g = gu[row * 2 * I + i];
+      const want = (g / (1 + Math.exp(-g))) * gu[row * 2 * I + I + i];
+      const got = out[row * I + i];
+      assert.ok(
+        Math.abs(got - want) <= 1e-6 * Math.max(1, Math.abs(want)),
+        `row ${row} i ${i}: ${got} vs ${want}`,
+      );
+    }
+  }
+});

@@ -21,6 +21,8 @@ export interface MathBackend {
    * layer, slot s of kv head g at (s*nkv + g)*hd. Heads share kv heads in groups of nh/nkv (GQA).
    */
   attendRow(a: AttendArgs): void;
+  /** Optional fast path: out[r][i] = silu(gu[r][i]) * gu[r][I+i] over rows of [gate | up]. */
+  siluMul?(out: Float32Array, gu: Float32Array, rows: number, I: number): void;
   /** Stops helper threads, if any. */
   close?(): void;
 }

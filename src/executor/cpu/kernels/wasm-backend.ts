@@ -50,6 +50,7 @@ export class WasmBackend implements MathBackend {
   private readonly kernel: Kernel;
   private readonly kernelBf16: Kernel;
   private readonly attend: (...args: number[]) => void;
+  private readonly silu: (out: number, gu: number, rows: number, I: number) => void;
   private next: number;
   private readonly limit: number;
   private readonly helper: Worker | null = null;
@@ -71,6 +72,7 @@ export class WasmBackend implements MathBackend {
     this.kernel = inst.exports.matmul_nt as Kernel;
     this.kernelBf16 = inst.exports.matmul_nt_bf16 as Kernel;
     this.attend = inst.exports.attend_row as WasmBackend["attend"];
+    this.silu = inst.exports.silu_mul as WasmBackend["silu"];
     this.next = Math.ceil(heapBase / 64) * 64;
     this.limit = pages * WASM_PAGE;
     this.threads = Math.max(1, Math.min(2, opts.threads ?? 1, availableParallelism()));
@@ -172,6 +174,11 @@ export class WasmBackend implements MathBackend {
       scale,
       scores.byteOffset,
     );
+  }
+
+  siluMul(out: Float32Array, gu: Float32Array, rows: number, I: number): void {
+    this.check(out, gu);
+    this.silu(out.byteOffset, gu.byteOffset, rows, I);
   }
 
   close(): void {
