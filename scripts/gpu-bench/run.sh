@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side GPU benchmark, one call on the GPU machine: serves a Llama-3-8B-shaped model with dummy
-# weights through our whole server (bundle + carried Node from scripts/gpu/build-bundle.sh, `carry`
-# .gpu-node), runs an `lmi bench` concurrency sweep against it, stops it (freeing the GPU), then runs the
+# weights through our whole server (bundle + Node in .gpu-node/: scripts/gpu-bench/prepare.sh builds a
+# snapshot of HEAD with it in tmp/gpu-snap/, carried and run from there), runs an `lmi bench` concurrency sweep against it, stops it (freeing the GPU), then runs the
 # transformers peers (bench/peers/hf_peers.py) at the same levels and lengths. Everything lands in $OUT;
 # scripts/gpu-bench/write-report.ts turns that into docs/benchmarks.md's section and chart.
 # Knobs (env): IN OUTLEN LEVELS K (prompts per level = K x concurrency) SERVER_WAIT_S BENCH_S PEERS_S;
