@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Side-by-side GPU benchmark, one call on the GPU machine: serves a Llama-3-8B-shaped model with dummy
-# weights through our whole server (bundle + Node in .gpu-node/: scripts/gpu-bench/prepare.sh builds a
-# snapshot of HEAD with it in tmp/gpu-snap/, carried and run from there), runs an `lmi bench` concurrency sweep against it, stops it (freeing the GPU), then runs the
-# transformers peers (bench/peers/hf_peers.py) at the same levels and lengths. Everything lands in $OUT;
+# weights through our whole server (bundle + Node in .gpu-node/; scripts/gpu-bench/prepare.sh builds a
+# snapshot of HEAD holding them in tmp/gpu-snap/, carried and run from there), runs an `lmi bench`
+# concurrency sweep against it, stops it (freeing the GPU), then runs the transformers peers
+# (bench/peers/hf_peers.py) at the same levels and lengths. Everything lands in $OUT;
 # scripts/gpu-bench/write-report.ts turns that into docs/benchmarks.md's section and chart.
 # Knobs (env): IN OUTLEN LEVELS K (prompts per level = K x concurrency) SERVER_WAIT_S BENCH_S PEERS_S;
-# MODEL_DIR + EXECUTOR=cpu + NODE=node + LMI_JS=bin/lmi.mjs + SKIP_PEERS=1 run the same plumbing on a CPU machine.
+# MODEL_DIR + EXECUTOR=cpu + NODE=node + LMI_JS=bin/lmi.mjs + SKIP_PEERS=1 run the plumbing on a CPU machine.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 cd "$(dirname "$0")/../.."
