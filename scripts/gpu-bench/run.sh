@@ -68,6 +68,15 @@ for _ in $(seq 1 30); do kill -0 "$srv" 2>/dev/null || break; sleep 1; done
 for k in $kids; do kill "$k" 2>/dev/null; done
 wait "$srv" 2>/dev/null
 log "server stopped; log error lines: $(grep -ciE 'error|traceback' "$OUT/server.log")"
+# The executor's CUDA context can outlive the kill by a moment; the peers need its memory back.
+if command -v nvidia-smi >/dev/null; then
+  for _ in $(seq 1 20); do
+    used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+    [ "${used:-0}" -lt 2000 ] && break
+    sleep 1
+  done
+  log "GPU memory used before the peers: ${used:-?} MiB"
+fi
 
 if [ -z "${SKIP_PEERS:-}" ]; then
   PEERS=(python3 bench/peers/hf_peers.py --config "$MODEL_DIR/config.json" --input-len "$IN"
