@@ -26,6 +26,7 @@ if [ -z "${MODEL_DIR:-}" ]; then
   MODEL_DIR=/tmp/m8b
   python3 scripts/gpu/make-dummy-model-dir.py "$MODEL_DIR"
 fi
+cp "$MODEL_DIR/config.json" "$OUT/model-config.json"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$OUT/gpu.txt"
 log "node $("$NODE" --version), model $MODEL_DIR, executor $EXECUTOR"
 

@@ -1,7 +1,8 @@
 // Turns a side-by-side GPU run (the $OUT folder of scripts/gpu-bench/run.sh: ours.json from `lmi bench`,
 // peers.json from bench/peers/hf_peers.py, gpu.txt, commands.txt, run.log) into the chart
 // docs/bench-gpu-sweep.svg and the "Serving sweep" section of docs/benchmarks.md, replaced between its
-// markers so the rest of that shared file is never touched. Usage: npx tsx scripts/gpu-bench/write-report.ts OUT_DIR
+// markers so the rest of that shared file is never touched.
+// Usage: npx tsx scripts/gpu-bench/write-report.ts OUT_DIR [DOCS_DIR (default docs/)]
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -69,8 +70,25 @@ export function seriesOf(ours: { label: string; runs: OursRun[] }, peers: PeersD
   return s;
 }
 
+/** One line describing the served model from its config.json (the GPU run copies it to model-config.json). */
+export function describeModel(cfg: Record<string, unknown> | null): string {
+  if (!cfg) return "model config not recorded";
+  const n = (k: string) => (typeof cfg[k] === "number" ? (cfg[k] as number).toLocaleString("en-US") : "?");
+  return (
+    `${(cfg.architectures as string[] | undefined)?.[0] ?? cfg.model_type} with ${n("num_hidden_layers")} layers, ` +
+    `hidden ${n("hidden_size")}, MLP ${n("intermediate_size")}, ${n("num_attention_heads")} query / ` +
+    `${n("num_key_value_heads")} KV heads, vocab ${n("vocab_size")} (Llama-3-8B's shape)`
+  );
+}
+
 export function renderSection(o: {
-  ours: { label: string; dataset: { input_len: number; output_len: number }; runs: OursRun[] };
+  ours: {
+    label: string;
+    num_warmups: number;
+    dataset: { input_len: number; output_len: number };
+    runs: OursRun[];
+  };
+  model: string;
   peers: PeersDoc | null;
   gpu: string;
   commands: string;
@@ -78,6 +96,8 @@ export function renderSection(o: {
   chartPath: string;
 }): string {
   const { input_len: inLen, output_len: outLen } = o.ours.dataset;
+  const ks = [...new Set(o.ours.runs.map((r) => r.num_prompts / r.max_concurrency))];
+  const perLevel = ks.length === 1 ? `${ks[0]}×c` : o.ours.runs.map((r) => r.num_prompts).join("/");
   const rows: string[] = [];
   for (const r of o.ours.runs) {
     rows.push(
@@ -104,9 +124,9 @@ export function renderSection(o: {
       (o.peers
         ? ` transformers ${o.peers.transformers}, torch ${o.peers.torch}.`
         : " The peers did not run."),
-    `Model: Llama-3-8B shape (32 layers, hidden 4096, GQA 32/8, vocab 128,256), random bf16 weights on both sides.`,
+    `Model: ${o.model}; random bf16 weights on both sides.`,
     `Workload: random token-id prompts of ${inLen} tokens, exactly ${outLen} output tokens (ignore_eos), greedy.`,
-    "Ours: a closed loop of c concurrent streaming requests (`--max-concurrency c`, 3×c requests per level, 2 warm-ups).",
+    `Ours: a closed loop of c concurrent streaming requests to \`/v1/completions\` (\`--max-concurrency c\`, ${perLevel} requests per level, ${o.ours.num_warmups} warm-ups).`,
     "Peers: c prompts submitted together (one static batch for `generate`; one `generate_batch` call), which",
     "is the same load as c concurrent requests of equal length. Definitions as in [bench.md](bench.md):",
     "TPOT = (E2E − TTFT)/(tokens − 1); output tok/s = generated tokens / wall time.",
@@ -122,8 +142,8 @@ export function renderSection(o: {
     "Commands (as run; `$OUT` is the run's output folder):",
     "",
     "```",
-    "bash scripts/gpu/build-bundle.sh            # on the CPU machine: .gpu-node/ (bundle + Node), carried",
-    "bash scripts/gpu-bench/run.sh               # on the GPU machine, runs:",
+    "bash scripts/gpu-bench/prepare.sh                   # CPU machine: tmp/gpu-snap/ = HEAD + bundle + Node, carried",
+    "cd tmp/gpu-snap && bash scripts/gpu-bench/run.sh   # GPU machine, one call; it runs:",
     ...o.commands.trim().split("\n"),
     "npx tsx scripts/gpu-bench/write-report.ts $OUT   # back here: this section and the chart",
     "```",
@@ -139,8 +159,7 @@ export function spliceSection(doc: string, section: string): string {
   return `${doc.replace(/\n*$/, "")}${doc.trim() ? "\n\n" : ""}${section}\n`;
 }
 
-function main(outDir: string): void {
-  const root = resolve(import.meta.dirname, "..", "..");
+function main(outDir: string, docsDir: string): void {
   const read = (name: string) =>
     existsSync(join(outDir, name)) ? readFileSync(join(outDir, name), "utf8") : "";
   if (!read("ours.json")) throw new Error(`${outDir}/ours.json is missing: the server sweep did not finish`);
@@ -152,25 +171,26 @@ function main(outDir: string): void {
     CHART_PANELS,
     seriesOf(ours, peers),
   );
-  writeFileSync(join(root, "docs", chartRel), svg);
-  const docPath = join(root, "docs", "benchmarks.md");
+  writeFileSync(join(docsDir, chartRel), svg);
+  const docPath = join(docsDir, "benchmarks.md");
   const existing = existsSync(docPath) ? readFileSync(docPath, "utf8") : "# Benchmarks\n";
   const section = renderSection({
     ours,
     peers,
     gpu: read("gpu.txt") || peers?.gpu || "",
+    model: describeModel(read("model-config.json") ? JSON.parse(read("model-config.json")) : null),
     commands: read("commands.txt"),
     date: ours.date.slice(0, 16).replace("T", " ") + " UTC",
     chartPath: chartRel,
   });
   writeFileSync(docPath, spliceSection(existing, section));
-  console.log(`wrote docs/${chartRel} and the sweep section of docs/benchmarks.md`);
+  console.log(`wrote ${join(docsDir, chartRel)} and the sweep section of ${docPath}`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
   if (!process.argv[2]) {
-    console.error("usage: npx tsx scripts/gpu-bench/write-report.ts OUT_DIR");
+    console.error("usage: npx tsx scripts/gpu-bench/write-report.ts OUT_DIR [DOCS_DIR]");
     process.exit(2);
   }
-  main(process.argv[2]);
+  main(process.argv[2], process.argv[3] ?? resolve(import.meta.dirname, "..", "..", "docs"));
 }

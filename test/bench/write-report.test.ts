@@ -2,7 +2,14 @@
 // docs/benchmarks.md, and the table and chart series carry every level of ours and of each peer.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { BEGIN, END, renderSection, seriesOf, spliceSection } from "../../scripts/gpu-bench/write-report.ts";
+import {
+  BEGIN,
+  describeModel,
+  END,
+  renderSection,
+  seriesOf,
+  spliceSection,
+} from "../../scripts/gpu-bench/write-report.ts";
 
 const run = (c: number, tput: number, tpot: number) => ({
   max_concurrency: c,
@@ -21,6 +28,7 @@ const run = (c: number, tput: number, tpot: number) => ({
 });
 const ours = {
   label: "ours",
+  num_warmups: 2,
   dataset: { input_len: 512, output_len: 128 },
   runs: [run(1, 100, 9.5), run(8, 700, 11)],
 };
@@ -61,6 +69,7 @@ test("spliceSection appends once, then replaces only between the markers", () =>
 test("the section has a row per level for ours and for each peer that ran, and names peer failures", () => {
   const s = renderSection({
     ours,
+    model: "M",
     peers,
     gpu: "NVIDIA H100 80GB HBM3, 81559 MiB",
     commands: "cmd-a\ncmd-b",
@@ -74,6 +83,8 @@ test("the section has a row per level for ours and for each peer that ran, and n
   assert.match(s, /NVIDIA H100 80GB HBM3/);
   assert.match(s, /cmd-a\ncmd-b/);
   assert.match(s, /!\[throughput vs latency\]\(x\.svg\)/);
+  assert.match(s, /3×c requests per level, 2 warm-ups/);
+  assert.match(s, /Model: M; random bf16/);
 });
 
 test("chart series: ours plus each peer with levels", () => {
@@ -86,4 +97,21 @@ test("chart series: ours plus each peer with levels", () => {
     ],
   );
   assert.deepEqual(s[1].points[0], { label: "c=8", outputTokPerS: 250, values: { tpot: 31.25, ttft: 60 } });
+});
+
+test("the model line is read from the served config.json", () => {
+  const cfg = {
+    architectures: ["LlamaForCausalLM"],
+    num_hidden_layers: 32,
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    vocab_size: 128256,
+  };
+  assert.equal(
+    describeModel(cfg),
+    "LlamaForCausalLM with 32 layers, hidden 4,096, MLP 14,336, 32 query / 8 KV heads, vocab 128,256 (Llama-3-8B's shape)",
+  );
+  assert.equal(describeModel(null), "model config not recorded");
 });
