@@ -96,3 +96,16 @@ test("bad entries and duplicate names are reported together", () => {
     /model name "a" is used twice/,
   );
 });
+
+test("OPTION_MODEL_ID alone: the id is the model's url (no store dir to hold it)", () => {
+  const models = resolveStartupModels(
+    { loadModels: undefined, modelStore: undefined },
+    {
+      OPTION_MODEL_ID: "s3://bucket/llama",
+    },
+  );
+  assert.equal(models.length, 1);
+  assert.equal(models[0].modelUrl, "s3://bucket/llama");
+  assert.equal(models[0].modelDir, undefined);
+  assert.equal(models[0].origin, "OPTION_MODEL_ID");
+});

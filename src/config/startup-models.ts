@@ -163,7 +163,8 @@ export function resolveStartupModels(
     const dir = server.modelStore && isLocalDir(server.modelStore) ? server.modelStore : undefined;
     models.push({
       name: modelNameFromId(env.OPTION_MODEL_ID),
-      ...(dir ? { modelDir: dir } : {}),
+      // Without a store directory the id itself is where the model lives (hub id, s3:// or a path).
+      ...(dir ? { modelDir: dir } : { modelUrl: env.OPTION_MODEL_ID }),
       extraProperties: {},
       origin: "OPTION_MODEL_ID",
     });
