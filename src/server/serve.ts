@@ -159,7 +159,9 @@ export async function runServe(
     if (closing) return;
     closing = true;
     logger.info(`${signal}: shutting down`);
-    running.close().then(
+    // LMI_SHUTDOWN_DRAIN_S: how long in-flight requests may finish (default 30 s).
+    const drainS = Number(env.LMI_SHUTDOWN_DRAIN_S);
+    running.close(Number.isFinite(drainS) && drainS >= 0 ? drainS * 1000 : undefined).then(
       () => process.exit(0),
       () => process.exit(1),
     );

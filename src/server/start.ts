@@ -1,7 +1,8 @@
 // Starts the HTTP listeners for a registry: one listener serving both APIs when inference_address
 // equals management_address (the default, http://127.0.0.1:8080), two listeners otherwise (spec §2.1).
 // `port` overrides the port of a single listener (`lmi serve --port`; 0 picks a free one).
-// Invariant: close() stops accepting, ends open connections, then shuts every model down.
+// Invariant: close() stops accepting, drains in-flight requests (up to a timeout), then shuts every
+// model down and ends what is left.
 
 import type { FastifyInstance } from "fastify";
 import { ConfigError } from "../errors.ts";
@@ -47,11 +48,15 @@ export interface StartOptions {
   host?: string;
 }
 
+/** How long close() lets in-flight requests finish before it stops the engines under them. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+
 export interface RunningServer {
   apps: FastifyInstance[];
   /** The URLs actually bound (port 0 resolved). */
   urls: string[];
-  close(): Promise<void>;
+  /** Stops accepting, lets in-flight requests finish for up to drainTimeoutMs, then stops every model. */
+  close(drainTimeoutMs?: number): Promise<void>;
 }
 
 async function listen(app: FastifyInstance, addr: ListenAddress): Promise<string> {
@@ -100,10 +105,23 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
   return {
     apps,
     urls,
-    async close() {
-      for (const app of apps) app.server.closeAllConnections();
-      await Promise.allSettled(apps.map((a) => a.close()));
+    async close(drainTimeoutMs = DEFAULT_DRAIN_TIMEOUT_MS) {
+      // Stop accepting (listeners close, idle keep-alive connections end); requests in flight go on.
+      const closed = Promise.allSettled(apps.map((a) => a.close()));
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        closed.then(() => false),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(true), drainTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (timedOut)
+        opts.logger.warn(`shutdown: requests still running after ${drainTimeoutMs} ms; stopping them`);
+      // Engines stop after the drain: a stream still running ends with its error line, not a cut.
       await opts.registry.closeAll();
+      for (const app of apps) app.server.closeAllConnections();
+      await closed;
     },
   };
 }
