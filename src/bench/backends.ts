@@ -142,9 +142,12 @@ const tgi: BackendSpec = {
   acceptsTokenIds: false,
   // TGI's parameters have no ignore_eos; fixed lengths cannot be forced there.
   supportsIgnoreEos: false,
+  // `stream` is what LMI's tgi_compat /invocations needs; TGI's /generate_stream streams anyway and its
+  // `/` route reads the same flag.
   buildBody: ({ prompt, outputLen }) => ({
     inputs: prompt,
     parameters: { max_new_tokens: outputLen, do_sample: false, details: true },
+    stream: true,
   }),
   parse: (m) => parseTokenLine(m, "error_msg"),
 };

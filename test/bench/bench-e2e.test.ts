@@ -181,3 +181,48 @@ describe("lmi bench against lmi serve (tiny model)", () => {
     assert.match(bad.out, /readiness request to .*\/v1\/nope failed: HTTP 404/);
   });
 });
+
+describe("lmi bench --backend tgi against lmi serve with tgi_compat (TGI-style SSE)", () => {
+  let server: ServeProcess;
+  before(async () => {
+    server = await startServe([testModelDir()], { LMI_LOG_LEVEL: "warn", OPTION_TGI_COMPAT: "true" });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  it("counts details.generated_tokens from the last SSE event", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "lmi-bench-tgi-")), "tgi.json");
+    const r = await lmiBench([
+      ...[
+        "--backend",
+        "tgi",
+        "--endpoint",
+        "/invocations",
+        "--base-url",
+        server.url,
+        "--tokenizer",
+        testModelDir(),
+      ],
+      ...[
+        "--num-prompts",
+        "3",
+        "--random-input-len",
+        "12",
+        "--random-output-len",
+        "5",
+        "--result-file",
+        file,
+      ],
+    ]);
+    assert.equal(r.code, 0, r.out);
+    const run: Run = JSON.parse(readFileSync(file, "utf8")).runs[0];
+    assert.equal(run.completed, 3);
+    for (const q of run.requests) {
+      // No ignore_eos on TGI: a request may stop early at EOS, but never runs past max_new_tokens,
+      // and every counted token arrived as its own event.
+      assert.ok(q.output_tokens >= 1 && q.output_tokens <= 5);
+      assert.equal(q.itl_ms.length, q.output_tokens - 1);
+    }
+  });
+});
