@@ -4,7 +4,9 @@
 // and the in-thread executor step by step and reports generated tokens/s, steps, forward sub-batches,
 // and peak KV: paged = blocks in use; padded = slots reserved (regions, repack transients included)
 // and the rows x current-width footprint a growing HF cache would hold.
-// tok/s is the best of --repeat runs (a shared CPU is noisy); the other columns do not vary.
+// tok/s is the best of --repeat runs, by wall clock and by this process's CPU time (user + system; the
+// executor runs in-thread, so CPU time is the compute and survives a busy shared machine better).
+// The other columns are deterministic.
 // Run: node --import tsx bench/padded-vs-paged.ts [--model models/tiny-kjv] [--new 64] [--seqs 16] [--repeat 2]
 import { parseArgs } from "node:util";
 import { PaddedScheduler } from "../src/engine/padded/padded-scheduler.ts";
@@ -58,6 +60,7 @@ function sampling(eos: number[]): SamplingSettings {
 interface Run {
   tokens: number;
   seconds: number;
+  cpuSeconds: number;
   steps: number;
   forwards: number;
   peakMiB: number;
@@ -98,6 +101,7 @@ async function runOne(padded: boolean, mix: (typeof MIXES)[string], sparsity: nu
   let peak = 0;
   let peakWidth = 0;
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   while (next < reqs.length || sched.hasPendingWork) {
     const due = mix.every === 0 ? reqs.length : Math.min(reqs.length, Math.floor(steps / mix.every) + 1);
     for (; next < due; next++) sched.addRequest(reqs[next]);
@@ -120,10 +124,12 @@ async function runOne(padded: boolean, mix: (typeof MIXES)[string], sparsity: nu
     }
   }
   const seconds = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
   await ex.shutdown();
   return {
     tokens,
     seconds,
+    cpuSeconds: (c.user + c.system) / 1e6,
     steps,
     forwards,
     peakMiB: (peak * prof.bytesPerBlock) / MiB,
@@ -132,13 +138,19 @@ async function runOne(padded: boolean, mix: (typeof MIXES)[string], sparsity: nu
 }
 
 console.log(`model ${values.model}, ${maxNew} new tokens each, max_rolling_batch_size ${maxNumSeqs}, greedy`);
-console.log("| mix | strategy | gen tok/s | steps | forward calls | peak KV MiB | padded rows x width MiB |");
-console.log("|---|---|---|---|---|---|---|");
+console.log(
+  "| mix | strategy | gen tok/s (wall) | gen tok per CPU-s | steps | forward calls | peak KV MiB | padded rows x width MiB |",
+);
+console.log("|---|---|---|---|---|---|---|---|");
 async function best(padded: boolean, mix: (typeof MIXES)[string], sparsity: number): Promise<Run> {
   let r = await runOne(padded, mix, sparsity);
   for (let i = 1; i < Number(values.repeat); i++) {
     const again = await runOne(padded, mix, sparsity);
-    if (again.seconds < r.seconds) r = again;
+    r = {
+      ...r,
+      seconds: Math.min(r.seconds, again.seconds),
+      cpuSeconds: Math.min(r.cpuSeconds, again.cpuSeconds),
+    };
   }
   return r;
 }
@@ -152,7 +164,7 @@ for (const [name, mix] of Object.entries(MIXES)) {
   ] as const;
   for (const [label, r] of cells) {
     console.log(
-      `| ${name} (${mix.lens.length} prompts ${Math.min(...mix.lens)}-${Math.max(...mix.lens)}) | ${label} | ${(r.tokens / r.seconds).toFixed(0)} | ${r.steps} | ${r.forwards} | ${r.peakMiB.toFixed(2)} | ${label === "paged" ? "-" : r.peakWidthMiB.toFixed(2)} |`,
+      `| ${name} (${mix.lens.length} prompts ${Math.min(...mix.lens)}-${Math.max(...mix.lens)}) | ${label} | ${(r.tokens / r.seconds).toFixed(0)} | ${(r.tokens / r.cpuSeconds).toFixed(0)} | ${r.steps} | ${r.forwards} | ${r.peakMiB.toFixed(2)} | ${label === "paged" ? "-" : r.peakWidthMiB.toFixed(2)} |`,
     );
   }
 }

@@ -115,6 +115,79 @@ describe("CPU padded runner: merge and trim move KV intact", () => {
     assert.equal(runner.slotsInUse, 0);
   });
 
+  it("compacts a fragmented arena, moving live regions with their KV intact", async () => {
+    const { ex, runner } = await setup(40);
+    const sampling = samplingSettings({ ignoreEos: true });
+    const prompt = (seed: number) => Array.from({ length: 5 }, (_, i) => 3 + seed * 11 + i);
+    const plan = (
+      stepId: number,
+      layout: NonNullable<SchedulerOutput["padded"]>,
+      finished: string[] = [],
+    ): SchedulerOutput => {
+      const p: SchedulerOutput = {
+        stepId,
+        scheduledNewReqs: [],
+        scheduledCachedReqs: [],
+        numScheduledTokens: {},
+        totalNumScheduledTokens: 0,
+        finishedReqIds: finished,
+        preemptedReqIds: [],
+        padded: layout,
+      };
+      for (const b of layout.prefill) {
+        for (const id of b.reqIds) {
+          p.scheduledNewReqs.push({
+            reqId: id,
+            promptTokenIds: prompt(id.charCodeAt(0)),
+            sampling,
+            blockIds: [],
+            numComputedTokens: 0,
+          });
+          p.numScheduledTokens[id] = 5;
+        }
+      }
+      for (const b of layout.decode) {
+        for (const id of b.reqIds) {
+          const n = runner.state(id)!.tokenIds.length - 1;
+          p.scheduledCachedReqs.push({
+            reqId: id,
+            newBlockIds: [],
+            numComputedTokens: n,
+            resumedFromPreemption: false,
+          });
+          p.numScheduledTokens[id] = 1;
+        }
+      }
+      return p;
+    };
+    const sb = (batchId: number, reqIds: string[], capacity = 10) => ({ batchId, reqIds, capacity });
+    await ex.execute(plan(0, { decode: [], prefill: [sb(1, ["a"]), sb(2, ["b"]), sb(3, ["c"])] }));
+    assert.deepEqual(
+      [1, 2, 3].map((id) => runner.regionOf(id)!.base),
+      [0, 10, 20],
+    );
+    // a finishes: free slots are [0, 10) and [30, 40), 20 in all but no 15 in a row.
+    await ex.execute(plan(1, { decode: [sb(2, ["b"]), sb(3, ["c"])], prefill: [] }, ["a"]));
+    const before = new Map(["b", "c"].map((id) => [id, rowKv(runner, id, 6)])); // KV of 5 prompt + 1 fed
+    await ex.execute(plan(2, { decode: [sb(2, ["b"]), sb(3, ["c"])], prefill: [sb(4, ["d"], 15)] }));
+    assert.deepEqual(
+      [2, 3, 4].map((id) => runner.regionOf(id)!.base),
+      [0, 10, 20],
+      "slid down, then allocated",
+    );
+    for (const id of ["b", "c"]) {
+      assert.equal(runner.state(id)!.blockTable[0], id === "b" ? 0 : 10);
+      assert.deepEqual(rowKv(runner, id, 6), before.get(id), `row ${id}: KV moved intact`);
+    }
+    assert.equal(runner.slotsInUse, 35);
+    await assert.rejects(
+      ex.execute(
+        plan(3, { decode: [sb(2, ["b"]), sb(3, ["c"]), sb(4, ["d"], 15)], prefill: [sb(5, ["e"], 6)] }),
+      ),
+      /KV arena full: sub-batch 5 needs 6 slots, 5 free/,
+    );
+  });
+
   it("rejects a paged plan with a clear error", async () => {
     const { ex } = await setup(100);
     const plan: SchedulerOutput = {
