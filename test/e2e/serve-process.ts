@@ -25,10 +25,12 @@ export interface ServeProcess {
 export async function startServe(
   args: string[],
   env: Record<string, string> = {},
-  timeoutMs = 60_000,
+  opts: { timeoutMs?: number; cwd?: string; port?: boolean } = {},
 ): Promise<ServeProcess> {
-  const proc = spawn(process.execPath, [join(ROOT, "bin", "lmi.mjs"), "serve", "--port", "0", ...args], {
-    cwd: ROOT,
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const portArgs = opts.port === false ? [] : ["--port", "0"];
+  const proc = spawn(process.execPath, [join(ROOT, "bin", "lmi.mjs"), "serve", ...portArgs, ...args], {
+    cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
