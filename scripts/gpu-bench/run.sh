@@ -6,6 +6,7 @@
 # (bench/peers/hf_peers.py) at the same levels and lengths. Everything lands in $OUT;
 # scripts/gpu-bench/write-report.ts turns that into docs/benchmarks.md's section and chart.
 # Knobs (env): IN OUTLEN LEVELS K (prompts per level = K x concurrency) SERVER_WAIT_S BENCH_S PEERS_S;
+# LMI_C: one more level through the LMI /invocations jsonlines surface (text prompts; empty skips it);
 # MODEL_DIR + EXECUTOR=cpu + NODE=node + LMI_JS=bin/lmi.mjs + SKIP_PEERS=1 run the plumbing on a CPU machine.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}
 IN=${IN:-512} OUTLEN=${OUTLEN:-128} LEVELS=${LEVELS:-1,8,32,128} K=${K:-3}
 SERVER_WAIT_S=${SERVER_WAIT_S:-150} BENCH_S=${BENCH_S:-120} PEERS_S=${PEERS_S:-150}
-EXECUTOR=${EXECUTOR:-gpu} PORT=${PORT:-8080}
+EXECUTOR=${EXECUTOR:-gpu} PORT=${PORT:-8080} LMI_C=${LMI_C-32}
 mkdir -p "$OUT"
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/run.log"; }
 
@@ -36,7 +37,12 @@ BENCH=("$NODE" "${LMI[@]}" bench --backend openai --base-url "http://127.0.0.1:$
   --tokenizer "$MODEL_DIR" --random-input-len "$IN" --random-output-len "$OUTLEN" --ignore-eos
   --sweep-concurrency "$LEVELS" --prompts-per-concurrency "$K" --num-warmups 2 --no-progress
   --label "lmi serve (ours)" --result-file "$OUT/ours.json")
+BENCH_LMI=("$NODE" "${LMI[@]}" bench --backend lmi --base-url "http://127.0.0.1:$PORT"
+  --tokenizer "$MODEL_DIR" --random-input-len "$IN" --random-output-len "$OUTLEN" --ignore-eos
+  --max-concurrency "${LMI_C:-1}" --num-prompts $((K * ${LMI_C:-1})) --no-progress
+  --label "lmi serve (ours), /invocations" --result-file "$OUT/ours-lmi.json")
 printf '%s\n' "${SERVE[*]}" "${BENCH[*]}" >"$OUT/commands.txt"
+[ -n "$LMI_C" ] && printf '%s\n' "${BENCH_LMI[*]}" >>"$OUT/commands.txt"
 
 "${SERVE[@]}" >"$OUT/server.log" 2>&1 &
 srv=$!
@@ -58,6 +64,10 @@ if [ "$ready" = 1 ]; then
   rc=$?
   log "lmi bench rc=$rc"
   tail -n 32 "$OUT/ours.txt"
+  if [ -n "$LMI_C" ]; then
+    timeout 60 "${BENCH_LMI[@]}" >"$OUT/ours-lmi.txt" 2>&1
+    log "lmi bench (LMI surface) rc=$?"
+  fi
 else
   tail -n 30 "$OUT/server.log"
   rc=1

@@ -45,17 +45,22 @@ interface PeersDoc {
 
 const f = (v: number | null | undefined, d = 1) => (v === null || v === undefined ? "—" : v.toFixed(d));
 
-export function seriesOf(ours: { label: string; runs: OursRun[] }, peers: PeersDoc | null): ChartSeries[] {
-  const s: ChartSeries[] = [
-    {
-      name: ours.label,
-      points: ours.runs.map((r) => ({
-        label: `c=${r.max_concurrency}`,
-        outputTokPerS: r.output_throughput,
-        values: { tpot: r.median_tpot_ms, ttft: r.median_ttft_ms },
-      })),
-    },
-  ];
+type OursDoc = { label: string; runs: OursRun[] };
+
+export function seriesOf(
+  ours: OursDoc,
+  peers: PeersDoc | null,
+  oursLmi: OursDoc | null = null,
+): ChartSeries[] {
+  const of = (d: OursDoc): ChartSeries => ({
+    name: d.label,
+    points: d.runs.map((r) => ({
+      label: `c=${r.max_concurrency}`,
+      outputTokPerS: r.output_throughput,
+      values: { tpot: r.median_tpot_ms, ttft: r.median_ttft_ms },
+    })),
+  });
+  const s: ChartSeries[] = [of(ours), ...(oursLmi ? [of(oursLmi)] : [])];
   for (const [name, p] of Object.entries(peers?.peers ?? {})) {
     if (p.levels.length === 0) continue;
     s.push({
@@ -77,7 +82,7 @@ export function describeModel(cfg: Record<string, unknown> | null): string {
   return (
     `${(cfg.architectures as string[] | undefined)?.[0] ?? cfg.model_type} with ${n("num_hidden_layers")} layers, ` +
     `hidden ${n("hidden_size")}, MLP ${n("intermediate_size")}, ${n("num_attention_heads")} query / ` +
-    `${n("num_key_value_heads")} KV heads, vocab ${n("vocab_size")} (Llama-3-8B's shape)`
+    `${n("num_key_value_heads")} KV heads, vocab ${n("vocab_size")}`
   );
 }
 
@@ -89,6 +94,8 @@ export function renderSection(o: {
     runs: OursRun[];
   };
   model: string;
+  /** The extra level measured through /invocations (LMI jsonlines, text prompts), when it ran. */
+  oursLmi?: { runs: OursRun[] } | null;
   peers: PeersDoc | null;
   gpu: string;
   commands: string;
@@ -99,10 +106,14 @@ export function renderSection(o: {
   const ks = [...new Set(o.ours.runs.map((r) => r.num_prompts / r.max_concurrency))];
   const perLevel = ks.length === 1 ? `${ks[0]}×c` : o.ours.runs.map((r) => r.num_prompts).join("/");
   const rows: string[] = [];
+  const oursRow = (r: OursRun, name: string) =>
+    `| ${r.max_concurrency} | ${name} | ${r.completed}/${r.num_prompts} | ${f(r.output_throughput, 0)} | ${f(r.median_ttft_ms)} | ${f(r.p99_ttft_ms)} | ${f(r.median_tpot_ms, 2)} | ${f(r.p99_tpot_ms, 2)} | ${f(r.median_e2el_ms, 0)} |`;
   for (const r of o.ours.runs) {
-    rows.push(
-      `| ${r.max_concurrency} | ours (\`lmi serve --executor gpu\`) | ${r.completed}/${r.num_prompts} | ${f(r.output_throughput, 0)} | ${f(r.median_ttft_ms)} | ${f(r.p99_ttft_ms)} | ${f(r.median_tpot_ms, 2)} | ${f(r.p99_tpot_ms, 2)} | ${f(r.median_e2el_ms, 0)} |`,
-    );
+    rows.push(oursRow(r, "ours, `/v1/completions` (SSE, token ids)"));
+    for (const x of o.oursLmi?.runs ?? []) {
+      if (x.max_concurrency === r.max_concurrency)
+        rows.push(oursRow(x, "ours, `/invocations` (LMI jsonlines, text)"));
+    }
     for (const [name, p] of Object.entries(o.peers?.peers ?? {})) {
       const l = p.levels.find((x) => x.concurrency === r.max_concurrency);
       if (!l) continue;
@@ -165,11 +176,12 @@ function main(outDir: string, docsDir: string): void {
   if (!read("ours.json")) throw new Error(`${outDir}/ours.json is missing: the server sweep did not finish`);
   const ours = JSON.parse(read("ours.json"));
   const peers: PeersDoc | null = read("peers.json") ? JSON.parse(read("peers.json")) : null;
+  const oursLmi = read("ours-lmi.json") ? JSON.parse(read("ours-lmi.json")) : null;
   const chartRel = "bench-gpu-sweep.svg";
   const svg = sweepChartSvg(
     `${ours.dataset.input_len}/${ours.dataset.output_len} tokens`,
     CHART_PANELS,
-    seriesOf(ours, peers),
+    seriesOf(ours, peers, oursLmi),
   );
   writeFileSync(join(docsDir, chartRel), svg);
   const docPath = join(docsDir, "benchmarks.md");
@@ -178,6 +190,7 @@ function main(outDir: string, docsDir: string): void {
     ours,
     peers,
     gpu: read("gpu.txt") || peers?.gpu || "",
+    oursLmi,
     model: describeModel(read("model-config.json") ? JSON.parse(read("model-config.json")) : null),
     commands: read("commands.txt"),
     date: ours.date.slice(0, 16).replace("T", " ") + " UTC",

@@ -67,8 +67,10 @@ test("spliceSection appends once, then replaces only between the markers", () =>
 });
 
 test("the section has a row per level for ours and for each peer that ran, and names peer failures", () => {
+  const lmiRun = { ...run(8, 600, 12), num_prompts: 16, completed: 16 };
   const s = renderSection({
     ours,
+    oursLmi: { runs: [lmiRun] },
     model: "M",
     peers,
     gpu: "NVIDIA H100 80GB HBM3, 81559 MiB",
@@ -77,7 +79,10 @@ test("the section has a row per level for ours and for each peer that ran, and n
     chartPath: "x.svg",
   });
   assert.ok(s.startsWith(BEGIN) && s.endsWith(END));
-  assert.match(s, /\| 1 \| ours .*\| 3\/3 \| 100 \| 40\.0 \| 90\.0 \| 9\.50 \| 14\.25 \| 1000 \|/);
+  assert.match(
+    s,
+    /\| 1 \| ours, `\/v1\/completions` .*\| 3\/3 \| 100 \| 40\.0 \| 90\.0 \| 9\.50 \| 14\.25 \| 1000 \|/,
+  );
   assert.match(s, /\| 8 \| hf-generate \| 7\/8 \| 250 \| 60\.0 \| — \| 31\.25 \|/);
   assert.match(s, /hf-generate-batch\*\*: generate_batch\. Failed: `RuntimeError: boom`/);
   assert.match(s, /NVIDIA H100 80GB HBM3/);
@@ -85,6 +90,11 @@ test("the section has a row per level for ours and for each peer that ran, and n
   assert.match(s, /!\[throughput vs latency\]\(x\.svg\)/);
   assert.match(s, /3×c requests per level, 2 warm-ups/);
   assert.match(s, /Model: M; random bf16/);
+  // The /invocations level sits right under ours at the same concurrency.
+  assert.match(
+    s,
+    /\| 8 \| ours, `\/v1\/completions`[^\n]*\n\| 8 \| ours, `\/invocations` \(LMI jsonlines, text\) \| 16\/16 \| 600 \|/,
+  );
 });
 
 test("chart series: ours plus each peer with levels", () => {
@@ -111,7 +121,7 @@ test("the model line is read from the served config.json", () => {
   };
   assert.equal(
     describeModel(cfg),
-    "LlamaForCausalLM with 32 layers, hidden 4,096, MLP 14,336, 32 query / 8 KV heads, vocab 128,256 (Llama-3-8B's shape)",
+    "LlamaForCausalLM with 32 layers, hidden 4,096, MLP 14,336, 32 query / 8 KV heads, vocab 128,256",
   );
   assert.equal(describeModel(null), "model config not recorded");
 });
