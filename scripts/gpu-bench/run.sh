@@ -6,7 +6,7 @@
 # (bench/peers/hf_peers.py) at the same levels and lengths. Everything lands in $OUT;
 # scripts/gpu-bench/write-report.ts turns that into docs/benchmarks.md's section and chart.
 # Knobs (env): IN OUTLEN LEVELS K (prompts per level = K x concurrency) SERVER_WAIT_S BENCH_S PEERS_S;
-# LMI_C: one more level through the LMI /invocations jsonlines surface (text prompts; empty skips it);
+# LMI_C, LMI_S: one more level through the LMI /invocations jsonlines surface (text prompts; empty skips it);
 # MODEL_DIR + EXECUTOR=cpu + NODE=node + LMI_JS=bin/lmi.mjs + SKIP_PEERS=1 run the plumbing on a CPU machine.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -65,7 +65,7 @@ if [ "$ready" = 1 ]; then
   log "lmi bench rc=$rc"
   tail -n 32 "$OUT/ours.txt"
   if [ -n "$LMI_C" ]; then
-    timeout 60 "${BENCH_LMI[@]}" >"$OUT/ours-lmi.txt" 2>&1
+    timeout "${LMI_S:-60}" "${BENCH_LMI[@]}" >"$OUT/ours-lmi.txt" 2>&1
     log "lmi bench (LMI surface) rc=$?"
   fi
 else
