@@ -95,8 +95,14 @@ async function writeDjlOutput(reply: FastifyReply, out: DjlOutput): Promise<unkn
       if (res.destroyed) break;
       if (!res.write(chunk)) await new Promise((r) => res.once("drain", r));
     }
+  } catch {
+    // The stream broke (worker died, chunk timeout). Its bytes are the handler's own format, so there
+    // is no error line to add: dropping the connection without the final chunk is what tells the
+    // client the response is incomplete (DJL drops it too). Ending it cleanly would be a silent cut.
+    res.destroy();
+    return undefined;
   } finally {
-    if (!res.writableEnded) res.end();
+    if (!res.writableEnded && !res.destroyed) res.end();
   }
   return undefined;
 }
