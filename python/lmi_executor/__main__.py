@@ -15,12 +15,41 @@ def _rank_and_world() -> tuple:
     return int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
 
 
+def _exit_with_parent() -> None:
+    """Ends this rank when its parent (Node, or mpirun's daemon) is gone: a rank blocked in a collective
+    would otherwise outlive the server that started it. Linux's parent-death signal does it even while
+    a C++ call holds the GIL; the polling thread covers other systems."""
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                sys.stderr.write("lmi_executor: parent process exited; stopping this rank\n")
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="lmi_executor")
     p.add_argument("--socket", required=True, help="Unix socket path Node listens on (rank 0 connects)")
     p.add_argument("--options", required=True, help="ExecutorOptions as JSON")
     args = p.parse_args(argv)
     opts = ExecutorOptions.from_json(args.options)
+    _exit_with_parent()
     rank, world = _rank_and_world()
     if world != opts.tensor_parallel_degree:
         raise SystemExit(f"world size {world} != tensor_parallel_degree {opts.tensor_parallel_degree}")

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -138,6 +138,44 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     } finally {
       await one.shutdown();
       await two.shutdown();
+    }
+  });
+
+  it("mpi_mode starts the ranks through mpirun with Open MPI's rank variables", async () => {
+    // A stand-in for mpirun: records its arguments, then starts -np copies with OMPI_COMM_WORLD_* set.
+    const bin = mkdtempSync(join(tmpdir(), "lmi-fake-mpirun-"));
+    const fake = join(bin, "mpirun");
+    writeFileSync(
+      fake,
+      [
+        "#!/usr/bin/env bash",
+        'echo "$@" > "$(dirname "$0")/args"',
+        "np=1",
+        "while [ $# -gt 0 ]; do case $1 in",
+        "  --allow-run-as-root) shift;; --bind-to) shift 2;; -np) np=$2; shift 2;; -x) shift 2;; *) break;;",
+        "esac; done",
+        'for r in $(seq 0 $((np - 1))); do OMPI_COMM_WORLD_RANK=$r OMPI_COMM_WORLD_SIZE=$np "$@" & done',
+        "wait",
+      ].join("\n"),
+      { mode: 0o755 },
+    );
+    const q3 = makeTinyCheckpoint("qwen3", 5);
+    const prompts = { a: [4, 5, 6, 7], b: [9, 9, 9] };
+    const one = cpuExecutor(q3);
+    const mpi = cpuExecutor(q3, { tensorParallelDegree: 2, mpiMode: true, mpirunExecutable: fake });
+    try {
+      const p1 = await started(one);
+      const want = await generate(one, p1.numBlocks, prompts, 5);
+      const p2 = await started(mpi);
+      assert.equal(mpi.pids.length, 1, "one mpirun process");
+      assert.deepEqual(await generate(mpi, p2.numBlocks, prompts, 5), want);
+      const args = readFileSync(join(bin, "args"), "utf8");
+      assert.match(args, /-np 2 /);
+      assert.match(args, /-x NCCL_NVLS_ENABLE/);
+      assert.match(args, /-m lmi_executor --socket /);
+    } finally {
+      await one.shutdown();
+      await mpi.shutdown();
     }
   });
 

@@ -99,8 +99,15 @@ export class RankSupervisor {
   }
 
   kill(signal: NodeJS.Signals = "SIGKILL"): void {
+    // mpirun forwards SIGTERM to its ranks but cannot forward SIGKILL: ask first, insist a moment later.
+    // (Ranks also stop on their own once their parent is gone: lmi_executor's parent watchdog.)
+    const sig = this.launch.mpiMode && signal === "SIGKILL" ? "SIGTERM" : signal;
     for (const c of this.children) {
-      if (c.exitCode === null && c.signalCode === null) c.kill(signal);
+      if (c.exitCode === null && c.signalCode === null) {
+        c.kill(sig);
+        if (sig !== signal)
+          setTimeout(() => c.exitCode === null && c.signalCode === null && c.kill(signal), 5000).unref();
+      }
     }
   }
 
