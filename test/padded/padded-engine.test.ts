@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { createLlmEngine, type Engine, type EngineOptions } from "../../src/engine/engine.ts";
+import type { RequestOutput } from "../../src/engine/protocol.ts";
 import { validateParameters } from "../../src/engine/sampling-params.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { createCpuExecutor, createInThreadCpuExecutor } from "../../src/executor/cpu/index.ts";
@@ -179,6 +180,39 @@ describe("padded engine: option.decoding_strategy", () => {
     );
     await e.shutdown();
     assert.notDeepEqual(contrastive, greedy);
+  });
+});
+
+describe("padded engine: logprobs", () => {
+  it("prompt logprobs (decoder_input_details) and top tokens equal the paged engine's", async () => {
+    const details = async (e: Engine) => {
+      const params = validateParameters({
+        max_new_tokens: 5,
+        decoder_input_details: true,
+        top_n_tokens: 2,
+      }).params;
+      const outs: RequestOutput[] = [];
+      // A second, shorter prompt in the same prefill sub-batch puts left padding next to this row.
+      const other = (async () => {
+        for await (const o of e.generate({ requestId: "o", prompt: "Amen.", params })) outs.push(o);
+      })();
+      const mine: RequestOutput[] = [];
+      for await (const o of e.generate({ requestId: "d", prompt: GOLDEN[2].prompt, params })) mine.push(o);
+      await other;
+      return { prefill: mine.at(-1)!.prefill, tokens: mine.flatMap((o) => o.tokens), others: outs.length };
+    };
+    const paged = await engine(false);
+    const want = await details(paged);
+    await paged.shutdown();
+    const padded = await engine(true, { maxSparsity: 1 });
+    const got = await details(padded);
+    await padded.shutdown();
+    assert.equal(got.prefill!.length, 12);
+    assert.equal(got.prefill![0].logprob, null);
+    assert.deepEqual(got.prefill, want.prefill);
+    assert.deepEqual(got.tokens, want.tokens);
+    assert.equal(got.tokens[0].top!.length, 2);
+    assert.ok(got.others > 0, "the padded neighbour ran too");
   });
 });
 
