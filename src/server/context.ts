@@ -16,6 +16,10 @@ export interface HttpOptions {
   allowMultiStatus: boolean;
   /** SERVING_PROMETHEUS: GET /server/metrics is served only when on. */
   prometheus: boolean;
+  /** chunked_read_timeout in ms: longest wait for the engine's next output (0 = none). */
+  chunkedReadTimeoutMs: number;
+  /** timeout_http_code: the status of a timeout found before any byte was sent (DJL default 400). */
+  timeoutHttpCode: number;
   /** Whether this listener serves the inference API, the management API, or both. */
   apis: { inference: boolean; management: boolean };
 }
@@ -25,6 +29,8 @@ export const DEFAULT_HTTP_OPTIONS: Readonly<HttpOptions> = Object.freeze({
   requestIdHeader: "x-request-id",
   allowMultiStatus: false,
   prometheus: false,
+  chunkedReadTimeoutMs: 120_000,
+  timeoutHttpCode: 400,
   apis: { inference: true, management: true },
 });
 

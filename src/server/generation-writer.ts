@@ -7,11 +7,21 @@
 
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { GenerateRequest, LlmEngine } from "../engine/protocol.ts";
-import { EngineDeadError } from "../errors.ts";
+import { EngineDeadError, ServerError } from "../errors.ts";
 import type { ModelEntry } from "../registry/registry.ts";
 import type { ServerContext } from "./context.ts";
 import type { OutputFormatter } from "./format/types.ts";
 import { GenerationTimer } from "./metrics.ts";
+
+export class ReadChunkTimeoutError extends ServerError {
+  constructor(limitMs: number, status: number) {
+    super(
+      `Read chunk timeout: the model produced no output for ${limitMs / 1000} s (chunked_read_timeout).`,
+      status,
+      "TimeoutException",
+    );
+  }
+}
 
 export interface GenerationJob {
   entry: ModelEntry;
@@ -36,9 +46,23 @@ export async function writeGeneration(
   };
   res.once("close", onClose);
   const timer = new GenerationTimer(ctx.metrics, entry.key);
+  // chunked_read_timeout: no output for that long ends the request ("Read chunk timeout", spec §2.4).
+  const limitMs = ctx.http.chunkedReadTimeoutMs;
+  let timedOut = false;
+  let watchdog: NodeJS.Timeout | undefined;
+  const arm = () => {
+    if (limitMs <= 0) return;
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => {
+      timedOut = true;
+      abort.abort(new Error("read chunk timeout"));
+    }, limitMs);
+  };
   let started = false;
   try {
+    arm();
     for await (const out of job.engine.generate(job.request, abort.signal)) {
+      arm();
       timer.onTokens(out.tokens.length);
       if (out.finished) timer.onFinish(out.finishReason ?? "length", out.numPromptTokens);
       if (abort.signal.aborted) break;
@@ -55,6 +79,7 @@ export async function writeGeneration(
       if (chunk !== "" && !res.write(chunk)) await drained(res);
       if (out.finished) break;
     }
+    if (timedOut) throw new ReadChunkTimeoutError(limitMs, ctx.http.timeoutHttpCode);
     if (!started) {
       if (abort.signal.aborted) return reply.code(499).send();
       throw new EngineDeadError("The generation ended without a final output.");
@@ -67,6 +92,7 @@ export async function writeGeneration(
     });
     if (!res.destroyed) res.write(formatter.error(err));
   } finally {
+    clearTimeout(watchdog);
     job.release();
     res.off("close", onClose);
     if (started && !res.writableEnded) res.end();

@@ -147,6 +147,8 @@ export async function runServe(
       requestIdHeader: (server.requestIdHeaderKey as string) ?? "x-request-id",
       allowMultiStatus: Boolean(server.allowMultiStatus),
       prometheus: Boolean(server.prometheus),
+      chunkedReadTimeoutMs: (server.chunkedReadTimeout as number) * 1000,
+      timeoutHttpCode: server.timeoutHttpCode as number,
     },
     inferenceAddress: server.inferenceAddress as string,
     managementAddress: server.managementAddress as string,

@@ -19,6 +19,8 @@ function parts() {
     requestIdHeader: "x-request-id",
     allowMultiStatus: false,
     prometheus: false,
+    chunkedReadTimeoutMs: 10_000,
+    timeoutHttpCode: 400,
   };
   return { lines, logger, registry, metrics, http };
 }

@@ -183,3 +183,46 @@ describe("inference routing (spec §2.3)", () => {
     assert.equal(ok.statusCode, 200);
   });
 });
+
+describe("chunked_read_timeout (spec §2.4)", () => {
+  it("no output within the limit: the timeout status before headers, the error line after", async () => {
+    const engine = new ScriptedEngine({ words: [" a", " b", " c"], delayMs: 150 });
+    const { app, registry } = harness(async () => scriptedModel(engine), { chunkedReadTimeoutMs: 60 });
+    await addModel(registry, "m");
+    const plain = await app.inject({
+      method: "POST",
+      url: "/invocations",
+      headers: json,
+      payload: '{"inputs":"x"}',
+    });
+    assert.equal(plain.statusCode, 400);
+    assert.equal(JSON.parse(plain.body).type, "TimeoutException");
+    assert.match(JSON.parse(plain.body).message, /Read chunk timeout/);
+    assert.equal(registry.get("m").inFlight, 0);
+    // Between chunks: a fast first token, then a stall past the limit.
+    const slow = new ScriptedEngine({ words: [" a", " b", " c"], delayMs: 0 });
+    const h2 = harness(async () => scriptedModel(slow), { chunkedReadTimeoutMs: 100 });
+    await addModel(h2.registry, "m");
+    const orig = slow.generate.bind(slow);
+    slow.generate = async function* (req, signal) {
+      let i = 0;
+      for await (const o of orig(req, signal)) {
+        if (i++ === 1) await new Promise((r) => setTimeout(r, 300));
+        yield o;
+      }
+    };
+    const res = await h2.app.inject({
+      method: "POST",
+      url: "/invocations",
+      headers: json,
+      payload: '{"inputs":"x","stream":true}',
+    });
+    assert.equal(res.statusCode, 200);
+    const lines = res.body
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.match(lines.at(-1).token.error_msg, /Read chunk timeout/);
+    assert.equal(lines.at(-1).details.finish_reason, "error");
+  });
+});
