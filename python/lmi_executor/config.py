@@ -18,7 +18,8 @@ SUPPORTED_ARCHITECTURES = {
 class ExecutorOptions:
     model_dir: str
     device: str = "cuda"  # "cuda" | "cpu"
-    dtype: str = "auto"  # auto | fp16 | bf16 | fp32
+    dtype: str = "auto"  # auto | fp16 | bf16 | fp32 | int8 (weight-only)
+    quantize: str = ""  # option.quantize: bitsandbytes8 / bitsandbytes / dynamic_int8 select the int8 path
     load_format: str = "auto"  # auto (safetensors) | dummy
     tensor_parallel_degree: int = 1
     enable_cuda_graph: bool = True

@@ -30,6 +30,21 @@ def resolve_dtype(option: str, config_dtype: str, device: torch.device):
     return _DTYPES[option]
 
 
+_INT8_QUANTIZE = ("bitsandbytes8", "bitsandbytes", "dynamic_int8")
+
+
+def effective_dtype(opts: ExecutorOptions) -> str:
+    """option.quantize (load_in_8bit maps to bitsandbytes8 upstream) folded into the dtype option."""
+    if not opts.quantize:
+        return opts.dtype
+    if opts.quantize in _INT8_QUANTIZE:
+        return "int8"
+    raise ValueError(
+        f"option.quantize={opts.quantize} is not supported by the GPU executor; it offers weight-only int8 "
+        f"(option.quantize={' / '.join(_INT8_QUANTIZE)} or option.dtype=int8)"
+    )
+
+
 class Worker:
     def __init__(self, opts: ExecutorOptions, rank: int, world_size: int):
         self.opts = opts
@@ -55,7 +70,8 @@ class Worker:
         t0 = time.perf_counter()
         cfg = load_model_config(o.model_dir)
         self.cfg = cfg
-        self.dtype = resolve_dtype(o.dtype, cfg.torch_dtype, self.device)
+        self.dtype_option = effective_dtype(o)
+        self.dtype = resolve_dtype(self.dtype_option, cfg.torch_dtype, self.device)
         self.max_model_len = min(o.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings) \
             if cfg.max_position_embeddings else o.max_model_len
         attention = Attention(o.attention_backend, self.device, cfg.sliding_window)
@@ -69,13 +85,13 @@ class Worker:
                 if r == self.tp.rank:
                     self._load_weights()
                 self.tp.barrier()
-        if o.dtype == "int8":
+        if self.dtype_option == "int8":
             self.model.quantize_int8()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return {"architecture": cfg.architecture, "modelType": cfg.model_type, "vocabSize": cfg.vocab_size,
                 "maxModelLen": self.max_model_len, "eosTokenIds": list(cfg.eos_token_ids),
-                "bosTokenId": cfg.bos_token_id, "dtype": "int8" if o.dtype == "int8" else str(self.dtype).replace("torch.", ""),
+                "bosTokenId": cfg.bos_token_id, "dtype": "int8" if self.dtype_option == "int8" else str(self.dtype).replace("torch.", ""),
                 "loadSeconds": time.perf_counter() - t0, "weightBytes": self.model.weight_bytes()}
 
     def _load_weights(self) -> None:

@@ -16,6 +16,18 @@ ZOO_LLAMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
 CUDA = torch.cuda.is_available()
 
 
+class QuantizeOptionTest(unittest.TestCase):
+    def test_quantize_option_selects_int8_or_is_refused(self):
+        from lmi_executor.config import ExecutorOptions
+        from lmi_executor.worker import effective_dtype
+
+        self.assertEqual(effective_dtype(ExecutorOptions(model_dir="x", quantize="bitsandbytes8")), "int8")
+        self.assertEqual(effective_dtype(ExecutorOptions(model_dir="x", quantize="dynamic_int8")), "int8")
+        self.assertEqual(effective_dtype(ExecutorOptions(model_dir="x", dtype="bf16")), "bf16")
+        with self.assertRaisesRegex(ValueError, "option.quantize=awq is not supported"):
+            effective_dtype(ExecutorOptions(model_dir="x", quantize="awq"))
+
+
 class QuantizerTest(unittest.TestCase):
     def test_round_trip_error_is_at_most_half_a_step(self):
         w = torch.randn(37, 300, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.01, 3, 37)[:, None]

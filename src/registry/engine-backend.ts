@@ -67,6 +67,7 @@ async function createExecutor(kind: "cpu" | "gpu", modelDir: string, config: Mod
     // int8 selects the executor's weight-only int8 path.
     dtype: typeof config.dtype === "string" ? (config.dtype as PythonDtype) : undefined,
     loadFormat: config.loadFormat === "dummy" ? "dummy" : undefined,
+    quantize: typeof config.quantize === "string" ? config.quantize : undefined,
   });
 }
 

@@ -66,6 +66,7 @@ export interface PythonExecutorOptionsWire {
   model_dir: string;
   device: "cuda" | "cpu";
   dtype: string;
+  quantize: string;
   load_format: string;
   tensor_parallel_degree: number;
   enable_cuda_graph: boolean;

@@ -42,6 +42,8 @@ export interface PythonExecutorOptions {
   loadOnDevices?: number[];
   /** int8: weight-only int8 projections (per-row scales, our Triton kernel), bf16 activations. */
   dtype?: "auto" | "fp16" | "bf16" | "fp32" | "int8";
+  /** option.quantize: bitsandbytes8 / bitsandbytes / dynamic_int8 select weight-only int8; others are refused. */
+  quantize?: string;
   loadFormat?: "auto" | "dummy";
   enableCudaGraph?: boolean;
   /** Fraction of the GPU's memory the executor may use in total (weights + activations + KV cache). */
@@ -190,6 +192,7 @@ class PythonExecutorImpl implements PythonExecutor {
       model_dir: o.modelDir,
       device: o.device ?? "cuda",
       dtype: o.dtype ?? "auto",
+      quantize: o.quantize ?? "",
       load_format: o.loadFormat ?? "auto",
       tensor_parallel_degree: world,
       enable_cuda_graph: o.enableCudaGraph ?? true,
