@@ -104,8 +104,7 @@ export const BACKEND_KEYS = [
     backends: ["lmi-dist"],
     default: true,
     description: "lmi-dist: paged attention KV cache.",
-    here: "the paged engine always pages its KV cache; false is ignored with a warning",
-    warnWhen: (v) => (v ? undefined : "has no effect here: the paged engine always uses paged attention"),
+    here: "false runs the padded sub-batch engine (as rolling_batch=scheduler: contiguous KV per sub-batch)",
   }),
   // vLLM EngineArgs names that LMI ≥0.28 passes through; they duplicate LMI's own keys
   def("option.max_num_seqs", "maxNumSeqs", int({ min: 1 }), {
