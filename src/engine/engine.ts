@@ -19,6 +19,7 @@ import { HfTokenizer } from "../tokenizer/tokenizer.ts";
 import { AsyncQueue } from "./async-queue.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./engine-options.ts";
 import { RequestState } from "./output/output-processor.ts";
+import { PaddedScheduler } from "./padded/padded-scheduler.ts";
 import type {
   ChatMessage,
   EngineStats,
@@ -27,7 +28,6 @@ import type {
   LlmEngine,
   RequestOutput,
 } from "./protocol.ts";
-import { PaddedScheduler } from "./padded/padded-scheduler.ts";
 import { Request } from "./request.ts";
 import { type ParameterDefaults, type ValidatedParameters, validateParameters } from "./sampling-params.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
