@@ -1,0 +1,53 @@
+// The registry's restart policy with the real engine: when the engine behind a model dies (here it is
+// shut down under the registry's feet), requests get 503 at once, the registry rebuilds the model
+// with its loader, /ping reports FAILED (retry_threshold 0, as LMI HEAD) and the model serves again.
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { testModelDir } from "../e2e/serve-process.ts";
+import { realHarness } from "./real-model-harness.ts";
+
+const MODEL = testModelDir();
+const json = { "content-type": "application/json" };
+
+describe("engine death -> restart", () => {
+  const h = realHarness();
+  after(async () => {
+    await h.registry.closeAll();
+  });
+
+  it("fails fast while dead, restarts, counts the failure, serves again", async () => {
+    await h.registry.register(
+      { name: "tiny", url: MODEL, modelDir: MODEL, overrides: {} },
+      { loadedAtStartup: true },
+    ).ready;
+    const entry = h.registry.get("tiny");
+    const first = entry.backend;
+    assert.equal(first?.kind, "engine");
+    if (first?.kind !== "engine") return;
+    await first.engine.shutdown();
+    const dead = await h.app.inject({
+      method: "POST",
+      url: "/invocations",
+      headers: json,
+      payload: { inputs: "In the" },
+    });
+    assert.equal(dead.statusCode, 503);
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && !(entry.backend && entry.backend !== first && entry.status === "READY")) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.notEqual(entry.backend, first);
+    assert.equal(entry.failed, 1);
+    const ping = await h.app.inject({ method: "GET", url: "/ping" });
+    assert.equal(ping.statusCode, 500);
+    assert.deepEqual(JSON.parse(ping.body), { tiny: { status: "FAILED" } });
+    const ok = await h.app.inject({
+      method: "POST",
+      url: "/invocations",
+      headers: json,
+      payload: { inputs: "In the", parameters: { max_new_tokens: 3 } },
+    });
+    assert.equal(ok.statusCode, 200);
+    assert.ok(h.logLines.some((l) => /backend died \(1 failures\)/.test(l)));
+  });
+});
