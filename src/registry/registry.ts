@@ -88,18 +88,22 @@ export class ModelEntry {
 export interface RegistryOptions {
   loader: ModelLoader;
   logger: Logger;
+  /** Told how long each successful load took (the LoadModel metric). */
+  onLoaded?: (entry: ModelEntry, ms: number) => void;
 }
 
 export class ModelRegistry {
   private readonly entries = new Map<string, ModelEntry>();
   private readonly loader: ModelLoader;
   private readonly logger: Logger;
+  private readonly onLoaded: RegistryOptions["onLoaded"];
   /** The model /invocations uses when the request names none (the single startup model). */
   private defaultModel: string | null = null;
 
   constructor(opts: RegistryOptions) {
     this.loader = opts.loader;
     this.logger = opts.logger;
+    this.onLoaded = opts.onLoaded;
   }
 
   /**
@@ -138,7 +142,9 @@ export class ModelRegistry {
         });
       }
       entry.startTime = new Date().toISOString();
-      this.logger.info(`Model ${entry.key} loaded in ${Math.round(performance.now() - t0)} ms`, {
+      const ms = performance.now() - t0;
+      this.onLoaded?.(entry, ms);
+      this.logger.info(`Model ${entry.key} loaded in ${Math.round(ms)} ms`, {
         backend: loaded.backend.kind,
         rollingBatch: entry.options.rollingBatch,
       });

@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ModelRegistry } from "../registry/registry.ts";
 
 const COUNT_HELP = ": prometheus counter metric, unit: Count";
+const MICROS_HELP = ": prometheus gauge metric, unit: Microseconds";
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const ITL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.5];
 
@@ -22,6 +23,10 @@ export class ServerMetrics {
   readonly generationTokens: Counter<"model">;
   readonly promptTokens: Counter<"model">;
   readonly finished: Counter<"model" | "finish_reason">;
+  /** DJL's per-model gauges (last value, µs): RequestLatency and LoadModel; StartupLatency once. */
+  readonly djlRequestLatency: Gauge<"Model">;
+  readonly djlLoadModel: Gauge<"Model">;
+  readonly djlStartupLatency: Gauge;
 
   constructor(opts: { version: string; modelRegistry?: () => ModelRegistry | null }) {
     const registers = [this.registry];
@@ -39,6 +44,14 @@ export class ServerMetrics {
     };
     this.serverError = new Counter({ name: "ServerError_total", help: COUNT_HELP, registers });
     this.modelLoadingError = new Counter({ name: "ModelLoadingError_total", help: COUNT_HELP, registers });
+    this.djlRequestLatency = new Gauge({
+      name: "RequestLatency",
+      help: MICROS_HELP,
+      labelNames: ["Model"],
+      registers,
+    });
+    this.djlLoadModel = new Gauge({ name: "LoadModel", help: MICROS_HELP, labelNames: ["Model"], registers });
+    this.djlStartupLatency = new Gauge({ name: "StartupLatency", help: MICROS_HELP, registers });
     const labelNames = ["model"] as const;
     this.ttft = new Histogram({
       name: "lmi_time_to_first_token_seconds",
@@ -182,7 +195,9 @@ export class GenerationTimer {
   }
 
   onFinish(finishReason: string, numPromptTokens: number | undefined): void {
-    this.metrics.requestLatency.observe({ model: this.model }, (performance.now() - this.start) / 1000);
+    const ms = performance.now() - this.start;
+    this.metrics.requestLatency.observe({ model: this.model }, ms / 1000);
+    this.metrics.djlRequestLatency.set({ Model: this.model }, Math.round(ms * 1000));
     this.metrics.finished.inc({ model: this.model, finish_reason: finishReason });
     if (numPromptTokens) this.metrics.promptTokens.inc({ model: this.model }, numPromptTokens);
   }

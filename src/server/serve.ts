@@ -120,11 +120,12 @@ export async function runServe(
     throw err;
   }
   const executor = opts.executor ?? "cpu";
-  const registry = new ModelRegistry({
+  const metrics = new ServerMetrics({ version: VERSION, modelRegistry: () => registry });
+  const registry: ModelRegistry = new ModelRegistry({
     loader: createModelLoader({ server, env, logger, executor, buildEngine }),
     logger,
+    onLoaded: (entry, ms) => metrics.djlLoadModel.set({ Model: entry.key }, Math.round(ms * 1000)),
   });
-  const metrics = new ServerMetrics({ version: VERSION, modelRegistry: () => registry });
   const t0 = performance.now();
   const loads = specs.map((spec) => {
     logger.info(`Loading model ${spec.name} from ${spec.url} (${spec.origin})`);
@@ -155,7 +156,9 @@ export async function runServe(
     port: opts.port,
     host: opts.host,
   });
-  logger.info(`Model server started in ${Math.round(performance.now() - t0)} ms.`);
+  const startupMs = performance.now() - t0;
+  metrics.djlStartupLatency.set(Math.round(startupMs * 1000));
+  logger.info(`Model server started in ${Math.round(startupMs)} ms.`);
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;

@@ -9,8 +9,12 @@ import { ServerMetrics } from "../../src/server/metrics.ts";
 export function harness(loader: (spec: ModelSpec) => Promise<LoadedModel>, http: Partial<HttpOptions> = {}) {
   const lines: string[] = [];
   const logger = new Logger({ level: "info", sink: { write: (l) => lines.push(l) } });
-  const registry = new ModelRegistry({ loader, logger });
   const metrics = new ServerMetrics({ version: "test", modelRegistry: () => registry });
+  const registry: ModelRegistry = new ModelRegistry({
+    loader,
+    logger,
+    onLoaded: (entry, ms) => metrics.djlLoadModel.set({ Model: entry.key }, Math.round(ms * 1000)),
+  });
   const ctx: ServerContext = { registry, logger, metrics, http: { ...DEFAULT_HTTP_OPTIONS, ...http } };
   const app = createApp(ctx);
   return { app, ctx, registry, logLines: lines };

@@ -121,6 +121,9 @@ describe("management API (spec §2.5)", () => {
     assert.match(res.body, /lmi_inter_token_latency_seconds_count\{model="tiny"\} 1/);
     assert.match(res.body, /lmi_kv_cache_usage_ratio\{model="tiny"\} 0.25/);
     assert.match(res.body, /lmi_num_requests_running\{model="tiny"\} 0/);
+    assert.match(res.body, /# HELP RequestLatency : prometheus gauge metric, unit: Microseconds/);
+    assert.match(res.body, /RequestLatency\{Model="tiny"\} \d+/);
+    assert.match(res.body, /LoadModel\{Model="tiny"\} \d+/);
     const one = await app.inject({ method: "GET", url: "/server/metrics?name[]=Response_4XX_total" });
     assert.match(one.body, /Response_4XX_total/);
     assert.doesNotMatch(one.body, /DJLServingStart/);
