@@ -11,6 +11,7 @@ SUPPORTED_ARCHITECTURES = {
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
     "Phi3ForCausalLM": "phi3",  # Llama layout with qkv and gate/up already fused in the checkpoint
+    "MixtralForCausalLM": "mixtral",  # Mistral attention + a top-k mixture of SwiGLU experts
 }
 
 
@@ -67,6 +68,8 @@ class ModelConfig:
     eos_token_ids: tuple = ()
     bos_token_id: object = None
     sliding_window: int = 0  # 0: full attention; else a query sees the last `sliding_window` keys (itself included)
+    num_experts: int = 0  # 0: dense MLP
+    experts_per_token: int = 0
 
 
 def _as_list(v):
@@ -134,4 +137,6 @@ def load_model_config(model_dir: str) -> ModelConfig:
         eos_token_ids=eos,
         bos_token_id=raw.get("bos_token_id"),
         sliding_window=window,
+        num_experts=int(raw.get("num_local_experts") or 0) if model_type == "mixtral" else 0,
+        experts_per_token=int(raw.get("num_experts_per_tok") or 0) if model_type == "mixtral" else 0,
     )

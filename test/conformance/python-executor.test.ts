@@ -11,6 +11,7 @@ const SUPPORTED = new Set([
   "Qwen2ForCausalLM",
   "Qwen3ForCausalLM",
   "Phi3ForCausalLM",
+  "MixtralForCausalLM",
 ]);
 const device = process.env.LMI_TEST_PYTHON_DEVICE === "cuda" ? "cuda" : "cpu";
 

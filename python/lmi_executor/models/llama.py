@@ -1,7 +1,7 @@
-# The Llama family (Llama 2/3, Mistral, Qwen2 with qkv bias, Qwen3 with per-head q/k RMSNorm) over a
-# paged KV cache. Invariants: q/k/v and gate/up are fused into one matrix each at load time; with tensor
-# parallelism, heads and the MLP's intermediate size are split by rank (column-parallel qkv/gate_up,
-# row-parallel o/down + all-reduce) and the LM head by vocabulary rows + all-gather.
+# The Llama family (Llama 2/3, Mistral, Qwen2 with qkv bias, Qwen3 with per-head q/k RMSNorm, Phi-3,
+# Mixtral with its mixture of experts) over a paged KV cache. Invariants: q/k/v and gate/up are fused into
+# one matrix each at load time; with tensor parallelism, heads and the MLP's intermediate size are split by
+# rank (column-parallel qkv/gate_up, row-parallel o/down + all-reduce), the LM head by vocabulary rows.
 import re
 
 import torch
@@ -15,6 +15,7 @@ from ..quant import Int8Weight, linear, quantize_int8
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _IGNORED = re.compile(r"rotary_emb\.inv_freq$")
+_EXPERT = re.compile(r"^block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$")
 
 
 class LlamaModel:
@@ -40,15 +41,23 @@ class LlamaModel:
         if not cfg.tie_word_embeddings:
             self.params["lm_head"] = empty(self.vocab_local, H)
         self.layers = []
+        E = cfg.num_experts
         for _ in range(cfg.num_layers):
             layer = {
                 "in_norm": empty(H),
                 "qkv_w": empty(self.q_size + 2 * self.kv_size, H),
                 "o_w": empty(H, self.q_size),
                 "post_norm": empty(H),
-                "gate_up_w": empty(2 * self.inter, H),
-                "down_w": empty(H, self.inter),
             }
+            if E:
+                # Mixtral: every expert's w1|w3 fused like gate|up, split by rank along the intermediate size.
+                layer["router_w"] = empty(E, H)
+                for e in range(E):
+                    layer[f"expert{e}_gate_up_w"] = empty(2 * self.inter, H)
+                    layer[f"expert{e}_down_w"] = empty(H, self.inter)
+            else:
+                layer["gate_up_w"] = empty(2 * self.inter, H)
+                layer["down_w"] = empty(H, self.inter)
             if cfg.qkv_bias:
                 layer["qkv_b"] = empty(self.q_size + 2 * self.kv_size)
             if cfg.qk_norm:
@@ -97,6 +106,15 @@ class LlamaModel:
             "mlp.up_proj": ("gate_up", self.inter, 2 * self.inter, self.inter),
         }
         base, _, kind = rest.rpartition(".")
+        em = _EXPERT.match(rest)
+        if em:
+            e, which = int(em.group(1)), em.group(2)
+            if which == "w2":
+                return self._copy((i, rest), L[f"expert{e}_down_w"], self._cols(w, self.inter))
+            lo = 0 if which == "w1" else self.inter
+            return self._copy((i, rest), L[f"expert{e}_gate_up_w"][lo : lo + self.inter], self._rows(w, self.inter))
+        if rest == "block_sparse_moe.gate.weight":
+            return self._copy((i, rest), L["router_w"], w)
         prefused = {  # Phi-3 ships q|k|v and gate|up as single tensors: split them into the same parts
             "self_attn.qkv_proj": [("self_attn.q_proj", self.cfg.num_heads * hd),
                                    ("self_attn.k_proj", self.cfg.num_kv_heads * hd),
@@ -137,7 +155,8 @@ class LlamaModel:
 
     def finish_loading(self) -> None:
         expected = 2 + (0 if self.cfg.tie_word_embeddings else 1)
-        per_layer = 9 + (3 if self.cfg.qkv_bias else 0) + (2 if self.cfg.qk_norm else 0)
+        mlp = 1 + 3 * self.cfg.num_experts if self.cfg.num_experts else 3
+        per_layer = 6 + mlp + (3 if self.cfg.qkv_bias else 0) + (2 if self.cfg.qk_norm else 0)
         expected += per_layer * len(self.layers)
         if len(self._loaded) != expected:
             raise ValueError(f"checkpoint is incomplete: loaded {len(self._loaded)} of {expected} weight tensors")
@@ -173,12 +192,29 @@ class LlamaModel:
     def quantize_int8(self) -> None:
         """Weight-only int8 for the four projection matrices of every layer; embeddings, norms, LM head stay."""
         for L in self.layers:
-            for key in ("qkv_w", "o_w", "gate_up_w", "down_w"):
+            for key in [k for k in L if k in ("qkv_w", "o_w", "gate_up_w", "down_w") or k.startswith("expert")]:
                 L[key] = quantize_int8(L[key])  # the full-precision tensor is freed as we go
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     # ---- forward ----------------------------------------------------------------------------------------------
+
+    def _moe(self, h, L) -> torch.Tensor:
+        """Mixtral's top-k routing, computed densely: every expert sees every token and is weighted by the
+        token's (renormalised) routing weight, 0 when not chosen. No data-dependent shapes, so decode steps
+        stay capturable in CUDA graphs; it costs num_experts / top_k times the expert FLOPs (an obvious
+        place for a grouped kernel later), while the weight bytes read per step are the same once a batch
+        touches every expert."""
+        cfg = self.cfg
+        probs = torch.softmax(linear(h, L["router_w"]).float(), dim=-1)
+        top_w, top_i = probs.topk(cfg.experts_per_token, dim=-1)
+        top_w = (top_w / top_w.sum(dim=-1, keepdim=True)).to(h.dtype)
+        gate = torch.zeros_like(probs, dtype=h.dtype).scatter(1, top_i, top_w)
+        out = torch.zeros_like(h)
+        for e in range(cfg.num_experts):
+            y = linear(self.ops.silu_and_mul(linear(h, L[f"expert{e}_gate_up_w"])), L[f"expert{e}_down_w"])
+            out = out + y * gate[:, e : e + 1]
+        return out
 
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices) -> torch.Tensor:
         """Returns fp32 logits [len(logits_indices), vocab] for the rows the sampler needs."""
@@ -197,7 +233,10 @@ class LlamaModel:
             o = self.attn.forward(q, k_cache, v_cache, meta, self.scale)
             x = self.tp.all_reduce(linear(o.reshape(-1, self.q_size), L["o_w"]))
             h = ops.add_rms_norm(x, residual, L["post_norm"], eps)
-            x = self.tp.all_reduce(linear(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"]))
+            if cfg.num_experts:
+                x = self.tp.all_reduce(self._moe(h, L))
+            else:
+                x = self.tp.all_reduce(linear(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"]))
         h = ops.add_rms_norm(x[logits_indices], residual[logits_indices], self.params["norm"], eps)
         logits = linear(h, self.params["lm_head"]).float()
         if self.vocab_parallel:
