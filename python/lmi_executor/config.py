@@ -3,7 +3,7 @@
 # never raw dicts, and unknown architectures fail here by name.
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 SUPPORTED_ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
@@ -12,6 +12,8 @@ SUPPORTED_ARCHITECTURES = {
     "Qwen3ForCausalLM": "qwen3",
     "Phi3ForCausalLM": "phi3",  # Llama layout with qkv and gate/up already fused in the checkpoint
     "MixtralForCausalLM": "mixtral",  # Mistral attention + a top-k mixture of SwiGLU experts
+    "GPT2LMHeadModel": "gpt2",
+    "GPTNeoXForCausalLM": "gpt_neox",
 }
 
 
@@ -70,12 +72,24 @@ class ModelConfig:
     sliding_window: int = 0  # 0: full attention; else a query sees the last `sliding_window` keys (itself included)
     num_experts: int = 0  # 0: dense MLP
     experts_per_token: int = 0
+    rotary_dims: int = 0  # GPT-NeoX: rotary on the first rotary_dims of each head (0: the whole head)
+    parallel_residual: bool = False  # GPT-NeoX: x + attn(ln1 x) + mlp(ln2 x)
+    hidden_act: str = "silu"
 
 
 def _as_list(v):
     if v is None:
         return []
     return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _merged_eos(eos: tuple, model_dir: str) -> tuple:
+    gen_path = os.path.join(model_dir, "generation_config.json")
+    if os.path.exists(gen_path):
+        with open(gen_path, encoding="utf-8") as f:
+            gen_eos = _as_list(json.load(f).get("eos_token_id"))
+        eos = tuple(dict.fromkeys([*eos, *(int(t) for t in gen_eos)]))
+    return eos
 
 
 def load_model_config(model_dir: str) -> ModelConfig:
@@ -89,6 +103,9 @@ def load_model_config(model_dir: str) -> ModelConfig:
             + ", ".join(sorted(SUPPORTED_ARCHITECTURES))
         )
     model_type = SUPPORTED_ARCHITECTURES[arch]
+    if model_type in ("gpt2", "gpt_neox"):
+        cfg = _gpt_config(raw, arch, model_type)
+        return replace(cfg, eos_token_ids=_merged_eos(cfg.eos_token_ids, model_dir))
     num_heads = int(raw["num_attention_heads"])
     hidden = int(raw["hidden_size"])
     # transformers 5 moved rope settings into rope_parameters; older configs keep rope_theta/rope_scaling.
@@ -111,11 +128,7 @@ def load_model_config(model_dir: str) -> ModelConfig:
         window = 0
     if float(raw.get("partial_rotary_factor") or 1.0) != 1.0:
         raise ValueError(f"{arch} with partial_rotary_factor != 1 is not supported by the GPU executor")
-    gen_path = os.path.join(model_dir, "generation_config.json")
-    if os.path.exists(gen_path):
-        with open(gen_path, encoding="utf-8") as f:
-            gen_eos = _as_list(json.load(f).get("eos_token_id"))
-        eos = tuple(dict.fromkeys([*eos, *(int(t) for t in gen_eos)]))
+    eos = _merged_eos(eos, model_dir)
     return ModelConfig(
         architecture=arch,
         model_type=model_type,
@@ -139,4 +152,34 @@ def load_model_config(model_dir: str) -> ModelConfig:
         sliding_window=window,
         num_experts=int(raw.get("num_local_experts") or 0) if model_type == "mixtral" else 0,
         experts_per_token=int(raw.get("num_experts_per_tok") or 0) if model_type == "mixtral" else 0,
+    )
+
+
+def _gpt_config(raw: dict, arch: str, model_type: str) -> ModelConfig:
+    """GPT-2 and GPT-NeoX spell their sizes differently; both use LayerNorm with bias and multi-head attention."""
+    if model_type == "gpt2":
+        H, heads = int(raw["n_embd"]), int(raw["n_head"])
+        inter, layers = int(raw.get("n_inner") or 4 * H), int(raw["n_layer"])
+        eps, max_pos, act = float(raw.get("layer_norm_epsilon", 1e-5)), int(raw.get("n_positions", 1024)), \
+            str(raw.get("activation_function", "gelu_new"))
+        rotary_dims, theta, parallel = 0, 10000.0, False
+        tie = bool(raw.get("tie_word_embeddings", True))
+    else:
+        H, heads = int(raw["hidden_size"]), int(raw["num_attention_heads"])
+        inter, layers = int(raw["intermediate_size"]), int(raw["num_hidden_layers"])
+        eps, max_pos, act = float(raw.get("layer_norm_eps", 1e-5)), int(raw.get("max_position_embeddings", 2048)), \
+            str(raw.get("hidden_act", "gelu"))
+        rotary_dims = int((H // heads) * float(raw.get("rotary_pct", 1.0)))
+        theta = float(raw.get("rotary_emb_base", raw.get("rope_theta", 10000.0)))
+        parallel = bool(raw.get("use_parallel_residual", True))
+        tie = bool(raw.get("tie_word_embeddings", False))
+        if raw.get("rope_scaling"):
+            raise ValueError(f"{arch} with rope_scaling is not supported by the GPU executor")
+    return ModelConfig(
+        architecture=arch, model_type=model_type, vocab_size=int(raw["vocab_size"]), hidden_size=H,
+        intermediate_size=inter, num_layers=layers, num_heads=heads, num_kv_heads=heads, head_dim=H // heads,
+        rms_norm_eps=eps, rope_theta=theta, max_position_embeddings=max_pos, tie_word_embeddings=tie,
+        torch_dtype=str(raw.get("torch_dtype") or raw.get("dtype") or "float32"),
+        eos_token_ids=tuple(int(t) for t in _as_list(raw.get("eos_token_id"))), bos_token_id=raw.get("bos_token_id"),
+        rotary_dims=rotary_dims, parallel_residual=parallel, hidden_act=act,
     )

@@ -11,6 +11,7 @@ from . import PROTOCOL_VERSION
 from .attention import Attention
 from .config import ExecutorOptions, load_model_config
 from .loader import iter_checkpoint
+from .models.gpt import GPTModel
 from .models.llama import LlamaModel
 from .parallel import TensorParallel
 from .runner import ModelRunner
@@ -75,7 +76,8 @@ class Worker:
         self.max_model_len = min(o.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings) \
             if cfg.max_position_embeddings else o.max_model_len
         attention = Attention(o.attention_backend, self.device, cfg.sliding_window)
-        self.model = LlamaModel(cfg, self.dtype, self.device, self.tp, attention, self.max_model_len, o.fused_ops)
+        family = GPTModel if cfg.model_type in ("gpt2", "gpt_neox") else LlamaModel
+        self.model = family(cfg, self.dtype, self.device, self.tp, attention, self.max_model_len, o.fused_ops)
         if o.load_format == "dummy":
             self.model.init_dummy(o.seed)
         elif o.parallel_loading or self.tp.world_size == 1:

@@ -12,6 +12,8 @@ const SUPPORTED = new Set([
   "Qwen3ForCausalLM",
   "Phi3ForCausalLM",
   "MixtralForCausalLM",
+  "GPT2LMHeadModel",
+  "GPTNeoXForCausalLM",
 ]);
 const device = process.env.LMI_TEST_PYTHON_DEVICE === "cuda" ? "cuda" : "cpu";
 
