@@ -29,6 +29,7 @@ import {
 
 type EngineBackend = Extract<Backend, { kind: "engine" }>;
 let engineSeq = 0;
+const liveIds = new Set<string>();
 export type RouteFlavor = "lmi" | "openai";
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -133,13 +134,23 @@ async function start(
   params: GenerationParams,
   formatter: OutputFormatter,
 ): Promise<unknown> {
-  const release = ctx.registry.acquire(entry);
-  // Client-chosen x-request-id values may repeat (retries); the engine needs ids unique while running.
-  engineSeq = (engineSeq + 1) % Number.MAX_SAFE_INTEGER;
+  const releaseSlot = ctx.registry.acquire(entry);
+  // The engine's request id is the request id (so engine logs and plans trace back to it), unless a
+  // client reuses an x-request-id that is still running (retries): then it gets a unique suffix.
+  let requestId = req.id;
+  if (liveIds.has(requestId)) {
+    engineSeq = (engineSeq + 1) % Number.MAX_SAFE_INTEGER;
+    requestId = `${req.id}#${engineSeq}`;
+  }
+  liveIds.add(requestId);
+  const release = () => {
+    liveIds.delete(requestId);
+    releaseSlot();
+  };
   return writeGeneration(ctx, req, reply, {
     entry,
     engine: backend.engine,
-    request: { requestId: `${req.id}#${engineSeq}`, prompt, params },
+    request: { requestId, prompt, params },
     formatter,
     release,
   });
