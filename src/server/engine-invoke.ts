@@ -79,6 +79,11 @@ export async function invokeEngineLmi(
   if (body.inputs === undefined && body.prompt !== undefined) {
     return invokeCompletion(ctx, req, reply, entry, backend, body, "lmi");
   }
+  if (body.adapters !== undefined) {
+    throw new InputParsingError(
+      "The 'adapters' field names LoRA adapters, which this server does not serve.",
+    );
+  }
   const inputs = body.inputs;
   if (typeof inputs !== "string") {
     throw new InputParsingError(

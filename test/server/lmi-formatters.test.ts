@@ -155,6 +155,7 @@ describe("LMI input errors and failures", () => {
       [{ inputs: "a", parameters: [] }, /'parameters' field must be an object/],
       [{ inputs: "a", parameters: { max_new_tokens: -1 } }, /max_new_tokens/],
       [{ inputs: "a", parameters: { temperature: "hot" } }, /temperature/],
+      [{ inputs: "a", adapters: "french" }, /'adapters'/],
     ];
     for (const [body, re] of cases) {
       const res = await post(app, body);
