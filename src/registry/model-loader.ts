@@ -10,6 +10,7 @@ import { loadModelConfig, type ModelConfig } from "../config/model-config.ts";
 import type { ServerConfig } from "../config/server-config.ts";
 import { ConfigError } from "../errors.ts";
 import { supportsArchitecture } from "../executor/cpu/model-config.ts";
+import { handlerOptionsFromConfig } from "../handler/from-model-config.ts";
 import { createHandlerModel } from "../handler/handler-model.ts";
 import { resolveModel } from "../model/resolve-model.ts";
 import type { Logger } from "../server/log.ts";
@@ -158,29 +159,13 @@ export function createModelLoader(opts: ModelLoaderOptions): ModelLoader {
       const built = await opts.buildEngine({ modelDir, config, executor: opts.executor, logger: log });
       return { backend: built.backend, options, close: built.close };
     }
-    const handler = createHandlerModel({
-      modelName: spec.name,
-      modelDir,
-      options: {
-        minWorkers: options.minWorkers,
-        maxWorkers: Math.max(options.maxWorkers, options.minWorkers),
-        batchSize: options.batchSize,
-        maxBatchDelayMs: options.maxBatchDelayMillis,
-        modelLoadingTimeoutS: config.modelLoadingTimeout as number,
-        predictTimeoutS: config.predictTimeout as number,
-        loadOnDevices: String(config.loadOnDevices ?? "*"),
-        env: config.env as Record<string, string> | undefined,
-        mpiMode: Boolean(config.mpiMode),
-        tensorParallelDegree:
-          typeof config.tensorParallelDegree === "number" ? config.tensorParallelDegree : 1,
-        pipelineParallelDegree: config.pipelineParallelDegree as number,
-        pythonExecutable: config.pythonExecutable as string | undefined,
-        properties: { ...config.pythonProperties, ...config.unknownOptions },
-        jobQueueSize: options.jobQueueSize,
-        retryThreshold: options.retryThreshold,
-        log: (level, line) => log.log(level === "error" ? "error" : level === "warn" ? "warn" : "info", line),
-      },
+    // The handler gets the model's local directory as model_id, so it never downloads a second time.
+    const handlerOptions = handlerOptionsFromConfig(config, options, {
+      log: (level, line) => log.log(level === "error" ? "error" : level === "warn" ? "warn" : "info", line),
     });
+    if (modelDir !== configDir)
+      handlerOptions.properties = { ...handlerOptions.properties, model_id: modelDir };
+    const handler = createHandlerModel({ modelName: spec.name, modelDir, options: handlerOptions });
     await handler.start();
     return { backend: { kind: "handler", handler }, options, close: () => handler.shutdown() };
   };

@@ -54,6 +54,20 @@ describe("Python handler path over HTTP", () => {
     assert.equal(res.body, '{"i":0,"t":"hi"}\n{"i":1,"t":"hi"}\n{"i":2,"t":"hi"}\n');
   });
 
+  it("option.handler in serving.properties picks the function the worker calls", async () => {
+    const url = encodeURIComponent(join(FIXTURES, "custom_handler"));
+    const reg = await h.app.inject({ method: "POST", url: `/models?url=${url}&model_name=custom` });
+    assert.equal(reg.statusCode, 200, reg.body);
+    const res = await h.app.inject({
+      method: "POST",
+      url: "/predictions/custom",
+      headers: { "content-type": "text/plain" },
+      payload: "amen",
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.body, "shout:AMEN");
+  });
+
   it("a handler exception is DJL's 424 body; the model keeps serving", async () => {
     const res = await h.app.inject({
       method: "POST",
