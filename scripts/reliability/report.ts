@@ -157,7 +157,8 @@ interface SoakResult {
   elapsedS: number;
   finishedAt: string;
   config: { minutes: number; clients: number; maxNewTokens: number; model: string };
-  machine: { cpus: number; node: string; code?: { commit: string; dirtySrcFiles: number } };
+  machine: { cpus: number; node: string };
+  code?: { commit: string; dirtySrcFiles: number };
   totals: {
     requests: number;
     ok: number;
@@ -231,7 +232,7 @@ function soakSection(): string {
 (the real \`lmi serve\` on \`${c.model.replace(`${ROOT}/`, "")}\`, loopback; half the clients stream LMI jsonlines on
 /invocations, half OpenAI SSE chat; the server reports on itself through \`scripts/reliability/monitor.mjs\`).
 Run ${complete}, finished ${s.finishedAt}, on ${s.machine.cpus} CPUs, Node ${s.machine.node}, code at
-${s.machine.code?.commit ?? "?"}${s.machine.code?.dirtySrcFiles ? ` with ${s.machine.code.dirtySrcFiles} uncommitted files under src/ (work in progress of other engineers at the time)` : ""}.
+${s.code?.commit ?? "?"}${s.code?.dirtySrcFiles ? ` with ${s.code.dirtySrcFiles} uncommitted files under src/ (work in progress of other engineers at the time)` : ""}.
 
 | figure | value |
 |---|---|
@@ -278,6 +279,17 @@ docs/gpu-executor.md.
 ## Soak
 
 ${soakSection()}
+## Found and fixed by this suite
+
+- An engine death reached the registry only through a 500 ms poll: \`/ping\` said Healthy and new
+  requests hit the dead engine in that window (src/registry/engine-backend.ts now uses engine.onDeath).
+- \`CpuExecutor.shutdown()\` awaited a terminating worker that does not hold the event loop open, so
+  the process could end before shutdown resolved (src/executor/cpu/cpu-executor.ts).
+- SIGTERM cut every in-flight stream at once; close() now stops accepting, drains, then stops the
+  engines (src/server/start.ts, src/server/serve.ts).
+- A Python handler stream whose worker died ended as a clean, complete-looking 200 (silent
+  truncation); the connection is now dropped without the final chunk (src/server/handler-invoke.ts).
+
 ## What each promise means
 
 - **Crash**: an executor thread or a handler worker that dies fails every in-flight request at once —

@@ -3,29 +3,16 @@
 // profile) leave no running request, KV block, queue slot, socket, timer or abort listener behind.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { SchedulerOutput } from "../../src/executor/types.ts";
 import {
-  cpuExecutorOf,
   engineOf,
   type LiveServer,
   post,
   recordFigures,
   rounds,
   startLiveServer,
+  tapPlans,
   waitFor,
 } from "./helpers.ts";
-
-/** Records every plan the executor runs, with the time it started, without changing what it does. */
-function tapPlans(s: LiveServer): Array<{ t: number; plan: SchedulerOutput }> {
-  const ex = cpuExecutorOf(engineOf(s));
-  const seen: Array<{ t: number; plan: SchedulerOutput }> = [];
-  const original = ex.execute.bind(ex);
-  ex.execute = (plan) => {
-    seen.push({ t: performance.now(), plan });
-    return original(plan);
-  };
-  return seen;
-}
 
 describe("client disconnects", () => {
   let s: LiveServer;

@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Engine } from "../../src/engine/engine.ts";
 import { CpuExecutor } from "../../src/executor/cpu/cpu-executor.ts";
+import type { SchedulerOutput } from "../../src/executor/types.ts";
 import type { HttpOptions } from "../../src/server/context.ts";
 import { testModelDir } from "../e2e/serve-process.ts";
 import { realHarness } from "../server/real-model-harness.ts";
@@ -78,6 +79,18 @@ export function cpuExecutorOf(engine: Engine): CpuExecutor {
   const ex = (engine as unknown as { executor: unknown }).executor;
   assert.ok(ex instanceof CpuExecutor, "the engine does not run a worker_thread CpuExecutor");
   return ex;
+}
+
+/** Records every plan the model's executor runs, with its start time, without changing what it does. */
+export function tapPlans(s: LiveServer): Array<{ t: number; plan: SchedulerOutput }> {
+  const ex = cpuExecutorOf(engineOf(s));
+  const seen: Array<{ t: number; plan: SchedulerOutput }> = [];
+  const original = ex.execute.bind(ex);
+  ex.execute = (plan) => {
+    seen.push({ t: performance.now(), plan });
+    return original(plan);
+  };
+  return seen;
 }
 
 export interface StreamResult {

@@ -15,6 +15,7 @@ import {
   recordFigures,
   rounds,
   startLiveServer,
+  tapPlans,
   waitFor,
 } from "./helpers.ts";
 
@@ -106,14 +107,17 @@ describe("overload: max_rolling_batch_size", () => {
     const sampler = setInterval(() => {
       maxRunning = Math.max(maxRunning, engine.stats().numRunning);
     }, 2);
-    const firstAt: number[] = [];
+    const plans = tapPlans(s);
     const xs = [];
     for (let i = 0; i < 6; i++) {
-      const x = post(s.url, "/invocations", { inputs: `In order ${i}`, parameters: LONG(12), stream: true });
-      void x.firstChunk.then(() => {
-        firstAt[i] = performance.now();
-      });
-      xs.push(x);
+      xs.push(
+        post(
+          s.url,
+          "/invocations",
+          { inputs: `In order ${i}`, parameters: LONG(12), stream: true },
+          { "x-request-id": `order-${i}` },
+        ),
+      );
       await new Promise((r) => setTimeout(r, 40));
     }
     const results = await Promise.all(xs.map((x) => x.done));
@@ -121,17 +125,18 @@ describe("overload: max_rolling_batch_size", () => {
     for (const r of results) assert.equal(r.status, 200);
     assert.ok(maxRunning <= 2, `${maxRunning} requests ran at once with max_rolling_batch_size=2`);
     assert.equal(maxRunning, 2, "the batch was used");
-    const order = firstAt
-      .map((t, i) => [t, i])
-      .sort((a, b) => a[0] - b[0])
-      .map((p) => p[1]);
-    assert.deepEqual(order, [0, 1, 2, 3, 4, 5], "first tokens came in arrival order");
+    // Served in order: the scheduler admits requests (first scheduled as new) in arrival order.
+    const order = plans
+      .flatMap((p) => p.plan.scheduledNewReqs.map((r) => r.reqId))
+      .filter((id) => id.startsWith("order-"))
+      .map((id) => Number(id.slice("order-".length)));
+    assert.deepEqual(order, [0, 1, 2, 3, 4, 5], "admitted in arrival order");
     recordFigures("overload-batch", {
       promise: "requests beyond max_rolling_batch_size wait and are served in order",
       maxRollingBatchSize: 2,
       requests: 6,
       maxRunningObserved: maxRunning,
-      firstTokenOrder: order,
+      admissionOrder: order,
     });
   });
 });
