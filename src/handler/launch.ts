@@ -9,8 +9,12 @@ import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConfigError } from "../errors.ts";
 
-/** The repository's python/ folder: djl_python_engine.py and the djl_python package live there. */
-export const PYTHON_RUNTIME_DIR = fileURLToPath(new URL("../../python", import.meta.url));
+/**
+ * The repository's python/ folder: djl_python_engine.py and the djl_python package live there.
+ * LMI_EXECUTOR_PYTHONPATH (the same folder) serves bundled builds, where this file's URL is not in the repo.
+ */
+export const PYTHON_RUNTIME_DIR =
+  process.env.LMI_EXECUTOR_PYTHONPATH ?? fileURLToPath(new URL("../../python", import.meta.url));
 export const ENGINE_SCRIPT = join(PYTHON_RUNTIME_DIR, "djl_python_engine.py");
 export const HUGGINGFACE_ENTRY_POINT = "djl_python.huggingface";
 
