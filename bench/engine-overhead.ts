@@ -1,0 +1,424 @@
+// Benchmark harness (not a test): the TypeScript side's cost per engine step at batch 256, with an
+// executor that answers at once (one token per request per step, like a model that takes no time).
+// The Python executor's wire work on the Node side (encodeFrame of the plan, FrameDecoder of a reply
+// shaped like python/lmi_executor/runner.py's) is done inside that executor and timed apart.
+//
+//   npx tsx bench/engine-overhead.ts engine [--requests 256 --input 512 --output 256 --runs 3]
+//   npx tsx bench/engine-overhead.ts http   (the real app on loopback; streaming clients in a child process)
+//   npx tsx bench/engine-overhead.ts protocol   (encode a 256-request decode plan, decode its reply)
+//   --step-ms 17: the executor answers after 17 ms (the H100's decode step), so what Node does while
+//   the model runs is hidden, and only the serial part shows up in the step time.
+//
+// Per-step Node time is the gap from an execute() reply being ready to the next execute() call, over the
+// steps where every request decodes (batch = --requests): with --step-ms 0 it holds everything Node does
+// for a step (schedule(), updateFromOutput(), output processing, delivery to the consumers, HTTP
+// formatting and socket writes, event-loop turns); with a model time, only what the model waits for.
+// Phases are timed by wrapping prototype methods, so the engine itself carries no timing code.
+
+import { fork } from "node:child_process";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { parseArgs } from "node:util";
+import { AsyncQueue } from "../src/engine/async-queue.ts";
+import { Engine } from "../src/engine/engine.ts";
+import { resolveEngineOptions } from "../src/engine/engine-options.ts";
+import { RequestState } from "../src/engine/output/output-processor.ts";
+import { Scheduler } from "../src/engine/scheduler/scheduler.ts";
+import { encodeFrame, FrameDecoder } from "../src/executor/python/framing.ts";
+import type {
+  CacheProfile,
+  Executor,
+  ExecutorHealth,
+  ModelInfo,
+  ModelRunnerOutput,
+  SchedulerOutput,
+} from "../src/executor/types.ts";
+import { ModelRegistry } from "../src/registry/registry.ts";
+import { DEFAULT_SERVING_OPTIONS } from "../src/registry/types.ts";
+import { createApp } from "../src/server/app.ts";
+import { DEFAULT_HTTP_OPTIONS, type ServerContext } from "../src/server/context.ts";
+import { Logger } from "../src/server/log.ts";
+import { ServerMetrics } from "../src/server/metrics.ts";
+import { HfTokenizer } from "../src/tokenizer/tokenizer.ts";
+
+const VOCAB = 128256;
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    requests: { type: "string", default: "256" },
+    input: { type: "string", default: "512" },
+    output: { type: "string", default: "256" },
+    runs: { type: "string", default: "3" },
+    port: { type: "string" },
+    "step-ms": { type: "string", default: "0" },
+  },
+});
+const N = Number(values.requests);
+const IN = Number(values.input);
+const OUT = Number(values.output);
+/** Model time per step (0: answer at once; 17 models the H100's decode step at batch 256). */
+const STEP_MS = Number(values["step-ms"]);
+
+/** scripts/gpu/make-dummy-model-dir.py's tokenizer: a 128,256-word WordLevel vocabulary, w0..w128255. */
+function wordTokenizer(): HfTokenizer {
+  const vocab: Record<string, number> = {};
+  for (let i = 0; i < VOCAB; i++) vocab[`w${i}`] = i;
+  const special = (id: number) => ({
+    id,
+    content: `w${id}`,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
+  return new HfTokenizer({
+    tokenizerJson: {
+      version: "1.0",
+      truncation: null,
+      padding: null,
+      added_tokens: [special(128000), special(128001)],
+      normalizer: null,
+      pre_tokenizer: { type: "WhitespaceSplit" },
+      post_processor: null,
+      decoder: null,
+      model: { type: "WordLevel", vocab, unk_token: "w0" },
+    },
+    tokenizerConfig: { bos_token: "w128000", eos_token: "w128001" },
+  });
+}
+
+/** Accumulated milliseconds per phase, plus per-step gaps. */
+class Timings {
+  readonly phases = new Map<string, number>();
+  stepGaps: number[] = [];
+  decodeSteps = 0;
+  add(name: string, ms: number): void {
+    this.phases.set(name, (this.phases.get(name) ?? 0) + ms);
+  }
+  reset(): void {
+    this.phases.clear();
+    this.stepGaps = [];
+    this.decodeSteps = 0;
+  }
+}
+const T = new Timings();
+/** Only steps where every request decodes one token count (set by the executor per step). */
+let inDecodeStep = false;
+
+function wrap<O extends object>(proto: O, method: keyof O & string, phase: string): void {
+  const orig = proto[method] as unknown as (...a: unknown[]) => unknown;
+  (proto as Record<string, unknown>)[method] = function (this: unknown, ...a: unknown[]) {
+    if (!inDecodeStep) return orig.apply(this, a);
+    const t0 = performance.now();
+    const r = orig.apply(this, a);
+    T.add(phase, performance.now() - t0);
+    return r;
+  };
+}
+wrap(Scheduler.prototype, "schedule", "schedule()");
+wrap(Scheduler.prototype, "updateFromOutput", "updateFromOutput()");
+wrap(RequestState.prototype, "process", "output processing (detokenize, stops)");
+wrap(AsyncQueue.prototype, "push", "queue push");
+wrap(http.ServerResponse.prototype, "write", "res.write()");
+
+/** Answers every step at once with one token per request that reached its end; does the wire work. */
+class InstantExecutor implements Executor {
+  private readonly numTokens = new Map<string, number>();
+  private lastCall = 0;
+  private wasDecode = false;
+  private seed = 1;
+  private nextId = 1;
+  private readonly decoder = new FrameDecoder();
+
+  async load(): Promise<ModelInfo> {
+    return {
+      architecture: "LlamaForCausalLM",
+      modelType: "llama",
+      vocabSize: VOCAB,
+      maxModelLen: 4096,
+      eosTokenIds: [128001],
+      bosTokenId: 128000,
+      dtype: "bfloat16",
+    };
+  }
+  async profile(): Promise<CacheProfile> {
+    return { numBlocks: 27_455, blockSize: 16, bytesPerBlock: 131_072 };
+  }
+  async initCache(): Promise<void> {}
+  async health(): Promise<ExecutorHealth> {
+    return { ok: true };
+  }
+  async shutdown(): Promise<void> {}
+  onDeath(): void {}
+
+  execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
+    const now = performance.now();
+    if (this.wasDecode) T.stepGaps.push(now - this.lastCall);
+    this.lastCall = now;
+    for (const id of plan.finishedReqIds) this.numTokens.delete(id);
+    for (const r of plan.scheduledNewReqs) this.numTokens.set(r.reqId, r.promptTokenIds.length);
+    const out: ModelRunnerOutput = {
+      stepId: plan.stepId,
+      sampledTokenIds: {},
+      logprobs: {},
+      promptLogprobs: {},
+    };
+    const computedAfter = new Map<string, number>();
+    for (const r of plan.scheduledNewReqs) computedAfter.set(r.reqId, r.numComputedTokens);
+    for (const r of plan.scheduledCachedReqs) computedAfter.set(r.reqId, r.numComputedTokens);
+    let numDecoding = 0;
+    for (const [reqId, n] of Object.entries(plan.numScheduledTokens)) {
+      const total = this.numTokens.get(reqId)!;
+      if ((computedAfter.get(reqId) ?? 0) + n < total) continue; // a prompt chunk: nothing sampled yet
+      if (n === 1) numDecoding++;
+      this.seed = (this.seed * 1103515245 + 12345) % 2 ** 31;
+      out.sampledTokenIds[reqId] = [1000 + (this.seed % 120_000)];
+      out.logprobs[reqId] = [{ logprob: -1.5, top: [] }];
+      this.numTokens.set(reqId, total + 1);
+    }
+    const isDecode = numDecoding === N && plan.scheduledNewReqs.length === 0;
+    this.wasDecode = isDecode;
+    inDecodeStep = isDecode;
+    if (isDecode) T.decodeSteps++;
+    // The Node side of the Python executor protocol: encode the plan, decode a reply frame. The reply
+    // bytes are built outside the timed region (the Python rank builds them).
+    const t0 = performance.now();
+    const sent = encodeFrame({ id: this.nextId, type: "execute", plan });
+    const t1 = performance.now();
+    const replyBytes = encodeFrame({ id: this.nextId++, ok: true, result: out });
+    const t2 = performance.now();
+    const [frame] = this.decoder.push(replyBytes);
+    const result = (frame.header as { result: ModelRunnerOutput }).result;
+    const t3 = performance.now();
+    if (isDecode) {
+      T.add("protocol: encode plan", t1 - t0);
+      T.add("protocol: decode reply", t3 - t2);
+      T.add("(plan bytes)", sent.length);
+    }
+    if (STEP_MS <= 0) {
+      // The executor's own time (building the reply) is not Node's overhead: shift the step's start.
+      this.lastCall += t2 - t1 + (performance.now() - t3);
+      return Promise.resolve(result);
+    }
+    return new Promise((resolve) =>
+      setTimeout(() => {
+        this.lastCall = performance.now(); // the gap counts from the reply being ready
+        resolve(result);
+      }, STEP_MS),
+    );
+  }
+}
+
+function prompt(seed: number): number[] {
+  let s = seed;
+  return Array.from({ length: IN }, () => {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    return 1000 + (s % 120_000);
+  });
+}
+
+function report(label: string, wallMs: number, tokens: number): Record<string, number> {
+  const gaps = [...T.stepGaps].sort((a, b) => a - b);
+  const steps = gaps.length;
+  const row: Record<string, number> = {
+    wallMs: Math.round(wallMs),
+    outputTokens: tokens,
+    decodeSteps: steps,
+    stepMedianMs: gaps[Math.floor(steps / 2)] ?? Number.NaN,
+    stepMeanMs: gaps.reduce((a, b) => a + b, 0) / Math.max(1, steps),
+    outputTokPerS: Math.round(tokens / (wallMs / 1000)),
+  };
+  for (const [k, v] of T.phases) row[k] = v / Math.max(1, T.decodeSteps);
+  const known = [...T.phases]
+    .filter(([k]) => !k.startsWith("("))
+    .reduce((a, [, v]) => a + v / Math.max(1, T.decodeSteps), 0);
+  // With a model time, phases after the next execute() call overlap it, so "rest" is only meaningful at 0.
+  if (STEP_MS <= 0) row["rest (delivery, formatting, event loop)"] = row.stepMeanMs - known;
+  console.log(
+    `\n${label}: Node time per decode step at batch ${N}, model ${STEP_MS} ms (ms, mean over ${T.decodeSteps} steps)`,
+  );
+  for (const [k, v] of Object.entries(row))
+    console.log(`  ${k.padEnd(42)} ${Number.isInteger(v) ? v : v.toFixed(3)}`);
+  return row;
+}
+
+async function newEngine(): Promise<Engine> {
+  const engine = new Engine(
+    tokenizer,
+    resolveEngineOptions({
+      maxNumSeqs: 256,
+      maxNumBatchedTokens: 8192,
+      maxModelLen: 4096,
+      jobQueueSize: 1000,
+    }),
+  );
+  await engine.attachExecutor(new InstantExecutor());
+  return engine;
+}
+
+async function engineRun(run: number): Promise<void> {
+  const engine = await newEngine();
+  T.reset();
+  const t0 = performance.now();
+  let tokens = 0;
+  await Promise.all(
+    Array.from({ length: N }, async (_, i) => {
+      const params = engine.validateParameters({ max_new_tokens: OUT, ignore_eos: true }).params;
+      for await (const out of engine.generate({
+        requestId: `r${run}-${i}`,
+        prompt: { tokenIds: prompt(i + 1) },
+        params,
+      }))
+        tokens += out.tokens.length;
+    }),
+  );
+  report(`engine run ${run}`, performance.now() - t0, tokens);
+  await engine.shutdown();
+}
+
+async function httpRun(run: number): Promise<void> {
+  const engine = await newEngine();
+  const logger = new Logger({ level: "warn", sink: { write: () => {} } });
+  const registry: ModelRegistry = new ModelRegistry({
+    loader: async () => ({
+      backend: {
+        kind: "engine",
+        engine,
+        validateParameters: (raw) => engine.validateParameters(raw).params,
+      },
+      options: { ...DEFAULT_SERVING_OPTIONS },
+      close: () => engine.shutdown(),
+    }),
+    logger,
+  });
+  const metrics = new ServerMetrics({ version: "bench", modelRegistry: () => registry });
+  const ctx: ServerContext = { registry, logger, metrics, http: { ...DEFAULT_HTTP_OPTIONS } };
+  await registry.register({ name: "m8b", url: "/models/m8b", overrides: {} }, { loadedAtStartup: true })
+    .ready;
+  const app = createApp(ctx);
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const port = (app.server.address() as AddressInfo).port;
+  T.reset();
+  const t0 = performance.now();
+  const args = [
+    "client",
+    "--port",
+    String(port),
+    "--requests",
+    String(N),
+    "--input",
+    String(IN),
+    "--output",
+    String(OUT),
+  ];
+  const child = fork(process.argv[1], args, {
+    execArgv: process.execArgv,
+  });
+  const tokens = await new Promise<number>((resolve, reject) => {
+    child.on("message", (m) => resolve((m as { tokens: number }).tokens));
+    child.on("exit", (code) => code !== 0 && reject(new Error(`client exited ${code}`)));
+  });
+  report(`http run ${run}`, performance.now() - t0, tokens);
+  await app.close();
+  await engine.shutdown();
+}
+
+/** The clients, in their own process so their parsing is not Node-side server time. */
+async function clients(): Promise<void> {
+  const port = Number(values.port);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: N });
+  const one = (i: number) =>
+    new Promise<number>((resolve, reject) => {
+      const body = JSON.stringify({
+        model: "m8b",
+        prompt: prompt(i + 1),
+        max_tokens: OUT,
+        temperature: 0,
+        ignore_eos: true,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      const req = http.request(
+        {
+          port,
+          host: "127.0.0.1",
+          method: "POST",
+          path: "/v1/completions",
+          agent,
+          headers: { "content-type": "application/json" },
+        },
+        (res) => {
+          let tail = "";
+          res.setEncoding("utf8");
+          res.on("data", (c: string) => {
+            tail = (tail + c).slice(-600);
+          });
+          res.on("end", () => {
+            const m = /"completion_tokens":(\d+)/.exec(tail);
+            resolve(m ? Number(m[1]) : 0);
+          });
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+  const counts = await Promise.all(Array.from({ length: N }, (_, i) => one(i)));
+  process.send!({ tokens: counts.reduce((a, b) => a + b, 0) });
+  agent.destroy();
+}
+
+/** The wire cost alone: a 256-request decode plan (as the scheduler builds it) and its reply. */
+function protocolBench(): void {
+  const reqIds = Array.from({ length: N }, (_, i) => `${Math.random().toString(36).slice(2, 10)}-${i}`);
+  const plan: SchedulerOutput = {
+    stepId: 300,
+    scheduledNewReqs: [],
+    scheduledCachedReqs: reqIds.map((reqId, i) => ({
+      reqId,
+      newBlockIds: i % 16 === 0 ? [10_000 + i] : [],
+      numComputedTokens: IN + 100,
+      resumedFromPreemption: false,
+    })),
+    numScheduledTokens: Object.fromEntries(reqIds.map((id) => [id, 1])),
+    totalNumScheduledTokens: N,
+    finishedReqIds: [],
+    preemptedReqIds: [],
+  };
+  const out: ModelRunnerOutput = {
+    stepId: 300,
+    sampledTokenIds: Object.fromEntries(reqIds.map((id, i) => [id, [1000 + i * 37]])),
+    logprobs: Object.fromEntries(reqIds.map((id) => [id, [{ logprob: -1.234567, top: [] }]])),
+    promptLogprobs: {},
+  };
+  const reply = encodeFrame({ id: 7, ok: true, result: out });
+  const dec = new FrameDecoder();
+  const iters = 2000;
+  const best = { enc: Number.POSITIVE_INFINITY, dec: Number.POSITIVE_INFINITY };
+  for (let round = 0; round < 5; round++) {
+    let t0 = performance.now();
+    for (let i = 0; i < iters; i++) encodeFrame({ id: i, type: "execute", plan });
+    best.enc = Math.min(best.enc, (performance.now() - t0) / iters);
+    t0 = performance.now();
+    for (let i = 0; i < iters; i++) dec.push(reply);
+    best.dec = Math.min(best.dec, (performance.now() - t0) / iters);
+  }
+  const planBytes = encodeFrame({ id: 1, type: "execute", plan }).length;
+  console.log(
+    `protocol, ${N}-request decode step (best of 5 x ${iters}): encode plan ${(best.enc * 1000).toFixed(1)} us ` +
+      `(${planBytes} bytes), decode reply ${(best.dec * 1000).toFixed(1)} us (${reply.length} bytes)`,
+  );
+}
+
+const tokenizer =
+  positionals[0] === "client" || positionals[0] === "protocol" ? (null as never) : wordTokenizer();
+const mode = positionals[0] ?? "engine";
+const runs = Number(values.runs);
+if (mode === "client") await clients();
+else if (mode === "protocol") protocolBench();
+else {
+  for (let r = 0; r < runs; r++) {
+    if (mode === "engine" || mode === "both") await engineRun(r);
+    if (mode === "http" || mode === "both") await httpRun(r);
+  }
+}
