@@ -8,6 +8,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { Engine } from "../../src/engine/engine.ts";
 import { CpuExecutor } from "../../src/executor/cpu/cpu-executor.ts";
 import type { SchedulerOutput } from "../../src/executor/types.ts";
@@ -29,6 +31,16 @@ export function recordFigures(name: string, data: Record<string, unknown>): void
 }
 
 export const MODEL_DIR = testModelDir();
+
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
+
+/** Heap after a full GC; `logLines` (the test harness's in-memory log, not the server's) is emptied. */
+export function heapMiB(logLines?: string[]): number {
+  if (logLines) logLines.length = 0;
+  gc();
+  return process.memoryUsage().heapUsed / 2 ** 20;
+}
 
 export interface LiveServer {
   url: string;

@@ -5,10 +5,9 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { after, before, describe, it } from "node:test";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import {
   engineOf,
+  heapMiB,
   type LiveServer,
   post,
   quantiles,
@@ -18,16 +17,6 @@ import {
   tapPlans,
   waitFor,
 } from "./helpers.ts";
-
-setFlagsFromString("--expose-gc");
-const gc = runInNewContext("gc") as () => void;
-
-/** Heap after a full GC; `logLines` is the test harness's in-memory log, which is not the server's. */
-function heapMiB(logLines?: string[]): number {
-  if (logLines) logLines.length = 0;
-  gc();
-  return process.memoryUsage().heapUsed / 2 ** 20;
-}
 
 const LONG = (n: number) => ({ max_new_tokens: n, ignore_eos: true });
 
