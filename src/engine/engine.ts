@@ -13,7 +13,13 @@ import {
   PromptTooLongError,
   ValidationError,
 } from "../errors.ts";
-import type { Executor, ModelInfo, SamplingSettings } from "../executor/types.ts";
+import type {
+  Executor,
+  ModelInfo,
+  ModelRunnerOutput,
+  SamplingSettings,
+  SchedulerOutput,
+} from "../executor/types.ts";
 import type { ChatTemplateOptions } from "../tokenizer/chat-template.ts";
 import { HfTokenizer } from "../tokenizer/tokenizer.ts";
 import { AsyncQueue } from "./async-queue.ts";
@@ -324,6 +330,12 @@ export class Engine implements LlmEngine {
     };
   }
 
+  /**
+   * Each step's outputs are pushed to the request queues and the next plan is sent before the loop
+   * yields, so consumers (detokenized deltas -> HTTP formatting and socket writes) run while the executor
+   * computes that next step instead of between steps. What could change the next plan is already known
+   * when it is built: token stops and stop strings are applied here; a client's abort lands one step later.
+   */
   private async runLoop(gen: number): Promise<void> {
     while (this.generation === gen) {
       const sched = this.scheduler!;
@@ -348,24 +360,34 @@ export class Engine implements LlmEngine {
       }
       let output: Awaited<ReturnType<Executor["execute"]>>;
       try {
-        output = await this.executor!.execute(plan);
+        const pending = this.executor!.execute(plan);
+        // An in-process executor may resolve at once: let HTTP and timers run during every step.
+        await yieldToEventLoop();
+        output = await pending;
       } catch (err) {
         if (this.generation === gen) this.die(`The executor failed: ${errorMessage(err)}`, gen);
         return;
       }
       if (this.generation !== gen) return;
-      for (const core of sched.updateFromOutput(plan, output)) {
-        this.numGenerationTokensTotal += core.newTokenIds.length;
-        const live = this.live.get(core.reqId);
-        if (live === undefined) continue; // aborted during the step; freed at the next one
-        const { output: out, stopped } = live.state.process(core);
-        // A prefill chunk (prompt logprobs only) has nothing for the client yet.
-        if (out.finished || out.tokens.length > 0 || out.textDelta !== "") live.queue.push(out);
-        if (out.finished) this.live.delete(core.reqId);
-        if (stopped) sched.finishRequests([core.reqId], "stop_sequence");
-      }
-      // An in-process executor may resolve at once: let HTTP and timers run between steps.
-      await yieldToEventLoop();
+      this.deliver(sched, plan, output);
+    }
+  }
+
+  /** Applies a step's output: token bookkeeping, detokenization, stop strings, then the queues. */
+  private deliver(
+    sched: Scheduler | PaddedScheduler,
+    plan: SchedulerOutput,
+    output: ModelRunnerOutput,
+  ): void {
+    for (const core of sched.updateFromOutput(plan, output)) {
+      this.numGenerationTokensTotal += core.newTokenIds.length;
+      const live = this.live.get(core.reqId);
+      if (live === undefined) continue; // aborted during the step; freed at the next one
+      const { output: out, stopped } = live.state.process(core);
+      // A prefill chunk (prompt logprobs only) has nothing for the client yet.
+      if (out.finished || out.tokens.length > 0 || out.textDelta !== "") live.queue.push(out);
+      if (out.finished) this.live.delete(core.reqId);
+      if (stopped) sched.finishRequests([core.reqId], "stop_sequence");
     }
   }
 
