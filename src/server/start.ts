@@ -108,6 +108,11 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     async close(drainTimeoutMs = DEFAULT_DRAIN_TIMEOUT_MS) {
       // Stop accepting (listeners close, idle keep-alive connections end); requests in flight go on.
       const closed = Promise.allSettled(apps.map((a) => a.close()));
+      // A keep-alive connection whose response ends during the drain goes idle and would hold the
+      // close open until the client drops it; close those as they appear.
+      const reaper = setInterval(() => {
+        for (const app of apps) app.server.closeIdleConnections();
+      }, 100);
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
         closed.then(() => false),
@@ -116,6 +121,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
         }),
       ]);
       clearTimeout(timer);
+      clearInterval(reaper);
       if (timedOut)
         opts.logger.warn(`shutdown: requests still running after ${drainTimeoutMs} ms; stopping them`);
       // Engines stop after the drain: a stream still running ends with its error line, not a cut.
