@@ -39,7 +39,7 @@ describe("shutdown on SIGTERM", () => {
     const streams = [0, 1, 2].map((i) =>
       post(srv.url, "/invocations", {
         inputs: `Drain ${i}`,
-        parameters: { max_new_tokens: 40, ignore_eos: true, details: true },
+        parameters: { max_new_tokens: 60, ignore_eos: true, details: true },
         stream: true,
       }),
     );
@@ -68,7 +68,7 @@ describe("shutdown on SIGTERM", () => {
       assert.ok(r.complete, "a drained stream ends with its terminator");
       const last = lastJson(r.body) as { details?: { finish_reason: string; generated_tokens: number } };
       assert.equal(last.details?.finish_reason, "length", r.body.slice(-300));
-      assert.equal(last.details?.generated_tokens, 40);
+      assert.equal(last.details?.generated_tokens, 60);
     }
     const { code, at } = await exit;
     assert.equal(code, 0, srv.logs.join(""));
