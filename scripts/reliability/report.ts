@@ -287,6 +287,8 @@ ${soakSection()}
   the process could end before shutdown resolved (src/executor/cpu/cpu-executor.ts).
 - SIGTERM cut every in-flight stream at once; close() now stops accepting, drains, then stops the
   engines (src/server/start.ts, src/server/serve.ts).
+- During that drain, keep-alive connections whose responses had ended stayed open until the client
+  dropped them (about 5 s with Node's agent), holding the exit; they are now closed as they go idle.
 - A Python handler stream whose worker died ended as a clean, complete-looking 200 (silent
   truncation); the connection is now dropped without the final chunk (src/server/handler-invoke.ts).
 
