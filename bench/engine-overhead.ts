@@ -92,6 +92,8 @@ function wordTokenizer(): HfTokenizer {
 class Timings {
   readonly phases = new Map<string, number>();
   stepGaps: number[] = [];
+  /** execute() call to the next call: the model's time plus whatever Node made it wait. */
+  periods: number[] = [];
   decodeSteps = 0;
   add(name: string, ms: number): void {
     this.phases.set(name, (this.phases.get(name) ?? 0) + ms);
@@ -99,6 +101,7 @@ class Timings {
   reset(): void {
     this.phases.clear();
     this.stepGaps = [];
+    this.periods = [];
     this.decodeSteps = 0;
   }
 }
@@ -126,6 +129,7 @@ wrap(http.ServerResponse.prototype, "write", "res.write()");
 class InstantExecutor implements Executor {
   private readonly numTokens = new Map<string, number>();
   private lastCall = 0;
+  private lastCallStart = 0;
   private wasDecode = false;
   private seed = 1;
   private nextId = 1;
@@ -154,8 +158,12 @@ class InstantExecutor implements Executor {
 
   execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
     const now = performance.now();
-    if (this.wasDecode) T.stepGaps.push(now - this.lastCall);
+    if (this.wasDecode) {
+      T.stepGaps.push(now - this.lastCall);
+      T.periods.push(now - this.lastCallStart);
+    }
     this.lastCall = now;
+    this.lastCallStart = now;
     for (const id of plan.finishedReqIds) this.numTokens.delete(id);
     for (const r of plan.scheduledNewReqs) this.numTokens.set(r.reqId, r.promptTokenIds.length);
     const out: ModelRunnerOutput = {
@@ -227,6 +235,8 @@ function report(label: string, wallMs: number, tokens: number): Record<string, n
     decodeSteps: steps,
     stepMedianMs: gaps[Math.floor(steps / 2)] ?? Number.NaN,
     stepMeanMs: gaps.reduce((a, b) => a + b, 0) / Math.max(1, steps),
+    stepPeriodMeanMs: T.periods.reduce((a, b) => a + b, 0) / Math.max(1, T.periods.length),
+    decodeTokPerS: Math.round((N * 1000 * T.periods.length) / T.periods.reduce((a, b) => a + b, 0)),
     outputTokPerS: Math.round(tokens / (wallMs / 1000)),
   };
   for (const [k, v] of T.phases) row[k] = v / Math.max(1, T.decodeSteps);

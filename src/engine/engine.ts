@@ -36,7 +36,7 @@ import type {
 } from "./protocol.ts";
 import { Request } from "./request.ts";
 import { type ParameterDefaults, type ValidatedParameters, validateParameters } from "./sampling-params.ts";
-import { Scheduler } from "./scheduler/scheduler.ts";
+import { type EngineCoreOutput, Scheduler } from "./scheduler/scheduler.ts";
 
 export type { EngineOptions } from "./engine-options.ts";
 
@@ -71,6 +71,8 @@ export class Engine implements LlmEngine {
   private scheduler: Scheduler | PaddedScheduler | null = null;
   private readonly live = new Map<string, LiveRequest>();
   private readonly pendingAborts = new Set<string>();
+  /** Core outputs of the last step whose text cannot change the next plan: processed once it is sent. */
+  private deferred: Array<[LiveRequest, EngineCoreOutput]> = [];
   /** Why the engine cannot take requests (null while healthy). */
   private deadReason: string | null = "The inference engine has no executor yet.";
   /** Bumped on every attach/death, so a stale loop or death callback does nothing. */
@@ -344,6 +346,7 @@ export class Engine implements LlmEngine {
         this.pendingAborts.clear();
       }
       if (!sched.hasPendingWork) {
+        this.processDeferred();
         await new Promise<void>((resolve) => {
           this.wake = resolve;
         });
@@ -361,6 +364,9 @@ export class Engine implements LlmEngine {
       let output: Awaited<ReturnType<Executor["execute"]>>;
       try {
         const pending = this.executor!.execute(plan);
+        // Awaited below; this keeps a rejection that lands during the yield from counting as unhandled.
+        pending.catch(() => {});
+        this.processDeferred();
         // An in-process executor may resolve at once: let HTTP and timers run during every step.
         await yieldToEventLoop();
         output = await pending;
@@ -373,7 +379,10 @@ export class Engine implements LlmEngine {
     }
   }
 
-  /** Applies a step's output: token bookkeeping, detokenization, stop strings, then the queues. */
+  /**
+   * Applies a step's output: token bookkeeping now; detokenization and the queues now only for requests
+   * with stop strings (their text decides whether they run next step), later for the others.
+   */
   private deliver(
     sched: Scheduler | PaddedScheduler,
     plan: SchedulerOutput,
@@ -383,17 +392,34 @@ export class Engine implements LlmEngine {
       this.numGenerationTokensTotal += core.newTokenIds.length;
       const live = this.live.get(core.reqId);
       if (live === undefined) continue; // aborted during the step; freed at the next one
-      const { output: out, stopped } = live.state.process(core);
-      // A prefill chunk (prompt logprobs only) has nothing for the client yet.
-      if (out.finished || out.tokens.length > 0 || out.textDelta !== "") live.queue.push(out);
-      if (out.finished) this.live.delete(core.reqId);
-      if (stopped) sched.finishRequests([core.reqId], "stop_sequence");
+      if (!live.state.canStopOnText) {
+        this.deferred.push([live, core]);
+        continue;
+      }
+      if (this.emit(live, core)) sched.finishRequests([core.reqId], "stop_sequence");
     }
+  }
+
+  private processDeferred(): void {
+    const deferred = this.deferred;
+    if (deferred.length === 0) return;
+    this.deferred = [];
+    for (const [live, core] of deferred) this.emit(live, core);
+  }
+
+  /** Turns one core output into a client delta; returns true when a stop string ended the request. */
+  private emit(live: LiveRequest, core: EngineCoreOutput): boolean {
+    const { output: out, stopped } = live.state.process(core);
+    // A prefill chunk (prompt logprobs only) has nothing for the client yet.
+    if (out.finished || out.tokens.length > 0 || out.textDelta !== "") live.queue.push(out);
+    if (out.finished) this.live.delete(core.reqId);
+    return stopped;
   }
 
   /** Fails every in-flight request and refuses new ones until attachExecutor(). */
   private die(reason: string, gen = this.generation, replaced = false): void {
     if (gen !== this.generation) return;
+    this.processDeferred(); // what the last step computed still reaches its clients
     this.generation++;
     this.deadReason = reason;
     for (const live of this.live.values()) live.queue.push(live.state.finish("error", reason));

@@ -33,6 +33,11 @@ export class RequestState {
   private readonly promptLogprobs: Array<number | null>;
   finished = false;
 
+  /** Whether a delta's text can end the request (stop strings); if not, process() may run late. */
+  get canStopOnText(): boolean {
+    return !this.stops.isEmpty;
+  }
+
   constructor(init: RequestStateInit, tokenizer: HfTokenizer) {
     this.requestId = init.requestId;
     this.promptTokenIds = init.promptTokenIds;
