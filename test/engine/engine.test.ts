@@ -7,6 +7,7 @@ import { createLlmEngine, type Engine, type EngineOptions } from "../../src/engi
 import type { RequestOutput } from "../../src/engine/protocol.ts";
 import { validateParameters } from "../../src/engine/sampling-params.ts";
 import { EngineDeadError, OverloadedError, PromptTooLongError, ValidationError } from "../../src/errors.ts";
+import type { SchedulerOutput } from "../../src/executor/types.ts";
 import { BYTE_BPE_DIR, byteBpe } from "./fixtures.ts";
 import { ToyExecutor, type ToyExecutorOptions } from "./toy-executor.ts";
 
@@ -149,6 +150,28 @@ describe("Engine generate", () => {
     await textOf(engine, "next", "x", { max_new_tokens: 1 });
     assert.ok(exec.plans.some((p) => p.finishedReqIds.includes("s")));
     assert.equal(engine.stats().kvCacheUsage, 0);
+    await engine.shutdown();
+  });
+
+  it("sends the next plan before a client sees a step's tokens, unless stop strings need the text", async () => {
+    const { engine, exec } = await engineWith({ stepDelayMs: 2 });
+    const calls: SchedulerOutput[] = [];
+    const execute = exec.execute.bind(exec);
+    exec.execute = (plan) => {
+      calls.push(plan);
+      return execute(plan);
+    };
+    // "Hello" is prefilled in one step, so delta i comes from call i + 1; call i + 2 is already out.
+    const seen: number[] = [];
+    for await (const _ of engine.generate(req("o", "Hello", { max_new_tokens: 4 }))) seen.push(calls.length);
+    assert.deepEqual(seen, [2, 3, 4, 5], "the last one after the step that tells the executor it finished");
+
+    const free = await textOf(engine, "f", "Hello the world", { max_new_tokens: 20 });
+    const stop = free.text.slice(5, 7);
+    const stopped = await textOf(engine, "s", "Hello the world", { max_new_tokens: 20, stop: [stop] });
+    assert.equal(stopped.last.finishReason, "stop_sequence");
+    const numScheduled = calls.filter((p) => p.numScheduledTokens.s !== undefined).length;
+    assert.equal(numScheduled, stopped.last.numGeneratedTokens, "no step runs after the stop string");
     await engine.shutdown();
   });
 
