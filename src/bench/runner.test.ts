@@ -95,7 +95,8 @@ test("a finite rate sends each request no earlier than its seeded arrival time",
   const offsets = arrivalOffsetsMs(n, 40, 1, new Rng(7));
   const t0 = r.results[0].startMs;
   r.results.forEach((x, i) => {
-    assert.ok(x.startMs - t0 >= offsets[i] - 1, `request ${i} sent at ${x.startMs - t0} < ${offsets[i]}`);
+    // Times are relative to the first request's send, a moment after the schedule's zero.
+    assert.ok(x.startMs - t0 >= offsets[i] - 5, `request ${i} sent at ${x.startMs - t0} < ${offsets[i]}`);
   });
   assert.ok(r.metrics.durationS * 1000 >= offsets[n - 1]);
 });

@@ -87,8 +87,14 @@ export async function runBenchmark(o: RunOptions, rng: Rng): Promise<RunOutcome>
   const t0 = performance.now();
   const tasks: Promise<RequestResult>[] = [];
   for (let i = 0; i < o.requests.length; i++) {
-    const wait = t0 + offsets[i] - performance.now();
-    if (wait > 0) await sleep(wait);
+    // Timers may fire up to a millisecond early; re-check so no request leaves before its arrival time.
+    for (
+      let wait = t0 + offsets[i] - performance.now();
+      wait > 0;
+      wait = t0 + offsets[i] - performance.now()
+    ) {
+      await sleep(wait);
+    }
     tasks.push(
       (async () => {
         await sem?.acquire();
