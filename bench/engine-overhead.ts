@@ -51,6 +51,8 @@ const { positionals, values } = parseArgs({
     runs: { type: "string", default: "3" },
     port: { type: "string" },
     "step-ms": { type: "string", default: "0" },
+    /** Clients like bench/gpu-http-bench.mjs's (fetch, TextDecoder, JSON.parse of every line). */
+    "fetch-client": { type: "boolean", default: false },
   },
 });
 const N = Number(values.requests);
@@ -325,11 +327,19 @@ async function httpRun(run: number): Promise<void> {
   const child = fork(process.argv[1], args, {
     execArgv: process.execArgv,
   });
+  let clientCpuMs = 0;
   const tokens = await new Promise<number>((resolve, reject) => {
-    child.on("message", (m) => resolve((m as { tokens: number }).tokens));
+    child.on("message", (m) => {
+      clientCpuMs = (m as { clientCpuMs: number }).clientCpuMs;
+      resolve((m as { tokens: number }).tokens);
+    });
     child.on("exit", (code) => code !== 0 && reject(new Error(`client exited ${code}`)));
   });
-  report(`http run ${run}`, performance.now() - t0, tokens);
+  const row = report(`http run ${run}`, performance.now() - t0, tokens);
+  // What the clients' process spent per step, over the whole run: a client slower than the server
+  // caps the throughput it measures.
+  const perStep = clientCpuMs / (row.decodeSteps + (IN * N) / 8192);
+  console.log(`  ${"client CPU per step (whole run)".padEnd(42)} ${perStep.toFixed(3)}`);
   await app.close();
   await engine.shutdown();
 }
@@ -373,9 +383,48 @@ async function clients(): Promise<void> {
       req.on("error", reject);
       req.end(body);
     });
-  const counts = await Promise.all(Array.from({ length: N }, (_, i) => one(i)));
-  process.send!({ tokens: counts.reduce((a, b) => a + b, 0) });
+  const cpu0 = process.cpuUsage();
+  const counts = await Promise.all(
+    Array.from({ length: N }, (_, i) => (values["fetch-client"] ? fetchOne(i) : one(i))),
+  );
+  const cpu = process.cpuUsage(cpu0);
+  process.send!({ tokens: counts.reduce((a, b) => a + b, 0), clientCpuMs: (cpu.user + cpu.system) / 1000 });
   agent.destroy();
+}
+
+/** One stream read the way bench/gpu-http-bench.mjs reads it, to price that client. */
+async function fetchOne(i: number): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${values.port}/v1/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "m8b",
+      prompt: prompt(i + 1),
+      max_tokens: OUT,
+      temperature: 0,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
+  });
+  let tokens = 0;
+  let buf = "";
+  const dec = new TextDecoder();
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += dec.decode(chunk, { stream: true });
+    let nl = buf.indexOf("\n");
+    while (nl >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      nl = buf.indexOf("\n");
+      if (!line.startsWith("data:")) continue;
+      const data = line.slice(5).trim();
+      if (data === "[DONE]") continue;
+      const msg = JSON.parse(data);
+      if (msg.usage) tokens = msg.usage.completion_tokens;
+    }
+  }
+  return tokens;
 }
 
 /** The wire cost alone: a 256-request decode plan (as the scheduler builds it) and its reply. */
