@@ -51,6 +51,8 @@ const { positionals, values } = parseArgs({
     runs: { type: "string", default: "3" },
     port: { type: "string" },
     "step-ms": { type: "string", default: "0" },
+    /** Extra model time per scheduled token (28 us makes an 8,192-token prefill step ~240 ms, as on the H100). */
+    "us-per-token": { type: "string", default: "0" },
     /** Clients like bench/gpu-http-bench.mjs's (fetch, TextDecoder, JSON.parse of every line). */
     "fetch-client": { type: "boolean", default: false },
   },
@@ -60,6 +62,7 @@ const IN = Number(values.input);
 const OUT = Number(values.output);
 /** Model time per step (0: answer at once; 17 models the H100's decode step at batch 256). */
 const STEP_MS = Number(values["step-ms"]);
+const US_PER_TOKEN = Number(values["us-per-token"]);
 
 /** scripts/gpu/make-dummy-model-dir.py's tokenizer: a 128,256-word WordLevel vocabulary, w0..w128255. */
 function wordTokenizer(): HfTokenizer {
@@ -212,10 +215,13 @@ class InstantExecutor implements Executor {
       return Promise.resolve(result);
     }
     return new Promise((resolve) =>
-      setTimeout(() => {
-        this.lastCall = performance.now(); // the gap counts from the reply being ready
-        resolve(result);
-      }, STEP_MS),
+      setTimeout(
+        () => {
+          this.lastCall = performance.now(); // the gap counts from the reply being ready
+          resolve(result);
+        },
+        STEP_MS + (US_PER_TOKEN * plan.totalNumScheduledTokens) / 1000,
+      ),
     );
   }
 }
@@ -328,9 +334,11 @@ async function httpRun(run: number): Promise<void> {
     execArgv: process.execArgv,
   });
   let clientCpuMs = 0;
+  let medianTtftMs = Number.NaN;
   const tokens = await new Promise<number>((resolve, reject) => {
     child.on("message", (m) => {
       clientCpuMs = (m as { clientCpuMs: number }).clientCpuMs;
+      medianTtftMs = (m as { medianTtftMs: number }).medianTtftMs;
       resolve((m as { tokens: number }).tokens);
     });
     child.on("exit", (code) => code !== 0 && reject(new Error(`client exited ${code}`)));
@@ -340,6 +348,7 @@ async function httpRun(run: number): Promise<void> {
   // caps the throughput it measures.
   const perStep = clientCpuMs / (row.decodeSteps + (IN * N) / 8192);
   console.log(`  ${"client CPU per step (whole run)".padEnd(42)} ${perStep.toFixed(3)}`);
+  console.log(`  ${"median TTFT (http.request clients)".padEnd(42)} ${medianTtftMs.toFixed(1)}`);
   await app.close();
   await engine.shutdown();
 }
@@ -348,6 +357,8 @@ async function httpRun(run: number): Promise<void> {
 async function clients(): Promise<void> {
   const port = Number(values.port);
   const agent = new http.Agent({ keepAlive: true, maxSockets: N });
+  const ttfts: number[] = [];
+  const t0 = performance.now();
   const one = (i: number) =>
     new Promise<number>((resolve, reject) => {
       const body = JSON.stringify({
@@ -372,6 +383,7 @@ async function clients(): Promise<void> {
           let tail = "";
           res.setEncoding("utf8");
           res.on("data", (c: string) => {
+            if (tail === "") ttfts.push(performance.now() - t0);
             tail = (tail + c).slice(-600);
           });
           res.on("end", () => {
@@ -388,7 +400,13 @@ async function clients(): Promise<void> {
     Array.from({ length: N }, (_, i) => (values["fetch-client"] ? fetchOne(i) : one(i))),
   );
   const cpu = process.cpuUsage(cpu0);
-  process.send!({ tokens: counts.reduce((a, b) => a + b, 0), clientCpuMs: (cpu.user + cpu.system) / 1000 });
+  ttfts.sort((a, b) => a - b);
+  const medianTtftMs = ttfts[Math.floor(ttfts.length / 2)] ?? Number.NaN;
+  process.send!({
+    tokens: counts.reduce((a, b) => a + b, 0),
+    clientCpuMs: (cpu.user + cpu.system) / 1000,
+    medianTtftMs,
+  });
   agent.destroy();
 }
 
