@@ -7,7 +7,9 @@
 //   npx tsx bench/engine-overhead.ts http   (the real app on loopback; streaming clients in a child process)
 //   npx tsx bench/engine-overhead.ts protocol   (encode a 256-request decode plan, decode its reply)
 //   --step-ms 17: the executor answers after 17 ms (the H100's decode step), so what Node does while
-//   the model runs is hidden, and only the serial part shows up in the step time.
+//   the model runs is hidden, and only the serial part shows up in the step time. --us-per-token 28 adds
+//   model time per scheduled token (prefill steps of ~240 ms); --fetch-client reads the streams the way
+//   bench/gpu-http-bench.mjs does.
 //
 // Per-step Node time is the gap from an execute() reply being ready to the next execute() call, over the
 // steps where every request decodes (batch = --requests): with --step-ms 0 it holds everything Node does
