@@ -138,42 +138,44 @@ def main():
     doc["model_init_s"] = time.perf_counter() - t0
     print(f"model ready in {doc['model_init_s']:.1f} s", flush=True)
     save(args, doc)
-    with torch.inference_mode():
-        if "hf-generate" in peers:
-            rows = doc["peers"]["hf-generate"] = {"how": "model.generate, static batch, SDPA, dynamic cache, eager",
-                                                 "levels": []}
-            try:
-                model.generate(torch.tensor(prompts(1, 16, args.vocab, 1), device="cuda"), max_new_tokens=4,
-                               do_sample=False, pad_token_id=0)  # warm-up, not measured
-                for c in levels:
-                    rows["levels"].append(run_generate(model, c, args))
-                    print("hf-generate", rows["levels"][-1], flush=True)
-                    save(args, doc)
-            except Exception:  # keep the other peer's numbers if this one breaks
-                rows["error"] = traceback.format_exc()[-2000:]
-                print(rows["error"], file=sys.stderr, flush=True)
-            torch.cuda.empty_cache()
-        if "hf-generate-batch" in peers:
-            rows = doc["peers"]["hf-generate-batch"] = {
-                "how": "model.generate_batch continuous batching, paged|sdpa, defaults (no CUDA graphs, no compile)",
-                "levels": []}
-            try:
-                # Imported here: if this transformers lacks continuous batching, the generate peer still ran.
-                from transformers.generation import ContinuousBatchingConfig
+    # No torch.inference_mode() here: generate_batch's manager updates its tensors in place from a worker
+    # thread, which inference tensors forbid ("Inplace update to inference tensor outside InferenceMode",
+    # seen on the H100). generate() already runs under no_grad.
+    if "hf-generate" in peers:
+        rows = doc["peers"]["hf-generate"] = {"how": "model.generate, static batch, SDPA, dynamic cache, eager",
+                                             "levels": []}
+        try:
+            model.generate(torch.tensor(prompts(1, 16, args.vocab, 1), device="cuda"), max_new_tokens=4,
+                           do_sample=False, pad_token_id=0)  # warm-up, not measured
+            for c in levels:
+                rows["levels"].append(run_generate(model, c, args))
+                print("hf-generate", rows["levels"][-1], flush=True)
+                save(args, doc)
+        except Exception:  # keep the other peer's numbers if this one breaks
+            rows["error"] = traceback.format_exc()[-2000:]
+            print(rows["error"], file=sys.stderr, flush=True)
+        torch.cuda.empty_cache()
+    if "hf-generate-batch" in peers:
+        rows = doc["peers"]["hf-generate-batch"] = {
+            "how": "model.generate_batch continuous batching, paged|sdpa, defaults (no CUDA graphs, no compile)",
+            "levels": []}
+        try:
+            # Imported here: if this transformers lacks continuous batching, the generate peer still ran.
+            from transformers.generation import ContinuousBatchingConfig
 
-                gen = GenerationConfig(max_new_tokens=args.output_len, do_sample=False, eos_token_id=UNUSED_EOS,
-                                       pad_token_id=0)
-                cb = ContinuousBatchingConfig()
-                model.generate_batch(inputs=prompts(2, args.input_len, args.vocab, 2), generation_config=gen,
-                                     continuous_batching_config=cb, persistent_manager=True, warmup=True)
-                rows["attn_implementation"] = str(model.config._attn_implementation)
-                for c in levels:
-                    rows["levels"].append(run_generate_batch(model, c, args, gen, cb))
-                    print("hf-generate-batch", rows["levels"][-1], flush=True)
-                    save(args, doc)
-            except Exception:
-                rows["error"] = traceback.format_exc()[-2000:]
-                print(rows["error"], file=sys.stderr, flush=True)
+            gen = GenerationConfig(max_new_tokens=args.output_len, do_sample=False, eos_token_id=UNUSED_EOS,
+                                   pad_token_id=0)
+            cb = ContinuousBatchingConfig()
+            model.generate_batch(inputs=prompts(2, args.input_len, args.vocab, 2), generation_config=gen,
+                                 continuous_batching_config=cb, persistent_manager=True, warmup=True)
+            rows["attn_implementation"] = str(model.config._attn_implementation)
+            for c in levels:
+                rows["levels"].append(run_generate_batch(model, c, args, gen, cb))
+                print("hf-generate-batch", rows["levels"][-1], flush=True)
+                save(args, doc)
+        except Exception:
+            rows["error"] = traceback.format_exc()[-2000:]
+            print(rows["error"], file=sys.stderr, flush=True)
     save(args, doc)
 
 

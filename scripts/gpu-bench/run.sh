@@ -15,8 +15,12 @@ OUT=${OUT:-/tmp/out}
 IN=${IN:-512} OUTLEN=${OUTLEN:-128} LEVELS=${LEVELS:-1,8,32,128} K=${K:-3}
 SERVER_WAIT_S=${SERVER_WAIT_S:-150} BENCH_S=${BENCH_S:-120} PEERS_S=${PEERS_S:-150}
 EXECUTOR=${EXECUTOR:-gpu} PORT=${PORT:-8080} LMI_C=${LMI_C-32}
-mkdir -p "$OUT"
-log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/run.log"; }
+# The lent machine returns at most 8 files from $OUT: results and metadata go there (6 files), logs and the
+# chart go to $LOGS and come back packed as one logs.tgz, re-packed after every phase.
+LOGS=/tmp/gpu-bench-logs
+mkdir -p "$OUT" "$LOGS"
+log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$LOGS/run.log"; }
+pack_logs() { tar czf "$OUT/logs.tgz" -C "$LOGS" . 2>/dev/null; }
 
 if [ -z "${NODE:-}" ]; then
   xz -dc .gpu-node/node.xz >/tmp/node && chmod +x /tmp/node
@@ -36,7 +40,7 @@ SERVE=("$NODE" "${LMI[@]}" serve "$MODEL_DIR" --executor "$EXECUTOR" --port "$PO
 BENCH=("$NODE" "${LMI[@]}" bench --backend openai --base-url "http://127.0.0.1:$PORT" --model m8b
   --tokenizer "$MODEL_DIR" --random-input-len "$IN" --random-output-len "$OUTLEN" --ignore-eos
   --sweep-concurrency "$LEVELS" --prompts-per-concurrency "$K" --num-warmups 2 --no-progress
-  --label "lmi serve (ours)" --result-file "$OUT/ours.json")
+  --label "lmi serve (ours)" --result-file "$OUT/ours.json" --chart "$LOGS/ours.svg")
 BENCH_LMI=("$NODE" "${LMI[@]}" bench --backend lmi --base-url "http://127.0.0.1:$PORT"
   --tokenizer "$MODEL_DIR" --random-input-len "$IN" --random-output-len "$OUTLEN" --ignore-eos
   --max-concurrency "${LMI_C:-1}" --num-prompts $((K * ${LMI_C:-1})) --no-progress
@@ -44,7 +48,7 @@ BENCH_LMI=("$NODE" "${LMI[@]}" bench --backend lmi --base-url "http://127.0.0.1:
 printf '%s\n' "${SERVE[*]}" "${BENCH[*]}" >"$OUT/commands.txt"
 [ -n "$LMI_C" ] && printf '%s\n' "${BENCH_LMI[*]}" >>"$OUT/commands.txt"
 
-"${SERVE[@]}" >"$OUT/server.log" 2>&1 &
+"${SERVE[@]}" >"$LOGS/server.log" 2>&1 &
 srv=$!
 t0=$(date +%s)
 ready=0
@@ -54,22 +58,22 @@ while [ $(($(date +%s) - t0)) -lt "$SERVER_WAIT_S" ] && kill -0 "$srv" 2>/dev/nu
     ready=1
     break
   fi
-  grep -q "failed to load" "$OUT/server.log" && break
+  grep -q "failed to load" "$LOGS/server.log" && break
   sleep 1
 done
 log "server ready=$ready after $(($(date +%s) - t0)) s"
 rc=0
 if [ "$ready" = 1 ]; then
-  timeout "$BENCH_S" "${BENCH[@]}" >"$OUT/ours.txt" 2>&1
+  timeout "$BENCH_S" "${BENCH[@]}" >"$LOGS/ours.txt" 2>&1
   rc=$?
   log "lmi bench rc=$rc"
-  tail -n 32 "$OUT/ours.txt"
+  tail -n 32 "$LOGS/ours.txt"
   if [ -n "$LMI_C" ]; then
-    timeout "${LMI_S:-60}" "${BENCH_LMI[@]}" >"$OUT/ours-lmi.txt" 2>&1
+    timeout "${LMI_S:-60}" "${BENCH_LMI[@]}" >"$LOGS/ours-lmi.txt" 2>&1
     log "lmi bench (LMI surface) rc=$?"
   fi
 else
-  tail -n 30 "$OUT/server.log"
+  tail -n 30 "$LOGS/server.log"
   rc=1
 fi
 # Stop the server and its executor children (by their ids) so the peers get the whole GPU.
@@ -78,7 +82,8 @@ kill "$srv" 2>/dev/null
 for _ in $(seq 1 30); do kill -0 "$srv" 2>/dev/null || break; sleep 1; done
 for k in $kids; do kill "$k" 2>/dev/null; done
 wait "$srv" 2>/dev/null
-log "server stopped; log error lines: $(grep -ciE 'error|traceback' "$OUT/server.log")"
+log "server stopped; log error lines: $(grep -ciE 'error|traceback' "$LOGS/server.log")"
+pack_logs
 # The executor's CUDA context can outlive the kill by a moment; the peers need its memory back.
 if command -v nvidia-smi >/dev/null; then
   for _ in $(seq 1 20); do
@@ -93,8 +98,10 @@ if [ -z "${SKIP_PEERS:-}" ]; then
   PEERS=(python3 bench/peers/hf_peers.py --config "$MODEL_DIR/config.json" --input-len "$IN"
     --output-len "$OUTLEN" --levels "$LEVELS" --out "$OUT/peers.json")
   printf '%s\n' "${PEERS[*]}" >>"$OUT/commands.txt"
-  timeout "$PEERS_S" "${PEERS[@]}" >"$OUT/peers.txt" 2>&1
+  timeout "$PEERS_S" "${PEERS[@]}" >"$LOGS/peers.txt" 2>&1
   log "peers rc=$?"
-  tail -n 12 "$OUT/peers.txt"
+  grep -E "^(model ready|hf-)" "$LOGS/peers.txt" | cut -c1-400
+  tail -n 5 "$LOGS/peers.txt"
+  pack_logs
 fi
 exit "$rc"
