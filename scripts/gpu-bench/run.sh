@@ -45,7 +45,7 @@ BENCH_LMI=("$NODE" "${LMI[@]}" bench --backend lmi --base-url "http://127.0.0.1:
   --tokenizer "$MODEL_DIR" --random-input-len "$IN" --random-output-len "$OUTLEN" --ignore-eos
   --max-concurrency "${LMI_C:-1}" --num-prompts $((K * ${LMI_C:-1})) --no-progress
   --label "lmi serve (ours), /invocations" --result-file "$OUT/ours-lmi.json")
-printf '%s\n' "${SERVE[*]}" "${BENCH[*]}" >"$OUT/commands.txt"
+printf '%s\n' "# IN=$IN OUTLEN=$OUTLEN LEVELS=$LEVELS K=$K LMI_C=$LMI_C" "${SERVE[*]}" "${BENCH[*]}" >"$OUT/commands.txt"
 [ -n "$LMI_C" ] && printf '%s\n' "${BENCH_LMI[*]}" >>"$OUT/commands.txt"
 
 "${SERVE[@]}" >"$LOGS/server.log" 2>&1 &

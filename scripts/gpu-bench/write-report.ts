@@ -2,7 +2,8 @@
 // peers.json from bench/peers/hf_peers.py, gpu.txt, commands.txt, run.log) into the chart
 // docs/bench-gpu-sweep.svg and the "Serving sweep" section of docs/benchmarks.md, replaced between its
 // markers so the rest of that shared file is never touched.
-// Usage: npx tsx scripts/gpu-bench/write-report.ts OUT_DIR [DOCS_DIR (default docs/)]
+// Usage: npx tsx scripts/gpu-bench/write-report.ts OUT_DIR [DOCS_DIR (default docs/)] [--note TEXT]
+// (--note adds a paragraph under the table: what went wrong in that run, said once, with the data).
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -101,6 +102,7 @@ export function renderSection(o: {
   commands: string;
   date: string;
   chartPath: string;
+  note?: string;
 }): string {
   const { input_len: inLen, output_len: outLen } = o.ours.dataset;
   const ks = [...new Set(o.ours.runs.map((r) => r.num_prompts / r.max_concurrency))];
@@ -134,7 +136,7 @@ export function renderSection(o: {
       " (our server first, stopped before the peers start, so each side had the GPU to itself)." +
       (o.peers
         ? ` transformers ${o.peers.transformers}, torch ${o.peers.torch}.`
-        : " The peers did not run."),
+        : " No peer results came back from this run (see below)."),
     `Model: ${o.model}; random bf16 weights on both sides.`,
     `Workload: random token-id prompts of ${inLen} tokens, exactly ${outLen} output tokens (ignore_eos), greedy.`,
     `Ours: a closed loop of c concurrent streaming requests to \`/v1/completions\` (\`--max-concurrency c\`, ${perLevel} requests per level, ${o.ours.num_warmups} warm-ups).`,
@@ -148,8 +150,8 @@ export function renderSection(o: {
     "",
     `![throughput vs latency](${o.chartPath})`,
     "",
-    ...peerNotes,
-    "",
+    ...(peerNotes.length ? [...peerNotes, ""] : []),
+    ...(o.note ? [o.note, ""] : []),
     "Commands (as run; `$OUT` is the run's output folder):",
     "",
     "```",
@@ -170,7 +172,7 @@ export function spliceSection(doc: string, section: string): string {
   return `${doc.replace(/\n*$/, "")}${doc.trim() ? "\n\n" : ""}${section}\n`;
 }
 
-function main(outDir: string, docsDir: string): void {
+function main(outDir: string, docsDir: string, note: string | undefined): void {
   const read = (name: string) =>
     existsSync(join(outDir, name)) ? readFileSync(join(outDir, name), "utf8") : "";
   if (!read("ours.json")) throw new Error(`${outDir}/ours.json is missing: the server sweep did not finish`);
@@ -195,15 +197,19 @@ function main(outDir: string, docsDir: string): void {
     commands: read("commands.txt"),
     date: ours.date.slice(0, 16).replace("T", " ") + " UTC",
     chartPath: chartRel,
+    note,
   });
   writeFileSync(docPath, spliceSection(existing, section));
   console.log(`wrote ${join(docsDir, chartRel)} and the sweep section of ${docPath}`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
-  if (!process.argv[2]) {
+  if (!process.argv[2] || process.argv[2].startsWith("--")) {
     console.error("usage: npx tsx scripts/gpu-bench/write-report.ts OUT_DIR [DOCS_DIR]");
     process.exit(2);
   }
-  main(process.argv[2], process.argv[3] ?? resolve(import.meta.dirname, "..", "..", "docs"));
+  const args = process.argv.slice(2);
+  const k = args.indexOf("--note");
+  const note = k >= 0 ? args.splice(k, 2)[1] : undefined;
+  main(args[0], args[1] ?? resolve(import.meta.dirname, "..", "..", "docs"), note);
 }
