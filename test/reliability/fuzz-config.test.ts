@@ -54,7 +54,14 @@ test("random bytes in serving.properties and config.properties: a config or a Co
           outcomes.configError++;
         }
       }),
-      { numRuns: rounds(500, 5000) },
+      // Empty files and a valid pair come first, so the "loads" outcome is always exercised.
+      {
+        numRuns: rounds(500, 5000),
+        examples: [
+          [Buffer.alloc(0), Buffer.alloc(0)],
+          [Buffer.from("option.rolling_batch=auto\n"), Buffer.from("job_queue_size=10\n")],
+        ],
+      },
     );
   } finally {
     rmSync(root, { recursive: true, force: true });
