@@ -179,6 +179,40 @@ interface SoakResult {
   shutdown?: { code: number | null; ms: number };
 }
 
+/** The GPU rank kill runs only on an NVIDIA machine (scripts/reliability/gpu-rank-kill.sh); its output is kept. */
+function gpuRankKillSection(): string {
+  const file = join(RESULTS, "gpu-rank-kill.txt");
+  if (!existsSync(file))
+    return "Not measured: killing a GPU executor rank mid-stream (scripts/reliability/gpu-rank-kill.sh).\n";
+  const lines = readFileSync(file, "utf8").split("\n");
+  // Each stream line says how many jsonlines it got and how it ended: the error line, or its last token.
+  const endings = (round: string) =>
+    lines
+      .filter((l) => l.startsWith(`round ${round} stream `))
+      .map((l) => {
+        const n = Number(/: (\d+) lines;/.exec(l)?.[1] ?? Number.NaN);
+        return l.includes('"finish_reason":"error"')
+          ? `error line after ${n - 1} tokens`
+          : `complete (${n} tokens)`;
+      });
+  const rounds = lines
+    .filter((l) => /^round \d+: /.test(l))
+    .map((l) => `${l} — streams: ${endings(/^round (\d+)/.exec(l)![1]).join(", ")}`);
+  return `## GPU executor rank killed mid-stream
+
+Command, on the GPU machine (\`.gpu-node/\` from scripts/gpu/build-bundle.sh carried):
+\`ROUNDS=3 bash scripts/reliability/gpu-rank-kill.sh\` (\`lmi serve models/tiny-kjv --executor gpu\`, 4 streams of
+900 tokens per round, SIGKILL of the Python rank 0.6 s in). Its output is kept in
+scripts/reliability/results/gpu-rank-kill.txt; per round:
+
+${rounds.map((l) => `- ${l}`).join("\n")}
+
+A round whose streams show 900 lines finished before the kill (the tiny model decodes 900 tokens in under
+0.6 s on an H100): that kill hit an idle rank. /ping answers 500 right after a kill (the model is FAILED once
+its failure count passes retry_threshold, spec §5.8) while the registry restarts the executor.
+`;
+}
+
 function soakSection(): string {
   const s = readJson<SoakResult>(join(RESULTS, "soak.json"));
   if (!s) return "No soak result yet: run `npm run soak`.\n";
@@ -272,9 +306,7 @@ Command: \`${run.command}\`.
   ).join("\n");
   return `${head}${runLine}
 ${body}
-Not measured here: killing a GPU executor rank (the Python GPU executor on an NVIDIA machine) mid-stream.
-This suite ran on a CPU-only machine; the GPU executor's own supervision is described in
-docs/gpu-executor.md.
+${gpuRankKillSection()}
 
 ## Soak
 
