@@ -11,7 +11,7 @@ import type { ModelRunnerOutput, SchedulerOutput } from "../../executor/types.ts
 import type { FinishReason } from "../protocol.ts";
 import type { Request } from "../request.ts";
 import { checkStop } from "../scheduler/check-stop.ts";
-import { RequestQueue } from "../scheduler/request-queue.ts";
+import { RequestBook } from "../scheduler/request-book.ts";
 import type { EngineCoreOutput, SchedulerStats } from "../scheduler/scheduler.ts";
 import { choosePartition, type PartitionOptions } from "./partition.ts";
 
@@ -44,21 +44,17 @@ const isLive = (r: Request) => r.status === "running";
 const slotsOf = (b: Batch) => b.rows.length * b.capacity;
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
-export class PaddedScheduler {
+export class PaddedScheduler extends RequestBook {
   readonly opts: Readonly<PaddedSchedulerOptions>;
-  private readonly requests = new Map<string, Request>();
-  private readonly waiting = new RequestQueue();
-  private running: Request[] = [];
   /** The executor's regions as of the last plan (prefill sub-batches included). */
   private batches: Batch[] = [];
   /** Families whose rows changed (a row finished, or new rows were prefilled): re-split them. */
   private readonly dirty = new Set<Family>();
-  private finishedSinceLastStep: string[] = [];
-  private stepId = 0;
   private nextBatchId = 1;
   private peak = 0;
 
   constructor(opts: PaddedSchedulerOptions) {
+    super(opts.maxModelLen);
     for (const k of ["maxNumSeqs", "maxNumBatchedTokens", "numSlots", "maxModelLen"] as const) {
       if (!Number.isInteger(opts[k]) || opts[k] < 1)
         throw new Error(`${k} must be a positive integer, got ${opts[k]}`);
@@ -67,38 +63,6 @@ export class PaddedScheduler {
     this.opts = { ...opts };
   }
 
-  addRequest(req: Request): void {
-    if (this.requests.has(req.reqId)) throw new Error(`duplicate request id ${req.reqId}`);
-    if (req.numTokens >= this.opts.maxModelLen) {
-      throw new Error(`request ${req.reqId}: prompt of ${req.numTokens} tokens reaches maxModelLen`);
-    }
-    req.status = "waiting";
-    req.arrivalStep = this.stepId;
-    this.requests.set(req.reqId, req);
-    this.waiting.pushBack(req);
-  }
-
-  getRequest(reqId: string): Request | undefined {
-    return this.requests.get(reqId);
-  }
-
-  get hasUnfinishedRequests(): boolean {
-    return this.running.length + this.waiting.length > 0;
-  }
-
-  get hasPendingWork(): boolean {
-    return this.hasUnfinishedRequests || this.finishedSinceLastStep.length > 0;
-  }
-
-  get numWaiting(): number {
-    return this.waiting.length;
-  }
-
-  get numRunning(): number {
-    return this.running.length;
-  }
-
-  /** Slots reserved now, and the most ever reserved at once (repack transients included). */
   get slotUsage(): { reserved: number; peak: number } {
     return { reserved: sum(this.batches.map(slotsOf)), peak: this.peak };
   }

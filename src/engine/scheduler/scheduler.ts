@@ -9,7 +9,7 @@ import { type ComputedBlocks, KVCacheManager } from "../kvcache/kv-cache-manager
 import type { FinishReason } from "../protocol.ts";
 import type { Request } from "../request.ts";
 import { checkStop } from "./check-stop.ts";
-import { RequestQueue } from "./request-queue.ts";
+import { RequestBook } from "./request-book.ts";
 
 const NO_HIT: ComputedBlocks = { blocks: [], numComputedTokens: 0 };
 
@@ -49,58 +49,22 @@ export interface SchedulerStats {
   prefixCacheHits: number;
 }
 
-export class Scheduler {
+export class Scheduler extends RequestBook {
   readonly opts: Readonly<SchedulerOptions>;
   readonly kv: KVCacheManager;
-  private readonly requests = new Map<string, Request>();
-  private readonly waiting = new RequestQueue();
-  private running: Request[] = [];
-  private finishedSinceLastStep: string[] = [];
   private preemptedSinceLastStep: string[] = [];
-  private stepId = 0;
   private numPreemptions = 0;
   private prefixQueries = 0;
   private prefixHits = 0;
 
   constructor(opts: SchedulerOptions) {
+    super(opts.maxModelLen);
     for (const k of ["maxNumSeqs", "maxNumBatchedTokens", "blockSize", "numBlocks", "maxModelLen"] as const) {
       if (!Number.isInteger(opts[k]) || opts[k] < 1)
         throw new Error(`${k} must be a positive integer, got ${opts[k]}`);
     }
     this.opts = { ...opts };
     this.kv = new KVCacheManager(opts);
-  }
-
-  addRequest(req: Request): void {
-    if (this.requests.has(req.reqId)) throw new Error(`duplicate request id ${req.reqId}`);
-    if (req.numTokens >= this.opts.maxModelLen) {
-      throw new Error(`request ${req.reqId}: prompt of ${req.numTokens} tokens reaches maxModelLen`);
-    }
-    req.status = "waiting";
-    req.arrivalStep = this.stepId;
-    this.requests.set(req.reqId, req);
-    this.waiting.pushBack(req);
-  }
-
-  getRequest(reqId: string): Request | undefined {
-    return this.requests.get(reqId);
-  }
-
-  get hasUnfinishedRequests(): boolean {
-    return this.running.length + this.waiting.length > 0;
-  }
-
-  /** True when the next schedule() has something to tell the executor, even with no tokens. */
-  get hasPendingWork(): boolean {
-    return this.hasUnfinishedRequests || this.finishedSinceLastStep.length > 0;
-  }
-
-  get numWaiting(): number {
-    return this.waiting.length;
-  }
-
-  get numRunning(): number {
-    return this.running.length;
   }
 
   /** Finishes requests from outside (abort, stop string, error); their blocks are freed now. */
