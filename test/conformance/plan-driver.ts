@@ -2,6 +2,8 @@
 // allocation, chunked prefill under a token budget, decode, prefix-cache hits that reuse another
 // request's full blocks, preemption and resume, stop at max tokens or at eos (unless ignoreEos). It
 // records what the executor returned per request.
+
+import { neutralSamplingSettings } from "../../src/executor/testing/sampling-settings.ts";
 import type {
   CachedRequestData,
   Executor,
@@ -30,26 +32,7 @@ export interface DriverRequest {
 }
 
 export function samplingSettings(o: Partial<SamplingSettings> = {}): SamplingSettings {
-  return {
-    strategy: "greedy",
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    typicalP: 1,
-    minP: 0,
-    repetitionPenalty: 1,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    logitBias: {},
-    seed: 0,
-    penaltyAlpha: 0,
-    numTopLogprobs: 0,
-    promptLogprobs: false,
-    minTokens: 0,
-    eosTokenIds: [],
-    ignoreEos: true,
-    ...o,
-  };
+  return neutralSamplingSettings({ ignoreEos: true, ...o });
 }
 
 export class PlanDriver {

@@ -8,31 +8,13 @@ import {
   Scheduler,
   type SchedulerOptions,
 } from "../../src/engine/scheduler/scheduler.ts";
+import { neutralSamplingSettings } from "../../src/executor/testing/sampling-settings.ts";
 import type { ModelRunnerOutput, SamplingSettings, SchedulerOutput } from "../../src/executor/types.ts";
 
 export const EOS = 2;
 
 export function samplingSettings(overrides: Partial<SamplingSettings> = {}): SamplingSettings {
-  return {
-    strategy: "greedy",
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    typicalP: 1,
-    minP: 0,
-    repetitionPenalty: 1,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    logitBias: {},
-    seed: 1234,
-    penaltyAlpha: 0,
-    numTopLogprobs: 0,
-    promptLogprobs: false,
-    minTokens: 0,
-    eosTokenIds: [EOS],
-    ignoreEos: false,
-    ...overrides,
-  };
+  return neutralSamplingSettings({ seed: 1234, eosTokenIds: [EOS], ...overrides });
 }
 
 export function createScheduler(opts: Partial<SchedulerOptions> = {}): Scheduler {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { neutralSamplingSettings } from "../testing/sampling-settings.ts";
 import type { SamplingSettings } from "../types.ts";
 import {
   contrastivePick,
@@ -13,26 +14,7 @@ import {
 } from "./sampler.ts";
 
 function settings(o: Partial<SamplingSettings> = {}): SamplingSettings {
-  return {
-    strategy: "sample",
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    typicalP: 1,
-    minP: 0,
-    repetitionPenalty: 1,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    logitBias: {},
-    seed: 7,
-    penaltyAlpha: 0,
-    numTopLogprobs: 0,
-    promptLogprobs: false,
-    minTokens: 0,
-    eosTokenIds: [],
-    ignoreEos: false,
-    ...o,
-  };
+  return neutralSamplingSettings({ strategy: "sample", seed: 7, ...o });
 }
 
 const LOGITS = Float64Array.from([2.0, 1.0, 0.5, 0.0, -1.0, -3.0]);

@@ -1,28 +1,11 @@
 // Builds SchedulerOutput plans for executor tests the way the engine would: blocks from a free list,
 // new requests once, then deltas; records sampled tokens. Not a scheduler: tests say what runs each step.
+
+import { neutralSamplingSettings } from "../../testing/sampling-settings.ts";
 import type { ModelRunnerOutput, SamplingSettings, SchedulerOutput } from "../../types.ts";
 
 export function greedySettings(over: Partial<SamplingSettings> = {}): SamplingSettings {
-  return {
-    strategy: "greedy",
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    typicalP: 1,
-    minP: 0,
-    repetitionPenalty: 1,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    logitBias: {},
-    seed: 0,
-    penaltyAlpha: 0,
-    numTopLogprobs: 0,
-    promptLogprobs: false,
-    minTokens: 0,
-    eosTokenIds: [],
-    ignoreEos: false,
-    ...over,
-  };
+  return neutralSamplingSettings(over);
 }
 
 interface Tracked {
