@@ -13,6 +13,7 @@ import { PaddedScheduler } from "../src/engine/padded/padded-scheduler.ts";
 import { Request } from "../src/engine/request.ts";
 import { Scheduler } from "../src/engine/scheduler/scheduler.ts";
 import { createInThreadCpuExecutor } from "../src/executor/cpu/index.ts";
+import { neutralSamplingSettings } from "../src/executor/testing/sampling-settings.ts";
 import type { Executor, SamplingSettings } from "../src/executor/types.ts";
 
 const { values } = parseArgs({
@@ -36,25 +37,8 @@ const MIXES: Record<string, { lens: number[]; every: number }> = {
 };
 
 function sampling(eos: number[]): SamplingSettings {
-  return {
-    strategy: "greedy",
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    typicalP: 1,
-    minP: 0,
-    repetitionPenalty: 1,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    logitBias: {},
-    seed: 1,
-    penaltyAlpha: 0.6,
-    numTopLogprobs: 0,
-    promptLogprobs: false,
-    minTokens: 0,
-    eosTokenIds: eos,
-    ignoreEos: true, // fixed lengths, so both strategies do the same work
-  };
+  // ignoreEos: fixed lengths, so both strategies do the same work
+  return neutralSamplingSettings({ seed: 1, penaltyAlpha: 0.6, eosTokenIds: eos, ignoreEos: true });
 }
 
 interface Run {

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { availableParallelism, cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { slope } from "../../src/bench/stats.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 const RESULTS = join(ROOT, "scripts", "reliability", "results");
@@ -219,33 +220,24 @@ function soakSection(): string {
   const samples = (s.samples ?? []) as Array<Record<string, number>>;
   // Drift over the second half: the first half includes heap and allocator warm-up.
   const half = samples.slice(Math.floor(samples.length / 2));
-  const slope = (ys: number[], xs: number[]) => {
-    const n = ys.length;
-    if (n < 2) return 0;
-    const mx = xs.reduce((a, b) => a + b, 0) / n;
-    const my = ys.reduce((a, b) => a + b, 0) / n;
-    let num = 0;
-    let den = 0;
-    for (let i = 0; i < n; i++) {
-      num += (xs[i] - mx) * (ys[i] - my);
-      den += (xs[i] - mx) ** 2;
-    }
-    return den === 0 ? 0 : (num / den) * 3600;
-  };
   const t = half.map((x) => x.tS);
   const rssSlope2 =
     Math.round(
       slope(
-        half.map((x) => x.rssMiB),
         t,
-      ) * 10,
+        half.map((x) => x.rssMiB),
+      ) *
+        3600 * // MiB per hour
+        10,
     ) / 10;
   const heapSlope2 =
     Math.round(
       slope(
-        half.map((x) => x.heapUsedMiB),
         t,
-      ) * 10,
+        half.map((x) => x.heapUsedMiB),
+      ) *
+        3600 *
+        10,
     ) / 10;
   const step = Math.max(1, Math.floor(samples.length / 12));
   const table = samples

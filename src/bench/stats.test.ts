@@ -1,7 +1,7 @@
 // Statistics against values worked out by hand with numpy's rules (linear percentiles, ddof=0 std).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { mean, median, percentile, std, summarize } from "./stats.ts";
+import { mean, median, percentile, slope, std, summarize } from "./stats.ts";
 
 const close = (a: number | null, b: number, eps = 1e-9) =>
   assert.ok(a !== null && Math.abs(a - b) < eps, `${a} != ${b}`);
@@ -33,4 +33,10 @@ test("summarize does not reorder its input", () => {
   const s = summarize(xs, [50]);
   assert.deepEqual(xs, [3, 1, 2]);
   close(s.percentiles["50"], 2);
+});
+
+test("slope is the least-squares fit (numpy polyfit degree 1), 0 when undefined", () => {
+  close(slope([0, 1, 2, 3], [1, 3, 2, 6]), 1.4); // polyfit([0,1,2,3],[1,3,2,6],1)[0]
+  assert.equal(slope([5], [7]), 0);
+  assert.equal(slope([2, 2, 2], [1, 2, 3]), 0);
 });

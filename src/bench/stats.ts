@@ -57,3 +57,18 @@ export function summarize(xs: readonly number[], percentiles: readonly number[])
     percentiles: ps,
   };
 }
+
+/** Least-squares slope of ys over xs (0 when there are fewer than two points or xs do not vary). */
+export function slope(xs: readonly number[], ys: readonly number[]): number {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i] - mx) * (ys[i] - my);
+    den += (xs[i] - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
+}
