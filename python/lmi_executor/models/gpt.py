@@ -13,6 +13,7 @@ from ..config import ModelConfig
 from ..layers import rope_cos_sin
 from ..parallel import TensorParallel
 from ..quant import linear
+from .base import ModelWeights
 
 
 def _gelu(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -23,7 +24,7 @@ def _gelu(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"activation {kind!r} is not supported by the GPU executor")
 
 
-class GPTModel:
+class GPTModel(ModelWeights):
     def __init__(self, cfg: ModelConfig, dtype, device, tp: TensorParallel, attention: Attention, max_len: int,
                  fused_ops: bool = True):
         self.cfg, self.dtype, self.device, self.tp, self.attn = cfg, dtype, device, tp, attention
@@ -120,24 +121,9 @@ class GPTModel:
             raise ValueError(f"checkpoint is incomplete: loaded {len(self._loaded)} of {expected} weight tensors")
         self._finalize()
 
-    def init_dummy(self, seed: int) -> None:
-        g = torch.Generator(device=self.device)
-        g.manual_seed(seed + 7919 * self.tp.rank)
-        for t in self._all_tensors():
-            t.normal_(0.0, 0.02, generator=g) if t.dim() > 1 else t.fill_(1.0)
-        self._finalize()
-
-    def _all_tensors(self):
-        yield from self.params.values()
-        for L in self.layers:
-            yield from L.values()
-
     def _finalize(self) -> None:
         if self.cfg.tie_word_embeddings:
             self.params["lm_head"] = self.params["embed"]
-
-    def weight_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._all_tensors())
 
     def quantize_int8(self) -> None:
         raise ValueError(f"option.dtype=int8 is not supported for {self.cfg.architecture}")

@@ -11,14 +11,15 @@ from ..config import ModelConfig
 from ..layers import rope_cos_sin
 from ..ops import make_ops
 from ..parallel import TensorParallel
-from ..quant import Int8Weight, linear, quantize_int8
+from ..quant import linear, quantize_int8
+from .base import ModelWeights
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _IGNORED = re.compile(r"rotary_emb\.inv_freq$")
 _EXPERT = re.compile(r"^block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$")
 
 
-class LlamaModel:
+class LlamaModel(ModelWeights):
     def __init__(self, cfg: ModelConfig, dtype, device, tp: TensorParallel, attention: Attention, max_len: int,
                  fused_ops: bool = True):
         self.cfg, self.dtype, self.device, self.tp, self.attn = cfg, dtype, device, tp, attention
@@ -162,32 +163,10 @@ class LlamaModel:
             raise ValueError(f"checkpoint is incomplete: loaded {len(self._loaded)} of {expected} weight tensors")
         self._finalize()
 
-    def init_dummy(self, seed: int) -> None:
-        """Random weights from config.json alone (load_format=dummy): N(0, 0.02), norms at 1."""
-        g = torch.Generator(device=self.device)
-        g.manual_seed(seed + 7919 * self.tp.rank)
-        for t in self._all_tensors():
-            if t.dim() == 1:
-                t.fill_(1.0)
-            else:
-                t.normal_(0.0, 0.02, generator=g)
-        self._finalize()
-
-    def _all_tensors(self):
-        yield from self.params.values()
-        for L in self.layers:
-            yield from L.values()
-
     def _finalize(self) -> None:
         if self.cfg.tie_word_embeddings:
             e = self.params["embed"]
             self.params["lm_head"] = self._rows(e, self.vocab_local) if self.vocab_parallel else e
-
-    def weight_bytes(self) -> int:
-        total = 0
-        for t in self._all_tensors():
-            total += t.q.numel() + 4 * t.scale.numel() if isinstance(t, Int8Weight) else t.numel() * t.element_size()
-        return total
 
     def quantize_int8(self) -> None:
         """Weight-only int8 for the four projection matrices of every layer; embeddings, norms, LM head stay."""
