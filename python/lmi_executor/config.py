@@ -37,6 +37,13 @@ class ExecutorOptions:
     dist_init_method: str = ""  # tcp://host:port for world size > 1
     cpu_kv_cache_bytes: int = 256 << 20  # KV budget when device is cpu
     max_num_batched_tokens: int = 8192  # largest step the engine sends; the memory profile runs one this big
+    # option.checkpoint: a tensor-parallel checkpoint JSON (or a folder holding ds_inference_config.json), relative
+    # to model_dir unless absolute; its weights replace model_dir's safetensors (config.json and the tokenizer stay
+    # in model_dir). See reshard.py.
+    checkpoint: str = ""
+    # option.training_mp_size: the degree the checkpoint was saved at; must equal its tp_size. 0: not given (the
+    # checkpoint's own degree is used).
+    training_mp_size: int = 0
 
     @staticmethod
     def from_json(text: str) -> "ExecutorOptions":

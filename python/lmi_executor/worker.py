@@ -10,10 +10,10 @@ import torch
 from . import PROTOCOL_VERSION
 from .attention import Attention
 from .config import ExecutorOptions, load_model_config
-from .loader import iter_checkpoint
 from .models.gpt import GPTModel
 from .models.llama import LlamaModel
 from .parallel import TensorParallel
+from .reshard import iter_weights
 from .runner import ModelRunner
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
@@ -97,8 +97,10 @@ class Worker:
                 "loadSeconds": time.perf_counter() - t0, "weightBytes": self.model.weight_bytes()}
 
     def _load_weights(self) -> None:
-        for name, tensor in iter_checkpoint(self.opts.model_dir):
+        # The model directory's safetensors, or option.checkpoint re-sharded from its saved degree to ours.
+        for name, tensor in iter_weights(self.opts, self.cfg, self.tp.rank, self.tp.world_size):
             self.model.load_weight(name, tensor)
+            del tensor  # a re-sharded tensor is a fresh buffer: free it before the next one is merged
         self.model.finish_loading()
 
     def _bytes_per_block(self) -> int:
