@@ -7,8 +7,11 @@ import type { ModelConfig } from "../config/model-config.ts";
 import { createLlmEngine, type EngineOptions } from "../engine/engine.ts";
 import type { DecodingStrategy } from "../engine/protocol.ts";
 import { createCpuExecutor } from "../executor/cpu/index.ts";
+import type { PythonExecutorOptions } from "../executor/python/python-executor.ts";
 import type { Executor } from "../executor/types.ts";
 import type { EngineBuilder } from "./model-loader.ts";
+
+type PythonDtype = NonNullable<PythonExecutorOptions["dtype"]>;
 
 function num(v: unknown): number | undefined {
   return typeof v === "number" && Number.isFinite(v) ? v : undefined;
@@ -48,11 +51,13 @@ async function createExecutor(kind: "cpu" | "gpu", modelDir: string, config: Mod
     });
   }
   const { createPythonExecutor } = await import("../executor/python/python-executor.ts");
-  type PythonDtype = NonNullable<
-    import("../executor/python/python-executor.ts").PythonExecutorOptions["dtype"]
-  >;
+  return createPythonExecutor(pythonExecutorOptionsOf(modelDir, config));
+}
+
+/** The model's LMI options as createPythonExecutor options (the GPU executor). */
+export function pythonExecutorOptionsOf(modelDir: string, config: ModelConfig): PythonExecutorOptions {
   const tp = config.tensorParallelDegree;
-  return createPythonExecutor({
+  return {
     modelDir,
     pythonExecutable: config.pythonExecutable as string | undefined,
     tensorParallelDegree: typeof tp === "number" ? tp : undefined,
@@ -68,7 +73,13 @@ async function createExecutor(kind: "cpu" | "gpu", modelDir: string, config: Mod
     dtype: typeof config.dtype === "string" ? (config.dtype as PythonDtype) : undefined,
     loadFormat: config.loadFormat === "dummy" ? "dummy" : undefined,
     quantize: typeof config.quantize === "string" ? config.quantize : undefined,
-  });
+    // A tensor-parallel checkpoint (relative to the model directory), re-sharded at load. training_mp_size is
+    // passed only when set: its default (1) must not contradict the degree the checkpoint records.
+    checkpoint:
+      typeof config.checkpoint === "string" && config.checkpoint !== "" ? config.checkpoint : undefined,
+    trainingMpSize:
+      config.pythonProperties.training_mp_size !== undefined ? num(config.trainingMpSize) : undefined,
+  };
 }
 
 export const buildEngine: EngineBuilder = async ({ modelDir, config, executor, logger }) => {

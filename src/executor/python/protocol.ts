@@ -80,4 +80,6 @@ export interface PythonExecutorOptionsWire {
   dist_init_method: string;
   cpu_kv_cache_bytes: number;
   max_num_batched_tokens: number;
+  checkpoint: string;
+  training_mp_size: number;
 }

@@ -45,6 +45,11 @@ export interface PythonExecutorOptions {
   /** option.quantize: bitsandbytes8 / bitsandbytes / dynamic_int8 select weight-only int8; others are refused. */
   quantize?: string;
   loadFormat?: "auto" | "dummy";
+  /** option.checkpoint: a tensor-parallel checkpoint JSON (or a folder holding ds_inference_config.json), relative
+   *  to modelDir unless absolute; re-sharded at load to tensorParallelDegree (docs/gpu-executor.md). */
+  checkpoint?: string;
+  /** option.training_mp_size: the degree the checkpoint was saved at; must equal its tp_size (unset: taken from it). */
+  trainingMpSize?: number;
   enableCudaGraph?: boolean;
   /** Fraction of the GPU's memory the executor may use in total (weights + activations + KV cache). */
   gpuMemoryUtilization?: number;
@@ -206,6 +211,8 @@ class PythonExecutorImpl implements PythonExecutor {
       dist_init_method: world > 1 ? `tcp://127.0.0.1:${await freePort()}` : "",
       cpu_kv_cache_bytes: o.cpuKvCacheBytes ?? 256 << 20,
       max_num_batched_tokens: o.maxNumBatchedTokens ?? 8192,
+      checkpoint: o.checkpoint ?? "",
+      training_mp_size: o.trainingMpSize ?? 0,
     };
     const connected = new Promise<Socket>((resolve, reject) => {
       const server = createServer((sock) => {
