@@ -50,12 +50,16 @@ export const BACKEND_KEYS = [
     backends: DS,
     default: 1,
     description: "DeepSpeed: tensor-parallel degree the checkpoint was saved with.",
-    here: "checkpoints are re-sharded at load to tensor_parallel_degree, so any saved degree loads",
+    here:
+      "GPU executor: the degree option.checkpoint was saved at; when set it must equal the checkpoint's tp_size " +
+      "(unset: taken from it). The checkpoint is re-sharded at load to tensor_parallel_degree; no effect without option.checkpoint",
   }),
   def("option.checkpoint", "checkpoint", text({ patternText: "a path relative to the model directory" }), {
     backends: DS,
     description: "DeepSpeed: checkpoint JSON or directory, relative to the model path; requires dtype.",
-    here: "weights are loaded from this path under the model directory instead of the directory itself",
+    here:
+      "GPU executor: a tensor-parallel checkpoint JSON written by `python3 -m lmi_executor.shard_checkpoint` (or its folder), " +
+      "relative to the model directory unless absolute; its weights replace the directory's, config.json and tokenizer stay there",
   }),
   def("option.smoothquant_alpha", "smoothquantAlpha", float({ min: 0, max: 1 }), {
     backends: DS,
