@@ -162,3 +162,120 @@ class FusedOpsTest(unittest.TestCase):
             w = gpu_worker(tmp, dtype="fp32", fused_ops=fused, enable_cuda_graph=False)
             outs.append(Driver(w).generate("a", prompt, 12, s=sampling(promptLogprobs=True), chunk=5))
         self.assertEqual(outs[0][0], outs[1][0])
+
+
+@unittest.skipUnless(CUDA, "needs a CUDA GPU")
+class GemvTest(unittest.TestCase):
+    """kernels/gemv.py (the decode-sized weight-streaming kernels) against PyTorch, and the model's small-step
+    path against its general path."""
+
+    def test_gemv_kernels_equal_torch(self):
+        from lmi_executor.kernels import gemv
+        from lmi_executor.layers import rms_norm
+
+        g = torch.Generator(device="cuda").manual_seed(11)
+        F = torch.nn.functional
+        for dtype, tol in ((torch.bfloat16, 1e-2), (torch.float16, 2e-3)):
+            for N, K in ((96, 64), (200, 256), (1000, 768), (6144, 4096), (4096, 14336)):
+                for M in (1, 2, 3, 5, 8):
+                    def rnd(*shape, scale=1.0):
+                        return (torch.randn(shape, generator=g, device="cuda") * scale).to(dtype)
+
+                    x, w = rnd(M, K), rnd(N, K, scale=K**-0.5)
+                    nw, b = 1 + rnd(K, scale=0.1), rnd(N, scale=0.1)
+                    tag = f"{dtype} N={N} K={K} M={M}"
+
+                    def close(got, want, what):
+                        self.assertFalse(torch.isnan(got).any(), (what, tag))
+                        err = ((got.double() - want.double()).norm() / want.double().norm()).item()
+                        self.assertLess(err, tol, (what, tag))
+
+                    close(gemv.gemv(x, w), x.double() @ w.double().T, "plain")
+                    close(gemv.gemv(x, w, bias=b), F.linear(x, w, b), "bias")
+                    h = rms_norm(x, nw, 1e-5)
+                    close(gemv.gemv(x, w, norm_w=nw, eps=1e-5), F.linear(h, w), "norm")
+                    r = rnd(M, N)
+                    close(gemv.gemv(x, w, residual=r), r + F.linear(x, w), "residual")
+                    s, parts = gemv.gemv(x, w, residual=r, want_ssq=True)
+                    close(s, r + F.linear(x, w), "residual+ssq")
+                    close(parts.sum(1), s.float().pow(2).sum(1), "partial sums of squares")
+                    w2, nw2 = rnd(2 * 40, N, scale=N**-0.5), 1 + rnd(N, scale=0.1)
+                    h2 = rms_norm(s, nw2, 1e-5)
+                    close(gemv.gemv(s, w2, norm_w=nw2, eps=1e-5, ssq=parts), F.linear(h2, w2), "norm from ssq")
+                    gu2 = F.linear(h2, w2)
+                    close(gemv.gemv(s, w2, norm_w=nw2, eps=1e-5, ssq=parts, silu_up=40),
+                          F.silu(gu2[:, :40]) * gu2[:, 40:], "norm from ssq + silu")
+                    if N % 2 == 0:
+                        gu = F.linear(h, w)
+                        want = F.silu(gu[:, : N // 2]) * gu[:, N // 2:]
+                        close(gemv.gemv(x, w, norm_w=nw, eps=1e-5, silu_up=N // 2), want, "norm+silu")
+                    rows = torch.randperm(M, device="cuda")[: max(1, M - 1)]
+                    got = gemv.gemv(x, w, norm_w=nw, eps=1e-5, rows=rows, out_f32=True)
+                    self.assertEqual(got.dtype, torch.float32)
+                    close(got, F.linear(h[rows], w).float(), "gather+norm+f32")
+
+    def _generate(self, model_dir, small, graphs, dtype="bf16", steps=24):
+        old = os.environ.get("LMI_DECODE_GEMV")
+        os.environ["LMI_DECODE_GEMV"] = "1" if small else "0"
+        try:
+            w = gpu_worker(model_dir, dtype=dtype, enable_cuda_graph=graphs)
+            d = Driver(w)
+            prompts = {"a": [5, 9, 14, 3, 22, 7, 11, 40, 2, 8, 31], "b": [17, 4, 4, 60, 12]}
+            lps = {rid: [] for rid in prompts}
+            out = d.run(new=[(rid, p, len(p), sampling()) for rid, p in prompts.items()])
+            for _ in range(steps):
+                for rid in prompts:
+                    lps[rid].append(out["logprobs"][rid][0]["logprob"])
+                out = d.run(cached=[(rid, 1) for rid in prompts])
+            self.assertEqual(w.model._gemv is not False and w.model._gemv is not None, small)
+            return {rid: d.reqs[rid]["tokens"][len(p):] for rid, p in prompts.items()}, lps
+        finally:
+            if old is None:
+                del os.environ["LMI_DECODE_GEMV"]
+            else:
+                os.environ["LMI_DECODE_GEMV"] = old
+
+    def test_small_step_path_equals_general_path(self):
+        kjv = os.path.join(os.path.dirname(__file__), "..", "..", "models", "tiny-kjv")
+        tmp = tempfile.mkdtemp()
+        make_checkpoint(os.path.join(tmp, "qwen2"), "qwen2", seed=4, dtype=torch.bfloat16)
+        make_checkpoint(os.path.join(tmp, "qwen3"), "qwen3", seed=5, dtype=torch.bfloat16, tie=True)
+        for model_dir in (kjv, os.path.join(tmp, "qwen2"), os.path.join(tmp, "qwen3")):
+            ref_toks, ref_lps = self._generate(model_dir, small=False, graphs=False)
+            for graphs in (False, True):
+                toks, lps = self._generate(model_dir, small=True, graphs=graphs)
+                self.assertEqual(toks, ref_toks, (model_dir, graphs))
+                for rid in lps:
+                    diff = max(abs(a - b) for a, b in zip(lps[rid], ref_lps[rid]))
+                    self.assertLess(diff, 0.05, (model_dir, graphs, rid))
+
+
+@unittest.skipUnless(CUDA, "needs a CUDA GPU")
+class Int4KernelTest(unittest.TestCase):
+    def test_triton_int4_equals_dequantize_then_matmul(self):
+        from lmi_executor.kernels.int4_matmul import int4_dequantize, int4_linear, pick_config
+        from lmi_executor.quant import linear, quantize_int4
+
+        seed = random.randrange(1 << 30)  # fresh inputs every run; the seed is in the failure message
+        g = torch.Generator(device="cuda").manual_seed(seed)
+        # bf16/fp16 operands: 1e-3..1e-2; fp32 goes through tl.dot in TF32 (about 3e-4).
+        for dtype, tol in ((torch.bfloat16, 1e-2), (torch.float16, 1e-2), (torch.float32, 1e-3)):
+            for M, K, N in ((1, 4096, 6144), (1, 14336, 512), (3, 4096, 4096), (5, 64, 96), (16, 96, 130),
+                            (17, 4096, 512), (64, 256, 1000), (200, 512, 1024), (300, 512, 256)):
+                w = torch.randn((N, K), generator=g, device="cuda") * 0.02 + 0.01 * torch.randn(
+                    (N, 1), generator=g, device="cuda")
+                x = torch.randn((M, K), generator=g, device="cuda").to(dtype)
+                qw = quantize_int4(w, symmetric=M == 3)  # symmetric weights use the same format and kernel
+                ref = x.double() @ qw.dequantize(torch.float64).t()
+                c = pick_config(M, N, K, qw.group)
+                for split in sorted({1, 4, c["split"]}):  # the atomic split-K path and the plain store
+                    got = int4_linear(x, qw, {**c, "split": split}).double()
+                    self.assertFalse(bool(got.isnan().any()))
+                    err = ((got - ref).norm() / ref.norm()).item()
+                    self.assertLess(err, tol, (seed, dtype, M, K, N, split))
+                # Through linear(): the kernel up to INT4_DEQUANT_ABOVE_ROWS rows, dequantize + cuBLAS above.
+                via = linear(x.reshape(1, M, K), qw).reshape(M, N).double()
+                self.assertLess(((via - ref).norm() / ref.norm()).item(), tol, ("linear", seed, dtype, M, K, N))
+            d = int4_dequantize(qw, dtype)
+            self.assertLess(((d.double() - qw.dequantize(torch.float64)).abs().max()).item(),
+                            float(qw.dequantize(torch.float64).abs().max()) * 2.0**-7)

@@ -2,6 +2,7 @@
 # Mixtral with its mixture of experts) over a paged KV cache. Invariants: q/k/v and gate/up are fused into
 # one matrix each at load time; with tensor parallelism, heads and the MLP's intermediate size are split by
 # rank (column-parallel qkv/gate_up, row-parallel o/down + all-reduce), the LM head by vocabulary rows.
+import os
 import re
 
 import torch
@@ -9,7 +10,7 @@ import torch
 from ..attention import Attention, AttentionMetadata
 from ..config import ModelConfig
 from ..layers import rope_cos_sin
-from ..ops import make_ops
+from ..ops import TritonOps, make_ops
 from ..parallel import TensorParallel
 from ..quant import linear, quantize_int8
 from .base import ModelWeights
@@ -67,6 +68,7 @@ class LlamaModel(ModelWeights):
             self.layers.append(layer)
         self.cos_sin = rope_cos_sin(hd, cfg.rope_theta, cfg.rope_scaling, max_len, device)
         self._loaded = set()
+        self._gemv, self._gemv_rows = None, 1 << 30  # decode-sized kernels: decided at the first forward
 
     # ---- weights -------------------------------------------------------------------------------------------
 
@@ -195,8 +197,52 @@ class LlamaModel(ModelWeights):
             out = out + y * gate[:, e : e + 1]
         return out
 
+    def _small_step_kernels(self, rows: int):
+        """kernels/gemv.py for decode-sized steps (at most gemv.MAX_ROWS tokens) when it computes the same
+        function as the general path: CUDA, bf16/fp16 weights not quantized, fused ops on, no experts, no
+        tensor parallelism (its all-reduce sits where the residual-add epilogue would). None otherwise."""
+        if self._gemv is None:
+            ok = (self.device.type == "cuda" and self.dtype in (torch.bfloat16, torch.float16)
+                  and isinstance(self.ops, TritonOps) and not self.cfg.num_experts
+                  and self.tp.world_size == 1 and os.environ.get("LMI_DECODE_GEMV", "1") != "0")
+            if ok:
+                from ..kernels import gemv
+
+                self._gemv_rows = gemv.MAX_ROWS
+                self._gemv = gemv
+            else:
+                self._gemv = False
+        if self._gemv is False or rows > self._gemv_rows:
+            return None
+        mats = [self.params["lm_head"]] + [L[k] for L in self.layers for k in ("qkv_w", "o_w", "gate_up_w", "down_w")]
+        if not all(type(w) is torch.Tensor and w.dtype == self.dtype and w.is_contiguous() for w in mats):
+            return None  # quantized (or otherwise replaced) weights: the general path handles them
+        return self._gemv
+
+    def _forward_small(self, g, input_ids, positions, meta, kv_caches, logits_indices) -> torch.Tensor:
+        """The decode-sized forward: four weight-streaming kernels per layer with the RMSNorms, the residual
+        adds and SiLU-and-mul fused into them, so the residual stream `res` is the only hidden state:
+        qkv = W_qkv norm(res); res += W_o attn; act = silu(W_g norm(res)) * W_u norm(res); res += W_down act."""
+        cfg, hd, eps = self.cfg, self.cfg.head_dim, self.cfg.rms_norm_eps
+        res = self.params["embed"][input_ids]
+        ssq = None  # partial sums of squares of `res`, left by the kernel that wrote it (none for the embedding)
+        for i, L in enumerate(self.layers):
+            qkv = g.gemv(res, L["qkv_w"], bias=L.get("qkv_b"), norm_w=L["in_norm"], eps=eps, ssq=ssq)
+            k_cache, v_cache = kv_caches[i]
+            q = self.ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache,
+                                        self.nq, self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps)
+            o = self.attn.forward(q, k_cache, v_cache, meta, self.scale)
+            res, ssq = g.gemv(o.reshape(-1, self.q_size), L["o_w"], residual=res, want_ssq=True)
+            act = g.gemv(res, L["gate_up_w"], norm_w=L["post_norm"], eps=eps, ssq=ssq, silu_up=self.inter)
+            res, ssq = g.gemv(act, L["down_w"], residual=res, want_ssq=True)
+        return g.gemv(res, self.params["lm_head"], norm_w=self.params["norm"], eps=eps, ssq=ssq,
+                      rows=logits_indices, out_f32=True)
+
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices) -> torch.Tensor:
         """Returns fp32 logits [len(logits_indices), vocab] for the rows the sampler needs."""
+        g = self._small_step_kernels(input_ids.shape[0])
+        if g is not None:
+            return self._forward_small(g, input_ids, positions, meta, kv_caches, logits_indices)
         cfg, hd, ops, eps = self.cfg, self.cfg.head_dim, self.ops, self.cfg.rms_norm_eps
         x = self.params["embed"][input_ids]
         residual = None
