@@ -37,6 +37,8 @@ class ExecutorOptions:
     dist_init_method: str = ""  # tcp://host:port for world size > 1
     cpu_kv_cache_bytes: int = 256 << 20  # KV budget when device is cpu
     max_num_batched_tokens: int = 8192  # largest step the engine sends; the memory profile runs one this big
+    # Launch a step before the previous one's reply is sent (one rank only; see server.py). False: one step at a time.
+    pipeline_steps: bool = True
     # option.checkpoint: a tensor-parallel checkpoint JSON (or a folder holding ds_inference_config.json), relative
     # to model_dir unless absolute; its weights replace model_dir's safetensors (config.json and the tokenizer stay
     # in model_dir). See reshard.py.

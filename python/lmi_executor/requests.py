@@ -15,6 +15,7 @@ class RequestState:
     sampling: dict
     block_ids: list = field(default_factory=list)
     row: int = -1  # row in BlockTable; assigned on admission
+    num_pending: int = 0  # sampled by launched steps whose tokens have not reached token_ids yet
 
 
 class BlockTable:
@@ -50,11 +51,10 @@ class BlockTable:
     def flush(self) -> None:
         rows, cols, vals = self._pending
         if rows:
+            # One non-blocking copy: a blocking one would wait for every step still queued on the GPU.
             dev = self.table.device
-            self.table.index_put_(
-                (torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)),
-                torch.tensor(vals, dtype=torch.int32, device=dev),
-            )
+            idx = torch.tensor([rows, cols, vals], dtype=torch.int64).to(dev, non_blocking=True)
+            self.table.index_put_((idx[0], idx[1]), idx[2].to(torch.int32))
             self._pending = ([], [], [])
 
 

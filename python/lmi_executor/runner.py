@@ -1,13 +1,31 @@
 # One step: turns the engine's plan into flat device inputs (token ids, positions, slot mapping, paged
 # block tables), runs the model (eagerly, or by replaying a captured CUDA graph for pure-decode batches),
 # samples, and records the sampled tokens in each request's state.
-# Invariant: a request samples only when this step reaches the end of its known tokens; positions and
-# slots are derived on the device from the persistent block table, so host work is O(requests), not O(tokens).
+# A step is launched and finished in two parts: launch() queues the GPU work and returns a StepHandle;
+# finish() waits for that step's sampled tokens and builds the reply. Between the two the next step may
+# be launched (the engine keeps up to two steps in flight), so the GPU never waits for the host.
+# Invariants: a request samples only when this step reaches the end of its tokens, counting tokens still
+# pending (sampled by a launched, unfinished step); a pending token never reaches the host before the next
+# step needs it: that step reads it from `last_token`, the device-resident latest sample per block-table
+# row, which every step writes in stream order. Positions and slots are derived on the device from the
+# persistent block table, so host work is O(requests), not O(tokens).
 import torch
 
 from .attention import AttentionMetadata
 from .requests import BlockTable, RequestStore
 from .sampler import SampleRow, prompt_logprobs, sample
+
+# Pinned host buffers for the sampled tokens of launched steps; more than the engine ever keeps in flight.
+_RING = 4
+
+
+def is_fast_sampling(s: dict) -> bool:
+    """Settings whose sampling needs neither the token history nor the count of generated tokens on the
+    host (greedy, nothing editing logits, no alternatives): such steps can be launched while earlier ones
+    are still running."""
+    return (s["strategy"] == "greedy" and not s["logitBias"] and s["repetitionPenalty"] == 1
+            and s["presencePenalty"] == 0 and s["frequencyPenalty"] == 0 and s["numTopLogprobs"] == 0
+            and not s["promptLogprobs"] and s["minTokens"] == 0)
 
 
 def _is_plain_greedy(st) -> bool:
@@ -15,7 +33,23 @@ def _is_plain_greedy(st) -> bool:
     s = st.sampling
     return (s["strategy"] == "greedy" and not s["logitBias"] and s["repetitionPenalty"] == 1
             and s["presencePenalty"] == 0 and s["frequencyPenalty"] == 0 and s["numTopLogprobs"] == 0
-            and len(st.token_ids) - st.prompt_len >= s["minTokens"])
+            and len(st.token_ids) + st.num_pending - st.prompt_len >= s["minTokens"])
+
+
+class StepHandle:
+    """A launched step. `out` is complete once finish() ran; until then the greedy rows' tokens and
+    logprobs sit in `host` (pinned, filled by a copy that `event` marks done)."""
+
+    __slots__ = ("out", "states", "host", "event", "done")
+
+    def __init__(self, out: dict, states=None, host=None, event=None):
+        self.out, self.states, self.host, self.event = out, states, host, event
+        self.done = states is None
+
+    def wait(self) -> None:
+        """Blocks until the step's sampled tokens are on the host (releases the GIL while waiting)."""
+        if self.event is not None:
+            self.event.synchronize()
 
 
 class ModelRunner:
@@ -25,8 +59,34 @@ class ModelRunner:
         self.max_blocks = (max_model_len + block_size - 1) // block_size
         self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device, scratch_block))
         self.graphs = None  # set by cuda_graphs.DecodeGraphs when enabled
+        # The latest sampled token of the request in each block-table row (the scratch row included).
+        self.last_token = torch.zeros(max_num_seqs + 1, dtype=torch.int64, device=device)
+        cuda = torch.device(device).type == "cuda"
+        # Per launched step: b sampled token ids then b logprobs (float64 holds every token id exactly).
+        self._ring = [torch.zeros(2 * max_num_seqs, dtype=torch.float64, pin_memory=cuda) for _ in range(_RING)]
+        self._ring_next = 0
+        self._unfinished = 0  # launched steps whose ring buffer finish() has not read yet
+
+    # ---- the two halves of a step ------------------------------------------------------------------------
 
     def execute(self, plan: dict) -> dict:
+        """Launch and finish one step (the synchronous path: tests, benchmarks, tensor-parallel ranks)."""
+        return self.finish(self.launch(plan))
+
+    def needs_history(self, plan: dict) -> bool:
+        """True when this plan samples for a request whose settings need the host to know every earlier
+        token (penalties, seeds, min tokens, logprob alternatives): then earlier steps must finish first."""
+        for d in plan["scheduledNewReqs"]:
+            if not is_fast_sampling(d["sampling"]):
+                return True
+        running = self.store.running
+        for d in plan["scheduledCachedReqs"]:
+            st = running.get(d["reqId"])
+            if st is None or not is_fast_sampling(st.sampling):
+                return True
+        return False
+
+    def launch(self, plan: dict) -> StepHandle:
         store = self.store
         for rid in plan["finishedReqIds"]:
             store.finish(rid)
@@ -44,17 +104,49 @@ class ModelRunner:
         batch = [b for b in batch if b[2] > 0]
         out = {"stepId": plan["stepId"], "sampledTokenIds": {}, "logprobs": {}, "promptLogprobs": {}}
         if not batch:
-            return out
+            return StepHandle(out)
         return self._run(batch, out)
 
-    def _run(self, batch: list, out: dict) -> dict:
+    def finish(self, h: StepHandle) -> dict:
+        """Waits for a launched step and records its sampled tokens. Steps finish in launch order."""
+        if h.done:
+            return h.out
+        h.wait()
+        self._unfinished -= 1
+        b = len(h.states)
+        both = h.host[: 2 * b].tolist()
+        tok, lps = both[:b], both[b:]
+        sampled, logprobs = h.out["sampledTokenIds"], h.out["logprobs"]
+        for st, t, lp in zip(h.states, tok, lps):
+            t = int(t)
+            st.token_ids.append(t)
+            st.num_pending -= 1
+            sampled[st.req_id] = [t]
+            logprobs[st.req_id] = [{"logprob": lp, "top": []}]
+        h.done = True
+        return h.out
+
+    # ---- launch internals ----------------------------------------------------------------------------------
+
+    def _run(self, batch: list, out: dict) -> StepHandle:
         ids, q_lens, starts, seq_lens, rows = [], [], [], [], []
         logits_rows, sample_rows, sample_states, plp = [], [], [], []
+        pend_tok, pend_rows = [], []  # step tokens whose id is a pending sample: read from last_token[row]
         t = 0
         for st, nc, n in batch:
-            if nc + n > len(st.token_ids):
-                raise ValueError(f"{st.req_id}: scheduled {nc}+{n} tokens but only {len(st.token_ids)} are known")
-            ids.extend(st.token_ids[nc : nc + n])
+            known = len(st.token_ids)
+            end = known + st.num_pending
+            if nc + n > end:
+                raise ValueError(f"{st.req_id}: scheduled {nc}+{n} tokens but only {end} are known or pending")
+            if nc + n > known:
+                # Only the latest sample can be pending in a step: it is the one token last_token holds.
+                if n != 1 or nc != end - 1:
+                    raise ValueError(f"{st.req_id}: scheduled {nc}+{n} tokens over {st.num_pending} pending samples")
+                pend_tok.append(t)
+                pend_rows.append(st.row)
+                ids.append(0)
+            else:
+                ids.extend(st.token_ids[nc : nc + n])
             q_lens.append(n)
             starts.append(nc)
             seq_lens.append(nc + n)
@@ -64,54 +156,67 @@ class ModelRunner:
                 e = min(nc + n, st.prompt_len - 1)
                 plp.append((st, nc, len(logits_rows), e - nc))
                 logits_rows.extend(range(t, t + e - nc))
-            if nc + n == len(st.token_ids):
+            if nc + n == end:
                 sample_states.append(st)
                 sample_rows.append(len(logits_rows))
                 logits_rows.append(t + n - 1)
             t += n
+        pending = (pend_tok, pend_rows) if pend_tok else None
         if not logits_rows:
-            self._forward_eager(ids, q_lens, starts, seq_lens, rows, [])
-            return out
+            self._forward_eager(ids, q_lens, starts, seq_lens, rows, [], pending)
+            return StepHandle(out)
         is_decode = all(n == 1 for n in q_lens) and not plp
         if is_decode and self.graphs is not None and self.graphs.can_run(len(batch)):
-            logits = self.graphs.run(ids, starts, seq_lens, rows)
+            logits = self.graphs.run(ids, starts, seq_lens, rows, pending, self.last_token)
         else:
-            logits = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows)
-        self._sample(logits, sample_rows, sample_states, out)
+            logits = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows, pending)
+        handle = self._sample(logits, sample_rows, sample_states, out)
         for st, nc, first, count in plp:
             entries = prompt_logprobs(
                 logits[first : first + count], st.token_ids[nc + 1 : nc + 1 + count], st.sampling["numTopLogprobs"]
             )
             out["promptLogprobs"][st.req_id] = ([None] if nc == 0 else []) + entries
-        return out
+        return handle
 
-    def _sample(self, logits, sample_rows, states, out) -> None:
+    def _sample(self, logits, sample_rows, states, out) -> StepHandle:
         if not states:
-            return
+            return StepHandle(out)
         sel = logits if len(sample_rows) == logits.shape[0] else logits[sample_rows]
-        if all(_is_plain_greedy(st) for st in states):
-            # The common serving case: argmax and the chosen token's logprob, one device-to-host copy.
+        rows_dev = torch.tensor([st.row for st in states], dtype=torch.int64).to(self.device, non_blocking=True)
+        plain = all(_is_plain_greedy(st) for st in states)
+        for st in states:
+            st.num_pending += 1
+        if plain:
+            # The common serving case: argmax and the chosen token's logprob stay on the device; the next
+            # step can read the token from last_token before this one's copy to the host is waited for.
             tok = sel.argmax(dim=-1)
             lp = sel.gather(1, tok[:, None]).squeeze(1) - torch.logsumexp(sel, dim=-1)
-            both = torch.stack([tok.double(), lp.double()]).tolist()
-            sampled, lps, logprobs = out["sampledTokenIds"], both[1], out["logprobs"]
-            for j, (st, t) in enumerate(zip(states, both[0])):
-                t = int(t)
-                st.token_ids.append(t)
-                sampled[st.req_id] = [t]
-                logprobs[st.req_id] = [{"logprob": lps[j], "top": []}]
-            return
+            self.last_token.index_copy_(0, rows_dev, tok)
+            if self._unfinished >= _RING:
+                raise RuntimeError(f"more than {_RING} launched steps are unfinished")
+            self._unfinished += 1
+            host = self._ring[self._ring_next]
+            self._ring_next = (self._ring_next + 1) % _RING
+            host[: 2 * len(states)].copy_(torch.cat([tok.double(), lp.double()]), non_blocking=True)
+            event = None
+            if sel.is_cuda:
+                event = torch.cuda.Event()
+                event.record()
+            return StepHandle(out, states, host, event)
         rows = [
-            SampleRow(st.sampling, len(st.token_ids) - st.prompt_len, st.token_ids, st.prompt_len)
+            SampleRow(st.sampling, len(st.token_ids) + st.num_pending - 1 - st.prompt_len, st.token_ids, st.prompt_len)
             for st in states
         ]
         tokens, chosen, tops = sample(sel, rows)
+        self.last_token.index_copy_(0, rows_dev, torch.tensor(tokens, dtype=torch.int64).to(self.device))
         for st, tok, lp, top in zip(states, tokens, chosen, tops):
             st.token_ids.append(tok)
+            st.num_pending -= 1
             out["sampledTokenIds"][st.req_id] = [tok]
             out["logprobs"][st.req_id] = [{"logprob": lp, "top": top}]
+        return StepHandle(out)
 
-    def _forward_eager(self, ids, q_lens, starts, seq_lens, rows, logits_rows):
+    def _forward_eager(self, ids, q_lens, starts, seq_lens, rows, logits_rows, pending=None):
         dev, bs = self.device, self.block_size
         B = len(q_lens)
         host = torch.tensor([q_lens, starts, seq_lens, rows], dtype=torch.int64)
@@ -140,5 +245,9 @@ class ModelRunner:
             seq_lens_cpu=seq_lens,
         )
         input_ids = torch.tensor(ids, dtype=torch.int64).to(dev, non_blocking=True)
+        if pending is not None:
+            tok_idx = torch.tensor(pending[0], dtype=torch.int64).to(dev, non_blocking=True)
+            row_idx = torch.tensor(pending[1], dtype=torch.int64).to(dev, non_blocking=True)
+            input_ids.index_copy_(0, tok_idx, self.last_token.index_select(0, row_idx))
         li = torch.tensor(logits_rows, dtype=torch.int64).to(dev, non_blocking=True)
         return self.model.forward(input_ids, positions, meta, self.kv_caches, li)

@@ -1,9 +1,16 @@
 # The message loop. Rank 0 connects to the Unix socket Node listens on, reads request frames, relays each
 # to the other ranks (torch.distributed broadcast), runs it, and answers {id, ok, result|error}.
-# Ranks > 0 only follow the relay. Invariant: one request in flight; a failed call answers an error and
-# keeps serving, except that errors on ranks > 0 or in collectives end the process (the supervisor sees it).
+# Ranks > 0 only follow the relay. With one rank, `execute` is answered out of band: the main thread
+# launches the step (queues its GPU work) and reads the next message at once, while the finisher thread
+# waits for the step's tokens and sends the reply; Node may thus send the next step before the previous
+# one's reply (it keeps at most two in flight). Invariants: steps finish and are answered in launch
+# order; a step whose sampling needs the host to know every earlier token waits for the finisher to
+# drain first; the runner's request state changes only under `lock`; errors answer {ok: false} and the
+# executor keeps serving, except that errors on ranks > 0 or in collectives end the process.
+import queue
 import socket
 import sys
+import threading
 import traceback
 
 from .protocol import FrameSocket
@@ -26,31 +33,99 @@ def _call(worker: Worker, msg: dict):
     return getattr(worker, name)(msg)
 
 
+def _error_reply(msg_id, e: Exception) -> dict:
+    tb = traceback.format_exc()
+    sys.stderr.write(tb)
+    sys.stderr.flush()
+    return {"id": msg_id, "ok": False, "error": {"message": f"{type(e).__name__}: {e}", "traceback": tb, "oom": _is_oom(e)}}
+
+
+class _Replies:
+    """Frame writes from two threads: one at a time."""
+
+    def __init__(self, fs: FrameSocket):
+        self.fs, self.lock = fs, threading.Lock()
+
+    def send(self, frame: dict) -> None:
+        with self.lock:
+            self.fs.write(frame)
+
+
+class _Finisher:
+    """Finishes launched steps in order on its own thread and answers each."""
+
+    def __init__(self, worker: Worker, replies: _Replies, state_lock: threading.Lock):
+        self.worker, self.replies, self.lock = worker, replies, state_lock
+        self.queue = queue.Queue()
+        self.outstanding = 0
+        self.cv = threading.Condition()
+        threading.Thread(target=self._loop, name="step-finisher", daemon=True).start()
+
+    def submit(self, msg_id, handle) -> None:
+        with self.cv:
+            self.outstanding += 1
+        self.queue.put((msg_id, handle))
+
+    def drain(self) -> None:
+        with self.cv:
+            while self.outstanding:
+                self.cv.wait()
+
+    def _loop(self) -> None:
+        while True:
+            msg_id, handle = self.queue.get()
+            try:
+                handle.wait()  # outside the lock: the main thread launches the next step meanwhile
+                with self.lock:
+                    result = self.worker.runner.finish(handle)
+                frame = {"id": msg_id, "ok": True, "result": result}
+            except Exception as e:  # noqa: BLE001 - reported to Node with its traceback
+                frame = _error_reply(msg_id, e)
+            try:
+                self.replies.send(frame)
+            finally:
+                with self.cv:
+                    self.outstanding -= 1
+                    self.cv.notify_all()
+
+
 def serve_rank0(worker: Worker, socket_path: str) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(socket_path)
     fs = FrameSocket(sock)
+    replies = _Replies(fs)
+    state_lock = threading.Lock()
+    finisher = _Finisher(worker, replies, state_lock) if worker.pipelined else None
     while True:
         try:
             msg, _payload = fs.read()
         except EOFError:
             worker.tp.broadcast_object({"type": "shutdown"})
             return
-        if msg.get("type") == "shutdown":
+        kind = msg.get("type")
+        if finisher is not None and kind != "execute" and kind != "health":
+            finisher.drain()  # every other call sees the state of all steps sent before it
+        if kind == "shutdown":
             worker.tp.broadcast_object(msg)
-            fs.write({"id": msg.get("id"), "ok": True, "result": {}})
+            replies.send({"id": msg.get("id"), "ok": True, "result": {}})
             return
-        if msg.get("type") != "health":
+        if kind != "health":
             worker.tp.broadcast_object(msg)
         try:
+            if kind == "execute" and finisher is not None and worker.runner is not None:
+                plan = msg["plan"]
+                if worker.runner.needs_history(plan):
+                    finisher.drain()
+                with state_lock:
+                    handle = worker.runner.launch(plan)
+                finisher.submit(msg.get("id"), handle)
+                continue
             result = _call(worker, msg)
-            fs.write({"id": msg.get("id"), "ok": True, "result": result})
+            replies.send({"id": msg.get("id"), "ok": True, "result": result})
         except Exception as e:  # noqa: BLE001 - every failure is reported to Node, with its traceback
-            tb = traceback.format_exc()
-            sys.stderr.write(tb)
-            sys.stderr.flush()
-            fs.write({"id": msg.get("id"), "ok": False,
-                      "error": {"message": f"{type(e).__name__}: {e}", "traceback": tb, "oom": _is_oom(e)}})
+            if finisher is not None:
+                finisher.drain()  # answer in order: the steps launched before this one first
+            replies.send(_error_reply(msg.get("id"), e))
 
 
 def serve_follower(worker: Worker) -> None:

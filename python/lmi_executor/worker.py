@@ -60,11 +60,15 @@ class Worker:
         self.model = None
         self.runner = None
         self.num_blocks = 0
+        # One rank launches a step before the previous one's reply (server.py). With several ranks the
+        # relay to the others would wait for the GPU anyway, so they run steps one at a time.
+        self.pipelined = world_size == 1 and opts.pipeline_steps
 
     def hello(self, _msg) -> dict:
         return {"version": PROTOCOL_VERSION, "pid": os.getpid(), "torch": torch.__version__,
                 "device": str(self.device), "worldSize": self.tp.world_size,
-                "capabilities": ["paged-kv", "prompt-logprobs", "seeded-sampling", "cuda-graphs", "tensor-parallel"]}
+                "capabilities": ["paged-kv", "prompt-logprobs", "seeded-sampling", "cuda-graphs", "tensor-parallel"]
+                + (["pipelined-steps"] if self.pipelined else [])}
 
     def load(self, _msg) -> dict:
         o = self.opts

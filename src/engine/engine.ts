@@ -335,47 +335,60 @@ export class Engine implements LlmEngine {
   /**
    * Each step's outputs are pushed to the request queues and the next plan is sent before the loop
    * yields, so consumers (detokenized deltas -> HTTP formatting and socket writes) run while the executor
-   * computes that next step instead of between steps. What could change the next plan is already known
-   * when it is built: token stops and stop strings are applied here; a client's abort lands one step later.
+   * computes that next step instead of between steps. With an executor that takes several steps at once
+   * (maxStepsInFlight > 1, paged scheduler only), the next plan goes out before the previous step's output
+   * is applied, so the device never waits for this loop: a stop found in an output then costs that
+   * request one discarded step. What could change a plan is applied as soon as it is known: token stops
+   * and stop strings here; a client's abort lands at the next plan.
    */
   private async runLoop(gen: number): Promise<void> {
+    const depth = this.scheduler instanceof Scheduler ? Math.max(1, this.executor!.maxStepsInFlight ?? 1) : 1;
+    const inflight: Array<{ plan: SchedulerOutput; output: Promise<ModelRunnerOutput> }> = [];
     while (this.generation === gen) {
       const sched = this.scheduler!;
       if (this.pendingAborts.size > 0) {
         sched.finishRequests(this.pendingAborts, "abort");
         this.pendingAborts.clear();
       }
-      if (!sched.hasPendingWork) {
+      if (inflight.length < depth && sched.hasPendingWork) {
+        const plan = sched.schedule();
+        if (
+          plan.totalNumScheduledTokens > 0 ||
+          plan.finishedReqIds.length > 0 ||
+          plan.preemptedReqIds.length > 0
+        ) {
+          const output = this.executor!.execute(plan);
+          // Awaited below; this keeps a rejection that lands meanwhile from counting as unhandled.
+          output.catch(() => {});
+          inflight.push({ plan, output });
+          continue;
+        }
+        if (inflight.length === 0 && sched.hasUnfinishedRequests) {
+          // Cannot happen while one request always fits the KV cache; fail loudly rather than spin.
+          throw new Error("the scheduler could not schedule any waiting request");
+        }
+        // Everything runnable waits for an output in flight.
+      }
+      if (inflight.length === 0) {
         this.processDeferred();
         await new Promise<void>((resolve) => {
           this.wake = resolve;
         });
         continue;
       }
-      const plan = sched.schedule();
-      if (
-        plan.totalNumScheduledTokens === 0 &&
-        sched.hasUnfinishedRequests &&
-        plan.finishedReqIds.length === 0
-      ) {
-        // Cannot happen while one request always fits the KV cache; fail loudly rather than spin.
-        throw new Error("the scheduler could not schedule any waiting request");
-      }
-      let output: Awaited<ReturnType<Executor["execute"]>>;
+      const step = inflight.shift()!;
+      let output: ModelRunnerOutput;
       try {
-        const pending = this.executor!.execute(plan);
-        // Awaited below; this keeps a rejection that lands during the yield from counting as unhandled.
-        pending.catch(() => {});
         this.processDeferred();
         // An in-process executor may resolve at once: let HTTP and timers run during every step.
         await yieldToEventLoop();
-        output = await pending;
+        output = await step.output;
       } catch (err) {
         if (this.generation === gen) this.die(`The executor failed: ${errorMessage(err)}`, gen);
         return;
       }
       if (this.generation !== gen) return;
-      this.deliver(sched, plan, output);
+      this.deliver(sched, step.plan, output);
     }
   }
 

@@ -1,7 +1,7 @@
 // One generation request inside the engine core: its tokens, how many of them have KV computed,
 // its sampling settings and its lifecycle status. No prefill/decode mode: the scheduler only looks at
-// numComputedTokens versus numTokens. Invariant: promptLength <= numComputedTokens + pending tokens,
-// and allTokenIds = prompt followed by every generated token.
+// numComputedTokens versus numTokens (plus samples still on their way back from the executor).
+// Invariant: allTokenIds = prompt followed by every generated token that has come back.
 
 import type { SamplingSettings } from "../executor/types.ts";
 import type { FinishReason } from "./protocol.ts";
@@ -36,6 +36,14 @@ export class Request {
   isKnownToExecutor = false;
   /** Scheduler step at which it arrived (option.waiting_steps). */
   arrivalStep = 0;
+  /**
+   * Tokens sampled by steps already sent to the executor whose outputs have not come back yet (with
+   * steps pipelined, the next step is scheduled before the previous one's output arrives). The executor
+   * feeds such a token to the next step itself; the scheduler counts it as known but not yet in allTokenIds.
+   */
+  numPendingSamples = 0;
+  /** Outputs of steps with a smaller id are stale (the request was preempted after they were sent). */
+  ignoreOutputsBefore = 0;
 
   constructor(init: RequestInit) {
     if (init.promptTokenIds.length === 0) throw new Error(`request ${init.reqId} has an empty prompt`);
@@ -49,6 +57,11 @@ export class Request {
 
   get numTokens(): number {
     return this.allTokenIds.length;
+  }
+
+  /** Tokens the executor will know when it runs the next step: allTokenIds plus pending samples. */
+  get numTokensWithPending(): number {
+    return this.allTokenIds.length + this.numPendingSamples;
   }
 
   get numPromptTokens(): number {

@@ -125,10 +125,14 @@ export interface ExecutorHealth {
 }
 
 /**
- * One executor: a model on some device(s). Calls are strictly sequential: the engine awaits each
- * execute() before the next. Errors reject with ExecutorError (see errors.ts).
+ * One executor: a model on some device(s). Calls are answered in order. The engine may send up to
+ * maxStepsInFlight execute() calls before awaiting the first: the executor then runs them in order and
+ * feeds each request's latest sampled token to its next step itself (a plan may schedule a token the
+ * engine has not seen yet). Errors reject with ExecutorError (see errors.ts).
  */
 export interface Executor {
+  /** How many execute() calls may be outstanding at once (default 1: each is awaited before the next). */
+  readonly maxStepsInFlight?: number;
   load(): Promise<ModelInfo>;
   profile(): Promise<CacheProfile>;
   initCache(numBlocks: number): Promise<void>;

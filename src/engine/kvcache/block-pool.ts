@@ -76,6 +76,7 @@ export class BlockPool {
 
   /** Registers a full, computed block under its hash. A hash already cached keeps its first block. */
   cacheBlock(block: KVCacheBlock, blockHash: string): void {
+    if (typeof blockHash !== "string") throw new Error(`block ${block.blockId} cached without a hash`);
     if (!this.enablePrefixCaching || block.blockHash !== null) return;
     if (this.hashToBlock.has(blockHash)) return;
     block.blockHash = blockHash;

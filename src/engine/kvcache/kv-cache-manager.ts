@@ -112,7 +112,9 @@ export class KVCacheManager {
     if (!this.pool.enablePrefixCaching) return;
     const table = this.reqToBlocks.get(req.reqId);
     if (table === undefined) return;
-    const numFull = Math.min(Math.floor(numTokens / this.blockSize), table.length);
+    // Computed positions may run ahead of the known tokens (a pending sample): only known ones hash.
+    const known = Math.min(numTokens, req.allTokenIds.length);
+    const numFull = Math.min(Math.floor(known / this.blockSize), table.length);
     const start = this.reqNumCachedBlocks.get(req.reqId) ?? 0;
     if (numFull <= start) return;
     const hashes = this.hashesOf(req);

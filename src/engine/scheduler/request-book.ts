@@ -21,6 +21,8 @@ export abstract class RequestBook {
     }
     req.status = "waiting";
     req.arrivalStep = this.stepId;
+    // A step still in flight may carry an earlier request of the same id: its output is not this one's.
+    req.ignoreOutputsBefore = this.stepId;
     this.requests.set(req.reqId, req);
     this.waiting.pushBack(req);
   }

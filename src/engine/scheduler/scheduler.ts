@@ -2,7 +2,13 @@
 // modes. Running requests are served first (in order), then waiting ones FCFS while the batch has
 // room (maxNumSeqs) and budget; prompts are chunked to fit the budget. When KV blocks run out, the
 // newest running request is preempted by recomputation (blocks freed, back to the queue front).
-// Pure and synchronous. Invariant: every request is in exactly one of waiting / running / finished.
+// Steps may be pipelined: schedule() can run again before the previous plan's output is applied. A
+// request whose step will sample counts that token as pending (the executor feeds it to the next step
+// itself), so its decode is scheduled at once; its pending count drops when the output arrives. A
+// request is not scheduled past what its pending samples could still need (max tokens, model length);
+// a stop token found late costs one discarded step. Outputs of steps sent before a request was
+// preempted are ignored. Pure and synchronous. Invariant: every request is in exactly one of
+// waiting / running / finished.
 
 import type { ModelRunnerOutput, SchedulerOutput, TokenLogprobs } from "../../executor/types.ts";
 import { type ComputedBlocks, KVCacheManager } from "../kvcache/kv-cache-manager.ts";
@@ -100,6 +106,8 @@ export class Scheduler extends RequestBook {
       plan.totalNumScheduledTokens += n;
       req.numComputedTokens += n;
       req.isKnownToExecutor = true;
+      // The step reaches the end of what the executor will know: it samples the next token.
+      if (req.numComputedTokens === req.numTokensWithPending) req.numPendingSamples++;
     }
     plan.finishedReqIds = this.finishedSinceLastStep;
     plan.preemptedReqIds = this.preemptedSinceLastStep;
@@ -117,8 +125,8 @@ export class Scheduler extends RequestBook {
     let preempted = false;
     for (let i = 0; i < this.running.length && budget > 0; i++) {
       const req = this.running[i];
-      const n = Math.min(req.numTokens - req.numComputedTokens, budget);
-      if (n <= 0) continue;
+      const n = Math.min(req.numTokensWithPending - req.numComputedTokens, budget);
+      if (n <= 0 || !this.mayGrow(req)) continue;
       let added = this.kv.allocateSlots(req, n);
       while (added === null) {
         const victim = this.running.pop()!; // lowest priority under FCFS: the newest
@@ -185,15 +193,33 @@ export class Scheduler extends RequestBook {
   }
 
   /**
+   * False when the samples already on their way could end the request by length: another step would
+   * compute a token past its max tokens or the model length.
+   */
+  private mayGrow(req: Request): boolean {
+    if (req.numPendingSamples === 0) return true;
+    return (
+      req.numOutputTokens + req.numPendingSamples < req.maxTokens &&
+      req.numTokensWithPending < this.opts.maxModelLen
+    );
+  }
+
+  /**
    * Applies what the executor did for a plan: appends sampled tokens, checks token-level stops, frees
    * finished requests. Returns one output per request that produced something or finished.
    */
   updateFromOutput(plan: SchedulerOutput, out: ModelRunnerOutput): EngineCoreOutput[] {
     const outputs: EngineCoreOutput[] = [];
-    for (const reqId of Object.keys(plan.numScheduledTokens)) {
+    const starts = new Map<string, number>();
+    for (const r of plan.scheduledNewReqs) starts.set(r.reqId, r.numComputedTokens);
+    for (const r of plan.scheduledCachedReqs) starts.set(r.reqId, r.numComputedTokens);
+    for (const [reqId, start] of starts) {
       const req = this.requests.get(reqId);
       if (req === undefined || req.status !== "running") continue; // finished meanwhile
+      // Arrived or preempted after this plan went out: the output belongs to an earlier life of the id.
+      if (plan.stepId < req.ignoreOutputsBefore) continue;
       const sampled = out.sampledTokenIds[reqId] ?? [];
+      if (sampled.length > 0) req.numPendingSamples--;
       const newTokenIds: number[] = [];
       let finishReason: FinishReason | null = null;
       for (const t of sampled) {
@@ -213,7 +239,7 @@ export class Scheduler extends RequestBook {
         newTokenIds,
         newLogprobs: (out.logprobs[reqId] ?? []).slice(0, newTokenIds.length),
         newPromptLogprobs,
-        promptLogprobsStart: req.numComputedTokens - plan.numScheduledTokens[reqId],
+        promptLogprobsStart: start,
         finishReason,
         numCachedTokens: Math.max(0, req.numCachedTokens),
       });
@@ -240,6 +266,9 @@ export class Scheduler extends RequestBook {
   private preempt(req: Request): void {
     this.kv.free(req);
     req.numComputedTokens = 0;
+    // Samples of steps already sent are dropped: the request recomputes from the tokens it has.
+    req.numPendingSamples = 0;
+    req.ignoreOutputsBefore = this.stepId;
     req.status = "preempted";
     req.numPreemptions++;
     this.numPreemptions++;

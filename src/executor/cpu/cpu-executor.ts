@@ -25,6 +25,11 @@ interface Pending {
 export class CpuExecutor implements Executor {
   /** The thread; exposed for supervision and for tests that kill it. */
   readonly worker: Worker;
+  /**
+   * The thread runs steps in order and keeps each request's tokens, so the engine may send the next
+   * step before this one's output is back: the main thread's work then overlaps the thread's compute.
+   */
+  readonly maxStepsInFlight = 2;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly deathListeners: Array<(err: Error) => void> = [];

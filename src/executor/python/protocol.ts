@@ -82,4 +82,5 @@ export interface PythonExecutorOptionsWire {
   max_num_batched_tokens: number;
   checkpoint: string;
   training_mp_size: number;
+  pipeline_steps: boolean;
 }

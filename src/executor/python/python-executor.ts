@@ -1,7 +1,9 @@
 // The Executor backed by Python ranks (python/lmi_executor): listens on a private Unix socket, starts the
 // ranks through RankSupervisor, waits for rank 0's hello within startupTimeoutMs, then relays calls.
-// Invariants: at most one call in flight (the engine awaits each); a rank's death rejects the pending
-// call with ExecutorError and fires onDeath once; shutdown() leaves no process or socket behind.
+// Invariants: replies come in request order; execute() calls may overlap (up to maxStepsInFlight, when
+// rank 0 says it launches steps ahead: capability "pipelined-steps"), every other call runs alone; a
+// rank's death rejects every pending call with ExecutorError and fires onDeath once; shutdown() leaves
+// no process or socket behind.
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -64,6 +66,11 @@ export interface PythonExecutorOptions {
   seed?: number;
   /** KV cache budget on the CPU device (no memory profile there). */
   cpuKvCacheBytes?: number;
+  /**
+   * Let the engine send the next step before the previous one's output is back (default true; one rank
+   * only). The environment variable LMI_PIPELINE_STEPS=0 turns it off too.
+   */
+  pipelineSteps?: boolean;
   /** From spawn until rank 0 answers hello. */
   startupTimeoutMs?: number;
   /** For the load call (weights from disk). */
@@ -89,6 +96,7 @@ const DEFAULT_PYTHON_PATH =
 
 interface Pending {
   id: number;
+  type: string;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout | null;
@@ -115,7 +123,8 @@ class PythonExecutorImpl implements PythonExecutor {
   private server: Server | null = null;
   private socket: Socket | null = null;
   private dir: string | null = null;
-  private pending: Pending | null = null;
+  /** Calls sent and not answered yet, in sending order. */
+  private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private dead: Error | null = null;
   private shuttingDown = false;
@@ -151,6 +160,10 @@ class PythonExecutorImpl implements PythonExecutor {
     );
   }
 
+  get maxStepsInFlight(): number {
+    return this.hello?.capabilities.includes("pipelined-steps") ? 2 : 1;
+  }
+
   execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
     return this.call({ type: "execute", plan }, null);
   }
@@ -159,7 +172,7 @@ class PythonExecutorImpl implements PythonExecutor {
     if (this.dead) return { ok: false, detail: this.dead.message };
     if (this.socket === null) return { ok: false, detail: "executor not started" };
     // A step in flight occupies rank 0's loop; the processes being alive is the answer then.
-    if (this.pending) return { ok: true, detail: "busy" };
+    if (this.pending.size > 0) return { ok: true, detail: "busy" };
     try {
       const h = await this.call({ type: "health" }, this.opts.healthTimeoutMs ?? 10_000);
       return { ok: h.ok, detail: `rank0 loaded=${h.loaded} blocks=${h.numBlocks}` };
@@ -172,7 +185,7 @@ class PythonExecutorImpl implements PythonExecutor {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     this.supervisor?.markStopping();
-    if (this.socket && !this.dead && !this.pending) {
+    if (this.socket && !this.dead && this.pending.size === 0) {
       try {
         await this.call({ type: "shutdown" }, 10_000);
       } catch {
@@ -213,6 +226,7 @@ class PythonExecutorImpl implements PythonExecutor {
       max_num_batched_tokens: o.maxNumBatchedTokens ?? 8192,
       checkpoint: o.checkpoint ?? "",
       training_mp_size: o.trainingMpSize ?? 0,
+      pipeline_steps: (o.pipelineSteps ?? true) && process.env.LMI_PIPELINE_STEPS !== "0",
     };
     const connected = new Promise<Socket>((resolve, reject) => {
       const server = createServer((sock) => {
@@ -289,12 +303,12 @@ class PythonExecutorImpl implements PythonExecutor {
   }
 
   private onReply(reply: Reply): void {
-    const p = this.pending;
-    if (p === null || reply.id !== p.id) {
+    const p = this.pending.get(reply.id);
+    if (p === undefined) {
       this.die(new ExecutorError(`executor answered unknown request id ${reply.id}`));
       return;
     }
-    this.pending = null;
+    this.pending.delete(reply.id);
     if (p.timer) clearTimeout(p.timer);
     if (reply.ok) p.resolve(reply.result);
     else {
@@ -310,8 +324,12 @@ class PythonExecutorImpl implements PythonExecutor {
     if (this.dead) return Promise.reject(new ExecutorError(`executor is dead: ${this.dead.message}`));
     if (this.socket === null)
       return Promise.reject(new ExecutorError("executor not started: call load() first"));
-    if (this.pending)
-      return Promise.reject(new Error(`executor call ${msg.type} while another is in flight`));
+    const overlap = msg.type === "execute" ? this.maxStepsInFlight : 1;
+    const busy = [...this.pending.values()].some((p) => p.type !== "execute") || this.pending.size >= overlap;
+    if (this.pending.size > 0 && (msg.type !== "execute" || busy))
+      return Promise.reject(
+        new Error(`executor call ${msg.type} while ${this.pending.size} other(s) in flight`),
+      );
     const id = this.nextId++;
     return new Promise<ResultByType[K]>((resolve, reject) => {
       const timer =
@@ -320,7 +338,7 @@ class PythonExecutorImpl implements PythonExecutor {
           : setTimeout(() => {
               this.die(new ExecutorError(`executor did not answer ${msg.type} within ${timeoutMs} ms`));
             }, timeoutMs);
-      this.pending = { id, resolve: resolve as (v: unknown) => void, reject, timer };
+      this.pending.set(id, { id, type: msg.type, resolve: resolve as (v: unknown) => void, reject, timer });
       this.socket?.write(encodeFrame({ id, ...msg }));
     });
   }
@@ -330,9 +348,9 @@ class PythonExecutorImpl implements PythonExecutor {
     const e =
       err instanceof ExecutorError ? err : new ExecutorError(err.message + this.logTail(), { cause: err });
     this.dead = e;
-    const p = this.pending;
-    this.pending = null;
-    if (p) {
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) {
       if (p.timer) clearTimeout(p.timer);
       p.reject(e);
     }

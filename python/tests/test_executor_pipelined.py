@@ -1,0 +1,90 @@
+# Pipelined steps on the CPU: a step launched before the previous one is finished reads the pending
+# sampled token on the device (last_token), in pure-decode and mixed prefill+decode steps, and gives the
+# same tokens as running each request alone, one step at a time.
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from lmi_executor.runner import is_fast_sampling  # noqa: E402
+from test_executor_fixtures import make_checkpoint  # noqa: E402
+from test_executor_model import Driver, make_worker, sampling  # noqa: E402
+
+
+def plan(step, new=(), cached=(), finished=()):
+    p = {"stepId": step, "scheduledNewReqs": [], "scheduledCachedReqs": [], "numScheduledTokens": {},
+         "totalNumScheduledTokens": 0, "finishedReqIds": list(finished), "preemptedReqIds": []}
+    for rid, prompt, blocks in new:
+        p["scheduledNewReqs"].append({"reqId": rid, "promptTokenIds": prompt, "sampling": sampling(),
+                                      "blockIds": blocks, "numComputedTokens": 0})
+        p["numScheduledTokens"][rid] = len(prompt)
+    for rid, nc in cached:
+        p["scheduledCachedReqs"].append({"reqId": rid, "newBlockIds": [], "numComputedTokens": nc,
+                                         "resumedFromPreemption": False})
+        p["numScheduledTokens"][rid] = 1
+    p["totalNumScheduledTokens"] = sum(p["numScheduledTokens"].values())
+    return p
+
+
+class PipelinedTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.model = os.path.join(cls.tmp.name, "llama")
+        make_checkpoint(cls.model, "llama", seed=11)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_launching_ahead_gives_the_tokens_of_one_step_at_a_time(self):
+        pa, pb = [5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77]
+        alone_a, _ = Driver(make_worker(self.model)).generate("a", pa, 4)
+        alone_b, _ = Driver(make_worker(self.model)).generate("b", pb, 3)
+
+        runner = make_worker(self.model).runner
+        got = {"a": [], "b": []}
+
+        def finish(h):
+            for rid, toks in runner.finish(h)["sampledTokenIds"].items():
+                got[rid] += toks
+
+        h1 = runner.launch(plan(1, new=[("a", pa, [0, 1, 2])]))
+        # Mixed step (eager path): a's decode reads its pending first sample on the device; b prefills.
+        h2 = runner.launch(plan(2, new=[("b", pb, [3, 4])], cached=[("a", 6)]))
+        self.assertEqual(runner.store.running["a"].num_pending, 2)
+        finish(h1)
+        # Pure decode: both inputs are pending samples of the step still unfinished.
+        h3 = runner.launch(plan(3, cached=[("a", 7), ("b", 5)]))
+        finish(h2)
+        h4 = runner.launch(plan(4, cached=[("a", 8), ("b", 6)]))
+        finish(h3)
+        finish(h4)
+        self.assertEqual(got["a"], alone_a)
+        self.assertEqual(got["b"], alone_b)
+        self.assertEqual(runner.store.running["a"].token_ids, pa + alone_a)
+        self.assertEqual(runner.store.running["b"].num_pending, 0)
+
+    def test_a_step_past_the_pending_samples_is_refused(self):
+        runner = make_worker(self.model).runner
+        runner.launch(plan(1, new=[("a", [5, 17, 42], [0])]))
+        with self.assertRaisesRegex(ValueError, "known or pending"):
+            runner.launch(plan(2, cached=[("a", 4)]))
+
+    def test_sampling_that_needs_the_history_is_not_launched_ahead(self):
+        self.assertTrue(is_fast_sampling(sampling()))
+        for over in ({"repetitionPenalty": 1.2}, {"strategy": "sample"}, {"numTopLogprobs": 2},
+                     {"minTokens": 3}, {"logitBias": {"4": 1.0}}, {"promptLogprobs": True}):
+            self.assertFalse(is_fast_sampling(sampling(**over)), over)
+        runner = make_worker(self.model).runner
+        p = plan(1, new=[("a", [5, 17, 42], [0])])
+        self.assertFalse(runner.needs_history(p))
+        p["scheduledNewReqs"][0]["sampling"] = sampling(strategy="sample", temperature=0.7)
+        self.assertTrue(runner.needs_history(p))
+
+
+if __name__ == "__main__":
+    unittest.main()
