@@ -6,6 +6,8 @@ import sys
 import tempfile
 import unittest
 
+import torch
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -41,11 +43,20 @@ class PipelinedTest(unittest.TestCase):
         cls.tmp.cleanup()
 
     def test_launching_ahead_gives_the_tokens_of_one_step_at_a_time(self):
-        pa, pb = [5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77]
-        alone_a, _ = Driver(make_worker(self.model)).generate("a", pa, 4)
-        alone_b, _ = Driver(make_worker(self.model)).generate("b", pb, 3)
+        self._check_launch_ahead()
 
-        runner = make_worker(self.model).runner
+    @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
+    def test_launching_ahead_on_cuda_with_and_without_graphs(self):
+        for graphs in (True, False):
+            with self.subTest(graphs=graphs):
+                self._check_launch_ahead(device="cuda", enable_cuda_graph=graphs)
+
+    def _check_launch_ahead(self, **opts):
+        pa, pb = [5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77]
+        alone_a, _ = Driver(make_worker(self.model, **opts)).generate("a", pa, 4)
+        alone_b, _ = Driver(make_worker(self.model, **opts)).generate("b", pb, 3)
+
+        runner = make_worker(self.model, **opts).runner
         got = {"a": [], "b": []}
 
         def finish(h):
