@@ -131,7 +131,8 @@ class SafetensorsWriter:
     def write(self, name: str, t: torch.Tensor) -> None:
         want, dtype, shape = self._order[self._next]
         if name != want or t.dtype != dtype or tuple(t.shape) != shape:
-            raise ValueError(f"{self.path}: expected {want} {dtype} {list(shape)} next, got {name} {t.dtype} {list(t.shape)}")
+            raise ValueError(f"{self.path}: expected {want} {dtype} {list(shape)} next, "
+                             f"got {name} {t.dtype} {list(t.shape)}")
         if t.numel():
             self._f.write(t.contiguous().cpu().reshape(-1).view(torch.uint8).numpy())
         self._next += 1

@@ -113,7 +113,8 @@ def _gpt_split(cfg: ModelConfig, name: str, shape: list, T: int, full_name: str)
     table = {
         # GPT-2 Conv1D weights are stored [in, out]: column-parallel layers split axis 1, row-parallel axis 0.
         "attn.c_attn.weight": Split(1, (H, H, H)), "attn.c_attn.bias": Split(0, (H, H, H)),
-        "attn.c_proj.weight": Split(0, (H,)), "mlp.c_fc.weight": Split(1, (inter,)), "mlp.c_fc.bias": Split(0, (inter,)),
+        "attn.c_proj.weight": Split(0, (H,)), "mlp.c_fc.weight": Split(1, (inter,)),
+        "mlp.c_fc.bias": Split(0, (inter,)),
         "mlp.c_proj.weight": Split(0, (inter,)),
         # GPT-NeoX's qkv rows are [head][q|k|v][dim]: whole heads are contiguous rows, so a split by heads is a plain
         # split of axis 0 (no sections), and parts concatenate back to the original.
@@ -281,7 +282,8 @@ class TpCheckpoint:
             dtype = None
             for t, part in enumerate(self.parts):
                 if e.name not in part.header:
-                    raise ValueError(f"checkpoint {self.path}: tensor {e.name} is missing from part {t} file {part.path}")
+                    raise ValueError(f"checkpoint {self.path}: tensor {e.name} is missing from part {t} "
+                                     f"file {part.path}")
                 got = part.shape(e.name)
                 if got != want:
                     how = "replicated" if e.split is None else \

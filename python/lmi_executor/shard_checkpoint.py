@@ -15,7 +15,8 @@ import torch
 
 from .config import load_model_config
 from .loader import SafetensorsFile, SafetensorsWriter, checkpoint_files, dtype_name
-from .reshard import DEFAULT_JSON, FORMAT_TYPE, FORMAT_VERSION, SKIP, Split, UnknownTensor, check_divisible, tensor_split
+from .reshard import (DEFAULT_JSON, FORMAT_TYPE, FORMAT_VERSION, SKIP, Split, UnknownTensor, check_divisible,
+                      tensor_split)
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -132,7 +133,8 @@ def main(argv=None) -> int:
         description="Write a tensor-parallel checkpoint saved at degree T from a Hugging Face model folder "
                     "(config.json + *.safetensors): one safetensors file per rank holding that rank's slice of every "
                     f"tensor, and {DEFAULT_JSON} recording each tensor's split. Serve it with "
-                    f"option.model_id=DST_DIR, option.checkpoint={DEFAULT_JSON} (or '.') and option.training_mp_size=T; "
+                    f"option.model_id=DST_DIR, option.checkpoint={DEFAULT_JSON} (or '.') and "
+                    "option.training_mp_size=T; "
                     "the executor re-shards it at load to any option.tensor_parallel_degree the model allows.",
     )
     ap.add_argument("src", metavar="SRC_DIR", help="Hugging Face model folder (config.json and *.safetensors)")

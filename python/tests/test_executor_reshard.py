@@ -226,8 +226,9 @@ class ReshardTest(unittest.TestCase):
                     self.assertTrue(torch.equal(got, full[name]), name)
                     continue
                 n = got.shape[s.axis] // 2
-                self.assertTrue(torch.equal(got.narrow(s.axis, rank * n, n), full[name].narrow(s.axis, rank * n, n)), name)
-                self.assertTrue(got.narrow(s.axis, (1 - rank) * n, n).isnan().all(), f"{name}: read more than its slice")
+                mine, other = got.narrow(s.axis, rank * n, n), got.narrow(s.axis, (1 - rank) * n, n)
+                self.assertTrue(torch.equal(mine, full[name].narrow(s.axis, rank * n, n)), name)
+                self.assertTrue(other.isnan().all(), f"{name}: read more than its slice")
                 self.assertEqual(touched[name], {2 * rank, 2 * rank + 1}, name)
             self.assertEqual(touched["gpt_neox.layers.0.input_layernorm.weight"], {0})
             self.assertEqual(touched["gpt_neox.embed_in.weight"], {0, 1, 2, 3})
@@ -302,10 +303,13 @@ class ReshardTest(unittest.TestCase):
             (lambda doc: doc.__setitem__("version", 2.0), "version 2.0 is not supported"),
             (lambda doc: doc.__setitem__("architecture", "MistralForCausalLM"),
              "was written for MistralForCausalLM but the model's config.json is LlamaForCausalLM"),
-            (lambda doc: doc["tensors"]["model.layers.0.mlp.gate_proj.weight"]["split"].__setitem__("sections", [64, 60]),
+            (lambda doc: doc["tensors"]["model.layers.0.mlp.gate_proj.weight"]["split"]
+             .__setitem__("sections", [64, 60]),
              r"tensor model.layers.0.mlp.gate_proj.weight: split sections \[64, 60\] do not add up to 128"),
             (lambda doc: doc["tensors"]["model.layers.0.mlp.gate_proj.weight"]["split"].__setitem__("axis", 2),
              "split axis 2 is not an axis of shape"),
+            (lambda doc: doc["tensors"]["model.layers.0.mlp.gate_proj.weight"]["split"]
+             .__setitem__("sections", [63, 65]), r"split section\(s\) \[63, 65\] do not divide by tp_size=2"),
         ]
         for fn, want in cases:
             with self.subTest(want=want):
@@ -334,7 +338,8 @@ class ReshardTest(unittest.TestCase):
     def run_ranks(self, world: int, jobs: list) -> list:
         port = free_port()
         spec = json.dumps(jobs)
-        procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--rank", str(r), str(world), str(port), spec],
+        cmd = [sys.executable, os.path.abspath(__file__), "--rank"]
+        procs = [subprocess.Popen(cmd + [str(r), str(world), str(port), spec],
                                   cwd=PY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for r in range(world)]
         outs = []
