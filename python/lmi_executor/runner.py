@@ -13,19 +13,18 @@ import torch
 
 from .attention import AttentionMetadata
 from .requests import BlockTable, RequestStore
-from .sampler import SampleRow, prompt_logprobs, sample
+from .sampler import SampleRow, needs_history, prompt_logprobs, sample, sample_on_device
 
 # Pinned host buffers for the sampled tokens of launched steps; more than the engine ever keeps in flight.
 _RING = 4
 
 
 def is_fast_sampling(s: dict) -> bool:
-    """Settings whose sampling needs neither the token history nor the count of generated tokens on the
-    host (greedy, nothing editing logits, no alternatives): such steps can be launched while earlier ones
-    are still running."""
-    return (s["strategy"] == "greedy" and not s["logitBias"] and s["repetitionPenalty"] == 1
-            and s["presencePenalty"] == 0 and s["frequencyPenalty"] == 0 and s["numTopLogprobs"] == 0
-            and not s["promptLogprobs"] and s["minTokens"] == 0)
+    """Settings whose sampling runs wholly on the device from counts the host knows (greedy or seeded
+    sampling with temperature / top-k / top-p / min-p / typical-p, logit bias, min tokens): such steps can
+    be launched while earlier ones are still running. Penalties need the token history, and logprob
+    alternatives are read back on the host: those steps wait for the earlier ones."""
+    return not needs_history(s) and s["numTopLogprobs"] == 0 and not s["promptLogprobs"]
 
 
 def _is_plain_greedy(st) -> bool:
@@ -187,26 +186,18 @@ class ModelRunner:
         for st in states:
             st.num_pending += 1
         if plain:
-            # The common serving case: argmax and the chosen token's logprob stay on the device; the next
-            # step can read the token from last_token before this one's copy to the host is waited for.
+            # The common serving case: argmax and the chosen token's logprob, without copying the logits.
             tok = sel.argmax(dim=-1)
             lp = sel.gather(1, tok[:, None]).squeeze(1) - torch.logsumexp(sel, dim=-1)
-            self.last_token.index_copy_(0, rows_dev, tok)
-            if self._unfinished >= _RING:
-                raise RuntimeError(f"more than {_RING} launched steps are unfinished")
-            self._unfinished += 1
-            host = self._ring[self._ring_next]
-            self._ring_next = (self._ring_next + 1) % _RING
-            host[: 2 * len(states)].copy_(torch.cat([tok.double(), lp.double()]), non_blocking=True)
-            event = None
-            if sel.is_cuda:
-                event = torch.cuda.Event()
-                event.record()
-            return StepHandle(out, states, host, event)
+            return self._finish_later(out, states, rows_dev, tok, lp)
+        # Only counts are needed from the host (the n of each seeded draw, min tokens): pending ones count.
         rows = [
             SampleRow(st.sampling, len(st.token_ids) + st.num_pending - 1 - st.prompt_len, st.token_ids, st.prompt_len)
             for st in states
         ]
+        if all(is_fast_sampling(st.sampling) for st in states):
+            tok, lp, _ = sample_on_device(sel, rows)
+            return self._finish_later(out, states, rows_dev, tok, lp)
         tokens, chosen, tops = sample(sel, rows)
         self.last_token.index_copy_(0, rows_dev, torch.tensor(tokens, dtype=torch.int64).to(self.device))
         for st, tok, lp, top in zip(states, tokens, chosen, tops):
@@ -215,6 +206,22 @@ class ModelRunner:
             out["sampledTokenIds"][st.req_id] = [tok]
             out["logprobs"][st.req_id] = [{"logprob": lp, "top": top}]
         return StepHandle(out)
+
+    def _finish_later(self, out, states, rows_dev, tok, lp) -> StepHandle:
+        """Tokens and logprobs stay on the device; the next step can read the tokens from last_token before
+        this one's copy to the host (into a pinned ring buffer, marked by an event) is waited for."""
+        self.last_token.index_copy_(0, rows_dev, tok)
+        if self._unfinished >= _RING:
+            raise RuntimeError(f"more than {_RING} launched steps are unfinished")
+        self._unfinished += 1
+        host = self._ring[self._ring_next]
+        self._ring_next = (self._ring_next + 1) % _RING
+        host[: 2 * len(states)].copy_(torch.cat([tok.double(), lp.double()]), non_blocking=True)
+        event = None
+        if tok.is_cuda:
+            event = torch.cuda.Event()
+            event.record()
+        return StepHandle(out, states, host, event)
 
     def _forward_eager(self, ids, q_lens, starts, seq_lens, rows, logits_rows, pending=None):
         dev, bs = self.device, self.block_size

@@ -10,6 +10,13 @@ import torch
 _MASK64 = (1 << 64) - 1
 
 
+def _dev(values, device, dtype=None) -> torch.Tensor:
+    """A small host list on the device without a blocking copy (which would wait for all queued GPU work:
+    steps are launched ahead of the GPU)."""
+    t = torch.tensor(values, dtype=dtype)
+    return t.to(device, non_blocking=True) if torch.device(device).type != "cpu" else t
+
+
 def uniform(seed: int, n: int) -> float:
     """splitmix64 of (seed, n) -> [0, 1) with 53 random bits. The TypeScript executor can mirror it exactly."""
     z = (seed + (n + 1) * 0x9E3779B97F4A7C15) & _MASK64
@@ -35,6 +42,11 @@ class SampleRow:
         return self.token_ids[self.prompt_len :]
 
 
+def needs_history(s: dict) -> bool:
+    """Penalties read every earlier token of the request."""
+    return _needs_history(s)
+
+
 def _needs_history(s: dict) -> bool:
     return s["repetitionPenalty"] != 1 or s["presencePenalty"] != 0 or s["frequencyPenalty"] != 0
 
@@ -58,11 +70,11 @@ def _apply_penalties(logits: torch.Tensor, rows: list) -> None:
     sub = logits[idx]
     out_counts = counts([rows[i].output_ids for i in idx])
     seen = (counts([rows[i].prompt_ids for i in idx]) + out_counts) > 0
-    rep = torch.tensor([rows[i].sampling["repetitionPenalty"] for i in idx], device=dev)[:, None]
+    rep = _dev([rows[i].sampling["repetitionPenalty"] for i in idx], dev)[:, None]
     penalized = torch.where(sub > 0, sub / rep, sub * rep)
     sub = torch.where(seen, penalized, sub)
-    freq = torch.tensor([rows[i].sampling["frequencyPenalty"] for i in idx], device=dev)[:, None]
-    pres = torch.tensor([rows[i].sampling["presencePenalty"] for i in idx], device=dev)[:, None]
+    freq = _dev([rows[i].sampling["frequencyPenalty"] for i in idx], dev)[:, None]
+    pres = _dev([rows[i].sampling["presencePenalty"] for i in idx], dev)[:, None]
     sub = sub - freq * out_counts - pres * (out_counts > 0).float()
     logits[idx] = sub
 
@@ -81,11 +93,7 @@ def _apply_bias_and_min_tokens(logits: torch.Tensor, rows: list) -> None:
                 vals.append(float("-inf"))
     if r_idx:
         dev = logits.device
-        logits.index_put_(
-            (torch.tensor(r_idx, device=dev), torch.tensor(t_idx, device=dev)),
-            torch.tensor(vals, device=dev),
-            accumulate=True,
-        )
+        logits.index_put_((_dev(r_idx, dev), _dev(t_idx, dev)), _dev(vals, dev, logits.dtype), accumulate=True)
 
 
 def _typical_keep(probs: torch.Tensor, remove: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
@@ -105,23 +113,24 @@ def _typical_keep(probs: torch.Tensor, remove: torch.Tensor, mass: torch.Tensor)
 def _draw(x: torch.Tensor, rows: list) -> torch.Tensor:
     dev, V = x.device, x.shape[1]
     S = [r.sampling for r in rows]
-    x = x / torch.tensor([s["temperature"] for s in S], device=dev)[:, None]
+    x = x / _dev([s["temperature"] for s in S], dev, x.dtype)[:, None]
     # Stable descending sort: equal logits keep ascending token ids, as the TypeScript sampler does.
     sorted_x, order = x.sort(dim=-1, descending=True, stable=True)
     probs = sorted_x.softmax(-1)
     rank = torch.arange(V, device=dev)[None, :]
-    k = torch.tensor([s["topK"] if s["topK"] > 0 else V for s in S], device=dev)[:, None]
-    top_p = torch.tensor([s["topP"] for s in S], device=dev)[:, None]
-    min_p = torch.tensor([s["minP"] for s in S], device=dev)[:, None]
+    k = _dev([s["topK"] if s["topK"] > 0 else V for s in S], dev)[:, None]
+    top_p = _dev([s["topP"] for s in S], dev, probs.dtype)[:, None]
+    min_p = _dev([s["minP"] for s in S], dev, probs.dtype)[:, None]
     # Exclusive cumulative sum: a token stays while the mass before it is under top_p (the first always stays).
     remove = (rank >= k) | ((probs.cumsum(-1) - probs) >= top_p) | (probs < min_p * probs[:, :1])
     remove[:, 0] = False
     typ = [i for i, s in enumerate(S) if s["typicalP"] < 1]
     if typ:
-        mass = torch.tensor([S[i]["typicalP"] for i in typ], device=dev)[:, None]
-        remove[typ] = ~_typical_keep(probs[typ], remove[typ], mass)
+        mass = _dev([S[i]["typicalP"] for i in typ], dev, probs.dtype)[:, None]
+        ti = _dev(typ, dev)
+        remove.index_copy_(0, ti, ~_typical_keep(probs.index_select(0, ti), remove.index_select(0, ti), mass))
     cdf = probs.masked_fill(remove, 0.0).cumsum(-1)
-    u = torch.tensor([uniform(s["seed"], r.num_generated) for s, r in zip(S, rows)], device=dev, dtype=cdf.dtype)
+    u = _dev([uniform(s["seed"], r.num_generated) for s, r in zip(S, rows)], dev, cdf.dtype)
     pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).clamp(max=V - 1)
     return order.gather(1, pick).squeeze(1)
 
@@ -130,9 +139,9 @@ def _modifies_logits(s: dict, num_generated: int) -> bool:
     return bool(s["logitBias"]) or num_generated < s["minTokens"] or _needs_history(s)
 
 
-def sample(logits: torch.Tensor, rows: list) -> tuple:
-    """logits [R, V] fp32 -> (token ids, chosen-token logprobs, top logprobs per row) as host lists."""
-    k = max((r.sampling["numTopLogprobs"] for r in rows), default=0)
+def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0) -> tuple:
+    """logits [R, V] fp32 -> (token ids, chosen-token logprobs) as device tensors, plus the full log_softmax
+    when k > 0. Nothing here waits for the device."""
     # Plain greedy batches (the common case) neither copy the logits nor write a full log_softmax.
     if any(_modifies_logits(r.sampling, r.num_generated) for r in rows):
         x = logits.clone()
@@ -143,12 +152,18 @@ def sample(logits: torch.Tensor, rows: list) -> tuple:
     tokens = torch.argmax(x, dim=-1)
     sample_idx = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
     if sample_idx:
-        tokens[sample_idx] = _draw(x[sample_idx], [rows[i] for i in sample_idx])
+        si = _dev(sample_idx, x.device)
+        tokens.index_copy_(0, si, _draw(x.index_select(0, si), [rows[i] for i in sample_idx]))
     if k > 0:
         logprobs = torch.log_softmax(logits, dim=-1)
-        chosen = logprobs.gather(1, tokens[:, None]).squeeze(1)
-    else:
-        chosen = logits.gather(1, tokens[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+        return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1), logprobs
+    return tokens, logits.gather(1, tokens[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1), None
+
+
+def sample(logits: torch.Tensor, rows: list) -> tuple:
+    """logits [R, V] fp32 -> (token ids, chosen-token logprobs, top logprobs per row) as host lists."""
+    k = max((r.sampling["numTopLogprobs"] for r in rows), default=0)
+    tokens, chosen, logprobs = sample_on_device(logits, rows, k)
     tops = [[] for _ in rows]
     if k > 0:
         vals, ids = logprobs.topk(k, dim=-1)

@@ -16,11 +16,11 @@ from test_executor_fixtures import make_checkpoint  # noqa: E402
 from test_executor_model import Driver, make_worker, sampling  # noqa: E402
 
 
-def plan(step, new=(), cached=(), finished=()):
+def plan(step, new=(), cached=(), finished=(), s=None):
     p = {"stepId": step, "scheduledNewReqs": [], "scheduledCachedReqs": [], "numScheduledTokens": {},
          "totalNumScheduledTokens": 0, "finishedReqIds": list(finished), "preemptedReqIds": []}
     for rid, prompt, blocks in new:
-        p["scheduledNewReqs"].append({"reqId": rid, "promptTokenIds": prompt, "sampling": sampling(),
+        p["scheduledNewReqs"].append({"reqId": rid, "promptTokenIds": prompt, "sampling": s or sampling(),
                                       "blockIds": blocks, "numComputedTokens": 0})
         p["numScheduledTokens"][rid] = len(prompt)
     for rid, nc in cached:
@@ -45,16 +45,24 @@ class PipelinedTest(unittest.TestCase):
     def test_launching_ahead_gives_the_tokens_of_one_step_at_a_time(self):
         self._check_launch_ahead()
 
+    def test_seeded_sampling_launched_ahead_draws_the_same_tokens(self):
+        # The n of each draw counts pending samples, so it matches one step at a time; min tokens and
+        # logit bias need counts only.
+        for s in (sampling(strategy="sample", temperature=1.3, topK=20, topP=0.95, seed=7),
+                  sampling(strategy="sample", temperature=0.8, minP=0.05, seed=3, minTokens=3, logitBias={"5": 2.0})):
+            with self.subTest(s=s):
+                self._check_launch_ahead(s=s)
+
     @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
     def test_launching_ahead_on_cuda_with_and_without_graphs(self):
         for graphs in (True, False):
             with self.subTest(graphs=graphs):
                 self._check_launch_ahead(device="cuda", enable_cuda_graph=graphs)
 
-    def _check_launch_ahead(self, **opts):
+    def _check_launch_ahead(self, s=None, **opts):
         pa, pb = [5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77]
-        alone_a, _ = Driver(make_worker(self.model, **opts)).generate("a", pa, 4)
-        alone_b, _ = Driver(make_worker(self.model, **opts)).generate("b", pb, 3)
+        alone_a, _ = Driver(make_worker(self.model, **opts)).generate("a", pa, 4, s=s)
+        alone_b, _ = Driver(make_worker(self.model, **opts)).generate("b", pb, 3, s=s)
 
         runner = make_worker(self.model, **opts).runner
         got = {"a": [], "b": []}
@@ -63,9 +71,9 @@ class PipelinedTest(unittest.TestCase):
             for rid, toks in runner.finish(h)["sampledTokenIds"].items():
                 got[rid] += toks
 
-        h1 = runner.launch(plan(1, new=[("a", pa, [0, 1, 2])]))
+        h1 = runner.launch(plan(1, new=[("a", pa, [0, 1, 2])], s=s))
         # Mixed step (eager path): a's decode reads its pending first sample on the device; b prefills.
-        h2 = runner.launch(plan(2, new=[("b", pb, [3, 4])], cached=[("a", 6)]))
+        h2 = runner.launch(plan(2, new=[("b", pb, [3, 4])], cached=[("a", 6)], s=s))
         self.assertEqual(runner.store.running["a"].num_pending, 2)
         finish(h1)
         # Pure decode: both inputs are pending samples of the step still unfinished.
@@ -86,14 +94,16 @@ class PipelinedTest(unittest.TestCase):
             runner.launch(plan(2, cached=[("a", 4)]))
 
     def test_sampling_that_needs_the_history_is_not_launched_ahead(self):
-        self.assertTrue(is_fast_sampling(sampling()))
-        for over in ({"repetitionPenalty": 1.2}, {"strategy": "sample"}, {"numTopLogprobs": 2},
-                     {"minTokens": 3}, {"logitBias": {"4": 1.0}}, {"promptLogprobs": True}):
+        for over in ({}, {"strategy": "sample", "temperature": 0.7, "topP": 0.9}, {"minTokens": 3},
+                     {"logitBias": {"4": 1.0}}):
+            self.assertTrue(is_fast_sampling(sampling(**over)), over)
+        for over in ({"repetitionPenalty": 1.2}, {"presencePenalty": 0.5}, {"frequencyPenalty": 0.5},
+                     {"numTopLogprobs": 2}, {"promptLogprobs": True}):
             self.assertFalse(is_fast_sampling(sampling(**over)), over)
         runner = make_worker(self.model).runner
         p = plan(1, new=[("a", [5, 17, 42], [0])])
         self.assertFalse(runner.needs_history(p))
-        p["scheduledNewReqs"][0]["sampling"] = sampling(strategy="sample", temperature=0.7)
+        p["scheduledNewReqs"][0]["sampling"] = sampling(strategy="sample", repetitionPenalty=1.1)
         self.assertTrue(runner.needs_history(p))
 
 
