@@ -104,7 +104,7 @@ def main():
     ap.add_argument("--budget", type=int, default=8192)
     ap.add_argument("--no-cuda-graph", action="store_true")
     ap.add_argument("--no-fused", action="store_true", help="plain PyTorch norm/rotary/activation (A/B)")
-    ap.add_argument("--dtype", default="bf16", help="bf16 | fp16 | int8 (weight-only, bf16 activations)")
+    ap.add_argument("--dtype", default="bf16", help="bf16 | fp16 | int8 | int4 (weight-only, bf16 activations)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
@@ -172,6 +172,10 @@ def main():
     moved = info["weightBytes"] + avg_ctx * kv_bytes_per_tok
     res["batch1BytesPerStep"] = moved
     res["batch1MBU_vs_3.35TBps"] = moved / med / 3.35e12
+    # What a decode step reads: every weight but the embedding table (one row of it), plus the KV cache.
+    read = moved - LLAMA3_8B["vocab_size"] * LLAMA3_8B["hidden_size"] * 2
+    res["batch1BytesReadPerStep"] = read
+    res["batch1TBpsOverReadBytes"] = read / med / 1e12
 
     if not args.skip_throughput:
         s = MiniScheduler(w, prof["numBlocks"], 16, args.budget, 256)
@@ -196,7 +200,8 @@ def main():
             f.write(text)
     print(text)
     print("| metric | value |\n|---|---|")
-    print(f"| batch-1 decode tok/s | {res['batch1DecodeTokPerS']:.1f} (step {res['batch1DecodeMsMedian']:.2f} ms, MBU {res['batch1MBU_vs_3.35TBps']:.2f}) |")
+    print(f"| batch-1 decode tok/s | {res['batch1DecodeTokPerS']:.1f} (step {res['batch1DecodeMsMedian']:.2f} ms, MBU {res['batch1MBU_vs_3.35TBps']:.2f}, "
+          f"{res['batch1BytesReadPerStep'] / 1e9:.2f} GB read at {res['batch1TBpsOverReadBytes']:.2f} TB/s) |")
     print(f"| TTFT 512 prompt ms | {res['ttft512Ms']:.1f} |")
     if "throughput" in res:
         th = res["throughput"]

@@ -21,29 +21,37 @@ _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat
 
 
 def resolve_dtype(option: str, config_dtype: str, device: torch.device):
-    if option == "int8":  # weight-only int8: activations in bf16 on the GPU, fp32 on the CPU
+    if option in ("int8", "int4"):  # weight-only int8/int4: activations in bf16 on the GPU, fp32 on the CPU
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if option in ("auto", ""):
         # The checkpoint's own dtype on the GPU; fp32 on the CPU, where half precision is slow or missing.
         return _DTYPES.get(config_dtype, torch.float32) if device.type == "cuda" else torch.float32
     if option not in _DTYPES:
-        raise ValueError(f"option.dtype={option!r} is not supported by the GPU executor (fp16, bf16, fp32, int8)")
+        raise ValueError(f"option.dtype={option!r} is not supported by the GPU executor (fp16, bf16, fp32, int8, int4)")
     return _DTYPES[option]
 
 
 _INT8_QUANTIZE = ("bitsandbytes8", "bitsandbytes", "dynamic_int8")
+_INT4_QUANTIZE = ("bitsandbytes4",)
+_PREQUANTIZED = ("gptq", "awq")
 
 
 def effective_dtype(opts: ExecutorOptions) -> str:
-    """option.quantize (load_in_8bit maps to bitsandbytes8 upstream) folded into the dtype option."""
+    """option.quantize folded into the dtype option (the config layer rewrites option.load_in_8bit to
+    bitsandbytes8 and option.load_in_4bit to bitsandbytes4): weight-only int8 or int4, quantized at load."""
     if not opts.quantize:
         return opts.dtype
     if opts.quantize in _INT8_QUANTIZE:
         return "int8"
-    raise ValueError(
-        f"option.quantize={opts.quantize} is not supported by the GPU executor; it offers weight-only int8 "
-        f"(option.quantize={' / '.join(_INT8_QUANTIZE)} or option.dtype=int8)"
-    )
+    if opts.quantize in _INT4_QUANTIZE:
+        return "int4"
+    offer = (f"it quantizes full-precision checkpoints at load: weight-only int8 (option.quantize="
+             f"{' / '.join(_INT8_QUANTIZE)}, option.load_in_8bit or option.dtype=int8) or int4 "
+             f"(option.quantize=bitsandbytes4 or option.load_in_4bit)")
+    if opts.quantize in _PREQUANTIZED:
+        raise ValueError(f"option.quantize={opts.quantize} needs a pre-quantized {opts.quantize.upper()} checkpoint, "
+                         f"which the GPU executor does not read; {offer}")
+    raise ValueError(f"option.quantize={opts.quantize} is not supported by the GPU executor; {offer}")
 
 
 class Worker:
@@ -91,13 +99,13 @@ class Worker:
                 if r == self.tp.rank:
                     self._load_weights()
                 self.tp.barrier()
-        if self.dtype_option == "int8":
-            self.model.quantize_int8()
+        if self.dtype_option in ("int8", "int4"):
+            self.model.quantize(self.dtype_option)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return {"architecture": cfg.architecture, "modelType": cfg.model_type, "vocabSize": cfg.vocab_size,
                 "maxModelLen": self.max_model_len, "eosTokenIds": list(cfg.eos_token_ids),
-                "bosTokenId": cfg.bos_token_id, "dtype": "int8" if self.dtype_option == "int8" else str(self.dtype).replace("torch.", ""),
+                "bosTokenId": cfg.bos_token_id, "dtype": self.dtype_option if self.dtype_option in ("int8", "int4") else str(self.dtype).replace("torch.", ""),
                 "loadSeconds": time.perf_counter() - t0, "weightBytes": self.model.weight_bytes()}
 
     def _load_weights(self) -> None:

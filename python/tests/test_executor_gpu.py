@@ -268,11 +268,14 @@ class Int4KernelTest(unittest.TestCase):
                 qw = quantize_int4(w, symmetric=M == 3)  # symmetric weights use the same format and kernel
                 ref = x.double() @ qw.dequantize(torch.float64).t()
                 c = pick_config(M, N, K, qw.group)
-                for split in sorted({1, 4, c["split"]}):  # the atomic split-K path and the plain store
-                    got = int4_linear(x, qw, {**c, "split": split}).double()
-                    self.assertFalse(bool(got.isnan().any()))
-                    err = ((got - ref).norm() / ref.norm()).item()
-                    self.assertLess(err, tol, (seed, dtype, M, K, N, split))
+                # GEMV rows (M <= GEMV_MAX_ROWS) also through the tl.dot tiles; each with the atomic split-K
+                # path and the plain store.
+                for cfg in [c] + ([pick_config(16, N, K, qw.group)] if c.get("kernel") == "gemv" else []):
+                    for split in sorted({1, 4, cfg["split"]}):
+                        got = int4_linear(x, qw, {**cfg, "split": split}).double()
+                        self.assertFalse(bool(got.isnan().any()))
+                        err = ((got - ref).norm() / ref.norm()).item()
+                        self.assertLess(err, tol, (seed, dtype, M, K, N, cfg.get("kernel", "dot"), split))
                 # Through linear(): the kernel up to INT4_DEQUANT_ABOVE_ROWS rows, dequantize + cuBLAS above.
                 via = linear(x.reshape(1, M, K), qw).reshape(M, N).double()
                 self.assertLess(((via - ref).norm() / ref.norm()).item(), tol, ("linear", seed, dtype, M, K, N))

@@ -1,10 +1,10 @@
 # What every model family shares about its weights: the dummy initialisation for load_format=dummy
-# (seeded per rank), walking every weight tensor, and counting weight bytes (int8 payload + scales).
+# (seeded per rank), walking every weight tensor, and counting weight bytes (quantized payload + scales).
 # Subclasses hold `params` (a dict of tensors), `layers` (a list of dicts), `tp` and `_finalize()`.
 
 import torch
 
-from ..quant import Int8Weight
+from ..quant import QUANTIZED
 
 
 class ModelWeights:
@@ -26,5 +26,5 @@ class ModelWeights:
     def weight_bytes(self) -> int:
         total = 0
         for t in self._all_tensors():
-            total += t.q.numel() + 4 * t.scale.numel() if isinstance(t, Int8Weight) else t.numel() * t.element_size()
+            total += t.storage_bytes() if isinstance(t, QUANTIZED) else t.numel() * t.element_size()
         return total

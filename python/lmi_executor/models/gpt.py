@@ -125,8 +125,9 @@ class GPTModel(ModelWeights):
         if self.cfg.tie_word_embeddings:
             self.params["lm_head"] = self.params["embed"]
 
-    def quantize_int8(self) -> None:
-        raise ValueError(f"option.dtype=int8 is not supported for {self.cfg.architecture}")
+    def quantize(self, kind: str) -> None:
+        raise ValueError(f"weight-only {kind} (option.dtype=int8 / option.quantize) is not supported for "
+                         f"{self.cfg.architecture}; the Llama-family models support it")
 
     # ---- forward ----------------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from ..config import ModelConfig
 from ..layers import rope_cos_sin
 from ..ops import TritonOps, make_ops
 from ..parallel import TensorParallel
-from ..quant import linear, quantize_int8
+from ..quant import linear, quantize_weight
 from .base import ModelWeights
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
@@ -170,11 +170,12 @@ class LlamaModel(ModelWeights):
             e = self.params["embed"]
             self.params["lm_head"] = self._rows(e, self.vocab_local) if self.vocab_parallel else e
 
-    def quantize_int8(self) -> None:
-        """Weight-only int8 for the four projection matrices of every layer; embeddings, norms, LM head stay."""
+    def quantize(self, kind: str) -> None:
+        """Weight-only int8 or int4 (quant.py) for the qkv, o, gate/up and down matrices of every layer (each
+        Mixtral expert's too); embeddings, norms, the router and the LM head stay in the compute dtype."""
         for L in self.layers:
             for key in [k for k in L if k in ("qkv_w", "o_w", "gate_up_w", "down_w") or k.startswith("expert")]:
-                L[key] = quantize_int8(L[key])  # the full-precision tensor is freed as we go
+                L[key] = quantize_weight(L[key], kind)  # the full-precision tensor is freed as we go
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
