@@ -39,7 +39,7 @@ export const DEPRECATED_KEYS: readonly DeprecatedDef[] = [
     replacement: "option.quantize",
     backends: ["huggingface", "neuron"],
     description: "Deprecated (0.25): true means option.quantize=bitsandbytes8.",
-    here: "true is rewritten to option.quantize=bitsandbytes8",
+    here: "true is rewritten to option.quantize=bitsandbytes8 (weight-only int8 in the GPU executor)",
     map: boolTo("bitsandbytes8"),
   },
   {
@@ -48,7 +48,7 @@ export const DEPRECATED_KEYS: readonly DeprecatedDef[] = [
     replacement: "option.quantize",
     backends: ["huggingface"],
     description: "Deprecated (0.25): true means option.quantize=bitsandbytes4.",
-    here: "true is rewritten to option.quantize=bitsandbytes4",
+    here: "true is rewritten to option.quantize=bitsandbytes4 (weight-only int4 in the GPU executor)",
     map: boolTo("bitsandbytes4"),
   },
   {

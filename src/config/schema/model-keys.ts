@@ -244,7 +244,9 @@ export const MODEL_KEYS = [
     {
       backends: ["huggingface", "deepspeed", "lmi-dist", "vllm"],
       description: "Quantization method of the weights (env HF_MODEL_QUANTIZE).",
-      here: "passed to the executor, which loads weights quantized this way or fails at load naming the method",
+      here:
+        "GPU executor: bitsandbytes/bitsandbytes8/dynamic_int8 quantize to weight-only int8 at load, bitsandbytes4 to " +
+        "int4 (groups of 128); gptq/awq (pre-quantized checkpoints) and smoothquant fail at load naming the method",
     },
   ),
   def("option.max_model_len", "maxModelLen", int({ min: 1 }), {
