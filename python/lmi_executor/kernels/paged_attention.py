@@ -15,10 +15,14 @@ def _attn_kernel(
     scale, bt_stride, num_q_heads, num_kv_heads, num_tokens, window,
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
-    IEEE: tl.constexpr, SLIDING: tl.constexpr,
+    IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    kvh = tl.program_id(1)
+    if HEAD_FAST:  # grid (kv heads, sequences, splits): the heads of one page are read by neighbouring programs
+        pid = tl.program_id(1)
+        kvh = tl.program_id(0)
+    else:
+        pid = tl.program_id(0)
+        kvh = tl.program_id(1)
     split = tl.program_id(2)
     if IS_DECODE:
         seq = pid
@@ -119,13 +123,32 @@ def _next_pow2(n: int) -> int:
 _NUM_SMS = None
 
 
-def decode_splits(batch: int, num_kv_heads: int) -> int:
-    """Enough programs to cover the SMs about twice when a decode batch alone would leave them idle."""
+def _num_sms() -> int:
     global _NUM_SMS
     if _NUM_SMS is None:
         _NUM_SMS = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-    want = (2 * _NUM_SMS + batch * num_kv_heads - 1) // (batch * num_kv_heads)
-    return max(1, min(16, _next_pow2(want) if want > 1 else 1))
+    return _NUM_SMS
+
+
+def decode_launch(batch: int, num_kv_heads: int) -> dict:
+    """Launch parameters of a pure-decode step. They depend on the batch and the KV heads only (never on
+    context lengths), so a CUDA graph captured for a batch size stays valid for every later step."""
+    pairs = batch * num_kv_heads
+    if pairs >= _num_sms():
+        splits = 1  # every SM has a (sequence, KV head) already: a merge pass costs more than splitting gains
+    else:  # cover the SMs about twice
+        want = (2 * _num_sms() + pairs - 1) // pairs
+        splits = max(1, min(16, _next_pow2(want)))
+    if splits == 1:
+        # One program per (sequence, KV head), KV-bandwidth-bound: the KV heads of a sequence on neighbouring
+        # programs (they read the interleaved heads of the same pages together) and a 3-deep load pipeline.
+        return {"splits": 1, "block_n": 64, "num_warps": 4, "num_stages": 3, "head_fast": True}
+    return {"splits": splits, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False}
+
+
+def decode_splits(batch: int, num_kv_heads: int) -> int:
+    """How many programs share one sequence's KV range in a decode step (sizes the split workspace)."""
+    return decode_launch(batch, num_kv_heads)["splits"]
 
 
 class Workspace:
@@ -135,7 +158,6 @@ class Workspace:
         self.acc = None
         self.ml = None
         self._retired = []  # captured graphs may still point at an outgrown buffer: never free one
-
 
     def get(self, splits: int, tokens: int, heads: int, head_dim: int, device):
         need = splits * tokens * heads
@@ -150,8 +172,10 @@ class Workspace:
 WORKSPACE = Workspace()
 
 
-def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0, window: int = 0) -> torch.Tensor:
-    """q [T, H, D] -> [T, H, D]; meta is attention.AttentionMetadata."""
+def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0, window: int = 0,
+                    launch: dict = None) -> torch.Tensor:
+    """q [T, H, D] -> [T, H, D]; meta is attention.AttentionMetadata. num_splits forces the decode split
+    count; launch overrides decode_launch()'s parameters (benchmarks and tests sweep them)."""
     T, H, D = q.shape
     page, kvh = k_cache.shape[1], k_cache.shape[2]
     group = H // kvh
@@ -159,10 +183,15 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
     B = meta.seq_lens.shape[0]
     is_decode = meta.max_query_len == 1
     if is_decode:
+        cfg = dict(decode_launch(B, kvh))
+        if launch:
+            cfg.update(launch)
+        if num_splits:
+            cfg["splits"] = num_splits
         block_q = 1
-        grid0 = B
         tile_seq = tile_idx = meta.seq_lens  # unused by the decode variant
-        splits = num_splits or decode_splits(B, kvh)
+        splits = cfg["splits"]
+        grid = (kvh, B, splits) if cfg["head_fast"] else (B, kvh, splits)
     else:
         block_q = max(1, 64 // group) if D <= 128 else max(1, 32 // group)
         seq_ids, tile_ids = [], []
@@ -173,20 +202,21 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
                 tile_ids.append(t)
         tiles = torch.tensor([seq_ids, tile_ids], dtype=torch.int32).to(q.device, non_blocking=True)
         tile_seq, tile_idx = tiles[0], tiles[1]
-        grid0 = len(seq_ids)
         splits = 1
+        grid = (len(seq_ids), kvh, 1)
+        cfg = {"block_n": 32, "num_warps": 4, "num_stages": 2, "head_fast": False}
     block_m = max(16, _next_pow2(block_q * group))
     if splits > 1:
         part_acc, part_ml = WORKSPACE.get(splits, T, H, D, q.device)
     else:
         part_acc = part_ml = out
-    _attn_kernel[(grid0, kvh, splits)](
+    _attn_kernel[grid](
         q, k_cache, v_cache, out, part_acc, part_ml,
         meta.query_start_loc, meta.seq_lens, meta.block_tables, tile_seq, tile_idx,
         scale, meta.block_tables.stride(0), H, kvh, T, window,
-        GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=64 if is_decode else 32,
+        GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=cfg["block_n"],
         HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
-        num_warps=4, num_stages=2,
+        HEAD_FAST=cfg["head_fast"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if splits > 1:
         _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, HEAD_DIM=D, num_warps=1)
