@@ -48,16 +48,16 @@ def random_batch(q_lens, ctx_lens, H, KVH, D, page, dtype, seed):
 
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")
 class TritonAttentionTest(unittest.TestCase):
-    def check(self, q_lens, ctx_lens, H, KVH, D, dtype, splits=0, tol=2e-2, window=0):
+    def check(self, q_lens, ctx_lens, H, KVH, D, dtype, splits=0, tol=2e-2, window=0, launch=None):
         from lmi_executor.kernels.paged_attention import paged_attention
 
         for seed in range(2):
             q, kc, vc, meta = random_batch(q_lens, ctx_lens, H, KVH, D, 16, dtype, seed)
             ref = reference_attention(q.double(), kc.double(), vc.double(), meta, D**-0.5, window)
-            got = paged_attention(q, kc, vc, meta, D**-0.5, num_splits=splits, window=window).double()
+            got = paged_attention(q, kc, vc, meta, D**-0.5, num_splits=splits, window=window, launch=launch).double()
             self.assertFalse(torch.isnan(got).any())
             err = ((got - ref).norm() / ref.norm()).item()
-            self.assertLess(err, tol, f"q_lens={q_lens} ctx={ctx_lens} H={H}/{KVH} D={D} {dtype} splits={splits}")
+            self.assertLess(err, tol, f"q_lens={q_lens} ctx={ctx_lens} H={H}/{KVH} D={D} {dtype} splits={splits} {launch}")
 
     def test_mixed_prefill_chunk_and_decode(self):
         for dtype, tol in ((torch.bfloat16, 1e-2), (torch.float16, 2e-3), (torch.float32, 1e-5)):
@@ -72,6 +72,21 @@ class TritonAttentionTest(unittest.TestCase):
         for splits in (1, 4, 16):
             self.check([1] * 5, [1, 17, 64, 300, 1000], 32, 8, 128, torch.bfloat16, splits=splits, tol=1e-2)
             self.check([1, 1], [5, 2000], 16, 16, 64, torch.float32, splits=splits, tol=1e-5)
+
+    def test_large_batch_decode_launches(self):
+        # Batches with one program per (sequence, KV head): the tuned launch (heads-fastest grid, 3-stage
+        # pipeline) and the variants around it, over ragged contexts that end mid-tile and mid-page.
+        from lmi_executor.kernels.paged_attention import decode_launch, decode_splits
+
+        self.assertEqual(decode_launch(40, 8)["splits"], 1)
+        self.assertEqual(decode_splits(40, 8), decode_launch(40, 8)["splits"])
+        rnd = random.Random(5)
+        ctx = [rnd.randrange(1, 700) for _ in range(40)]
+        for launch in (None, {"head_fast": False}, {"num_stages": 2}, {"block_n": 128}, {"splits": 3},
+                       {"splits": 2, "head_fast": True}):
+            self.check([1] * 40, ctx, 32, 8, 128, torch.bfloat16, tol=1e-2, launch=launch)
+        self.check([1] * 40, ctx, 16, 16, 64, torch.float32, tol=1e-5)
+        self.check([1] * 40, ctx, 8, 2, 64, torch.float32, tol=1e-5, window=33, launch={"head_fast": True})
 
 
 def gpu_worker(model_dir, **over):
