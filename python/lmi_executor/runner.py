@@ -9,6 +9,10 @@
 # step needs it: that step reads it from `last_token`, the device-resident latest sample per block-table
 # row, which every step writes in stream order. Positions and slots are derived on the device from the
 # persistent block table, so host work is O(requests), not O(tokens).
+import json
+import os
+import time
+
 import torch
 
 from .attention import AttentionMetadata
@@ -39,11 +43,12 @@ class StepHandle:
     """A launched step. `out` is complete once finish() ran; until then the greedy rows' tokens and
     logprobs sit in `host` (pinned, filled by a copy that `event` marks done)."""
 
-    __slots__ = ("out", "states", "host", "event", "done")
+    __slots__ = ("out", "states", "host", "event", "done", "timing")
 
     def __init__(self, out: dict, states=None, host=None, event=None):
         self.out, self.states, self.host, self.event = out, states, host, event
         self.done = states is None
+        self.timing = None  # (facts dict, start event, end event) with LMI_STEP_LOG
 
     def wait(self) -> None:
         """Blocks until the step's sampled tokens are on the host (releases the GIL while waiting)."""
@@ -65,6 +70,11 @@ class ModelRunner:
         self._ring = [torch.zeros(2 * max_num_seqs, dtype=torch.float64, pin_memory=cuda) for _ in range(_RING)]
         self._ring_next = 0
         self._unfinished = 0  # launched steps whose ring buffer finish() has not read yet
+        # LMI_STEP_LOG=path: one JSON line per step: tokens, requests, host launch ms, GPU span (first to last
+        # operation of the step), GPU idle between the previous step's end and this one's start.
+        log = os.environ.get("LMI_STEP_LOG")
+        self._step_log = open(log, "a", buffering=1) if log else None  # noqa: SIM115 - lives as long as the runner
+        self._prev_end = None
 
     # ---- the two halves of a step ------------------------------------------------------------------------
 
@@ -86,6 +96,27 @@ class ModelRunner:
         return False
 
     def launch(self, plan: dict) -> StepHandle:
+        if self._step_log is None:
+            return self._launch(plan)
+        cuda = torch.device(self.device).type == "cuda"
+        t0 = time.perf_counter()
+        start = torch.cuda.Event(enable_timing=True) if cuda else None
+        if cuda:
+            start.record()
+        h = self._launch(plan)
+        end = None
+        if cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+        sched = plan["numScheduledTokens"]
+        facts = {"step": plan["stepId"], "tokens": sum(sched.values()), "reqs": len(sched),
+                 "decode": all(n == 1 for n in sched.values()), "launchMs": (time.perf_counter() - t0) * 1e3,
+                 "t": time.time()}
+        h.timing = (facts, start, end, self._prev_end)
+        self._prev_end = end
+        return h
+
+    def _launch(self, plan: dict) -> StepHandle:
         store = self.store
         for rid in plan["finishedReqIds"]:
             store.finish(rid)
@@ -108,6 +139,8 @@ class ModelRunner:
 
     def finish(self, h: StepHandle) -> dict:
         """Waits for a launched step and records its sampled tokens. Steps finish in launch order."""
+        if h.timing is not None:
+            self._log_step(h)
         if h.done:
             return h.out
         h.wait()
@@ -124,6 +157,16 @@ class ModelRunner:
             logprobs[st.req_id] = [{"logprob": lp, "top": []}]
         h.done = True
         return h.out
+
+    def _log_step(self, h: StepHandle) -> None:
+        facts, start, end, prev_end = h.timing
+        h.timing = None
+        if end is not None:
+            end.synchronize()
+            facts["gpuSpanMs"] = start.elapsed_time(end)
+            if prev_end is not None:
+                facts["idleBeforeMs"] = prev_end.elapsed_time(start)
+        self._step_log.write(json.dumps(facts) + "\n")
 
     # ---- launch internals ----------------------------------------------------------------------------------
 

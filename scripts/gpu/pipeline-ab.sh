@@ -2,7 +2,8 @@
 # A/B of pipelined steps on the GPU machine, in one call: the pipelined-step tests on CUDA, then the
 # whole server benchmark (scripts/gpu/server-bench.sh) with LMI_PIPELINE_STEPS=0 (one step at a time)
 # and with pipelining on, each on a fresh server. Needs .gpu-node/ in `carry` (build-bundle.sh).
-# Results: $OUT/off/, $OUT/on/ (server.log, http-bench.json); a short table is printed last.
+# Results: $OUT/off/, $OUT/on/ (server.log, http-bench.json, steps.jsonl: the executor's step log); the
+# step-log summaries and a short table are printed last.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -12,8 +13,14 @@ echo "pipelined tests rc=$?"; tail -n 3 "$OUT/pipelined-tests.log"
 for mode in off on; do
   mkdir -p "$OUT/$mode"
   if [ "$mode" = off ]; then export LMI_PIPELINE_STEPS=0; else unset LMI_PIPELINE_STEPS; fi
-  OUT="$OUT/$mode" bash scripts/gpu/server-bench.sh "$@" >"$OUT/$mode/run.log" 2>&1
+  export LMI_STEP_LOG="$OUT/$mode/steps.jsonl"
+  OUT="$OUT/$mode" bash scripts/gpu/server-bench.sh "$@" >"/tmp/run-$mode.log" 2>&1
   echo "$mode rc=$?"
+  tail -n 5 "/tmp/run-$mode.log"
+done
+for mode in off on; do
+  echo "== $mode: executor steps of the burst (scripts/gpu/step-log-summary.py)"
+  python3 scripts/gpu/step-log-summary.py "$OUT/$mode/steps.jsonl"
 done
 python3 - "$OUT" <<'PY'
 import json, os, sys
