@@ -91,6 +91,22 @@ class Driver:
         return self.reqs[rid]["tokens"][len(prompt):], out
 
 
+def greedy_goldens_batched(worker, cases, chunk=5) -> bool:
+    """Runs every golden case at once (prompts chunked by `chunk` tokens, decodes batched with them) and
+    says whether each greedy continuation equals the golden one token for token."""
+    drv = Driver(worker, seed=1)
+    ids = {f"b{i}": c for i, c in enumerate(cases)}
+    drv.run(new=[(rid, c["input_ids"], min(chunk, len(c["input_ids"])), sampling()) for rid, c in ids.items()])
+    for _ in range(200):
+        runs = [(rid, min(chunk, len(drv.reqs[rid]["tokens"]) - drv.reqs[rid]["computed"]))
+                for rid, c in ids.items()
+                if len(drv.reqs[rid]["tokens"]) < len(c["input_ids"]) + len(c["greedy"]["ids"])]
+        if not runs:
+            break
+        drv.run(cached=runs)
+    return all(drv.reqs[rid]["tokens"][len(c["input_ids"]):] == c["greedy"]["ids"] for rid, c in ids.items())
+
+
 class ModelTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -23,7 +23,7 @@ from lmi_executor.config import SUPPORTED_ARCHITECTURES, ExecutorOptions, load_m
 from lmi_executor.loader import SafetensorsFile, iter_checkpoint, write_safetensors  # noqa: E402
 from lmi_executor.shard_checkpoint import main as shard_main  # noqa: E402
 from lmi_executor.shard_checkpoint import part_name, shard  # noqa: E402
-from test_executor_model import Driver, make_worker, sampling  # noqa: E402
+from test_executor_model import Driver, greedy_goldens_batched, make_worker, sampling  # noqa: E402
 
 ZOO = os.path.join(PY, "..", "models", "zoo")
 
@@ -395,16 +395,7 @@ def rank_main(rank: int, world: int, port: int, jobs: list) -> None:
             w.opts, w.tp, w.device, w.model, w.runner, w.num_blocks = opts, tp, torch.device("cpu"), None, None, 0
         w.load({})
         w.init_cache({"numBlocks": 256})
-        drv = Driver(w, seed=1)
-        drv.run(new=[(f"b{i}", c["input_ids"], min(5, len(c["input_ids"])), sampling()) for i, c in enumerate(cases)])
-        for _ in range(200):
-            runs = [(f"b{i}", min(5, len(drv.reqs[f"b{i}"]["tokens"]) - drv.reqs[f"b{i}"]["computed"]))
-                    for i, c in enumerate(cases)
-                    if len(drv.reqs[f"b{i}"]["tokens"]) < len(c["input_ids"]) + len(c["greedy"]["ids"])]
-            if not runs:
-                break
-            drv.run(cached=runs)
-        ok = all(drv.reqs[f"b{i}"]["tokens"][len(c["input_ids"]):] == c["greedy"]["ids"] for i, c in enumerate(cases))
+        ok = greedy_goldens_batched(w, cases)
         report.append({"model": name, "T": T, "D": world, "tokenExact": ok})
     tp.barrier()
     if rank == 0:

@@ -18,7 +18,7 @@ sys.path[:0] = [os.path.join(ROOT, "python"), os.path.join(ROOT, "python", "test
 def rank_main(rank, world, device, port, result_q):
     from lmi_executor.config import SUPPORTED_ARCHITECTURES, ExecutorOptions
     from lmi_executor.worker import Worker
-    from test_executor_model import Driver, sampling
+    from test_executor_model import greedy_goldens_batched
 
     os.environ["LOCAL_RANK"] = str(rank)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -43,16 +43,7 @@ def rank_main(rank, world, device, port, result_q):
             first = False
             w.load({})
             w.init_cache({"numBlocks": 256})
-            drv = Driver(w, seed=1)
-            drv.run(new=[(f"b{i}", c["input_ids"], min(5, len(c["input_ids"])), sampling()) for i, c in enumerate(cases)])
-            for _ in range(200):
-                runs = [(f"b{i}", min(5, len(drv.reqs[f"b{i}"]["tokens"]) - drv.reqs[f"b{i}"]["computed"]))
-                        for i, c in enumerate(cases)
-                        if len(drv.reqs[f"b{i}"]["tokens"]) < len(c["input_ids"]) + len(c["greedy"]["ids"])]
-                if not runs:
-                    break
-                drv.run(cached=runs)
-            ok = all(drv.reqs[f"b{i}"]["tokens"][len(c["input_ids"]):] == c["greedy"]["ids"] for i, c in enumerate(cases))
+            ok = greedy_goldens_batched(w, cases)
             report.append({"model": name, "graphs": graphs, "tokenExact": ok})
     if rank == 0:
         result_q.put(report)
