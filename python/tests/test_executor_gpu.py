@@ -206,6 +206,7 @@ class GemvTest(unittest.TestCase):
                         self.assertLess(err, tol, (what, tag))
 
                     close(gemv.gemv(x, w), x.double() @ w.double().T, "plain")
+                    close(gemv.gemv(x, w, pdl=False), x.double() @ w.double().T, "plain, no PDL")
                     close(gemv.gemv(x, w, bias=b), F.linear(x, w, b), "bias")
                     h = rms_norm(x, nw, 1e-5)
                     close(gemv.gemv(x, w, norm_w=nw, eps=1e-5), F.linear(h, w), "norm")
@@ -214,6 +215,9 @@ class GemvTest(unittest.TestCase):
                     s, parts = gemv.gemv(x, w, residual=r, want_ssq=True)
                     close(s, r + F.linear(x, w), "residual+ssq")
                     close(parts.sum(1), s.float().pow(2).sum(1), "partial sums of squares")
+                    s0, parts0 = gemv.gemv(x, w, residual=r, want_ssq=True, pdl=False)
+                    close(s0, r + F.linear(x, w), "residual+ssq, no PDL")
+                    close(parts0.sum(1), s0.float().pow(2).sum(1), "partial sums of squares, no PDL")
                     w2, nw2 = rnd(2 * 40, N, scale=N**-0.5), 1 + rnd(N, scale=0.1)
                     h2 = rms_norm(s, nw2, 1e-5)
                     close(gemv.gemv(s, w2, norm_w=nw2, eps=1e-5, ssq=parts), F.linear(h2, w2), "norm from ssq")
@@ -229,9 +233,68 @@ class GemvTest(unittest.TestCase):
                     self.assertEqual(got.dtype, torch.float32)
                     close(got, F.linear(h[rows], w).float(), "gather+norm+f32")
 
-    def _generate(self, model_dir, small, graphs, dtype="bf16", steps=24):
+    def test_rope_epilogue_equals_rope_and_cache(self):
+        from lmi_executor.kernels import gemv
+        from lmi_executor.kernels.fused import rope_and_cache
+        from lmi_executor.layers import rope_cos_sin
+
+        seed = random.randrange(1 << 30)  # fresh inputs every run; the seed is in the failure message
+        g = torch.Generator(device="cuda").manual_seed(seed)
+        F = torch.nn.functional
+        for dtype in (torch.bfloat16, torch.float16):
+            for nq, nkv, hd, K in ((4, 2, 16, 64), (32, 8, 128, 4096), (14, 2, 64, 896)):
+                cs = rope_cos_sin(hd, 10000.0, None, 512, "cuda")
+                for M in (1, 2, 5, 8):
+                    for bias in (False, True):
+                        for pdl in (False, True):
+                            tag = (seed, dtype, nq, nkv, hd, K, M, bias, pdl)
+                            N = (nq + 2 * nkv) * hd
+                            x = torch.randn((M, K), generator=g, device="cuda").to(dtype)
+                            w = (torch.randn((N, K), generator=g, device="cuda") * K**-0.5).to(dtype)
+                            b = (torch.randn((N,), generator=g, device="cuda") * 0.1).to(dtype) if bias else None
+                            nw = (1 + 0.1 * torch.randn((K,), generator=g, device="cuda")).to(dtype)
+                            pos = torch.randint(0, 512, (M,), generator=g, device="cuda")
+                            slots = torch.randperm(40, generator=g, device="cuda")[:M]
+                            caches = [torch.randn((10, 4, nkv, hd), generator=g, device="cuda").to(dtype)
+                                      for _ in range(4)]
+                            kc, vc, kc2, vc2 = caches[0], caches[1], caches[0].clone(), caches[1].clone()
+                            qkv = gemv.gemv(x, w, bias=b, norm_w=nw, eps=1e-5, pdl=False)
+                            want_q = rope_and_cache(qkv, cs, pos, slots, kc2, vc2, nq, nkv, hd)
+                            got_q = gemv.gemv(x, w, bias=b, norm_w=nw, eps=1e-5, pdl=pdl,
+                                              rope=(cs, pos, slots, kc, vc, nq, nkv, hd))
+                            self.assertEqual(tuple(got_q.shape), (M, nq, hd), tag)
+                            # Same products and rounding points: equal up to fp32 summation order.
+                            for got, want, what in ((got_q, want_q, "q"), (kc, kc2, "k cache"), (vc, vc2, "v cache")):
+                                err = ((got.double() - want.double()).norm() / want.double().norm()).item()
+                                self.assertLess(err, 5e-3, (what,) + tag)
+                            ref = F.linear(x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-5)
+                                           * nw.float(), w.float(), None if b is None else b.float())
+                            self.assertLess(((qkv.float() - ref).norm() / ref.norm()).item(), 2e-2, tag)
+
+    def test_decode_attention_equals_reference(self):
+        from lmi_executor.kernels import gemv
+
+        for H, KVH, D in ((32, 8, 128), (4, 2, 16), (12, 12, 64)):
+            for ctx in ([520], [1], [17, 300, 64, 1, 900], [33] * 8):
+                for window in (0, 40):
+                    for pdl in (False, True):
+                        for splits in (0, 1, 4):
+                            q_lens = [1] * len(ctx)
+                            q, kc, vc, meta = random_batch(q_lens, ctx, H, KVH, D, 16, torch.bfloat16, len(ctx))
+                            ref = reference_attention(q.double(), kc.double(), vc.double(), meta, D**-0.5, window)
+                            got = gemv.decode_attention(q, kc, vc, meta, D**-0.5, window=window, pdl=pdl,
+                                                        splits=splits).double()
+                            self.assertFalse(torch.isnan(got).any())
+                            err = ((got - ref).norm() / ref.norm()).item()
+                            self.assertLess(err, 2e-2, (H, KVH, D, ctx, window, pdl, splits))
+
+    def _generate(self, model_dir, small, graphs, dtype="bf16", steps=24, flags=None):
+        from lmi_executor.kernels import gemv
+
         old = os.environ.get("LMI_DECODE_GEMV")
         os.environ["LMI_DECODE_GEMV"] = "1" if small else "0"
+        old_flags = dict(gemv.FLAGS)
+        gemv.FLAGS.update(flags or {})
         try:
             w = gpu_worker(model_dir, dtype=dtype, enable_cuda_graph=graphs)
             d = Driver(w)
@@ -245,6 +308,7 @@ class GemvTest(unittest.TestCase):
             self.assertEqual(w.model._gemv is not False and w.model._gemv is not None, small)
             return {rid: d.reqs[rid]["tokens"][len(p):] for rid, p in prompts.items()}, lps
         finally:
+            gemv.FLAGS.update(old_flags)
             if old is None:
                 del os.environ["LMI_DECODE_GEMV"]
             else:
@@ -257,12 +321,14 @@ class GemvTest(unittest.TestCase):
         make_checkpoint(os.path.join(tmp, "qwen3"), "qwen3", seed=5, dtype=torch.bfloat16, tie=True)
         for model_dir in (kjv, os.path.join(tmp, "qwen2"), os.path.join(tmp, "qwen3")):
             ref_toks, ref_lps = self._generate(model_dir, small=False, graphs=False)
-            for graphs in (False, True):
-                toks, lps = self._generate(model_dir, small=True, graphs=graphs)
-                self.assertEqual(toks, ref_toks, (model_dir, graphs))
+            off = {"pdl": False, "rope": False, "attn": False}  # the small-step kernels without PDL / fusions
+            on = {"pdl": True, "rope": True, "attn": True}  # the opt-in decode attention in the PDL chain too
+            for graphs, flags in ((False, None), (True, None), (True, off), (True, on)):
+                toks, lps = self._generate(model_dir, small=True, graphs=graphs, flags=flags)
+                self.assertEqual(toks, ref_toks, (model_dir, graphs, flags))
                 for rid in lps:
                     diff = max(abs(a - b) for a, b in zip(lps[rid], ref_lps[rid]))
-                    self.assertLess(diff, 0.05, (model_dir, graphs, rid))
+                    self.assertLess(diff, 0.05, (model_dir, graphs, flags, rid))
 
 
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")

@@ -4,31 +4,116 @@
 # Optional stages fused around the weight stream, each computing the same function as the unfused ops
 # (kernels/fused.py) with the same bf16 rounding points as transformers:
 #   prologue NORM:  x -> RMSNorm(x) * norm_w (normalised value rounded, then the weight product rounded);
-#                   every program recomputes the row's sum of squares (K values, L2-resident: cheap)
+#                   the row's sum of squares comes from the producer's partials (SSQ_IN) or is recomputed
 #   prologue GATHER: activation row m is x[idx[m]] (the LM head reads only the rows the sampler needs)
 #   epilogue RES:   out = residual + round(y)         (the residual add of the next RMSNorm, rounded once)
 #   epilogue SILU:  W holds gate rows [0, N) and up rows [UP, UP + N); out = round(silu(round(g))) * round(u)
 #   epilogue F32:   out = float(round(y))            (the LM head's logits, written as fp32 directly)
+#   epilogue ROPE:  W is a fused q|k|v matrix; a program owns pairs (row d, row d + hd/2) of heads, rotates the
+#                   q and k pairs (neox halves, as fused.rope_and_cache) and writes q out, k and v to the cache
+# Programmatic dependent launch (PDL, Hopper+): a kernel launched with launch_pdl may start while the previous
+# kernel in the stream drains. Each kernel here lets its dependents launch at once, loads only weights (never
+# written) before gdc_wait(), and reads or writes activations, caches and outputs only after it; gdc_wait()
+# returns once the previous kernel (hence every earlier one) has finished and its writes are visible.
 # Invariant: no split over K, so every output element is written by exactly one program, once.
+import os
+
 import torch
 import triton
 import triton.language as tl
 
+try:
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+    HAS_GDC = True
+except Exception:  # older Triton: PDL stays off, these are never traced
+    HAS_GDC = False
+
+    @triton.jit
+    def gdc_wait():
+        pass
+
+    @triton.jit
+    def gdc_launch_dependents():
+        pass
+
+
 MAX_ROWS = 8  # the model uses these kernels for steps of at most this many tokens
 
-EPI_NONE, EPI_RES, EPI_SILU, EPI_F32 = 0, 1, 2, 3
+EPI_NONE, EPI_RES, EPI_SILU, EPI_F32, EPI_ROPE = 0, 1, 2, 3, 4
+
+# Switches of the small-step path, read by LlamaModel._forward_small at every forward (benchmarks flip them
+# between graph captures): pdl = programmatic dependent launch + weight prefetch before the wait;
+# rope = rotary + KV-cache write in the qkv epilogue; attn = decode attention + merge launched from here in
+# the PDL chain. attn is off by default: on the H100 it measured 0.04 ms per step slower than
+# paged_attention's kernels (bench/notes-gemv.md), so it stays an opt-in (LMI_DECODE_ATTN=1) to build on.
+FLAGS = {
+    "pdl": os.environ.get("LMI_DECODE_PDL", "1") != "0",
+    "rope": os.environ.get("LMI_DECODE_ROPE", "1") != "0",
+    "attn": os.environ.get("LMI_DECODE_ATTN", "0") == "1",
+}
+_PDL_OK = None
+
+
+def pdl_supported() -> bool:
+    global _PDL_OK
+    if _PDL_OK is None:
+        _PDL_OK = HAS_GDC and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 9
+    return _PDL_OK
+
+
+def use_pdl() -> bool:
+    return FLAGS["pdl"] and pdl_supported()
+
+
+@triton.jit
+def _x_tile(x_rows, nw_ptr, w_ptr, kk, m_ok, K, rstd, NORM: tl.constexpr, EVEN: tl.constexpr):
+    """Activation columns kk of the M rows, RMSNormed (rounded like fused.add_rms_norm) when NORM."""
+    dt = w_ptr.dtype.element_ty
+    if EVEN:
+        xv = tl.load(x_rows + kk[None, :], mask=m_ok[:, None], other=0.0)
+    else:
+        xv = tl.load(x_rows + kk[None, :], mask=m_ok[:, None] & (kk[None, :] < K), other=0.0)
+    if NORM:
+        if EVEN:
+            nw = tl.load(nw_ptr + kk)
+        else:
+            nw = tl.load(nw_ptr + kk, mask=kk < K, other=0.0)
+        xv = ((xv.to(tl.float32) * rstd[:, None]).to(dt).to(tl.float32) * nw.to(tl.float32)[None, :]).to(dt)
+    else:
+        xv = xv.to(dt)
+    return xv
 
 
 @triton.jit
 def _gemv_kernel(x_ptr, idx_ptr, nw_ptr, w_ptr, b_ptr, r_ptr, y_ptr, ssq_in_ptr, ssq_out_ptr,
-                 M, N, K, UP, stride_x, stride_r, stride_y, parts_in, eps,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                 pos_ptr, slot_ptr, cs_ptr, kc_ptr, vc_ptr,
+                 M, N, K, UP, stride_x, stride_r, stride_y, parts_in, eps, NQ, NKV,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRE_K: tl.constexpr,
                  NORM: tl.constexpr, SSQ_IN: tl.constexpr, SSQ_OUT: tl.constexpr, GATHER: tl.constexpr,
-                 BIAS: tl.constexpr, EPI: tl.constexpr, USE_DOT: tl.constexpr, EVEN_K: tl.constexpr):
+                 BIAS: tl.constexpr, EPI: tl.constexpr, PAIRED: tl.constexpr, USE_DOT: tl.constexpr,
+                 EVEN_K: tl.constexpr, HD: tl.constexpr, PDL: tl.constexpr):
     pid = tl.program_id(0)
+    if PDL:
+        gdc_launch_dependents()  # the next kernel may launch now: it touches nothing of ours before its wait
+    HALF: tl.constexpr = HD // 2
     rn = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = rn < N
-    rn_safe = tl.where(n_ok, rn, 0).to(tl.int64)  # out-of-range columns re-read row 0: no masks on the stream
+    rn_safe = tl.where(n_ok, rn, 0)  # out-of-range columns re-read row 0: no masks on the stream
+    if EPI == 4:  # column i = pair i: weight rows (i // HALF) * HD + i % HALF and that + HALF
+        row = ((rn_safe // HALF) * HD + rn_safe % HALF).to(tl.int64)
+    else:
+        row = rn_safe.to(tl.int64)
+    w_rows = w_ptr + row[:, None] * K
+    u_rows = w_ptr + (row + UP)[:, None] * K  # the paired rows (SILU: up rows; ROPE: second halves)
+    dt = w_ptr.dtype.element_ty
+    if PRE_K > 0:  # weights only, before the wait: streamed while the previous kernel drains
+        kp = tl.arange(0, PRE_K)
+        wp = tl.load(w_rows + kp[None, :])
+        if PAIRED:
+            upre = tl.load(u_rows + kp[None, :])
+    if PDL:
+        gdc_wait()
     rm = tl.arange(0, BLOCK_M)
     m_ok = rm < M
     if GATHER:
@@ -37,7 +122,7 @@ def _gemv_kernel(x_ptr, idx_ptr, nw_ptr, w_ptr, b_ptr, r_ptr, y_ptr, ssq_in_ptr,
         xrow = rm.to(tl.int64)
     x_rows = x_ptr + xrow[:, None] * stride_x
     rk = tl.arange(0, BLOCK_K)
-    dt = w_ptr.dtype.element_ty
+    rstd = tl.full([BLOCK_M], 1.0, dtype=tl.float32)
     if NORM:
         if SSQ_IN > 0:
             # The producer of x (a RES epilogue) left one partial sum of squares per program: one load, no pass.
@@ -52,35 +137,52 @@ def _gemv_kernel(x_ptr, idx_ptr, nw_ptr, w_ptr, b_ptr, r_ptr, y_ptr, ssq_in_ptr,
                 xv = tl.load(x_rows + kk[None, :], mask=m_ok[:, None] & (kk[None, :] < K), other=0.0)
                 ss += tl.sum(xv.to(tl.float32) * xv.to(tl.float32), 1)
         rstd = tl.rsqrt(ss / K + eps)
-    w_rows = w_ptr + rn_safe[:, None] * K
-    u_rows = w_ptr + (rn_safe + UP)[:, None] * K  # the up rows paired with the gate rows (EPI == 2 only)
+    # The epilogue's small operands, loaded before the weight loop so their latency hides under the stream
+    # instead of adding to every program's end.
+    out_mask = m_ok[:, None] & n_ok[None, :]
+    if BIAS:
+        bias = tl.load(b_ptr + row, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+        if PAIRED:
+            bias_u = tl.load(b_ptr + row + UP, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    if EPI == 1:
+        r = tl.load(r_ptr + rm[:, None].to(tl.int64) * stride_r + rn[None, :], mask=out_mask, other=0.0)
+    if EPI == 4:
+        head = rn_safe // HALF
+        d = rn_safe % HALF
+        pos = tl.load(pos_ptr + rm, mask=m_ok, other=0).to(tl.int64)
+        slot = tl.load(slot_ptr + rm, mask=m_ok, other=0).to(tl.int64)
+        c = tl.load(cs_ptr + pos[:, None] * HD + d[None, :], mask=out_mask, other=1.0).to(tl.float32)
+        s = tl.load(cs_ptr + pos[:, None] * HD + HALF + d[None, :], mask=out_mask, other=0.0).to(tl.float32)
     if USE_DOT:
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
         acc_u = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     else:  # BLOCK_M == 1: elementwise products, reduced over K once at the end
         acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
         acc_u = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    pre = tl.zeros([BLOCK_N], dtype=tl.float32)
+    pre_u = tl.zeros([BLOCK_N], dtype=tl.float32)
+    if PRE_K > 0:
+        xp = _x_tile(x_rows, nw_ptr, w_ptr, kp, m_ok, K, rstd, NORM, True)
+        if USE_DOT:
+            acc += tl.dot(xp, tl.trans(wp))
+            if PAIRED:
+                acc_u += tl.dot(xp, tl.trans(upre))
+        else:
+            pre = tl.sum(wp.to(tl.float32) * xp.to(tl.float32), 1)
+            if PAIRED:
+                pre_u = tl.sum(upre.to(tl.float32) * xp.to(tl.float32), 1)
+    for k0 in range(PRE_K, K, BLOCK_K):
         kk = k0 + rk
+        xv = _x_tile(x_rows, nw_ptr, w_ptr, kk, m_ok, K, rstd, NORM, EVEN_K)
         if EVEN_K:
-            xv = tl.load(x_rows + kk[None, :], mask=m_ok[:, None], other=0.0)
             w = tl.load(w_rows + kk[None, :])
         else:
-            xv = tl.load(x_rows + kk[None, :], mask=m_ok[:, None] & (kk[None, :] < K), other=0.0)
             w = tl.load(w_rows + kk[None, :], mask=kk[None, :] < K, other=0.0)
-        if NORM:
-            if EVEN_K:
-                nw = tl.load(nw_ptr + kk)
-            else:
-                nw = tl.load(nw_ptr + kk, mask=kk < K, other=0.0)
-            xv = ((xv.to(tl.float32) * rstd[:, None]).to(dt).to(tl.float32) * nw.to(tl.float32)[None, :]).to(dt)
-        else:
-            xv = xv.to(dt)
         if USE_DOT:
             acc += tl.dot(xv, tl.trans(w))
         else:
             acc += w.to(tl.float32) * xv.to(tl.float32)
-        if EPI == 2:
+        if PAIRED:
             if EVEN_K:
                 u = tl.load(u_rows + kk[None, :])
             else:
@@ -93,33 +195,53 @@ def _gemv_kernel(x_ptr, idx_ptr, nw_ptr, w_ptr, b_ptr, r_ptr, y_ptr, ssq_in_ptr,
         y = acc
         yu = acc_u
     else:
-        y = tl.sum(acc, 1)[None, :]
-        yu = tl.sum(acc_u, 1)[None, :]
+        y = (tl.sum(acc, 1) + pre)[None, :]
+        yu = (tl.sum(acc_u, 1) + pre_u)[None, :]
     if BIAS:
-        y = y + tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-    out_mask = m_ok[:, None] & n_ok[None, :]
-    y_off = rm[:, None].to(tl.int64) * stride_y + rn[None, :]
-    if EPI == 1:
-        r = tl.load(r_ptr + rm[:, None].to(tl.int64) * stride_r + rn[None, :], mask=out_mask, other=0.0)
-        out = (y.to(dt).to(tl.float32) + r.to(tl.float32)).to(dt)
-        if SSQ_OUT:  # this program's share of each row's sum of squares, for the next kernel's RMSNorm
-            of = tl.where(out_mask, out.to(tl.float32), 0.0)
-            tl.store(ssq_out_ptr + rm.to(tl.int64) * tl.num_programs(0) + pid, tl.sum(of * of, 1), mask=m_ok)
-    elif EPI == 2:
-        g = y.to(dt).to(tl.float32)
-        a = (g / (1.0 + tl.exp(-g))).to(dt).to(tl.float32)
-        out = (a * yu.to(dt).to(tl.float32)).to(dt)
-    elif EPI == 3:
-        out = y.to(dt).to(tl.float32)
+        y = y + bias
+        if PAIRED:
+            yu = yu + bias_u
+    if EPI == 4:
+        a = y.to(dt).to(tl.float32)  # the qkv GEMM's rounding, then rotary in fp32 as fused.rope_and_cache
+        b = yu.to(dt).to(tl.float32)
+        rot = (head < NQ + NKV)[None, :]  # q and k heads rotate; v heads go to the cache as they are
+        o1 = tl.where(rot, a * c - b * s, a).to(dt)
+        o2 = tl.where(rot, b * c + a * s, b).to(dt)
+        q_mask = out_mask & (head < NQ)[None, :]
+        q_off = rm[:, None].to(tl.int64) * stride_y + (head * HD + d)[None, :]
+        tl.store(y_ptr + q_off, o1, mask=q_mask)
+        tl.store(y_ptr + q_off + HALF, o2, mask=q_mask)
+        is_v = head >= NQ + NKV
+        kvh = tl.where(is_v, head - NQ - NKV, head - NQ)
+        c_off = slot[:, None] * (NKV * HD) + (kvh * HD + d)[None, :]
+        k_mask = out_mask & ((head >= NQ) & (head < NQ + NKV))[None, :]
+        v_mask = out_mask & is_v[None, :]
+        tl.store(kc_ptr + c_off, o1, mask=k_mask)
+        tl.store(kc_ptr + c_off + HALF, o2, mask=k_mask)
+        tl.store(vc_ptr + c_off, o1, mask=v_mask)
+        tl.store(vc_ptr + c_off + HALF, o2, mask=v_mask)
     else:
-        out = y.to(dt)
-    tl.store(y_ptr + y_off, out, mask=out_mask)
+        y_off = rm[:, None].to(tl.int64) * stride_y + rn[None, :]
+        if EPI == 1:
+            out = (y.to(dt).to(tl.float32) + r.to(tl.float32)).to(dt)
+            if SSQ_OUT:  # this program's share of each row's sum of squares, for the next kernel's RMSNorm
+                of = tl.where(out_mask, out.to(tl.float32), 0.0)
+                tl.store(ssq_out_ptr + rm.to(tl.int64) * tl.num_programs(0) + pid, tl.sum(of * of, 1), mask=m_ok)
+        elif EPI == 2:
+            g = y.to(dt).to(tl.float32)
+            act = (g / (1.0 + tl.exp(-g))).to(dt).to(tl.float32)
+            out = (act * yu.to(dt).to(tl.float32)).to(dt)
+        elif EPI == 3:
+            out = y.to(dt).to(tl.float32)
+        else:
+            out = y.to(dt)
+        tl.store(y_ptr + y_off, out, mask=out_mask)
 
 
 # (USE_DOT, BLOCK_N, BLOCK_K, num_warps, num_stages), from bench/gpu-gemv-bench.py on an H100 (numbers in
 # bench/notes-gemv.md): one row streams best as elementwise products with 4 weight rows x 1024 columns per
-# step and 8 warps (all five shapes within 1% of their best; the SiLU pair takes 2 gate + 2 up rows);
-# 2-8 rows go through tl.dot (rows padded to 16).
+# step and 8 warps (all five shapes within 1% of their best; the SILU pair takes 2 gate + 2 up rows, the rope
+# variant 2 pairs); 2-8 rows go through tl.dot (rows padded to 16).
 def config(M: int, N: int, K: int, silu: bool = False):
     if M == 1:
         return (False, 2, 1024, 8, 2) if silu else (False, 4, 1024, 8, 2)
@@ -128,43 +250,193 @@ def config(M: int, N: int, K: int, silu: bool = False):
     return (True, 32, 512, 4, 3) if K >= 8192 or N <= 4096 else (True, 64, 256, 4, 3)
 
 
+def _prefetch_k(use_dot: bool, bk: int, K: int) -> int:
+    """Columns of weight prefetched before the PDL wait: up to 4096 per row for one row (32 KB a program, all
+    of a 4096-wide matrix), one tile for the tl.dot variant; always a prefix the main loop then skips."""
+    if use_dot:
+        return bk if K >= bk else 0
+    p = 1 << (min(K, 4096).bit_length() - 1)
+    return p
+
+
 def gemv(x, w, *, bias=None, norm_w=None, eps=0.0, ssq=None, residual=None, want_ssq=False, silu_up=0, rows=None,
-         out_f32=False, cfg=None):
+         out_f32=False, rope=None, cfg=None, pdl=None):
     """y = f(x) @ w.T for x [M, K] (M <= MAX_ROWS), w [N', K] contiguous, fp32 accumulation.
     norm_w: RMSNorm x first (eps), its sums of squares taken from `ssq` (the partials a want_ssq call returned
     with x) or, without it, recomputed from x; rows: int64 row indices into x (gather); residual [M, N]:
     return residual + y, and with want_ssq also that sum's partial sums of squares, (y, ssq);
     silu_up = U > 0: w holds gate rows [0, U) and up rows [U, 2U), return silu(gate) * up [M, U];
-    out_f32: return fp32 logits (rounded to w's dtype first)."""
+    out_f32: return fp32 logits (rounded to w's dtype first);
+    rope = (cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd): w is q|k|v; rotate q and k, write k and
+    v to the cache slots, return q [M, nq, hd] (fused.rope_and_cache after the plain product);
+    pdl: launch with programmatic dependent launch (default: FLAGS, where the GPU supports it)."""
     if x.stride(-1) != 1:
         x = x.contiguous()
     if residual is not None and residual.stride(-1) != 1:
         residual = residual.contiguous()
+    pdl = use_pdl() if pdl is None else (pdl and pdl_supported())
     K = x.shape[-1]
     M = rows.shape[0] if rows is not None else x.shape[0]
-    N = silu_up if silu_up else w.shape[0]
-    use_dot, bn, bk, warps, stages = cfg or config(M, N, K, bool(silu_up))
+    hd = nq = nkv = 0
+    if rope is not None:
+        cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd = rope
+        N = (nq + 2 * nkv) * hd // 2  # pairs
+        up = hd // 2
+    else:
+        N = silu_up if silu_up else w.shape[0]
+        up = silu_up
+    paired = bool(silu_up) or rope is not None
+    use_dot, bn, bk, warps, stages = cfg or config(M, N, K, paired)
     bm = 16 if use_dot else 1
     if M > bm:
         raise ValueError(f"gemv: {M} rows > {bm} for this variant")
     bk = min(bk, triton.next_power_of_2(K))
-    y = torch.empty((M, N), dtype=torch.float32 if out_f32 else w.dtype, device=x.device)
+    pre_k = _prefetch_k(use_dot, bk, K) if pdl else 0
+    if rope is not None:
+        y = torch.empty((M, nq, hd), dtype=w.dtype, device=x.device)
+    else:
+        y = torch.empty((M, N), dtype=torch.float32 if out_f32 else w.dtype, device=x.device)
     programs = triton.cdiv(N, bn)
     ssq_out = torch.empty((M, programs), dtype=torch.float32, device=x.device) if want_ssq else None
     if M:
         if want_ssq and residual is None:
             raise ValueError("gemv: want_ssq needs the residual epilogue")
-        epi = EPI_RES if residual is not None else EPI_SILU if silu_up else EPI_F32 if out_f32 else EPI_NONE
+        if rope is not None:
+            epi = EPI_ROPE
+        else:
+            epi = EPI_RES if residual is not None else EPI_SILU if silu_up else EPI_F32 if out_f32 else EPI_NONE
         dummy = w
+        extra = {"launch_pdl": True} if pdl else {}
         _gemv_kernel[(programs,)](
             x, rows if rows is not None else dummy, norm_w if norm_w is not None else dummy, w,
             bias if bias is not None else dummy, residual if residual is not None else dummy, y,
             ssq if ssq is not None else dummy, ssq_out if ssq_out is not None else dummy,
-            M, N, K, silu_up, x.stride(0), residual.stride(0) if residual is not None else 0, y.stride(0),
-            ssq.shape[1] if ssq is not None else 0, eps,
-            BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, NORM=norm_w is not None,
+            positions if rope is not None else dummy, slots if rope is not None else dummy,
+            cos_sin if rope is not None else dummy, k_cache if rope is not None else dummy,
+            v_cache if rope is not None else dummy,
+            M, N, K, up, x.stride(0), residual.stride(0) if residual is not None else 0,
+            nq * hd if rope is not None else y.stride(0), ssq.shape[1] if ssq is not None else 0, eps, nq, nkv,
+            BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRE_K=pre_k, NORM=norm_w is not None,
             SSQ_IN=triton.next_power_of_2(ssq.shape[1]) if ssq is not None and norm_w is not None else 0,
-            SSQ_OUT=want_ssq, GATHER=rows is not None, BIAS=bias is not None, EPI=epi, USE_DOT=use_dot,
-            EVEN_K=K % bk == 0, num_warps=warps, num_stages=stages,
+            SSQ_OUT=want_ssq, GATHER=rows is not None, BIAS=bias is not None, EPI=epi, PAIRED=paired,
+            USE_DOT=use_dot, EVEN_K=(K - pre_k) % bk == 0, HD=max(hd, 2), PDL=pdl, num_warps=warps,
+            num_stages=stages, **extra,
         )
     return (y, ssq_out) if want_ssq else y
+
+
+# Decode attention for the small-step path (every query is the last token of its sequence): the same function
+# as paged_attention's decode variant (split KV range, online softmax, merge of the partial softmaxes), in two
+# kernels that take part in the PDL chain: each waits for its producer before touching q, the caches or the
+# block tables, and lets its dependents (the merge, then the o GEMV streaming its weights) launch at once.
+@triton.jit
+def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, out_ptr, pacc_ptr, pml_ptr, qsl_ptr, seq_lens_ptr, bt_ptr,
+                        scale, bt_stride, num_tokens, window,
+                        H: tl.constexpr, KVH: tl.constexpr, GROUP: tl.constexpr, BLOCK_H: tl.constexpr,
+                        BLOCK_N: tl.constexpr, D: tl.constexpr, PAGE: tl.constexpr, SPLITS: tl.constexpr,
+                        SLIDING: tl.constexpr, PDL: tl.constexpr):
+    seq = tl.program_id(0)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    if PDL:
+        gdc_launch_dependents()
+        gdc_wait()
+    tok = tl.load(qsl_ptr + seq).to(tl.int64)
+    ctx = tl.load(seq_lens_ptr + seq)
+    hh = tl.arange(0, BLOCK_H)
+    h_ok = hh < GROUP
+    head = kvh * GROUP + hh
+    d = tl.arange(0, D)
+    q_off = (tok * H + head)[:, None] * D + d[None, :]
+    q = tl.load(q_ptr + q_off, mask=h_ok[:, None], other=0.0)
+    chunk = tl.cdiv(tl.cdiv(ctx, SPLITS), BLOCK_N) * BLOCK_N
+    lo = split * chunk
+    hi = tl.minimum(lo + chunk, ctx)
+    if SLIDING:  # the query (position ctx - 1) sees keys ctx - window .. ctx - 1
+        lo = tl.maximum(lo, ctx - window)
+    m_i = tl.full([BLOCK_H], -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_H, D], dtype=tl.float32)
+    n_idx = tl.arange(0, BLOCK_N)
+    for start in range(lo, hi, BLOCK_N):
+        kv_pos = start + n_idx
+        kv_ok = kv_pos < hi
+        blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
+        kv_off = ((blk * PAGE + kv_pos % PAGE) * KVH + kvh)[:, None] * D + d[None, :]
+        k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0)
+        s = tl.dot(q, tl.trans(k)) * scale
+        s = tl.where(kv_ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    if SPLITS == 1:
+        l_safe = tl.where(l_i == 0.0, 1.0, l_i)
+        tl.store(out_ptr + q_off, (acc / l_safe[:, None]).to(out_ptr.dtype.element_ty), mask=h_ok[:, None])
+    else:  # partials per (split, token, head): unnormalised acc, running max and sum
+        base = (split * num_tokens + tok) * H + head
+        tl.store(pacc_ptr + base[:, None] * D + d[None, :], acc, mask=h_ok[:, None])
+        tl.store(pml_ptr + base * 2, m_i, mask=h_ok)
+        tl.store(pml_ptr + base * 2 + 1, l_i, mask=h_ok)
+
+
+@triton.jit
+def _decode_merge_kernel(out_ptr, pacc_ptr, pml_ptr, rows, SPLITS: tl.constexpr, D: tl.constexpr,
+                         PDL: tl.constexpr):
+    r = tl.program_id(0).to(tl.int64)  # r = token * H + head
+    if PDL:
+        gdc_launch_dependents()
+        gdc_wait()
+    sp = tl.arange(0, SPLITS)
+    d = tl.arange(0, D)
+    m = tl.load(pml_ptr + (sp * rows + r) * 2)
+    ls = tl.load(pml_ptr + (sp * rows + r) * 2 + 1)
+    acc = tl.load(pacc_ptr + (sp[:, None] * rows + r) * D + d[None, :])
+    wgt = tl.exp(m - tl.max(m, 0))
+    l_tot = tl.sum(ls * wgt, 0)
+    l_tot = tl.where(l_tot == 0.0, 1.0, l_tot)
+    o = tl.sum(acc * wgt[:, None], 0) / l_tot
+    tl.store(out_ptr + r * D + d, o.to(out_ptr.dtype.element_ty))
+
+
+_SMS = None
+
+
+def attn_splits(tokens: int, kvh: int) -> int:
+    """KV-range splits per (sequence, KV head): enough programs to cover the SMs about twice, at most 16."""
+    global _SMS
+    if _SMS is None:
+        _SMS = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    want = (2 * _SMS + tokens * kvh - 1) // (tokens * kvh)
+    return max(1, min(16, triton.next_power_of_2(want) if want > 1 else 1))
+
+
+def decode_attention(q, k_cache, v_cache, meta, scale: float, window: int = 0, pdl=None, splits: int = 0):
+    """q [T, H, D] of a pure-decode step (one query token per sequence, meta.max_query_len == 1) -> [T, H, D]."""
+    T, H, D = q.shape
+    page, kvh = k_cache.shape[1], k_cache.shape[2]
+    group = H // kvh
+    pdl = use_pdl() if pdl is None else (pdl and pdl_supported())
+    extra = {"launch_pdl": True} if pdl else {}
+    out = torch.empty_like(q)
+    B = meta.seq_lens.shape[0]
+    if B == 0:
+        return out
+    splits = splits or attn_splits(B, kvh)
+    if splits > 1:
+        pacc = torch.empty((splits * T * H * D,), dtype=torch.float32, device=q.device)
+        pml = torch.empty((splits * T * H * 2,), dtype=torch.float32, device=q.device)
+    else:
+        pacc = pml = out
+    _decode_attn_kernel[(B, kvh, splits)](
+        q, k_cache, v_cache, out, pacc, pml, meta.query_start_loc, meta.seq_lens, meta.block_tables,
+        scale, meta.block_tables.stride(0), T, window,
+        H=H, KVH=kvh, GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=64, D=D, PAGE=page,
+        SPLITS=splits, SLIDING=window > 0, PDL=pdl, num_warps=4, num_stages=2, **extra,
+    )
+    if splits > 1:
+        _decode_merge_kernel[(T * H,)](out, pacc, pml, T * H, SPLITS=splits, D=D, PDL=pdl, num_warps=1, **extra)
+    return out

@@ -1,0 +1,161 @@
+# The batch-1 decode step of the Llama-3-8B-shaped dummy model (bf16) under each switch of the small-step path
+# (kernels/gemv.py FLAGS: pdl, rope, attn), in one process: for every variant, a CUDA graph of one forward at
+# context 520 is captured and its replay timed (median of 60, events), the logits compared with the first
+# variant's, and the kernels of one eager forward listed (torch.profiler; with PDL a kernel's time includes
+# its wait for the previous one). The replays are then timed again in interleaved rounds (each variant 30
+# replays per round, 7 rounds), so clock drift over the run falls on every variant alike. Prints a table last.
+#   python3 bench/gpu-gemv-step.py [--json-out F]
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+spec = importlib.util.spec_from_file_location("bench", os.path.join(HERE, "gpu-executor-bench.py"))
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+from lmi_executor.attention import AttentionMetadata  # noqa: E402
+from lmi_executor.config import ExecutorOptions  # noqa: E402
+from lmi_executor.kernels import gemv  # noqa: E402
+from lmi_executor.worker import Worker  # noqa: E402
+
+VARIANTS = [
+    ("before (all off)", {"pdl": False, "rope": False, "attn": False}),
+    ("pdl", {"pdl": True, "rope": False, "attn": False}),
+    ("rope+attn, no pdl", {"pdl": False, "rope": True, "attn": True}),
+    ("pdl+rope (default)", {"pdl": True, "rope": True, "attn": False}),
+    ("pdl+rope+attn", {"pdl": True, "rope": True, "attn": True}),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ctx", type=int, default=520)
+    ap.add_argument("--replays", type=int, default=60)
+    ap.add_argument("--json-out", default="")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+        json.dump(bench.LLAMA3_8B, f)
+    w = Worker(ExecutorOptions(model_dir=tmp, device="cuda", dtype="bf16", load_format="dummy", max_num_seqs=8,
+                               max_model_len=4096, max_num_batched_tokens=8192, enable_cuda_graph=False), 0, 1)
+    w.load({})
+    w.init_cache({"numBlocks": 256})
+    model, caches = w.runner.model, w.runner.kv_caches
+    dev = torch.device("cuda")
+    for k, v in caches:  # random K/V history (never time on zeros)
+        k.normal_()
+        v.normal_()
+    ctx, bs = args.ctx, 16
+    nb = (ctx + bs - 1) // bs
+    bt = torch.randperm(200, device=dev)[:nb].to(torch.int32)[None, :].contiguous()
+    pos = torch.tensor([ctx - 1], dtype=torch.int64, device=dev)
+    slots = (bt[0, (ctx - 1) // bs].long() * bs + (ctx - 1) % bs).reshape(1)
+    meta = AttentionMetadata(slot_mapping=slots, query_start_loc=torch.tensor([0, 1], dtype=torch.int32, device=dev),
+                             seq_lens=torch.tensor([ctx], dtype=torch.int32, device=dev), block_tables=bt,
+                             max_query_len=1, max_seq_len=ctx, query_start_loc_cpu=[0, 1], seq_lens_cpu=[ctx])
+    ids = torch.tensor([1234], dtype=torch.int64, device=dev)
+    idx = torch.zeros(1, dtype=torch.int64, device=dev)
+
+    def fwd():
+        return model.forward(ids, pos, meta, caches, idx)
+
+    print("triton", __import__("triton").__version__, "torch", torch.__version__, torch.cuda.get_device_name(),
+          "pdl supported", gemv.pdl_supported())
+    rows, ref, graphs = [], None, {}
+    for name, flags in VARIANTS:
+        gemv.FLAGS.update(flags)
+        try:
+            out = fwd()  # compile outside the capture
+            torch.cuda.synchronize()
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                glog = fwd()
+            torch.cuda.synchronize()
+            for _ in range(5):
+                g.replay()
+            ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(args.replays)]
+            for a, b in ev:
+                a.record()
+                g.replay()
+                b.record()
+            torch.cuda.synchronize()
+            ms = sorted(a.elapsed_time(b) for a, b in ev)[args.replays // 2]
+            # Back to back (what pipelined steps do): 50 replays between two events.
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            for _ in range(50):
+                g.replay()
+            b.record()
+            torch.cuda.synchronize()
+            b2b = a.elapsed_time(b) / 50
+            g.replay()
+            torch.cuda.synchronize()
+            glog = glog.clone()
+            out = fwd().clone()
+            if ref is None:
+                ref = out
+            err = ((out - ref).norm() / ref.norm()).item()
+            gerr = ((glog - out).norm() / out.norm()).item()
+            same = bool(out.argmax(-1).eq(ref.argmax(-1)).all())
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                fwd()
+                torch.cuda.synchronize()
+            ka = prof.key_averages()
+            key = "device_time_total" if hasattr(ka[0], "device_time_total") else "cuda_time_total"
+            total = sum(getattr(e, key) for e in ka) / 1000
+            print(f"\n== {name}: replay {ms:.3f} ms (back-to-back {b2b:.3f}), eager kernels {total:.3f} ms, "
+                  f"{sum(e.count for e in ka)} kernels; logits vs first {err:.2e} (argmax same {same}), "
+                  f"graph vs eager {gerr:.2e}")
+            for e in sorted(ka, key=lambda e: -getattr(e, key))[:10]:
+                print(f"  {getattr(e, key) / 1000:8.3f} ms  x{e.count:<5d} {e.key[:80]}")
+            rows.append({"variant": name, "flags": flags, "replayMs": ms, "backToBackMs": b2b, "eagerKernelMs": total,
+                         "kernels": sum(e.count for e in ka), "logitsRelErr": err, "argmaxSame": same,
+                         "graphVsEager": gerr})
+            graphs[name] = g
+        except Exception as ex:  # keep measuring the other variants
+            import traceback
+
+            traceback.print_exc()
+            rows.append({"variant": name, "flags": flags, "error": repr(ex)[:300]})
+    # Interleaved rounds: every variant's graph, 30 replays each, round after round.
+    rounds = {name: [] for name in graphs}
+    for _ in range(7):
+        for name, g in graphs.items():
+            ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(30)]
+            for a, b in ev:
+                a.record()
+                g.replay()
+                b.record()
+            torch.cuda.synchronize()
+            rounds[name].append(sorted(a.elapsed_time(b) for a, b in ev)[15])
+    for r in rows:
+        if r["variant"] in rounds:
+            xs = sorted(rounds[r["variant"]])
+            r["roundsMs"] = xs
+            r["roundsMedianMs"] = xs[len(xs) // 2]
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(rows, f, indent=1)
+    print("\n| variant | graph replay ms (first pass) | back-to-back ms | 7 interleaved rounds: median (min-max) ms "
+          "| eager kernels ms (count) | logits rel. err vs first |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['variant']} | error: {r['error'][:80]} | | | | |")
+        else:
+            xs = r["roundsMs"]
+            print(f"| {r['variant']} | {r['replayMs']:.3f} | {r['backToBackMs']:.3f} | {r['roundsMedianMs']:.3f} "
+                  f"({xs[0]:.3f}-{xs[-1]:.3f}) | {r['eagerKernelMs']:.3f} ({r['kernels']}) | {r['logitsRelErr']:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
