@@ -1,15 +1,21 @@
-# CUDA graphs for pure-decode steps over bucketed batch sizes. Each graph reads static input buffers
-# (token ids, positions, context lengths, block-table rows) and writes static logits; a step copies its
-# inputs in, pads to the bucket, and replays. Invariants: padded rows point at the scratch block (one past
-# the real cache) with context length 1, so a replay never writes K/V into a block a request owns; the
-# host staging buffer of a step is not rewritten while its copy may still be queued (a ring of them, each
-# reused only after the event recorded behind its copy).
+# CUDA graphs for pure-decode steps over bucketed batch sizes. A step stages its inputs (token ids,
+# positions, context lengths, block-table rows, which ids are pending samples) in one pinned buffer,
+# copies it to the device in one transfer and replays the graph of the smallest bucket that holds it.
+# Everything else happens inside the graph: pending token ids are read from the runner's last_token, the
+# block-table rows are gathered, the model runs, and greedy sampling (argmax and its logprob) writes
+# last_token and a small static output, so a greedy step costs one copy in, one replay and one copy out.
+# Invariants: padded rows point at the scratch row (scratch block, context length 1), so a replay never
+# writes K/V into a block a request owns and its greedy write lands in last_token's scratch entry; a
+# staging buffer is not rewritten while its copy may still be queued (a ring, each reused only after the
+# event recorded behind its copy).
 import torch
 
 from .attention import AttentionMetadata
 from .kernels.paged_attention import WORKSPACE, decode_splits
 
 _BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+# Rows of the staging buffer.
+_IDS, _POS, _SEQ, _ROW, _PENDING = range(5)
 
 
 class DecodeGraphs:
@@ -22,48 +28,57 @@ class DecodeGraphs:
             self.sizes.append(max_b)
         n = self.sizes[-1]
         self.bs = runner.block_size
-        self.ids = torch.zeros(n, dtype=torch.int64, device=dev)
-        self.pos = torch.zeros(n, dtype=torch.int64, device=dev)
-        self.seq_lens = torch.ones(n, dtype=torch.int32, device=dev)
-        self.bt = torch.full((n, runner.max_blocks), scratch_block, dtype=torch.int32, device=dev)
+        scratch_row = runner.store.bt.scratch_row
+        # Padded rows: token 0 at position 0, context length 1, the scratch row, not pending.
+        self.pad = torch.tensor([[0], [0], [1], [scratch_row], [0]], dtype=torch.int64)
+        self.inp = self.pad.expand(5, n).contiguous().to(dev)
         self.qsl = torch.arange(n + 1, dtype=torch.int32, device=dev)
-        # Host staging per step: token ids, positions, context lengths, block-table rows (one H2D copy). Steps
-        # are launched ahead of the GPU, so each buffer is reused only once the copy out of it has run.
-        self.hosts = [torch.zeros((4, n), dtype=torch.int64).pin_memory() for _ in range(4)]
+        # Steps are launched ahead of the GPU, so each staging buffer is reused only once its copy has run.
+        self.hosts = [torch.zeros((5, n), dtype=torch.int64).pin_memory() for _ in range(4)]
         self.host_events = [None] * len(self.hosts)
         self.next_host = 0
-        self.pad = torch.tensor([[0], [0], [1], [runner.store.bt.scratch_row]], dtype=torch.int64)
         # The split-decode workspace must exist at its largest before capture: graphs keep its address.
         need = max(decode_splits(b, model.nkv) * b for b in self.sizes)
         WORKSPACE.get(need, 1, model.nq, model.cfg.head_dim, dev)
-        self.graphs, self.logits = {}, {}
+        self.graphs, self.logits, self.greedy = {}, {}, {}
         pool = None
         for b in reversed(self.sizes):
             self._forward(b)  # warm-up: Triton compiles, cuBLAS picks kernels, outside the capture
             torch.cuda.synchronize(dev)
             g = torch.cuda.CUDAGraph()
             with torch.cuda.graph(g, pool=pool):
-                self.logits[b] = self._forward(b)
+                self.logits[b], self.greedy[b] = self._forward(b)
             pool = g.pool() if pool is None else pool
             self.graphs[b] = g
         torch.cuda.synchronize(dev)
 
-    def _forward(self, b: int) -> torch.Tensor:
-        pos, bt = self.pos[:b], self.bt[:b]
+    def _forward(self, b: int):
+        """The captured step: logits [b, vocab] fp32 and greedy [2, b] fp64 (argmax token ids, their logprobs)."""
+        r = self.runner
+        inp = self.inp[:, :b]
+        rows = inp[_ROW]
+        ids = torch.where(inp[_PENDING] != 0, r.last_token.index_select(0, rows), inp[_IDS])
+        pos = inp[_POS]
+        bt = r.store.bt.table.index_select(0, rows)
         slots = bt[torch.arange(b, device=pos.device), pos // self.bs].long() * self.bs + pos % self.bs
         meta = AttentionMetadata(
-            slot_mapping=slots, query_start_loc=self.qsl[: b + 1], seq_lens=self.seq_lens[:b], block_tables=bt,
+            slot_mapping=slots, query_start_loc=self.qsl[: b + 1], seq_lens=inp[_SEQ].int(), block_tables=bt,
             max_query_len=1, max_seq_len=0, query_start_loc_cpu=[], seq_lens_cpu=[],
         )
-        idx = torch.arange(b, device=pos.device)
-        return self.runner.model.forward(self.ids[:b], pos, meta, self.runner.kv_caches, idx)
+        logits = r.model.forward(ids, pos, meta, r.kv_caches, torch.arange(b, device=pos.device))
+        tok = logits.argmax(dim=-1)
+        lp = logits.gather(1, tok[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+        # A step that samples otherwise overwrites these rows of last_token after the replay.
+        r.last_token.index_copy_(0, rows, tok)
+        return logits, torch.stack([tok.double(), lp.double()])
 
     def can_run(self, b: int) -> bool:
         return b <= self.sizes[-1]
 
-    def run(self, ids: list, starts: list, seq_lens: list, rows: list, pending=None, last_token=None) -> torch.Tensor:
+    def run(self, ids: list, starts: list, seq_lens: list, rows: list, pending=None) -> tuple:
         """pending: (token indices, block-table rows) whose input id is the row's latest sample, read on the
-        device from last_token (the host does not know it yet)."""
+        device from last_token (the host does not know it yet). Returns (logits [b, vocab], greedy [2, b]),
+        views of static buffers the next replay of this bucket overwrites."""
         b = len(ids)
         size = next(s for s in self.sizes if s >= b)
         k = self.next_host
@@ -71,20 +86,16 @@ class DecodeGraphs:
         if self.host_events[k] is not None:
             self.host_events[k].synchronize()
         h = self.hosts[k]
-        h[:, :b] = torch.tensor([ids, starts, seq_lens, rows], dtype=torch.int64)
+        flags = [0] * b
+        if pending is not None:
+            for t in pending[0]:
+                flags[t] = 1
+        h[:, :b] = torch.tensor([ids, starts, seq_lens, rows, flags], dtype=torch.int64)
         if size > b:
-            h[:, b:size] = self.pad  # padded rows: token 0 at position 0 in the scratch row's block
-        dev_h = h.to(self.ids.device, non_blocking=True)
+            h[:, b:size] = self.pad
+        self.inp[:, :size].copy_(h[:, :size], non_blocking=True)
         ev = torch.cuda.Event()
         ev.record()
         self.host_events[k] = ev
-        self.ids[:size].copy_(dev_h[0, :size])
-        if pending is not None:
-            tok_idx = torch.tensor(pending[0], dtype=torch.int64).to(self.ids.device, non_blocking=True)
-            row_idx = torch.tensor(pending[1], dtype=torch.int64).to(self.ids.device, non_blocking=True)
-            self.ids.index_copy_(0, tok_idx, last_token.index_select(0, row_idx))
-        self.pos[:size].copy_(dev_h[1, :size])
-        self.seq_lens[:size].copy_(dev_h[2, :size])
-        torch.index_select(self.runner.store.bt.table, 0, dev_h[3, :size], out=self.bt[:size])
         self.graphs[size].replay()
-        return self.logits[size][:b]
+        return self.logits[size][:b], self.greedy[size][:, :b]

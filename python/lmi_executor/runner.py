@@ -208,11 +208,17 @@ class ModelRunner:
             self._forward_eager(ids, q_lens, starts, seq_lens, rows, [], pending)
             return StepHandle(out)
         is_decode = all(n == 1 for n in q_lens) and not plp
+        greedy = None  # [2, rows] token ids and logprobs, when the captured graph sampled greedily already
         if is_decode and self.graphs is not None and self.graphs.can_run(len(batch)):
-            logits = self.graphs.run(ids, starts, seq_lens, rows, pending, self.last_token)
+            logits, greedy = self.graphs.run(ids, starts, seq_lens, rows, pending)
+            if len(logits_rows) != len(batch):
+                # A one-token prompt chunk short of its prompt's end samples nothing: keep the rows that
+                # do, so logits (and greedy) line up with logits_rows as the eager path returns them.
+                keep = torch.tensor(logits_rows, dtype=torch.int64).to(self.device, non_blocking=True)
+                logits, greedy = logits.index_select(0, keep), greedy.index_select(1, keep)
         else:
             logits = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows, pending)
-        handle = self._sample(logits, sample_rows, sample_states, out)
+        handle = self._sample(logits, sample_rows, sample_states, out, greedy)
         for st, nc, first, count in plp:
             entries = prompt_logprobs(
                 logits[first : first + count], st.token_ids[nc + 1 : nc + 1 + count], st.sampling["numTopLogprobs"]
@@ -220,14 +226,17 @@ class ModelRunner:
             out["promptLogprobs"][st.req_id] = ([None] if nc == 0 else []) + entries
         return handle
 
-    def _sample(self, logits, sample_rows, states, out) -> StepHandle:
+    def _sample(self, logits, sample_rows, states, out, greedy=None) -> StepHandle:
         if not states:
             return StepHandle(out)
-        sel = logits if len(sample_rows) == logits.shape[0] else logits[sample_rows]
-        rows_dev = torch.tensor([st.row for st in states], dtype=torch.int64).to(self.device, non_blocking=True)
         plain = all(_is_plain_greedy(st) for st in states)
         for st in states:
             st.num_pending += 1
+        if plain and greedy is not None:
+            # A decode graph sampled every row (one per state, in order) and wrote last_token itself.
+            return self._finish_later(out, states, None, greedy[0], greedy[1])
+        sel = logits if len(sample_rows) == logits.shape[0] else logits[sample_rows]
+        rows_dev = torch.tensor([st.row for st in states], dtype=torch.int64).to(self.device, non_blocking=True)
         if plain:
             # The common serving case: argmax and the chosen token's logprob, without copying the logits.
             tok = sel.argmax(dim=-1)
@@ -253,13 +262,14 @@ class ModelRunner:
     def _finish_later(self, out, states, rows_dev, tok, lp) -> StepHandle:
         """Tokens and logprobs stay on the device; the next step can read the tokens from last_token before
         this one's copy to the host (into a pinned ring buffer, marked by an event) is waited for."""
-        self.last_token.index_copy_(0, rows_dev, tok)
+        if rows_dev is not None:
+            self.last_token.index_copy_(0, rows_dev, tok)
         if self._unfinished >= _RING:
             raise RuntimeError(f"more than {_RING} launched steps are unfinished")
         self._unfinished += 1
         host = self._ring[self._ring_next]
         self._ring_next = (self._ring_next + 1) % _RING
-        host[: 2 * len(states)].copy_(torch.cat([tok.double(), lp.double()]), non_blocking=True)
+        host[: 2 * len(states)].copy_(torch.cat([tok.double(), lp.double()]), non_blocking=True)  # one copy out
         event = None
         if tok.is_cuda:
             event = torch.cuda.Event()

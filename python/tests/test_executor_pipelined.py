@@ -55,14 +55,49 @@ class PipelinedTest(unittest.TestCase):
 
     @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
     def test_launching_ahead_on_cuda_with_and_without_graphs(self):
+        # Against one step at a time without graphs: the graphs' own greedy sampling and pending-token
+        # reads must give the eager path's tokens, greedy and seeded.
+        seeded = sampling(strategy="sample", temperature=1.3, topK=20, topP=0.95, seed=7)
         for graphs in (True, False):
-            with self.subTest(graphs=graphs):
-                self._check_launch_ahead(device="cuda", enable_cuda_graph=graphs)
+            for s in (None, seeded):
+                with self.subTest(graphs=graphs, seeded=s is not None):
+                    self._check_launch_ahead(s=s, ref_opts={"device": "cuda", "enable_cuda_graph": False},
+                                             device="cuda", enable_cuda_graph=graphs)
 
-    def _check_launch_ahead(self, s=None, **opts):
+    @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
+    def test_graph_step_with_a_one_token_prompt_chunk(self):
+        # Every row has one token, so the decode graph runs, but b's chunk does not reach its prompt's end:
+        # only a samples, and its token must come from its own row of the graph's output.
         pa, pb = [5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77]
-        alone_a, _ = Driver(make_worker(self.model, **opts)).generate("a", pa, 4, s=s)
-        alone_b, _ = Driver(make_worker(self.model, **opts)).generate("b", pb, 3, s=s)
+        opts = {"device": "cuda", "enable_cuda_graph": True}
+        alone_a, _ = Driver(make_worker(self.model, device="cuda", enable_cuda_graph=False)).generate("a", pa, 3)
+        alone_b, _ = Driver(make_worker(self.model, device="cuda", enable_cuda_graph=False)).generate("b", pb, 2)
+        runner = make_worker(self.model, **opts).runner
+        self.assertIsNotNone(runner.graphs)
+        got = {"a": [], "b": []}
+
+        def step(p):
+            for rid, toks in runner.execute(p)["sampledTokenIds"].items():
+                got[rid] += toks
+
+        step(plan(1, new=[("a", pa, [0, 1, 2])]))
+        p2 = plan(2, new=[("b", pb, [3, 4])], cached=[("a", 6)])
+        p2["numScheduledTokens"]["b"] = 1  # a one-token chunk of b's five-token prompt
+        step(p2)
+        self.assertEqual(got, {"a": alone_a[:2], "b": []})
+        p3 = plan(3, cached=[("a", 7)])
+        p3["scheduledCachedReqs"].append({"reqId": "b", "newBlockIds": [], "numComputedTokens": 1,
+                                          "resumedFromPreemption": False})
+        p3["numScheduledTokens"]["b"] = 4
+        step(p3)
+        step(plan(4, cached=[("b", 5)]))
+        self.assertEqual(got, {"a": alone_a, "b": alone_b})
+
+    def _check_launch_ahead(self, s=None, ref_opts=None, **opts):
+        pa, pb = [5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77]
+        ref = ref_opts if ref_opts is not None else opts
+        alone_a, _ = Driver(make_worker(self.model, **ref)).generate("a", pa, 4, s=s)
+        alone_b, _ = Driver(make_worker(self.model, **ref)).generate("b", pb, 3, s=s)
 
         runner = make_worker(self.model, **opts).runner
         got = {"a": [], "b": []}
