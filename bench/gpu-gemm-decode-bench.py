@@ -27,6 +27,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from gpu_timing import graph_time
+
 try:
     from triton.tools.tensor_descriptor import TensorDescriptor
 
@@ -215,27 +217,6 @@ VARIANTS = [
 ]
 
 
-def graph_time(launches, reps):
-    """Median ms per launch of a CUDA graph holding all `launches` (callables) in order."""
-    for f in launches[:2]:
-        f()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for f in launches:
-            f()
-    g.replay()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    del g
-    return sorted(ts)[len(ts) // 2] / len(launches)
 
 
 def rel_err(a, ref):

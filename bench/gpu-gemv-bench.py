@@ -20,33 +20,11 @@ import triton.language as tl
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 
 from lmi_executor.kernels import fused, gemv  # noqa: E402
+from gpu_timing import graph_time  # noqa: E402
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336),
           "lm_head": (128256, 4096)}
 DT = torch.bfloat16
-
-
-def graph_time(launches, reps=15):
-    """Median ms per launch of a CUDA graph holding all `launches` (callables) in order."""
-    for f in launches[:2]:
-        f()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for f in launches:
-            f()
-    g.replay()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    del g
-    return sorted(ts)[len(ts) // 2] / len(launches)
 
 
 @triton.jit

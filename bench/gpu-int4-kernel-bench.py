@@ -15,35 +15,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 from lmi_executor.kernels.int4_matmul import GEMV_MAX_ROWS, int4_dequantize, int4_linear, pick_config  # noqa: E402
 from lmi_executor.kernels.int8_matmul import int8_linear  # noqa: E402
 from lmi_executor.quant import Int4Weight, quantize_int8  # noqa: E402
-
-SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336)}
+from gpu_timing import graph_time as _graph_ms  # noqa: E402
 
 
 def graph_time(fns, reps=10, rounds=5):
-    """Median seconds per fn call: a graph of all fns, replayed reps times, `rounds` timings."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for f in fns:
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for f in fns:
-            f()
-    g.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(rounds):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(reps):
-            g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / 1000 / reps / len(fns))
-    return sorted(times)[len(times) // 2]
+    """Median seconds per fn call: `rounds` timings of `reps` graph replays (bench/gpu_timing.py)."""
+    return _graph_ms(fns, reps=rounds, replays_per_timing=reps) / 1000
+
+
+SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336)}
 
 
 def rand_int4(N, K, group=128):

@@ -1,0 +1,34 @@
+# Timing helper shared by the GPU kernel microbenchmarks (bench/gpu-*-bench.py): a CUDA graph of launches
+# replayed under CUDA events, so launch gaps stay out of the numbers and the median of several timings
+# is reported. Callers rotate their inputs across launches when L2 must not serve them.
+import torch
+
+
+def graph_time(launches, reps: int = 15, replays_per_timing: int = 1) -> float:
+    """Median milliseconds per launch of a CUDA graph holding every callable in `launches`, in order:
+    warm-up on a side stream (Triton compiles, cuBLAS picks kernels), capture, then `reps` timings of
+    `replays_per_timing` replays each."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for f in launches:
+            f()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for f in launches:
+            f()
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(replays_per_timing):
+            g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / replays_per_timing)
+    del g
+    return sorted(times)[len(times) // 2] / len(launches)
