@@ -6,6 +6,8 @@
 //   npx tsx bench/engine-overhead.ts engine [--requests 256 --input 512 --output 256 --runs 3]
 //   npx tsx bench/engine-overhead.ts http   (the real app on loopback; streaming clients in a child process)
 //   npx tsx bench/engine-overhead.ts protocol   (encode a 256-request decode plan, decode its reply)
+//   --in-flight 2: the executor takes two steps at once (pipelined steps, as the Python executor does),
+//   running them in order.
 //   --step-ms 17: the executor answers after 17 ms (the H100's decode step), so what Node does while
 //   the model runs is hidden, and only the serial part shows up in the step time. --us-per-token 28 adds
 //   model time per scheduled token (prefill steps of ~240 ms); --fetch-client reads the streams the way
@@ -53,6 +55,7 @@ const { positionals, values } = parseArgs({
     runs: { type: "string", default: "3" },
     port: { type: "string" },
     "step-ms": { type: "string", default: "0" },
+    "in-flight": { type: "string", default: "1" },
     /** Extra model time per scheduled token (28 us makes an 8,192-token prefill step ~240 ms, as on the H100). */
     "us-per-token": { type: "string", default: "0" },
     /** Clients like bench/gpu-http-bench.mjs's (fetch, TextDecoder, JSON.parse of every line). */
@@ -64,6 +67,8 @@ const IN = Number(values.input);
 const OUT = Number(values.output);
 /** Model time per step (0: answer at once; 17 models the H100's decode step at batch 256). */
 const STEP_MS = Number(values["step-ms"]);
+/** Steps the executor accepts at once (the Python executor's pipelined steps: 2). */
+const IN_FLIGHT = Number(values["in-flight"]);
 const US_PER_TOKEN = Number(values["us-per-token"]);
 
 /** scripts/gpu/make-dummy-model-dir.py's tokenizer: a 128,256-word WordLevel vocabulary, w0..w128255. */
@@ -134,6 +139,9 @@ wrap(http.ServerResponse.prototype, "write", "res.write()");
 
 /** Answers every step at once with one token per request that reached its end; does the wire work. */
 class InstantExecutor implements Executor {
+  readonly maxStepsInFlight = IN_FLIGHT;
+  /** With a model time, when the modelled device finishes the steps it already has (they run in order). */
+  private busyUntil = 0;
   private readonly numTokens = new Map<string, number>();
   private lastCall = 0;
   private lastCallStart = 0;
@@ -216,13 +224,15 @@ class InstantExecutor implements Executor {
       this.lastCall += t2 - t1 + (performance.now() - t3);
       return Promise.resolve(result);
     }
+    const start = Math.max(performance.now(), this.busyUntil);
+    this.busyUntil = start + STEP_MS + (US_PER_TOKEN * plan.totalNumScheduledTokens) / 1000;
     return new Promise((resolve) =>
       setTimeout(
         () => {
           this.lastCall = performance.now(); // the gap counts from the reply being ready
           resolve(result);
         },
-        STEP_MS + (US_PER_TOKEN * plan.totalNumScheduledTokens) / 1000,
+        this.busyUntil - performance.now(),
       ),
     );
   }
