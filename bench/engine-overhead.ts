@@ -227,13 +227,10 @@ class InstantExecutor implements Executor {
     const start = Math.max(performance.now(), this.busyUntil);
     this.busyUntil = start + STEP_MS + (US_PER_TOKEN * plan.totalNumScheduledTokens) / 1000;
     return new Promise((resolve) =>
-      setTimeout(
-        () => {
-          this.lastCall = performance.now(); // the gap counts from the reply being ready
-          resolve(result);
-        },
-        this.busyUntil - performance.now(),
-      ),
+      setTimeout(() => {
+        this.lastCall = performance.now(); // the gap counts from the reply being ready
+        resolve(result);
+      }, this.busyUntil - performance.now()),
     );
   }
 }
