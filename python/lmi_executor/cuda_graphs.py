@@ -12,6 +12,7 @@ import torch
 
 from .attention import AttentionMetadata
 from .kernels.paged_attention import WORKSPACE, decode_splits
+from .sampler import greedy
 
 _BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 # Rows of the staging buffer.
@@ -66,8 +67,7 @@ class DecodeGraphs:
             max_query_len=1, max_seq_len=0, query_start_loc_cpu=[], seq_lens_cpu=[],
         )
         logits = r.model.forward(ids, pos, meta, r.kv_caches, torch.arange(b, device=pos.device))
-        tok = logits.argmax(dim=-1)
-        lp = logits.gather(1, tok[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+        tok, lp = greedy(logits)
         # A step that samples otherwise overwrites these rows of last_token after the replay.
         r.last_token.index_copy_(0, rows, tok)
         return logits, torch.stack([tok.double(), lp.double()])

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .transfer import to_device
+
 
 @dataclass
 class RequestState:
@@ -51,9 +53,8 @@ class BlockTable:
     def flush(self) -> None:
         rows, cols, vals = self._pending
         if rows:
-            # One non-blocking copy: a blocking one would wait for every step still queued on the GPU.
-            dev = self.table.device
-            idx = torch.tensor([rows, cols, vals], dtype=torch.int64).to(dev, non_blocking=True)
+            # One copy of the appended entries (non-blocking: see transfer.py).
+            idx = to_device([rows, cols, vals], self.table.device, torch.int64)
             self.table.index_put_((idx[0], idx[1]), idx[2].to(torch.int32))
             self._pending = ([], [], [])
 

@@ -17,7 +17,8 @@ import torch
 
 from .attention import AttentionMetadata
 from .requests import BlockTable, RequestStore
-from .sampler import SampleRow, needs_history, prompt_logprobs, sample, sample_on_device
+from .sampler import SampleRow, greedy, modifies_logits, needs_history, prompt_logprobs, sample, sample_on_device
+from .transfer import to_device
 
 # Pinned host buffers for the sampled tokens of launched steps; more than the engine ever keeps in flight.
 _RING = 4
@@ -31,12 +32,15 @@ def is_fast_sampling(s: dict) -> bool:
     return not needs_history(s) and s["numTopLogprobs"] == 0 and not s["promptLogprobs"]
 
 
+def _num_generated(st) -> int:
+    """Tokens the request has generated, counting samples still pending."""
+    return len(st.token_ids) + st.num_pending - st.prompt_len
+
+
 def _is_plain_greedy(st) -> bool:
     """Greedy with nothing that edits logits or asks for alternatives (then minTokens no longer matters)."""
     s = st.sampling
-    return (s["strategy"] == "greedy" and not s["logitBias"] and s["repetitionPenalty"] == 1
-            and s["presencePenalty"] == 0 and s["frequencyPenalty"] == 0 and s["numTopLogprobs"] == 0
-            and len(st.token_ids) + st.num_pending - st.prompt_len >= s["minTokens"])
+    return s["strategy"] == "greedy" and s["numTopLogprobs"] == 0 and not modifies_logits(s, _num_generated(st))
 
 
 class StepHandle:
@@ -65,7 +69,7 @@ class ModelRunner:
         self.graphs = None  # set by cuda_graphs.DecodeGraphs when enabled
         # The latest sampled token of the request in each block-table row (the scratch row included).
         self.last_token = torch.zeros(max_num_seqs + 1, dtype=torch.int64, device=device)
-        cuda = torch.device(device).type == "cuda"
+        self._cuda = cuda = torch.device(device).type == "cuda"
         # Per launched step: b sampled token ids then b logprobs (float64 holds every token id exactly).
         self._ring = [torch.zeros(2 * max_num_seqs, dtype=torch.float64, pin_memory=cuda) for _ in range(_RING)]
         self._ring_next = 0
@@ -82,9 +86,10 @@ class ModelRunner:
         """Launch and finish one step (the synchronous path: tests, benchmarks, tensor-parallel ranks)."""
         return self.finish(self.launch(plan))
 
-    def needs_history(self, plan: dict) -> bool:
-        """True when this plan samples for a request whose settings need the host to know every earlier
-        token (penalties, seeds, min tokens, logprob alternatives): then earlier steps must finish first."""
+    def waits_for_earlier_steps(self, plan: dict) -> bool:
+        """True when this plan samples for a request whose settings are not is_fast_sampling (penalties
+        need every earlier token on the host, logprob alternatives are read back there): then earlier
+        steps must finish before it is launched."""
         for d in plan["scheduledNewReqs"]:
             if not is_fast_sampling(d["sampling"]):
                 return True
@@ -98,14 +103,13 @@ class ModelRunner:
     def launch(self, plan: dict) -> StepHandle:
         if self._step_log is None:
             return self._launch(plan)
-        cuda = torch.device(self.device).type == "cuda"
         t0 = time.perf_counter()
-        start = torch.cuda.Event(enable_timing=True) if cuda else None
-        if cuda:
+        start = torch.cuda.Event(enable_timing=True) if self._cuda else None
+        if self._cuda:
             start.record()
         h = self._launch(plan)
         end = None
-        if cuda:
+        if self._cuda:
             end = torch.cuda.Event(enable_timing=True)
             end.record()
         sched = plan["numScheduledTokens"]
@@ -147,16 +151,18 @@ class ModelRunner:
         self._unfinished -= 1
         b = len(h.states)
         both = h.host[: 2 * b].tolist()
-        tok, lps = both[:b], both[b:]
-        sampled, logprobs = h.out["sampledTokenIds"], h.out["logprobs"]
-        for st, t, lp in zip(h.states, tok, lps):
-            t = int(t)
-            st.token_ids.append(t)
-            st.num_pending -= 1
-            sampled[st.req_id] = [t]
-            logprobs[st.req_id] = [{"logprob": lp, "top": []}]
+        for st, t, lp in zip(h.states, both[:b], both[b:]):
+            self._record(h.out, st, int(t), lp, [])
         h.done = True
         return h.out
+
+    @staticmethod
+    def _record(out: dict, st, token: int, logprob: float, top: list) -> None:
+        """A pending sample arrives on the host: it joins the request's tokens and the step's reply."""
+        st.token_ids.append(token)
+        st.num_pending -= 1
+        out["sampledTokenIds"][st.req_id] = [token]
+        out["logprobs"][st.req_id] = [{"logprob": logprob, "top": top}]
 
     def _log_step(self, h: StepHandle) -> None:
         facts, start, end, prev_end = h.timing
@@ -208,17 +214,17 @@ class ModelRunner:
             self._forward_eager(ids, q_lens, starts, seq_lens, rows, [], pending)
             return StepHandle(out)
         is_decode = all(n == 1 for n in q_lens) and not plp
-        greedy = None  # [2, rows] token ids and logprobs, when the captured graph sampled greedily already
+        graph_greedy = None  # [2, rows] token ids and logprobs, when the captured graph sampled greedily already
         if is_decode and self.graphs is not None and self.graphs.can_run(len(batch)):
-            logits, greedy = self.graphs.run(ids, starts, seq_lens, rows, pending)
+            logits, graph_greedy = self.graphs.run(ids, starts, seq_lens, rows, pending)
             if len(logits_rows) != len(batch):
                 # A one-token prompt chunk short of its prompt's end samples nothing: keep the rows that
                 # do, so logits (and greedy) line up with logits_rows as the eager path returns them.
-                keep = torch.tensor(logits_rows, dtype=torch.int64).to(self.device, non_blocking=True)
-                logits, greedy = logits.index_select(0, keep), greedy.index_select(1, keep)
+                keep = to_device(logits_rows, self.device, torch.int64)
+                logits, graph_greedy = logits.index_select(0, keep), graph_greedy.index_select(1, keep)
         else:
             logits = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows, pending)
-        handle = self._sample(logits, sample_rows, sample_states, out, greedy)
+        handle = self._sample(logits, sample_rows, sample_states, out, graph_greedy)
         for st, nc, first, count in plp:
             entries = prompt_logprobs(
                 logits[first : first + count], st.token_ids[nc + 1 : nc + 1 + count], st.sampling["numTopLogprobs"]
@@ -226,37 +232,30 @@ class ModelRunner:
             out["promptLogprobs"][st.req_id] = ([None] if nc == 0 else []) + entries
         return handle
 
-    def _sample(self, logits, sample_rows, states, out, greedy=None) -> StepHandle:
+    def _sample(self, logits, sample_rows, states, out, graph_greedy=None) -> StepHandle:
         if not states:
             return StepHandle(out)
         plain = all(_is_plain_greedy(st) for st in states)
         for st in states:
             st.num_pending += 1
-        if plain and greedy is not None:
+        if plain and graph_greedy is not None:
             # A decode graph sampled every row (one per state, in order) and wrote last_token itself.
-            return self._finish_later(out, states, None, greedy[0], greedy[1])
+            return self._finish_later(out, states, None, graph_greedy[0], graph_greedy[1])
         sel = logits if len(sample_rows) == logits.shape[0] else logits[sample_rows]
-        rows_dev = torch.tensor([st.row for st in states], dtype=torch.int64).to(self.device, non_blocking=True)
+        rows_dev = to_device([st.row for st in states], self.device, torch.int64)
         if plain:
             # The common serving case: argmax and the chosen token's logprob, without copying the logits.
-            tok = sel.argmax(dim=-1)
-            lp = sel.gather(1, tok[:, None]).squeeze(1) - torch.logsumexp(sel, dim=-1)
-            return self._finish_later(out, states, rows_dev, tok, lp)
-        # Only counts are needed from the host (the n of each seeded draw, min tokens): pending ones count.
-        rows = [
-            SampleRow(st.sampling, len(st.token_ids) + st.num_pending - 1 - st.prompt_len, st.token_ids, st.prompt_len)
-            for st in states
-        ]
+            return self._finish_later(out, states, rows_dev, *greedy(sel))
+        # Only counts are needed from the host (the n of each seeded draw, min tokens): pending ones count,
+        # less the one this step draws.
+        rows = [SampleRow(st.sampling, _num_generated(st) - 1, st.token_ids, st.prompt_len) for st in states]
         if all(is_fast_sampling(st.sampling) for st in states):
             tok, lp, _ = sample_on_device(sel, rows)
             return self._finish_later(out, states, rows_dev, tok, lp)
         tokens, chosen, tops = sample(sel, rows)
-        self.last_token.index_copy_(0, rows_dev, torch.tensor(tokens, dtype=torch.int64).to(self.device))
+        self.last_token.index_copy_(0, rows_dev, to_device(tokens, self.device, torch.int64))
         for st, tok, lp, top in zip(states, tokens, chosen, tops):
-            st.token_ids.append(tok)
-            st.num_pending -= 1
-            out["sampledTokenIds"][st.req_id] = [tok]
-            out["logprobs"][st.req_id] = [{"logprob": lp, "top": top}]
+            self._record(out, st, tok, lp, top)
         return StepHandle(out)
 
     def _finish_later(self, out, states, rows_dev, tok, lp) -> StepHandle:
@@ -279,9 +278,7 @@ class ModelRunner:
     def _forward_eager(self, ids, q_lens, starts, seq_lens, rows, logits_rows, pending=None):
         dev, bs = self.device, self.block_size
         B = len(q_lens)
-        host = torch.tensor([q_lens, starts, seq_lens, rows], dtype=torch.int64)
-        meta_dev = host.to(dev, non_blocking=True)
-        q_len_t, start_t, seq_t, row_t = meta_dev[0], meta_dev[1], meta_dev[2], meta_dev[3]
+        q_len_t, start_t, seq_t, row_t = to_device([q_lens, starts, seq_lens, rows], dev, torch.int64)
         T = len(ids)
         qsl_cpu = [0]
         for n in q_lens:
@@ -304,10 +301,9 @@ class ModelRunner:
             query_start_loc_cpu=qsl_cpu,
             seq_lens_cpu=seq_lens,
         )
-        input_ids = torch.tensor(ids, dtype=torch.int64).to(dev, non_blocking=True)
+        input_ids = to_device(ids, dev, torch.int64)
         if pending is not None:
-            tok_idx = torch.tensor(pending[0], dtype=torch.int64).to(dev, non_blocking=True)
-            row_idx = torch.tensor(pending[1], dtype=torch.int64).to(dev, non_blocking=True)
+            tok_idx, row_idx = to_device(list(pending), dev, torch.int64)
             input_ids.index_copy_(0, tok_idx, self.last_token.index_select(0, row_idx))
-        li = torch.tensor(logits_rows, dtype=torch.int64).to(dev, non_blocking=True)
+        li = to_device(logits_rows, dev, torch.int64)
         return self.model.forward(input_ids, positions, meta, self.kv_caches, li)

@@ -7,14 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .transfer import to_device as _dev
+
 _MASK64 = (1 << 64) - 1
-
-
-def _dev(values, device, dtype=None) -> torch.Tensor:
-    """A small host list on the device without a blocking copy (which would wait for all queued GPU work:
-    steps are launched ahead of the GPU)."""
-    t = torch.tensor(values, dtype=dtype)
-    return t.to(device, non_blocking=True) if torch.device(device).type != "cpu" else t
 
 
 def uniform(seed: int, n: int) -> float:
@@ -44,15 +39,11 @@ class SampleRow:
 
 def needs_history(s: dict) -> bool:
     """Penalties read every earlier token of the request."""
-    return _needs_history(s)
-
-
-def _needs_history(s: dict) -> bool:
     return s["repetitionPenalty"] != 1 or s["presencePenalty"] != 0 or s["frequencyPenalty"] != 0
 
 
 def _apply_penalties(logits: torch.Tensor, rows: list) -> None:
-    idx = [i for i, r in enumerate(rows) if _needs_history(r.sampling)]
+    idx = [i for i, r in enumerate(rows) if needs_history(r.sampling)]
     if not idx:
         return
     V, dev = logits.shape[1], logits.device
@@ -135,15 +126,27 @@ def _draw(x: torch.Tensor, rows: list) -> torch.Tensor:
     return order.gather(1, pick).squeeze(1)
 
 
-def _modifies_logits(s: dict, num_generated: int) -> bool:
-    return bool(s["logitBias"]) or num_generated < s["minTokens"] or _needs_history(s)
+def modifies_logits(s: dict, num_generated: int) -> bool:
+    """Logit bias, EOS suppression before min tokens, or penalties apply to this row's logits."""
+    return bool(s["logitBias"]) or num_generated < s["minTokens"] or needs_history(s)
+
+
+def chosen_logprob(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log_softmax(logits)[tokens] per row, without writing the full log_softmax."""
+    return logits.gather(1, tokens[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+
+
+def greedy(logits: torch.Tensor) -> tuple:
+    """Argmax token per row and its logprob, on the device."""
+    tokens = logits.argmax(dim=-1)
+    return tokens, chosen_logprob(logits, tokens)
 
 
 def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0) -> tuple:
     """logits [R, V] fp32 -> (token ids, chosen-token logprobs) as device tensors, plus the full log_softmax
     when k > 0. Nothing here waits for the device."""
     # Plain greedy batches (the common case) neither copy the logits nor write a full log_softmax.
-    if any(_modifies_logits(r.sampling, r.num_generated) for r in rows):
+    if any(modifies_logits(r.sampling, r.num_generated) for r in rows):
         x = logits.clone()
         _apply_bias_and_min_tokens(x, rows)
         _apply_penalties(x, rows)
@@ -157,7 +160,7 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0) -> tuple:
     if k > 0:
         logprobs = torch.log_softmax(logits, dim=-1)
         return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1), logprobs
-    return tokens, logits.gather(1, tokens[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1), None
+    return tokens, chosen_logprob(logits, tokens), None
 
 
 def sample(logits: torch.Tensor, rows: list) -> tuple:

@@ -118,7 +118,7 @@ def serve_rank0(worker: Worker, socket_path: str) -> None:
         try:
             if kind == "execute" and finisher is not None and worker.runner is not None:
                 plan = msg["plan"]
-                if worker.runner.needs_history(plan):
+                if worker.runner.waits_for_earlier_steps(plan):
                     finisher.drain()
                 with state_lock:
                     handle = worker.runner.launch(plan)

@@ -137,9 +137,9 @@ class PipelinedTest(unittest.TestCase):
             self.assertFalse(is_fast_sampling(sampling(**over)), over)
         runner = make_worker(self.model).runner
         p = plan(1, new=[("a", [5, 17, 42], [0])])
-        self.assertFalse(runner.needs_history(p))
+        self.assertFalse(runner.waits_for_earlier_steps(p))
         p["scheduledNewReqs"][0]["sampling"] = sampling(strategy="sample", repetitionPenalty=1.1)
-        self.assertTrue(runner.needs_history(p))
+        self.assertTrue(runner.waits_for_earlier_steps(p))
 
 
 if __name__ == "__main__":
