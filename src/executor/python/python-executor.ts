@@ -324,9 +324,10 @@ class PythonExecutorImpl implements PythonExecutor {
     if (this.dead) return Promise.reject(new ExecutorError(`executor is dead: ${this.dead.message}`));
     if (this.socket === null)
       return Promise.reject(new ExecutorError("executor not started: call load() first"));
-    const overlap = msg.type === "execute" ? this.maxStepsInFlight : 1;
-    const busy = [...this.pending.values()].some((p) => p.type !== "execute") || this.pending.size >= overlap;
-    if (this.pending.size > 0 && (msg.type !== "execute" || busy))
+    // Only execute calls overlap (up to maxStepsInFlight), and never with a call of another kind.
+    const others = [...this.pending.values()].some((p) => p.type !== "execute");
+    const limit = msg.type === "execute" ? this.maxStepsInFlight : 1;
+    if (others || this.pending.size >= limit)
       return Promise.reject(
         new Error(`executor call ${msg.type} while ${this.pending.size} other(s) in flight`),
       );
