@@ -5,7 +5,7 @@
 
 import type { RequestOutput, TokenInfo } from "../../engine/protocol.ts";
 import { InferenceFailedError, mapError } from "../http-errors.ts";
-import { type FormatContext, GenerationState, type OutputFormatter } from "./types.ts";
+import { type FormatContext, finalJsonFormatter, GenerationState, type OutputFormatter } from "./types.ts";
 
 export const LMI_FORMATTERS = ["json", "jsonlines", "sse", "3p", "3p_stream", "none"] as const;
 export type LmiFormatterName = (typeof LMI_FORMATTERS)[number];
@@ -52,22 +52,11 @@ function finalDetails(ctx: FormatContext, st: GenerationState, out: RequestOutpu
 
 /** Non-streaming `json`: one body at the end; tgi_compat wraps it in a one-element array. */
 function jsonFormatter(ctx: FormatContext): OutputFormatter {
-  const st = new GenerationState();
-  return {
-    contentType: "application/json",
-    streaming: false,
-    delta(out) {
-      st.onDelta(out);
-      if (!out.finished) return "";
-      if (out.finishReason === "error") throw new InferenceFailedError(out.error ?? "generation failed");
-      const body: Record<string, unknown> = { generated_text: fullText(ctx, out.generatedText ?? st.text) };
-      if (ctx.details || ctx.tgiCompat) body.details = finalDetails(ctx, st, out, true);
-      return JSON.stringify(ctx.tgiCompat ? [body] : body);
-    },
-    error(err) {
-      return JSON.stringify({ code: mapError(err).status, error: mapError(err).message });
-    },
-  };
+  return finalJsonFormatter((out, st) => {
+    const body: Record<string, unknown> = { generated_text: fullText(ctx, out.generatedText ?? st.text) };
+    if (ctx.details || ctx.tgiCompat) body.details = finalDetails(ctx, st, out, true);
+    return ctx.tgiCompat ? [body] : body;
+  });
 }
 
 /** Token lines (jsonlines or sse framing); the TGI form adds index/null fields like TGI's StreamResponse. */

@@ -5,7 +5,7 @@
 
 import type { FinishReason, RequestOutput, TokenInfo } from "../../engine/protocol.ts";
 import { InferenceFailedError, mapError } from "../http-errors.ts";
-import { type FormatContext, GenerationState, type OutputFormatter } from "./types.ts";
+import { type FormatContext, finalJsonFormatter, GenerationState, type OutputFormatter } from "./types.ts";
 
 export const CHAT_FORMATTERS = ["json_chat", "jsonlines_chat", "sse_chat"] as const;
 export type ChatFormatterName = (typeof CHAT_FORMATTERS)[number];
@@ -63,31 +63,21 @@ export function createChatFormatter(
   const id = nextId("chatcmpl");
   const created = Math.floor(Date.now() / 1000);
   if (name === "json_chat" && !stream) {
-    return {
-      contentType: "application/json",
-      streaming: false,
-      delta(out) {
-        st.onDelta(out);
-        if (!out.finished) return "";
-        if (out.finishReason === "error") throw new InferenceFailedError(out.error ?? "generation failed");
-        return JSON.stringify({
-          id,
-          object: "chat.completion",
-          created,
-          model: ctx.model,
-          choices: [
-            {
-              index: 0,
-              message: { role: "assistant", content: out.generatedText ?? st.text },
-              logprobs: ctx.logprobs ? chatLogprobs(st.tokens) : null,
-              finish_reason: openAiFinishReason(out.finishReason),
-            },
-          ],
-          usage: usage(out, st),
-        });
-      },
-      error: (err) => JSON.stringify({ code: mapError(err).status, error: mapError(err).message }),
-    };
+    return finalJsonFormatter((out, st) => ({
+      id,
+      object: "chat.completion",
+      created,
+      model: ctx.model,
+      choices: [
+        {
+          index: 0,
+          message: { role: "assistant", content: out.generatedText ?? st.text },
+          logprobs: ctx.logprobs ? chatLogprobs(st.tokens) : null,
+          finish_reason: openAiFinishReason(out.finishReason),
+        },
+      ],
+      usage: usage(out, st),
+    }));
   }
   const framing = name === "sse_chat" ? "sse" : "jsonlines";
   const frame = frameFor(framing);
@@ -161,31 +151,21 @@ export function createCompletionFormatter(stream: boolean, ctx: FormatContext): 
   const created = Math.floor(Date.now() / 1000);
   const echo = ctx.returnFullText ? ctx.inputs : "";
   if (!stream) {
-    return {
-      contentType: "application/json",
-      streaming: false,
-      delta(out) {
-        st.onDelta(out);
-        if (!out.finished) return "";
-        if (out.finishReason === "error") throw new InferenceFailedError(out.error ?? "generation failed");
-        return JSON.stringify({
-          id,
-          object: "text_completion",
-          created,
-          model: ctx.model,
-          choices: [
-            {
-              index: 0,
-              text: echo + (out.generatedText ?? st.text),
-              logprobs: ctx.logprobs ? completionLogprobs(st.tokens, echo.length) : null,
-              finish_reason: openAiFinishReason(out.finishReason),
-            },
-          ],
-          usage: usage(out, st),
-        });
-      },
-      error: (err) => JSON.stringify({ code: mapError(err).status, error: mapError(err).message }),
-    };
+    return finalJsonFormatter((out, st) => ({
+      id,
+      object: "text_completion",
+      created,
+      model: ctx.model,
+      choices: [
+        {
+          index: 0,
+          text: echo + (out.generatedText ?? st.text),
+          logprobs: ctx.logprobs ? completionLogprobs(st.tokens, echo.length) : null,
+          finish_reason: openAiFinishReason(out.finishReason),
+        },
+      ],
+      usage: usage(out, st),
+    }));
   }
   const frame = frameFor("sse");
   let textSoFar = echo.length;

@@ -4,6 +4,7 @@
 // the writer can answer it as one Content-Length response (spec §2.4).
 
 import type { RequestOutput } from "../../engine/protocol.ts";
+import { InferenceFailedError, mapError } from "../http-errors.ts";
 
 export interface FormatContext {
   requestId: string;
@@ -42,4 +43,28 @@ export class GenerationState {
     this.text += out.textDelta;
     for (const t of out.tokens) this.tokens.push(t);
   }
+}
+
+/**
+ * A non-streaming JSON formatter: accumulates the deltas and answers one body, built from the final
+ * delta, at the end; a failed generation throws (the writer answers with its status and message).
+ */
+export function finalJsonFormatter(
+  body: (out: RequestOutput, st: GenerationState) => unknown,
+): OutputFormatter {
+  const st = new GenerationState();
+  return {
+    contentType: "application/json",
+    streaming: false,
+    delta(out) {
+      st.onDelta(out);
+      if (!out.finished) return "";
+      if (out.finishReason === "error") throw new InferenceFailedError(out.error ?? "generation failed");
+      return JSON.stringify(body(out, st));
+    },
+    error(err) {
+      const e = mapError(err);
+      return JSON.stringify({ code: e.status, error: e.message });
+    },
+  };
 }
