@@ -93,16 +93,7 @@ const openaiCompletions: BackendSpec = {
     stream_options: { include_usage: true },
     ...(ignoreEos ? { ignore_eos: true } : {}),
   }),
-  parse(m) {
-    if (!isObj(m)) return { ...NONE, error: `unexpected SSE message ${JSON.stringify(m)}` };
-    const err = errorText(m);
-    if (err !== undefined) return { ...NONE, error: err };
-    const choices = Array.isArray(m.choices) ? m.choices : [];
-    const reportedTokens = openAiUsage(m);
-    if (choices.length === 0) return { ...NONE, reportedTokens };
-    const text = isObj(choices[0]) ? choices[0].text : undefined;
-    return { isChunk: true, numTokens: typeof text === "string" && text !== "" ? 1 : 0, reportedTokens };
-  },
+  parse: (m) => parseOpenAiChunk(m, (choice) => choice.text),
 };
 
 const openaiChat: BackendSpec = {
@@ -119,22 +110,23 @@ const openaiChat: BackendSpec = {
     stream_options: { include_usage: true },
     ...(ignoreEos ? { ignore_eos: true } : {}),
   }),
-  parse(m) {
-    if (!isObj(m)) return { ...NONE, error: `unexpected SSE message ${JSON.stringify(m)}` };
-    const err = errorText(m);
-    if (err !== undefined) return { ...NONE, error: err };
-    const choices = Array.isArray(m.choices) ? m.choices : [];
-    const reportedTokens = openAiUsage(m);
-    if (choices.length === 0) return { ...NONE, reportedTokens };
-    const delta = isObj(choices[0]) && isObj(choices[0].delta) ? choices[0].delta : {};
-    const content = delta.content;
-    return {
-      isChunk: true,
-      numTokens: typeof content === "string" && content !== "" ? 1 : 0,
-      reportedTokens,
-    };
-  },
+  parse: (m) => parseOpenAiChunk(m, (choice) => (isObj(choice.delta) ? choice.delta.content : undefined)),
 };
+
+/**
+ * One OpenAI SSE message: an error, a usage-only chunk, or a chunk whose first choice carries text
+ * (`textOf` picks it: `text` for completions, `delta.content` for chat); non-empty text counts one token.
+ */
+function parseOpenAiChunk(m: unknown, textOf: (choice: Record<string, unknown>) => unknown): StreamEvent {
+  if (!isObj(m)) return { ...NONE, error: `unexpected SSE message ${JSON.stringify(m)}` };
+  const err = errorText(m);
+  if (err !== undefined) return { ...NONE, error: err };
+  const choices = Array.isArray(m.choices) ? m.choices : [];
+  const reportedTokens = openAiUsage(m);
+  if (choices.length === 0) return { ...NONE, reportedTokens };
+  const text = isObj(choices[0]) ? textOf(choices[0]) : undefined;
+  return { isChunk: true, numTokens: typeof text === "string" && text !== "" ? 1 : 0, reportedTokens };
+}
 
 const tgi: BackendSpec = {
   name: "tgi",
