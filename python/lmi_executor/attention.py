@@ -18,6 +18,9 @@ class AttentionMetadata:
     max_seq_len: int
     query_start_loc_cpu: list
     seq_lens_cpu: list
+    # Per-step work list of a backend (the Triton kernel's prefill query tiles), built by the first layer
+    # that needs it and reused by the others.
+    tiles: object = None
 
 
 def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor):

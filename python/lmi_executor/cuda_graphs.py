@@ -2,8 +2,8 @@
 # positions, context lengths, block-table rows, which ids are pending samples) in one pinned buffer,
 # copies it to the device in one transfer and replays the graph of the smallest bucket that holds it.
 # Everything else happens inside the graph: pending token ids are read from the runner's last_token, the
-# block-table rows are gathered, the model runs, and greedy sampling (argmax and its logprob) writes
-# last_token and a small static output, so a greedy step costs one copy in, one replay and one copy out.
+# block-table rows are gathered (one kernel), the model runs, and greedy sampling (argmax and its logprob)
+# writes last_token and a small static output, so a greedy step costs one copy in, one replay and one copy out.
 # Invariants: padded rows point at the scratch row (scratch block, context length 1), so a replay never
 # writes K/V into a block a request owns and its greedy write lands in last_token's scratch entry; a
 # staging buffer is not rewritten while its copy may still be queued (a ring, each reused only after the
@@ -11,8 +11,9 @@
 import torch
 
 from .attention import AttentionMetadata
+from .kernels.decode_inputs import decode_inputs
+from .kernels.greedy import greedy_into
 from .kernels.paged_attention import WORKSPACE, decode_splits
-from .sampler import greedy
 
 _BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 # Rows of the staging buffer.
@@ -32,10 +33,16 @@ class DecodeGraphs:
         scratch_row = runner.store.bt.scratch_row
         # Padded rows: token 0 at position 0, context length 1, the scratch row, not pending.
         self.pad = torch.tensor([[0], [0], [1], [scratch_row], [0]], dtype=torch.int64)
-        self.inp = self.pad.expand(5, n).contiguous().to(dev)
+        # Bucket b reads the first 5 * b entries of `inp` as a contiguous [5, b] block, so its staged copy is
+        # one contiguous pinned-to-device transfer. (A strided slice of a pinned buffer would be copied
+        # through a pageable temporary, which makes the host wait for the GPU to drain the stream.)
+        self.inp = torch.empty(5 * n, dtype=torch.int64, device=dev)
+        for b in self.sizes:
+            self._inp(b).copy_(self.pad.expand(5, b))
         self.qsl = torch.arange(n + 1, dtype=torch.int32, device=dev)
+        self.rows = torch.arange(n, dtype=torch.int64, device=dev)  # logits rows: every token samples
         # Steps are launched ahead of the GPU, so each staging buffer is reused only once its copy has run.
-        self.hosts = [torch.zeros((5, n), dtype=torch.int64).pin_memory() for _ in range(4)]
+        self.hosts = [torch.zeros(5 * n, dtype=torch.int64).pin_memory() for _ in range(4)]
         self.host_events = [None] * len(self.hosts)
         self.next_host = 0
         # The split-decode workspace must exist at its largest before capture: graphs keep its address.
@@ -53,49 +60,52 @@ class DecodeGraphs:
             self.graphs[b] = g
         torch.cuda.synchronize(dev)
 
+    def _inp(self, b: int) -> torch.Tensor:
+        """Bucket b's staged inputs on the device: [5, b], contiguous."""
+        return self.inp[: 5 * b].view(5, b)
+
     def _forward(self, b: int):
-        """The captured step: logits [b, vocab] fp32 and greedy [2, b] fp64 (argmax token ids, their logprobs)."""
+        """The captured step: logits [b, vocab] fp32 and greedy [2, b] fp64 (argmax token ids, their logprobs).
+        Two kernels around the model: the inputs (kernels/decode_inputs.py) and greedy sampling, which also
+        writes last_token (kernels/greedy.py)."""
         r = self.runner
-        inp = self.inp[:, :b]
-        rows = inp[_ROW]
-        ids = torch.where(inp[_PENDING] != 0, r.last_token.index_select(0, rows), inp[_IDS])
-        pos = inp[_POS]
-        bt = r.store.bt.table.index_select(0, rows)
-        slots = bt[torch.arange(b, device=pos.device), pos // self.bs].long() * self.bs + pos % self.bs
+        inp = self._inp(b)
+        ids, slots, seq_lens, bt = decode_inputs(inp, r.last_token, r.store.bt.table, self.bs)
         meta = AttentionMetadata(
-            slot_mapping=slots, query_start_loc=self.qsl[: b + 1], seq_lens=inp[_SEQ].int(), block_tables=bt,
+            slot_mapping=slots, query_start_loc=self.qsl[: b + 1], seq_lens=seq_lens, block_tables=bt,
             max_query_len=1, max_seq_len=0, query_start_loc_cpu=[], seq_lens_cpu=[],
         )
-        logits = r.model.forward(ids, pos, meta, r.kv_caches, torch.arange(b, device=pos.device))
-        tok, lp = greedy(logits)
-        # A step that samples otherwise overwrites these rows of last_token after the replay.
-        r.last_token.index_copy_(0, rows, tok)
-        return logits, torch.stack([tok.double(), lp.double()])
+        logits = r.model.forward(ids, inp[_POS], meta, r.kv_caches, self.rows[:b])
+        # A step that samples otherwise overwrites its rows of last_token after the replay.
+        out = torch.empty((2, b), dtype=torch.float64, device=logits.device)
+        greedy_into(logits, out, rows=inp[_ROW], last_token=r.last_token)
+        return logits, out
 
     def can_run(self, b: int) -> bool:
         return b <= self.sizes[-1]
 
     def run(self, ids: list, starts: list, seq_lens: list, rows: list, pending=None) -> tuple:
         """pending: (token indices, block-table rows) whose input id is the row's latest sample, read on the
-        device from last_token (the host does not know it yet). Returns (logits [b, vocab], greedy [2, b]),
-        views of static buffers the next replay of this bucket overwrites."""
+        device from last_token (the host does not know it yet). Returns (logits [b, vocab], greedy [2, size]):
+        static buffers the next replay of this bucket overwrites; greedy's first b columns are this step's
+        rows, the rest padding (kept whole so it copies to the host in one contiguous transfer)."""
         b = len(ids)
         size = next(s for s in self.sizes if s >= b)
         k = self.next_host
         self.next_host = (k + 1) % len(self.hosts)
         if self.host_events[k] is not None:
             self.host_events[k].synchronize()
-        h = self.hosts[k]
+        h = self.hosts[k][: 5 * size].view(5, size)
         flags = [0] * b
         if pending is not None:
             for t in pending[0]:
                 flags[t] = 1
         h[:, :b] = torch.tensor([ids, starts, seq_lens, rows, flags], dtype=torch.int64)
         if size > b:
-            h[:, b:size] = self.pad
-        self.inp[:, :size].copy_(h[:, :size], non_blocking=True)
+            h[:, b:] = self.pad
+        self._inp(size).copy_(h, non_blocking=True)
         ev = torch.cuda.Event()
         ev.record()
         self.host_events[k] = ev
         self.graphs[size].replay()
-        return self.logits[size][:b], self.greedy[size][:, :b]
+        return self.logits[size][:b], self.greedy[size]

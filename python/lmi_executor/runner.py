@@ -44,13 +44,14 @@ def _is_plain_greedy(st) -> bool:
 
 
 class StepHandle:
-    """A launched step. `out` is complete once finish() ran; until then the greedy rows' tokens and
-    logprobs sit in `host` (pinned, filled by a copy that `event` marks done)."""
+    """A launched step. `out` is complete once finish() ran; until then its sampled tokens and logprobs
+    sit in `host` (pinned, filled by a copy that `event` marks done): tokens at [0, b), logprobs at
+    [width, width + b) for the step's b sampling requests."""
 
-    __slots__ = ("out", "states", "host", "event", "done", "timing")
+    __slots__ = ("out", "states", "host", "event", "width", "done", "timing")
 
-    def __init__(self, out: dict, states=None, host=None, event=None):
-        self.out, self.states, self.host, self.event = out, states, host, event
+    def __init__(self, out: dict, states=None, host=None, event=None, width=0):
+        self.out, self.states, self.host, self.event, self.width = out, states, host, event, width
         self.done = states is None
         self.timing = None  # (facts dict, start event, end event) with LMI_STEP_LOG
 
@@ -149,9 +150,9 @@ class ModelRunner:
             return h.out
         h.wait()
         self._unfinished -= 1
-        b = len(h.states)
-        both = h.host[: 2 * b].tolist()
-        for st, t, lp in zip(h.states, both[:b], both[b:]):
+        b, n = len(h.states), h.width
+        both = h.host[: 2 * n].tolist()
+        for st, t, lp in zip(h.states, both[:b], both[n : n + b]):
             self._record(h.out, st, int(t), lp, [])
         h.done = True
         return h.out
@@ -222,6 +223,8 @@ class ModelRunner:
                 # do, so logits (and greedy) line up with logits_rows as the eager path returns them.
                 keep = to_device(logits_rows, self.device, torch.int64)
                 logits, graph_greedy = logits.index_select(0, keep), graph_greedy.index_select(1, keep)
+                # (the graph wrote the dropped rows' argmax into last_token: those rows sample nothing, and a
+                # row's last_token entry is only read for a token that a later sample replaced)
         else:
             logits = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows, pending)
         handle = self._sample(logits, sample_rows, sample_states, out, graph_greedy)
@@ -240,40 +243,50 @@ class ModelRunner:
             st.num_pending += 1
         if plain and graph_greedy is not None:
             # A decode graph sampled every row (one per state, in order) and wrote last_token itself.
-            return self._finish_later(out, states, None, graph_greedy[0], graph_greedy[1])
+            return self._finish_later(out, states, graph_greedy)
         sel = logits if len(sample_rows) == logits.shape[0] else logits[sample_rows]
         rows_dev = to_device([st.row for st in states], self.device, torch.int64)
         if plain:
             # The common serving case: argmax and the chosen token's logprob, without copying the logits.
-            return self._finish_later(out, states, rows_dev, *greedy(sel))
+            if self._cuda:
+                from .kernels.greedy import greedy_into
+
+                pair = torch.empty((2, len(states)), dtype=torch.float64, device=self.device)
+                greedy_into(sel, pair, rows=rows_dev, last_token=self.last_token)
+                return self._finish_later(out, states, pair)
+            tok, lp = greedy(sel)
+            self.last_token.index_copy_(0, rows_dev, tok)
+            return self._finish_later(out, states, torch.stack([tok.double(), lp.double()]))
         # Only counts are needed from the host (the n of each seeded draw, min tokens): pending ones count,
         # less the one this step draws.
         rows = [SampleRow(st.sampling, _num_generated(st) - 1, st.token_ids, st.prompt_len) for st in states]
         if all(is_fast_sampling(st.sampling) for st in states):
             tok, lp, _ = sample_on_device(sel, rows)
-            return self._finish_later(out, states, rows_dev, tok, lp)
+            self.last_token.index_copy_(0, rows_dev, tok)
+            return self._finish_later(out, states, torch.stack([tok.double(), lp.double()]))
         tokens, chosen, tops = sample(sel, rows)
         self.last_token.index_copy_(0, rows_dev, to_device(tokens, self.device, torch.int64))
         for st, tok, lp, top in zip(states, tokens, chosen, tops):
             self._record(out, st, tok, lp, top)
         return StepHandle(out)
 
-    def _finish_later(self, out, states, rows_dev, tok, lp) -> StepHandle:
-        """Tokens and logprobs stay on the device; the next step can read the tokens from last_token before
-        this one's copy to the host (into a pinned ring buffer, marked by an event) is waited for."""
-        if rows_dev is not None:
-            self.last_token.index_copy_(0, rows_dev, tok)
+    def _finish_later(self, out, states, pair) -> StepHandle:
+        """pair [2, n] fp64 on the device (n >= len(states)): token ids in row 0, logprobs in row 1, this
+        step's samples in the first columns. The tokens stay on the device (the next step reads them from
+        last_token, already written); one contiguous copy takes the pair to a pinned ring buffer, marked by
+        an event that finish() waits for."""
         if self._unfinished >= _RING:
             raise RuntimeError(f"more than {_RING} launched steps are unfinished")
         self._unfinished += 1
         host = self._ring[self._ring_next]
         self._ring_next = (self._ring_next + 1) % _RING
-        host[: 2 * len(states)].copy_(torch.cat([tok.double(), lp.double()]), non_blocking=True)  # one copy out
+        n = pair.shape[1]
+        host[: 2 * n].copy_(pair.reshape(-1), non_blocking=True)  # one copy out
         event = None
-        if tok.is_cuda:
+        if pair.is_cuda:
             event = torch.cuda.Event()
             event.record()
-        return StepHandle(out, states, host, event)
+        return StepHandle(out, states, host, event, n)
 
     def _forward_eager(self, ids, q_lens, starts, seq_lens, rows, logits_rows, pending=None):
         dev, bs = self.device, self.block_size

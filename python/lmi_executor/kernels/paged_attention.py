@@ -2,7 +2,8 @@
 # times the GROUP query heads that share one KV head (GQA), walks the sequence's KV through its block
 # table with an online softmax, and masks causally. Decode steps may split each sequence's KV range over
 # NUM_SPLITS programs (flash-decoding) and merge the partial softmaxes in a second kernel, so a batch of
-# one still spreads over the GPU. Invariant: same function as attention.reference_attention.
+# one still spreads over the GPU.
+# Invariant: same function as attention.reference_attention.
 import torch
 import triton
 import triton.language as tl
@@ -168,8 +169,18 @@ class Workspace:
             self.ml = torch.empty(need * 2, dtype=torch.float32, device=device)
         return self.acc, self.ml
 
-
 WORKSPACE = Workspace()
+
+
+def _prefill_tiles(qsl: list, block_q: int, device) -> torch.Tensor:
+    """[2, tiles] int32 on the device: (sequence, query tile) of every program of a prefill or mixed step.
+    Built once per step (the layers share it) from the host copy of the query start offsets."""
+    seq_ids, tile_ids = [], []
+    for i in range(len(qsl) - 1):
+        n = (qsl[i + 1] - qsl[i] + block_q - 1) // block_q
+        seq_ids += [i] * n
+        tile_ids += range(n)
+    return torch.tensor([seq_ids, tile_ids], dtype=torch.int32).pin_memory().to(device, non_blocking=True)
 
 
 def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0, window: int = 0,
@@ -194,16 +205,12 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         grid = (kvh, B, splits) if cfg["head_fast"] else (B, kvh, splits)
     else:
         block_q = max(1, 64 // group) if D <= 128 else max(1, 32 // group)
-        seq_ids, tile_ids = [], []
-        qsl = meta.query_start_loc_cpu
-        for i in range(B):
-            for t in range((qsl[i + 1] - qsl[i] + block_q - 1) // block_q):
-                seq_ids.append(i)
-                tile_ids.append(t)
-        tiles = torch.tensor([seq_ids, tile_ids], dtype=torch.int32).to(q.device, non_blocking=True)
+        if meta.tiles is None or meta.tiles[0] != block_q:
+            meta.tiles = (block_q, _prefill_tiles(meta.query_start_loc_cpu, block_q, q.device))
+        tiles = meta.tiles[1]
         tile_seq, tile_idx = tiles[0], tiles[1]
         splits = 1
-        grid = (len(seq_ids), kvh, 1)
+        grid = (tiles.shape[1], kvh, 1)
         cfg = {"block_n": 32, "num_warps": 4, "num_stages": 2, "head_fast": False}
     block_m = max(16, _next_pow2(block_q * group))
     if splits > 1:

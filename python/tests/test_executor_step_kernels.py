@@ -1,0 +1,88 @@
+# CUDA-only checks (skipped elsewhere) of the small kernels around a captured decode step: greedy sampling
+# (kernels/greedy.py) against torch's argmax/logsumexp, the step-input kernel (kernels/decode_inputs.py)
+# against the PyTorch ops it replaced.
+import os
+import sys
+import unittest
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+CUDA = torch.cuda.is_available()
+
+
+@unittest.skipUnless(CUDA, "needs a CUDA GPU")
+class GreedyKernelTest(unittest.TestCase):
+    def reference(self, x):
+        tok = x.argmax(dim=-1)
+        lp = x.gather(1, tok[:, None]).squeeze(1) - torch.logsumexp(x, dim=-1)
+        return tok, lp
+
+    def test_equals_torch(self):
+        from lmi_executor.kernels.greedy import CHUNK, greedy_into
+
+        g = torch.Generator(device="cuda").manual_seed(0)
+        for rows, vocab in ((1, 128256), (3, 32000), (256, 50257), (5, CHUNK), (2, CHUNK + 1), (4, 17)):
+            x = torch.randn((rows, vocab), generator=g, device="cuda") * 4
+            if vocab > 20:
+                x[0, 5] = x[0].max() + 1  # ties at the top: the lowest id wins, as torch.argmax
+                x[0, vocab - 3] = x[0, 5]
+            if rows > 1:
+                x[-1, : vocab // 2] = float("-inf")  # logit bias can remove most of a row
+            out = torch.full((2, rows), float("nan"), dtype=torch.float64, device="cuda")
+            greedy_into(x, out)
+            tok, lp = self.reference(x)
+            self.assertTrue(torch.equal(out[0].long(), tok), f"{rows}x{vocab}")
+            torch.testing.assert_close(out[1].float(), lp, rtol=1e-5, atol=1e-5)
+            if vocab > 20:
+                self.assertEqual(int(out[0, 0]), 5)
+
+    def test_writes_last_token_rows(self):
+        from lmi_executor.kernels.greedy import greedy_into
+
+        x = torch.randn((4, 1000), device="cuda")
+        last = torch.full((10,), -1, dtype=torch.int64, device="cuda")
+        rows = torch.tensor([7, 2, 9, 0], dtype=torch.int64, device="cuda")
+        out = torch.empty((2, 4), dtype=torch.float64, device="cuda")
+        greedy_into(x, out, rows=rows, last_token=last)
+        want = torch.full((10,), -1, dtype=torch.int64, device="cuda")
+        want[rows] = x.argmax(-1)
+        self.assertTrue(torch.equal(last, want))
+
+    def test_strided_rows(self):
+        from lmi_executor.kernels.greedy import greedy
+
+        x = torch.randn((6, 3000), device="cuda")[::2]
+        tok, lp = greedy(x)
+        rt, rl = self.reference(x)
+        self.assertTrue(torch.equal(tok, rt))
+        torch.testing.assert_close(lp, rl, rtol=1e-5, atol=1e-5)
+
+
+@unittest.skipUnless(CUDA, "needs a CUDA GPU")
+class DecodeInputsKernelTest(unittest.TestCase):
+    def test_equals_torch_ops(self):
+        from lmi_executor.kernels.decode_inputs import decode_inputs
+
+        dev, page, W, B = "cuda", 16, 37, 6
+        table = torch.randint(0, 5000, (9, W), dtype=torch.int32, device=dev)
+        last = torch.randint(0, 32000, (9,), dtype=torch.int64, device=dev)
+        rows = torch.tensor([3, 0, 8, 5, 8, 1], device=dev)
+        pos = torch.tensor([0, 15, 16, 300, 591, 77], device=dev)
+        inp = torch.stack([torch.randint(0, 32000, (B,), device=dev), pos, pos + 1, rows,
+                           torch.tensor([0, 1, 0, 1, 1, 0], device=dev)]).contiguous()
+        ids, slots, seq, bt = decode_inputs(inp, last, table, page)
+        want_ids = torch.where(inp[4] != 0, last.index_select(0, rows), inp[0])
+        want_bt = table.index_select(0, rows)
+        want_slots = want_bt[torch.arange(B, device=dev), pos // page].long() * page + pos % page
+        self.assertTrue(torch.equal(ids, want_ids))
+        self.assertTrue(torch.equal(slots, want_slots))
+        self.assertTrue(torch.equal(seq, (pos + 1).int()))
+        self.assertTrue(torch.equal(bt, want_bt))
+
+
+if __name__ == "__main__":
+    unittest.main()
