@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, os.environ.get("LMI_PYTHON_DIR") or os.path.join(HERE, "..", "python"))
 spec = importlib.util.spec_from_file_location("bench", os.path.join(HERE, "gpu-executor-bench.py"))
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
