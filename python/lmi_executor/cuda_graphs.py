@@ -58,6 +58,7 @@ class DecodeGraphs:
                 self.logits[b], self.greedy[b] = self._forward(b)
             pool = g.pool() if pool is None else pool
             self.graphs[b] = g
+        self.pool = pool  # the graphs' memory pool; prefill_graphs.PrefillGraphs captures into it too
         torch.cuda.synchronize(dev)
 
     def _inp(self, b: int) -> torch.Tensor:

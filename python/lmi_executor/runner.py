@@ -1,6 +1,7 @@
 # One step: turns the engine's plan into flat device inputs (token ids, positions, slot mapping, paged
-# block tables), runs the model (eagerly, or by replaying a captured CUDA graph for pure-decode batches),
-# samples, and records the sampled tokens in each request's state.
+# block tables), runs the model (eagerly, or by replaying a captured CUDA graph for pure-decode batches and
+# for several tokens of one sequence: prefill_graphs.py), samples, and records the sampled tokens in each
+# request's state.
 # A step is launched and finished in two parts: launch() queues the GPU work and returns a StepHandle;
 # finish() waits for that step's sampled tokens and builds the reply. Between the two the next step may
 # be launched (the engine keeps up to two steps in flight), so the GPU never waits for the host.
@@ -63,11 +64,14 @@ class StepHandle:
 
 class ModelRunner:
     def __init__(self, model, kv_caches, block_size: int, max_num_seqs: int, max_model_len: int, device,
-                 scratch_block: int = 0):
+                 scratch_block: int = 0, max_num_batched_tokens: int = 0):
         self.model, self.kv_caches, self.block_size, self.device = model, kv_caches, block_size, device
+        self.max_model_len = max_model_len
+        self.max_num_batched_tokens = max_num_batched_tokens  # the largest step (0: not known)
         self.max_blocks = (max_model_len + block_size - 1) // block_size
         self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device, scratch_block))
         self.graphs = None  # set by cuda_graphs.DecodeGraphs when enabled
+        self.prefill_graphs = None  # set by prefill_graphs.PrefillGraphs when enabled
         # The latest sampled token of the request in each block-table row (the scratch row included).
         self.last_token = torch.zeros(max_num_seqs + 1, dtype=torch.int64, device=device)
         self._cuda = cuda = torch.device(device).type == "cuda"
@@ -211,8 +215,17 @@ class ModelRunner:
                 logits_rows.append(t + n - 1)
             t += n
         pending = (pend_tok, pend_rows) if pend_tok else None
+        # One sequence computing several tokens (a prompt or a prompt chunk) without prompt logprobs: replay
+        # a prefill graph when a bucket holds it with little padding. Its logits are those of the last token,
+        # the one row logits_rows names (or none, for a chunk short of its prompt's end).
+        prefill_size = 0
+        if self.prefill_graphs is not None and len(batch) == 1 and q_lens[0] > 1 and not plp and pending is None:
+            prefill_size = self.prefill_graphs.size_for(q_lens[0])
         if not logits_rows:
-            self._forward_eager(ids, q_lens, starts, seq_lens, rows, [], pending)
+            if prefill_size:
+                self.prefill_graphs.run(ids, starts[0], rows[0], prefill_size)
+            else:
+                self._forward_eager(ids, q_lens, starts, seq_lens, rows, [], pending)
             return StepHandle(out)
         is_decode = all(n == 1 for n in q_lens) and not plp
         graph_greedy = None  # [2, rows] token ids and logprobs, when the captured graph sampled greedily already
@@ -225,6 +238,8 @@ class ModelRunner:
                 logits, graph_greedy = logits.index_select(0, keep), graph_greedy.index_select(1, keep)
                 # (the graph wrote the dropped rows' argmax into last_token: those rows sample nothing, and a
                 # row's last_token entry is only read for a token that a later sample replaced)
+        elif prefill_size:
+            logits = self.prefill_graphs.run(ids, starts[0], rows[0], prefill_size)
         else:
             logits = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows, pending)
         handle = self._sample(logits, sample_rows, sample_states, out, graph_greedy)

@@ -1,6 +1,6 @@
-# The executor on one rank: loads the model, sizes and allocates the paged KV cache, captures decode CUDA
-# graphs, and executes steps. Every rank runs the same calls in the same order (rank 0 relays Node's
-# messages), so collectives inside the model always pair up.
+# The executor on one rank: loads the model, sizes and allocates the paged KV cache, captures decode and
+# single-sequence prefill CUDA graphs, and executes steps. Every rank runs the same calls in the same order
+# (rank 0 relays Node's messages), so collectives inside the model always pair up.
 import os
 import sys
 import time
@@ -52,6 +52,14 @@ def effective_dtype(opts: ExecutorOptions) -> str:
         raise ValueError(f"option.quantize={opts.quantize} needs a pre-quantized {opts.quantize.upper()} checkpoint, "
                          f"which the GPU executor does not read; {offer}")
     raise ValueError(f"option.quantize={opts.quantize} is not supported by the GPU executor; {offer}")
+
+
+def _held_bytes(device) -> int:
+    """GPU memory PyTorch holds once its cache of free blocks is returned: what graph captures add to it
+    (their pools and the buffers they keep) without the warm-up forwards' transient activations."""
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    return torch.cuda.memory_reserved(device)
 
 
 class Worker:
@@ -145,20 +153,37 @@ class Worker:
         caches = [(self.kv[i, 0], self.kv[i, 1]) for i in range(cfg.num_layers)]
         self.num_blocks = n
         self.runner = ModelRunner(m, caches, self.opts.block_size, self.opts.max_num_seqs, self.max_model_len, self.device,
-                                  scratch_block=n)
-        graph_seconds = 0.0
+                                  scratch_block=n, max_num_batched_tokens=self.opts.max_num_batched_tokens)
+        graph_seconds = prefill_seconds = 0.0
+        decode_bytes = prefill_bytes = 0
         if self.opts.enable_cuda_graph and self.device.type == "cuda" and m.attn.backend == "triton":
             from .cuda_graphs import DecodeGraphs
 
-            t0 = time.perf_counter()
+            r0, t0 = _held_bytes(self.device), time.perf_counter()
             self.runner.graphs = DecodeGraphs(self.runner, scratch_block=n)
             graph_seconds = time.perf_counter() - t0
+            decode_bytes = _held_bytes(self.device) - r0
+            if os.environ.get("LMI_PREFILL_GRAPHS", "1") != "0":
+                from .prefill_graphs import PrefillGraphs
+
+                r0, t0 = _held_bytes(self.device), time.perf_counter()
+                pg = PrefillGraphs(self.runner, scratch_block=n, pool=self.runner.graphs.pool,
+                                   max_tokens=self.opts.max_num_batched_tokens)
+                self.runner.prefill_graphs = pg if pg.sizes else None
+                prefill_seconds = time.perf_counter() - t0
+                prefill_bytes = _held_bytes(self.device) - r0
+        prefill_sizes = self.runner.prefill_graphs.sizes if self.runner.prefill_graphs else []
+        mib = 1 << 20
         sys.stderr.write(
             f"lmi_executor rank {self.tp.rank}: KV cache {n} blocks x {self.opts.block_size} tokens; CUDA graphs "
-            f"{self.runner.graphs.sizes if self.runner.graphs else 'off'} ({graph_seconds:.1f} s)\n"
+            f"{self.runner.graphs.sizes if self.runner.graphs else 'off'} ({graph_seconds:.1f} s, "
+            f"{decode_bytes / mib:.0f} MiB); prefill graphs {prefill_sizes or 'off'} tokens "
+            f"({prefill_seconds:.1f} s, {prefill_bytes / mib:.0f} MiB)\n"
         )
         return {"numBlocks": n, "cudaGraphSeconds": graph_seconds,
-                "cudaGraphBatchSizes": self.runner.graphs.sizes if self.runner.graphs else []}
+                "cudaGraphBatchSizes": self.runner.graphs.sizes if self.runner.graphs else [],
+                "prefillGraphTokens": prefill_sizes, "prefillGraphSeconds": prefill_seconds,
+                "cudaGraphBytes": decode_bytes, "prefillGraphBytes": prefill_bytes}
 
     def execute(self, msg) -> dict:
         return self.runner.execute(msg["plan"])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device run for the GPU executor: environment facts, the executor's CUDA unittest suites (goldens
-# conformance with graphs on and off, pipelined steps, Triton attention, GEMV/int4 kernels, graphs vs eager), then the Llama-3-8B-shaped
-# benchmark with and without CUDA graphs. Logs and JSON go to $OUT; a short table is printed last.
+# conformance with graphs on and off, pipelined steps, Triton attention, GEMV/int4 kernels, graphs vs eager,
+# prefill graphs vs eager), then the Llama-3-8B-shaped benchmark with and without CUDA graphs. Logs and JSON
+# go to $OUT; a short table is printed last.
 # Usage (repo root, on the GPU machine): bash scripts/gpu/executor-checks.sh [quick]
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/../.."
 # The suites that use CUDA (the rest is the CPU path CI runs on every submission). On a fresh machine
 # compiling their Triton kernel variants takes minutes: give the call 10 minutes.
 ( cd python && python3 -m unittest -v tests.test_executor_conformance tests.test_executor_pipelined \
-    tests.test_executor_gpu ) >"$OUT/unittest.log" 2>&1
+    tests.test_executor_gpu tests.test_executor_prefill_graphs ) >"$OUT/unittest.log" 2>&1
 ut=$?
 tail -n 25 "$OUT/unittest.log"
 

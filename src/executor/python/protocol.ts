@@ -32,6 +32,12 @@ export interface InitCacheResult {
   numBlocks: number;
   cudaGraphSeconds: number;
   cudaGraphBatchSizes: number[];
+  /** Token buckets of the single-sequence prefill graphs (empty when off), their capture time. */
+  prefillGraphTokens?: number[];
+  prefillGraphSeconds?: number;
+  /** GPU memory the decode / prefill graphs hold (PyTorch's reserved bytes, cache emptied, before and after capture). */
+  cudaGraphBytes?: number;
+  prefillGraphBytes?: number;
 }
 
 export interface HealthResult {
