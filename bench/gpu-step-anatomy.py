@@ -278,12 +278,62 @@ def prefill(w, n_tokens: int = 512) -> dict:
             "cprofile": stats}
 
 
+def batch256(w, n: int = 256, prompt_len: int = 512, steps: int = 40) -> dict:
+    """n requests of prompt_len tokens prefilled (budget 8192 a step), then decoding together, pipelined:
+    wall ms per decode step and the GPU kernels of 6 steps by name (what a burst's decode phase runs)."""
+    r = w.runner
+    g = torch.Generator().manual_seed(2)
+    pipes = [Pipeline(r, torch.randint(0, 128000, (prompt_len,), generator=g).tolist(),
+                      first_block=i * ((prompt_len + steps + 15) // 16 + 1)) for i in range(n)]
+    per_step = 8192 // prompt_len
+    t0 = time.perf_counter()
+    for i in range(0, n, per_step):
+        plans = [p.first(f"b{j}") for j, p in enumerate(pipes[i : i + per_step], start=i)]
+        merged = plans[0]
+        for q in plans[1:]:
+            merged["scheduledNewReqs"] += q["scheduledNewReqs"]
+            merged["numScheduledTokens"].update(q["numScheduledTokens"])
+        r.finish(r.launch(merged))
+    prefill_s = time.perf_counter() - t0
+
+    def decode_plan():
+        plans = [p.decode() for p in pipes]
+        merged = plans[0]
+        for q in plans[1:]:
+            merged["scheduledCachedReqs"] += q["scheduledCachedReqs"]
+            merged["numScheduledTokens"].update(q["numScheduledTokens"])
+        return merged
+
+    prev = r.launch(decode_plan())
+    walls, t_last, prof = [], time.perf_counter(), None
+    for k in range(steps):
+        if k == steps - 6:
+            prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+            prof.__enter__()
+        h = r.launch(decode_plan())
+        r.finish(prev)
+        prev = h
+        now = time.perf_counter()
+        walls.append(now - t_last)
+        t_last = now
+    r.finish(prev)
+    torch.cuda.synchronize()
+    prof.__exit__(None, None, None)
+    end = pipes[0]._plan(finished=[p.rid for p in pipes])
+    r.finish(r.launch(end))
+    steady = sorted(walls[steps // 4 : steps - 6])
+    return {"prefillSeconds": prefill_s, "decodeMsPerStepMedian": steady[len(steady) // 2] * 1e3,
+            "contextEnd": pipes[0].computed, "timeline": gpu_timeline(prof, 6)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--json-out", default="")
     ap.add_argument("--skip-prefill", action="store_true")
     ap.add_argument("--skip-batch1", action="store_true")
+    ap.add_argument("--batch256", action="store_true", help="also: 256 x 512-token requests decoding together")
+    ap.add_argument("--kv-cache-dtype", default="auto", help="auto | fp8 (option.kv_cache_dtype)")
     args = ap.parse_args()
     res = {"device": torch.cuda.get_device_name(), "pythonDir": os.environ.get("LMI_PYTHON_DIR", "python")}
     res["copiesHostMs"] = copies()
@@ -293,7 +343,8 @@ def main():
         json.dump(LLAMA3_8B, f)
     opts = ExecutorOptions(model_dir=tmp, device="cuda", dtype="bf16", load_format="dummy", block_size=16,
                            max_num_seqs=256, max_model_len=4096, enable_cuda_graph=True, gpu_memory_utilization=0.9,
-                           max_num_batched_tokens=8192)
+                           max_num_batched_tokens=8192, kv_cache_dtype=args.kv_cache_dtype)
+    res["kvCacheDtype"] = args.kv_cache_dtype
     w = Worker(opts, 0, 1)
     w.load({})
     prof = w.profile({})
@@ -303,6 +354,9 @@ def main():
     if not args.skip_batch1:
         res["batch1"] = batch1(w, args.steps)
         print(json.dumps(res["batch1"], indent=1), flush=True)
+    if args.batch256:
+        res["batch256"] = batch256(w)
+        print(json.dumps(res["batch256"], indent=1), flush=True)
     if not args.skip_prefill:
         pf = prefill(w)
         res["prefill512"] = pf

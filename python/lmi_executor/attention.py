@@ -25,8 +25,17 @@ class AttentionMetadata:
 
 def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor):
     kvh, hd = k_cache.shape[2], k_cache.shape[3]
-    k_cache.view(-1, kvh, hd).index_copy_(0, slots, k)
-    v_cache.view(-1, kvh, hd).index_copy_(0, slots, v)
+    if k_cache.element_size() == 1:  # an fp8 cache: round to it, then copy the bytes (index_copy_ has no fp8)
+        k, v = k.to(k_cache.dtype).view(torch.uint8), v.to(v_cache.dtype).view(torch.uint8)
+        k_cache, v_cache = k_cache.view(torch.uint8), v_cache.view(torch.uint8)
+    k_cache.view(-1, kvh, hd).index_copy_(0, slots, k.to(k_cache.dtype))
+    v_cache.view(-1, kvh, hd).index_copy_(0, slots, v.to(v_cache.dtype))
+
+
+def _blocks(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    if cache.element_size() == 1:  # fp8: gather the bytes (fp8 tensors have no index kernels everywhere)
+        return cache.view(torch.uint8)[blocks].view(cache.dtype)
+    return cache[blocks]
 
 
 def reference_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: float, window: int = 0) -> torch.Tensor:
@@ -44,8 +53,8 @@ def reference_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: flo
             continue
         nb = (ctx + block_size - 1) // block_size
         blocks = tables[i, :nb].long()
-        k = k_cache[blocks].reshape(nb * block_size, kvh, hd)[:ctx].float()
-        v = v_cache[blocks].reshape(nb * block_size, kvh, hd)[:ctx].float()
+        k = _blocks(k_cache, blocks).reshape(nb * block_size, kvh, hd)[:ctx].float()
+        v = _blocks(v_cache, blocks).reshape(nb * block_size, kvh, hd)[:ctx].float()
         if group > 1:
             k = k.repeat_interleave(group, dim=1)
             v = v.repeat_interleave(group, dim=1)

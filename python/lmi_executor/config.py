@@ -27,6 +27,9 @@ class ExecutorOptions:
     tensor_parallel_degree: int = 1
     enable_cuda_graph: bool = True
     gpu_memory_utilization: float = 0.9
+    # option.kv_cache_dtype: auto (the model's dtype) | fp8 (e4m3, values stored as they are: no scales) |
+    # bf16 | fp16 | fp32. fp8 halves the KV bytes per token (twice the cached tokens, half the attention reads).
+    kv_cache_dtype: str = "auto"
     max_model_len: int = 0  # 0: the model's max_position_embeddings
     block_size: int = 16
     max_num_seqs: int = 256

@@ -26,7 +26,7 @@ def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
     bs = o.block_size
     blocks_per_seq = (seq_len + bs - 1) // bs
     # One throwaway cache shared by every layer and sequence: the values are irrelevant, only the peak is.
-    tmp = torch.empty((blocks_per_seq, bs, model.nkv, cfg.head_dim), dtype=worker.dtype, device=dev)
+    tmp = torch.empty((blocks_per_seq, bs, model.nkv, cfg.head_dim), dtype=worker.kv_dtype, device=dev)
     qsl = [0]
     for n in lens:
         qsl.append(qsl[-1] + n)

@@ -31,6 +31,27 @@ def resolve_dtype(option: str, config_dtype: str, device: torch.device):
     return _DTYPES[option]
 
 
+_FP8 = ("fp8", "fp8_e4m3")
+
+
+def resolve_kv_dtype(option: str, model_dtype, device: torch.device):
+    """The KV cache's element type: the model's dtype (auto), another float type, or fp8 e4m3 (CUDA only: the
+    Triton kernels round K/V to it when they write the cache and widen it again when attention reads it)."""
+    if option in ("auto", ""):
+        return model_dtype
+    if option in _FP8:
+        if device.type != "cuda":
+            raise ValueError(f"option.kv_cache_dtype={option} needs the GPU executor on a CUDA device "
+                             "(the CPU path keeps the KV cache in the model's dtype)")
+        if torch.cuda.get_device_capability(device) < (8, 9):
+            raise ValueError(f"option.kv_cache_dtype={option} needs a GPU with fp8 support (compute capability "
+                             f"8.9 or newer, e.g. H100, L4, L40S); this one is {torch.cuda.get_device_name(device)}")
+        return torch.float8_e4m3fn
+    if option in _DTYPES:
+        return _DTYPES[option]
+    raise ValueError(f"option.kv_cache_dtype={option!r} is not supported (auto, fp8, fp8_e4m3, bf16, fp16, fp32)")
+
+
 _INT8_QUANTIZE = ("bitsandbytes8", "bitsandbytes", "dynamic_int8")
 _INT4_QUANTIZE = ("bitsandbytes4",)
 _PREQUANTIZED = ("gptq", "awq")
@@ -93,6 +114,7 @@ class Worker:
         self.cfg = cfg
         self.dtype_option = effective_dtype(o)
         self.dtype = resolve_dtype(self.dtype_option, cfg.torch_dtype, self.device)
+        self.kv_dtype = resolve_kv_dtype(o.kv_cache_dtype, self.dtype, self.device)
         self.max_model_len = min(o.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings) \
             if cfg.max_position_embeddings else o.max_model_len
         attention = Attention(o.attention_backend, self.device, cfg.sliding_window)
@@ -113,7 +135,8 @@ class Worker:
             torch.cuda.synchronize()
         return {"architecture": cfg.architecture, "modelType": cfg.model_type, "vocabSize": cfg.vocab_size,
                 "maxModelLen": self.max_model_len, "eosTokenIds": list(cfg.eos_token_ids),
-                "bosTokenId": cfg.bos_token_id, "dtype": self.dtype_option if self.dtype_option in ("int8", "int4") else str(self.dtype).replace("torch.", ""),
+                "bosTokenId": cfg.bos_token_id, "kvCacheDtype": str(self.kv_dtype).replace("torch.", ""),
+                "dtype": self.dtype_option if self.dtype_option in ("int8", "int4") else str(self.dtype).replace("torch.", ""),
                 "loadSeconds": time.perf_counter() - t0, "weightBytes": self.model.weight_bytes()}
 
     def _load_weights(self) -> None:
@@ -125,7 +148,7 @@ class Worker:
 
     def _bytes_per_block(self) -> int:
         m = self.model
-        return 2 * self.cfg.num_layers * self.opts.block_size * m.nkv * self.cfg.head_dim * torch.empty((), dtype=self.dtype).element_size()
+        return 2 * self.cfg.num_layers * self.opts.block_size * m.nkv * self.cfg.head_dim * torch.empty((), dtype=self.kv_dtype).element_size()
 
     def profile(self, _msg) -> dict:
         per_block = self._bytes_per_block()
@@ -149,7 +172,7 @@ class Worker:
         cfg, m = self.cfg, self.model
         # One extra block at index n: padded rows of captured decode graphs write there, never into real blocks.
         shape = (cfg.num_layers, 2, n + 1, self.opts.block_size, m.nkv, cfg.head_dim)
-        self.kv = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        self.kv = torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
         caches = [(self.kv[i, 0], self.kv[i, 1]) for i in range(cfg.num_layers)]
         self.num_blocks = n
         self.runner = ModelRunner(m, caches, self.opts.block_size, self.opts.max_num_seqs, self.max_model_len, self.device,

@@ -6,6 +6,7 @@
 import type { ModelConfig } from "../config/model-config.ts";
 import { createLlmEngine, type EngineOptions } from "../engine/engine.ts";
 import type { DecodingStrategy } from "../engine/protocol.ts";
+import { ConfigError } from "../errors.ts";
 import { createCpuExecutor } from "../executor/cpu/index.ts";
 import type { PythonExecutorOptions } from "../executor/python/python-executor.ts";
 import type { Executor } from "../executor/types.ts";
@@ -41,6 +42,12 @@ export function engineOptionsOf(config: ModelConfig): EngineOptions {
 
 async function createExecutor(kind: "cpu" | "gpu", modelDir: string, config: ModelConfig): Promise<Executor> {
   if (kind === "cpu") {
+    const kv = config.kvCacheDtype;
+    if (kv === "fp8" || kv === "fp8_e4m3") {
+      throw new ConfigError([
+        `option.kv_cache_dtype=${kv} needs the GPU executor (--executor gpu on a CUDA GPU); the CPU executor keeps its KV cache in fp32`,
+      ]);
+    }
     // A worker_thread, so the HTTP event loop stays responsive while a step computes.
     return createCpuExecutor({
       modelDir,
@@ -67,6 +74,7 @@ export function pythonExecutorOptionsOf(modelDir: string, config: ModelConfig): 
     maxNumSeqs: num(config.maxRollingBatchSize),
     maxNumBatchedTokens: num(config.maxRollingBatchPrefillTokens),
     gpuMemoryUtilization: num(config.gpuMemoryUtilization),
+    kvCacheDtype: typeof config.kvCacheDtype === "string" ? config.kvCacheDtype : undefined,
     // The config layer derives enforce_eager from option.enable_cuda_graph when that is set.
     enableCudaGraph: !config.enforceEager,
     // int8 selects the executor's weight-only int8 path.

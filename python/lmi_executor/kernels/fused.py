@@ -76,12 +76,13 @@ def _rope_cache_kernel(qkv_ptr, cos_sin_ptr, pos_ptr, slot_ptr, q_out_ptr, k_cac
         k1 = ((k1 * r).to(dt).to(tl.float32) * tl.load(kn_ptr + d).to(tl.float32)).to(dt).to(tl.float32)
         k2 = ((k2 * r).to(dt).to(tl.float32) * tl.load(kn_ptr + HALF + d).to(tl.float32)).to(dt).to(tl.float32)
     ko = k_cache_ptr + slot * NKV * HD + hk * HD + d
-    tl.store(ko, (k1 * c - k2 * s).to(dt), mask=mk)
-    tl.store(ko + HALF, (k2 * c + k1 * s).to(dt), mask=mk)
+    kv_dt = k_cache_ptr.dtype.element_ty  # the model's dtype, or fp8 e4m3 (rounded from the model's dtype)
+    tl.store(ko, (k1 * c - k2 * s).to(dt).to(kv_dt), mask=mk)
+    tl.store(ko + HALF, (k2 * c + k1 * s).to(dt).to(kv_dt), mask=mk)
 
     vd = tl.arange(0, HD)[None, :]
     v = tl.load(kb + NKV * HD + hk * HD + vd, mask=mk, other=0.0)
-    tl.store(v_cache_ptr + slot * NKV * HD + hk * HD + vd, v, mask=mk)
+    tl.store(v_cache_ptr + slot * NKV * HD + hk * HD + vd, v.to(kv_dt), mask=mk)
 
 
 def rope_and_cache(qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd, q_norm=None, k_norm=None, eps=0.0):

@@ -216,10 +216,11 @@ def _gemv_kernel(x_ptr, idx_ptr, nw_ptr, w_ptr, b_ptr, r_ptr, y_ptr, ssq_in_ptr,
         c_off = slot[:, None] * (NKV * HD) + (kvh * HD + d)[None, :]
         k_mask = out_mask & ((head >= NQ) & (head < NQ + NKV))[None, :]
         v_mask = out_mask & is_v[None, :]
-        tl.store(kc_ptr + c_off, o1, mask=k_mask)
-        tl.store(kc_ptr + c_off + HALF, o2, mask=k_mask)
-        tl.store(vc_ptr + c_off, o1, mask=v_mask)
-        tl.store(vc_ptr + c_off + HALF, o2, mask=v_mask)
+        kv_dt = kc_ptr.dtype.element_ty  # the model's dtype, or fp8 e4m3 (rounded from it)
+        tl.store(kc_ptr + c_off, o1.to(kv_dt), mask=k_mask)
+        tl.store(kc_ptr + c_off + HALF, o2.to(kv_dt), mask=k_mask)
+        tl.store(vc_ptr + c_off, o1.to(kv_dt), mask=v_mask)
+        tl.store(vc_ptr + c_off + HALF, o2.to(kv_dt), mask=v_mask)
     else:
         y_off = rm[:, None].to(tl.int64) * stride_y + rn[None, :]
         if EPI == 1:
@@ -363,14 +364,14 @@ def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, out_ptr, pacc_ptr, pml_ptr, qsl_ptr
         kv_ok = kv_pos < hi
         blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
         kv_off = ((blk * PAGE + kv_pos % PAGE) * KVH + kvh)[:, None] * D + d[None, :]
-        k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0)
+        k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches: upcast
         s = tl.dot(q, tl.trans(k)) * scale
         s = tl.where(kv_ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0)
+        v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
     if SPLITS == 1:

@@ -278,6 +278,13 @@ export const MODEL_KEYS = [
       here: "same: sizes the KV cache on the GPU executor",
     },
   ),
+  def("option.kv_cache_dtype", "kvCacheDtype", oneOf(["auto", "fp8", "fp8_e4m3", "bf16", "fp16", "fp32"]), {
+    backends: ["vllm"],
+    default: "auto",
+    description:
+      "Element type of the paged KV cache; auto follows the model's dtype. fp8 (e4m3) halves the bytes per cached token.",
+    here: "GPU executor: auto keeps the model's dtype; fp8 / fp8_e4m3 store K and V rounded to fp8 e4m3 without scales (twice the cached tokens, half the attention reads; needs compute capability 8.9+, e.g. H100); the CPU executor refuses fp8",
+  }),
   def("option.enforce_eager", "enforceEager", bool(), {
     backends: ["vllm"],
     default: (ctx) =>

@@ -77,6 +77,7 @@ export interface PythonExecutorOptionsWire {
   tensor_parallel_degree: number;
   enable_cuda_graph: boolean;
   gpu_memory_utilization: number;
+  kv_cache_dtype: string;
   max_model_len: number;
   block_size: number;
   max_num_seqs: number;

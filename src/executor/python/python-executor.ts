@@ -55,6 +55,8 @@ export interface PythonExecutorOptions {
   enableCudaGraph?: boolean;
   /** Fraction of the GPU's memory the executor may use in total (weights + activations + KV cache). */
   gpuMemoryUtilization?: number;
+  /** option.kv_cache_dtype: auto (the model's dtype), fp8 / fp8_e4m3, bf16, fp16, fp32. */
+  kvCacheDtype?: string;
   /** Bound on prompt + generated tokens (option.max_model_len / max_tokens / n_positions); 0 = model's own. */
   maxModelLen?: number;
   blockSize?: number;
@@ -215,6 +217,7 @@ class PythonExecutorImpl implements PythonExecutor {
       tensor_parallel_degree: world,
       enable_cuda_graph: o.enableCudaGraph ?? true,
       gpu_memory_utilization: o.gpuMemoryUtilization ?? 0.9,
+      kv_cache_dtype: o.kvCacheDtype ?? "auto",
       max_model_len: o.maxModelLen ?? 0,
       block_size: o.blockSize ?? 16,
       max_num_seqs: o.maxNumSeqs ?? 256,
