@@ -11,13 +11,16 @@
 import torch
 
 from .attention import AttentionMetadata
+from .kernels.decode_inputs import IDS as _IDS
+from .kernels.decode_inputs import PENDING as _PENDING
+from .kernels.decode_inputs import POS as _POS
+from .kernels.decode_inputs import ROW as _ROW
+from .kernels.decode_inputs import SEQ as _SEQ
 from .kernels.decode_inputs import decode_inputs
 from .kernels.greedy import greedy_into
 from .kernels.paged_attention import WORKSPACE, decode_splits
 
 _BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
-# Rows of the staging buffer.
-_IDS, _POS, _SEQ, _ROW, _PENDING = range(5)
 
 
 class DecodeGraphs:
@@ -32,7 +35,8 @@ class DecodeGraphs:
         self.bs = runner.block_size
         scratch_row = runner.store.bt.scratch_row
         # Padded rows: token 0 at position 0, context length 1, the scratch row, not pending.
-        self.pad = torch.tensor([[0], [0], [1], [scratch_row], [0]], dtype=torch.int64)
+        self.pad = torch.zeros((5, 1), dtype=torch.int64)
+        self.pad[_SEQ, 0], self.pad[_ROW, 0] = 1, scratch_row
         # Bucket b reads the first 5 * b entries of `inp` as a contiguous [5, b] block, so its staged copy is
         # one contiguous pinned-to-device transfer. (A strided slice of a pinned buffer would be copied
         # through a pageable temporary, which makes the host wait for the GPU to drain the stream.)
@@ -101,7 +105,9 @@ class DecodeGraphs:
         if pending is not None:
             for t in pending[0]:
                 flags[t] = 1
-        h[:, :b] = torch.tensor([ids, starts, seq_lens, rows, flags], dtype=torch.int64)
+        staged = [None] * 5
+        staged[_IDS], staged[_POS], staged[_SEQ], staged[_ROW], staged[_PENDING] = ids, starts, seq_lens, rows, flags
+        h[:, :b] = torch.tensor(staged, dtype=torch.int64)
         if size > b:
             h[:, b:] = self.pad
         self._inp(size).copy_(h, non_blocking=True)

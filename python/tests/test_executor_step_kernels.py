@@ -65,17 +65,19 @@ class GreedyKernelTest(unittest.TestCase):
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")
 class DecodeInputsKernelTest(unittest.TestCase):
     def test_equals_torch_ops(self):
-        from lmi_executor.kernels.decode_inputs import decode_inputs
+        from lmi_executor.kernels.decode_inputs import IDS, PENDING, POS, ROW, SEQ, decode_inputs
 
         dev, page, W, B = "cuda", 16, 37, 6
         table = torch.randint(0, 5000, (9, W), dtype=torch.int32, device=dev)
         last = torch.randint(0, 32000, (9,), dtype=torch.int64, device=dev)
         rows = torch.tensor([3, 0, 8, 5, 8, 1], device=dev)
         pos = torch.tensor([0, 15, 16, 300, 591, 77], device=dev)
-        inp = torch.stack([torch.randint(0, 32000, (B,), device=dev), pos, pos + 1, rows,
-                           torch.tensor([0, 1, 0, 1, 1, 0], device=dev)]).contiguous()
+        staged = [None] * 5
+        staged[ROW], staged[IDS], staged[POS], staged[SEQ] = rows, torch.randint(0, 32000, (B,), device=dev), pos, pos + 1
+        staged[PENDING] = torch.tensor([0, 1, 0, 1, 1, 0], device=dev)
+        inp = torch.stack(staged).contiguous()
         ids, slots, seq, bt = decode_inputs(inp, last, table, page)
-        want_ids = torch.where(inp[4] != 0, last.index_select(0, rows), inp[0])
+        want_ids = torch.where(inp[PENDING] != 0, last.index_select(0, rows), inp[IDS])
         want_bt = table.index_select(0, rows)
         want_slots = want_bt[torch.arange(B, device=dev), pos // page].long() * page + pos % page
         self.assertTrue(torch.equal(ids, want_ids))

@@ -1,5 +1,7 @@
 # The inputs of a captured decode step in one kernel (it replaces a dozen small PyTorch ops inside the graph).
-# From the staged [5, B] int64 block (token id, position, context length, block-table row, pending flag),
+# From the staged [5, B] int64 block (rows ROW, IDS, POS, SEQ, PENDING below: block-table row, token id,
+# position, context length, pending flag; the rows first, so they start 16-byte aligned for every B and the
+# greedy kernel that reads them needs one compiled variant),
 # per row i: the token id (last_token[row] when the id is a pending sample), the KV slot of the new token,
 # the context length as int32 and the row's block table copied into a [B, W] table for the attention kernel.
 # Invariant: same values as the PyTorch ops it replaces (cuda_graphs.DecodeGraphs._forward, torch path).
@@ -7,15 +9,17 @@ import torch
 import triton
 import triton.language as tl
 
+ROW, IDS, POS, SEQ, PENDING = range(5)
+
 
 @triton.jit
 def _decode_inputs_kernel(inp_ptr, last_ptr, table_ptr, ids_ptr, slots_ptr, seq_ptr, bt_ptr, B, W, table_stride,
                           PAGE: tl.constexpr, BLOCK_W: tl.constexpr):
     i = tl.program_id(0)
-    tok = tl.load(inp_ptr + i)
-    pos = tl.load(inp_ptr + B + i)
-    ctx = tl.load(inp_ptr + 2 * B + i)
-    row = tl.load(inp_ptr + 3 * B + i)
+    row = tl.load(inp_ptr + i)  # the staged rows, in decode_inputs.ROW .. PENDING order
+    tok = tl.load(inp_ptr + B + i)
+    pos = tl.load(inp_ptr + 2 * B + i)
+    ctx = tl.load(inp_ptr + 3 * B + i)
     pending = tl.load(inp_ptr + 4 * B + i)
     if pending != 0:
         tok = tl.load(last_ptr + row)
@@ -32,7 +36,7 @@ def _decode_inputs_kernel(inp_ptr, last_ptr, table_ptr, ids_ptr, slots_ptr, seq_
 
 
 def decode_inputs(inp: torch.Tensor, last_token: torch.Tensor, table: torch.Tensor, page: int) -> tuple:
-    """inp [5, B] int64 contiguous (ids, positions, context lengths, rows, pending flags); last_token int64;
+    """inp [5, B] int64 contiguous (rows ROW, IDS, POS, SEQ, PENDING); last_token int64;
     table [rows, W] int32. Returns (ids int64 [B], slots int64 [B], seq_lens int32 [B], block_tables [B, W])."""
     B = inp.shape[1]
     W = table.shape[1]

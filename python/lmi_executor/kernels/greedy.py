@@ -26,7 +26,7 @@ def _chunk_kernel(x_ptr, m_ptr, i_ptr, s_ptr, V, stride_x, CHUNKS, CHUNK: tl.con
     tl.store(s_ptr + row * CHUNKS + c, s)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R"])  # the row count changes with every step: one compiled variant
 def _combine_kernel(m_ptr, i_ptr, s_ptr, out_ptr, rows_ptr, last_ptr, R, CHUNKS,
                     BLOCK_C: tl.constexpr, WRITE_LAST: tl.constexpr):
     row = tl.program_id(0)

@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M"])  # M (the step's tokens) changes every step: no recompiles mid-serving
 def _int4_mm_kernel(x_ptr, p_ptr, s_ptr, o_ptr, y_ptr, M, N, stride_xm, stride_pn, stride_ym, num_groups,
                     groups_per_split,
                     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAGIC: tl.constexpr,

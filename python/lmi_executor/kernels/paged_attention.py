@@ -8,8 +8,12 @@ import torch
 import triton
 import triton.language as tl
 
+from ..transfer import to_device
 
-@triton.jit
+
+# num_tokens (the step's token count) changes every step: never specialize on it (Triton would compile another
+# variant the first time a count is not a multiple of 16, mid-serving: ~0.5 s stalls measured in a burst).
+@triton.jit(do_not_specialize=["num_tokens"])
 def _attn_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, part_acc_ptr, part_ml_ptr,
     qsl_ptr, seq_lens_ptr, bt_ptr, tile_seq_ptr, tile_idx_ptr,
@@ -185,7 +189,9 @@ def _prefill_tiles(qsl: list, block_q: int, device) -> torch.Tensor:
         n = (qsl[i + 1] - qsl[i] + block_q - 1) // block_q
         seq_ids += [i] * n
         tile_ids += range(n)
-    return torch.tensor([seq_ids, tile_ids], dtype=torch.int32).pin_memory().to(device, non_blocking=True)
+    # A pageable source: pinning a fresh buffer per step can wait for the GPU (the pinned-memory allocator
+    # synchronizes when it must grow), which would stall a launch queued behind a running step.
+    return to_device([seq_ids, tile_ids], device, torch.int32)
 
 
 def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0, window: int = 0,
