@@ -1,7 +1,9 @@
 # Sizes the paged KV cache on a GPU: runs one forward pass as large as the biggest step the engine may
 # send (max_num_batched_tokens) plus a full sampler pass, reads the peak, and gives the KV cache what is
-# left of gpu_memory_utilization x total memory. Invariant: weights, peak activations, memory outside
-# PyTorch's allocator (CUDA context, NCCL) and a graph reserve all come out of the budget before KV does.
+# left of gpu_memory_utilization x total memory; after the cache and the graphs exist, the same step runs
+# once more so the allocator keeps blocks for it (warm_allocator). Invariant: weights, peak activations,
+# memory outside PyTorch's allocator (CUDA context, NCCL) and a graph reserve all come out of the budget
+# before KV does.
 import torch
 
 from .attention import AttentionMetadata
@@ -15,17 +17,15 @@ from .sampler import SampleRow, sample
 CUDA_GRAPH_RESERVE_BYTES = 1 << 30
 
 
-def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
+def run_largest_step(worker) -> None:
+    """One forward as large as the biggest step the engine may send, plus a full sampler pass, over a
+    throwaway cache shared by every layer and sequence (the values are irrelevant, only the allocations)."""
     o, cfg, model, dev = worker.opts, worker.cfg, worker.model, worker.device
-    torch.cuda.synchronize(dev)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(dev)
     T = max(1, o.max_num_batched_tokens)
     seq_len = min(T, worker.max_model_len)
     lens = [seq_len] * (T // seq_len) + ([T % seq_len] if T % seq_len else [])
     bs = o.block_size
     blocks_per_seq = (seq_len + bs - 1) // bs
-    # One throwaway cache shared by every layer and sequence: the values are irrelevant, only the peak is.
     tmp = torch.empty((blocks_per_seq, bs, model.nkv, cfg.head_dim), dtype=worker.kv_dtype, device=dev)
     qsl = [0]
     for n in lens:
@@ -50,8 +50,23 @@ def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
          "numTopLogprobs": 5, "minTokens": 0, "eosTokenIds": []}
     sample(logits, [SampleRow(s, 0, [], 0) for _ in range(rows)])
     torch.cuda.synchronize(dev)
+
+
+def warm_allocator(worker) -> None:
+    """Leaves PyTorch's allocator holding blocks for the largest step, so serving never asks the driver for
+    device memory: an allocation from the driver (cudaMalloc) waits for all queued GPU work, which would stall
+    a step launched ahead of the running one (seen in a burst: the LM head's growing logits took new segments,
+    and each such launch waited ~190 ms for the step before it). The KV cache was sized to leave this room."""
+    run_largest_step(worker)
+
+
+def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
+    o, dev = worker.opts, worker.device
+    torch.cuda.synchronize(dev)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(dev)
+    run_largest_step(worker)
     peak = torch.cuda.max_memory_allocated(dev)
-    del tmp, logits, meta, positions, ids
     torch.cuda.empty_cache()
     free, total = torch.cuda.mem_get_info(dev)
     outside_torch = (total - free) - torch.cuda.memory_reserved(dev)

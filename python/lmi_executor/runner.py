@@ -10,6 +10,7 @@
 # step needs it: that step reads it from `last_token`, the device-resident latest sample per block-table
 # row, which every step writes in stream order. Positions and slots are derived on the device from the
 # persistent block table, so host work is O(requests), not O(tokens).
+import faulthandler
 import json
 import os
 import time
@@ -83,6 +84,9 @@ class ModelRunner:
         # operation of the step), GPU idle between the previous step's end and this one's start.
         log = os.environ.get("LMI_STEP_LOG")
         self._step_log = open(log, "a", buffering=1) if log else None  # noqa: SIM115 - lives as long as the runner
+        # With the step log, LMI_SLOW_LAUNCH_DUMP_MS=n prints every thread's Python stack to stderr when a launch
+        # takes longer than n ms (a launch should never wait for the GPU: this shows what it waited in).
+        self._dump_after_s = float(os.environ.get("LMI_SLOW_LAUNCH_DUMP_MS", "0")) / 1e3
         self._prev_end = None
 
     # ---- the two halves of a step ------------------------------------------------------------------------
@@ -112,7 +116,11 @@ class ModelRunner:
         start = torch.cuda.Event(enable_timing=True) if self._cuda else None
         if self._cuda:
             start.record()
+        if self._dump_after_s:  # where a slow launch waits: every thread's stack, once, past the threshold
+            faulthandler.dump_traceback_later(self._dump_after_s)
         h = self._launch(plan)
+        if self._dump_after_s:
+            faulthandler.cancel_dump_traceback_later()
         end = None
         if self._cuda:
             end = torch.cuda.Event(enable_timing=True)

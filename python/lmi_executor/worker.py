@@ -195,6 +195,10 @@ class Worker:
                 self.runner.prefill_graphs = pg if pg.sizes else None
                 prefill_seconds = time.perf_counter() - t0
                 prefill_bytes = _held_bytes(self.device) - r0
+        if self.device.type == "cuda":
+            from .memory_profile import warm_allocator
+
+            warm_allocator(self)  # last: nothing may return the blocks it leaves cached (no empty_cache after)
         prefill_sizes = self.runner.prefill_graphs.sizes if self.runner.prefill_graphs else []
         mib = 1 << 20
         sys.stderr.write(
