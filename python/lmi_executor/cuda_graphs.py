@@ -11,6 +11,7 @@
 import torch
 
 from .attention import AttentionMetadata
+from .graph_capture import capturing
 from .kernels.decode_inputs import IDS as _IDS
 from .kernels.decode_inputs import PENDING as _PENDING
 from .kernels.decode_inputs import POS as _POS
@@ -58,7 +59,7 @@ class DecodeGraphs:
             self._forward(b)  # warm-up: Triton compiles, cuBLAS picks kernels, outside the capture
             torch.cuda.synchronize(dev)
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g, pool=pool):
+            with capturing(g, pool):
                 self.logits[b], self.greedy[b] = self._forward(b)
             pool = g.pool() if pool is None else pool
             self.graphs[b] = g

@@ -15,6 +15,7 @@
 import torch
 
 from .attention import AttentionMetadata
+from .graph_capture import capturing
 
 _BUCKETS = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024)
 
@@ -81,7 +82,7 @@ class PrefillGraphs:
             self.tiles[b] = tiles
             torch.cuda.synchronize(dev)
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g, pool=self.pool):
+            with capturing(g, self.pool):
                 self.logits[b], meta = self._forward(b, tiles)
             if meta.tiles is not tiles:  # rebuilt inside the capture: the graph would read a freed host copy
                 raise RuntimeError("the attention backend rebuilt its prefill tiles inside a graph capture")
