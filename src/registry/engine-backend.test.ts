@@ -11,11 +11,11 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadModelConfig } from "../config/model-config.ts";
-import { ExecutorError } from "../errors.ts";
+import { ConfigError, ExecutorError } from "../errors.ts";
 import { createPythonExecutor } from "../executor/python/python-executor.ts";
 import { PlanBuilder } from "../executor/python/testing/plan-builder.ts";
 import { PYTHON, PYTHON_DIR, torchMissing } from "../executor/python/testing/python-env.ts";
-import { pythonExecutorOptionsOf } from "./engine-backend.ts";
+import { buildEngine, pythonExecutorOptionsOf } from "./engine-backend.ts";
 
 const ZOO_LLAMA = fileURLToPath(new URL("../../models/zoo/llama", import.meta.url));
 
@@ -132,5 +132,35 @@ describe("a re-sharded checkpoint through createPythonExecutor (CPU torch)", {
     } finally {
       await wrong.shutdown();
     }
+  });
+});
+
+describe("option.kv_cache_dtype", () => {
+  it("reaches the GPU executor's options (auto unless set)", () => {
+    const a = configOf(["option.kv_cache_dtype=fp8"]);
+    assert.equal(pythonExecutorOptionsOf(a.dir, a.config).kvCacheDtype, "fp8");
+    const b = configOf([]);
+    assert.equal(pythonExecutorOptionsOf(b.dir, b.config).kvCacheDtype, "auto");
+  });
+
+  it("fp8 is refused by the CPU executor, by name, before anything loads", async () => {
+    for (const v of ["fp8", "fp8_e4m3"]) {
+      const { dir, config } = configOf([`option.kv_cache_dtype=${v}`]);
+      const logger = { warn() {}, info() {}, error() {}, debug() {} } as unknown as Parameters<
+        typeof buildEngine
+      >[0]["logger"];
+      await assert.rejects(buildEngine({ modelDir: dir, config, executor: "cpu", logger }), (e: Error) => {
+        assert.ok(e instanceof ConfigError);
+        assert.match(e.message, new RegExp(`option\\.kv_cache_dtype=${v} needs the GPU executor`));
+        return true;
+      });
+    }
+  });
+
+  it("an unknown value fails in the config layer, naming the key", () => {
+    assert.throws(
+      () => configOf(["option.kv_cache_dtype=int4"]),
+      (e: Error) => /option\.kv_cache_dtype/.test(e.message),
+    );
   });
 });
