@@ -158,17 +158,7 @@ def batch1(w, steps: int) -> dict:
         res[mode] = {"msPerStepMedian": steady[len(steady) // 2] * 1e3, "tokPerS": 1 / steady[len(steady) // 2],
                      "contextEnd": p.computed}
     # The batch-1 graph replayed alone (context as left by the last step's inputs).
-    gr = r.graphs.graphs[1]
-    for _ in range(3):
-        gr.replay()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    for _ in range(50):
-        gr.replay()
-    b.record()
-    b.synchronize()
-    res["graphReplayMs"] = a.elapsed_time(b) / 50
+    res["graphReplayMs"] = replay_ms(r.graphs.graphs[1])
     res["bareForwardGraphMs"] = bare_forward(w, p.computed)
     return res
 
@@ -193,16 +183,21 @@ def bare_forward(w, ctx: int) -> float:
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
         r.model.forward(ids, pos, meta, r.kv_caches, idx)
+    return replay_ms(g)
+
+
+def replay_ms(g, n: int = 50) -> float:
+    """Milliseconds per replay of graph g, n replays back to back between two events (after 3 warm-ups)."""
     for _ in range(3):
         g.replay()
     torch.cuda.synchronize()
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     a.record()
-    for _ in range(50):
+    for _ in range(n):
         g.replay()
     b.record()
     b.synchronize()
-    return a.elapsed_time(b) / 50
+    return a.elapsed_time(b) / n
 
 
 def prefill(w, n_tokens: int = 512) -> dict:
