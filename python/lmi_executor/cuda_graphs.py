@@ -11,7 +11,7 @@
 import torch
 
 from .attention import AttentionMetadata
-from .graph_capture import capturing
+from .graph_capture import capturing, decode_graph_sizes
 from .kernels.decode_inputs import IDS as _IDS
 from .kernels.decode_inputs import PENDING as _PENDING
 from .kernels.decode_inputs import POS as _POS
@@ -21,17 +21,13 @@ from .kernels.decode_inputs import decode_inputs
 from .kernels.greedy import greedy_into
 from .kernels.paged_attention import WORKSPACE, decode_splits
 
-_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 
 
 class DecodeGraphs:
     def __init__(self, runner, scratch_block: int):
         self.runner, self.scratch = runner, scratch_block
         model, dev = runner.model, runner.device
-        max_b = runner.store.bt.scratch_row  # = max_num_seqs
-        self.sizes = [b for b in _BUCKETS if b <= max_b]
-        if max_b not in self.sizes:
-            self.sizes.append(max_b)
+        self.sizes = decode_graph_sizes(runner.store.bt.scratch_row)  # scratch_row = max_num_seqs
         n = self.sizes[-1]
         self.bs = runner.block_size
         scratch_row = runner.store.bt.scratch_row

@@ -1,4 +1,5 @@
-# One CUDA-graph capture (decode and prefill graphs both use it).
+# What the CUDA graphs share outside their kernels (importable without Triton): the capture itself, and the
+# decode graphs' batch buckets (the memory profile sizes its reserve from them).
 import contextlib
 import gc
 
@@ -19,3 +20,14 @@ def capturing(g: torch.cuda.CUDAGraph, pool=None):
     finally:
         if enabled:
             gc.enable()
+
+
+_DECODE_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+
+
+def decode_graph_sizes(max_num_seqs: int) -> list:
+    """The batch buckets of the decode graphs: those up to max_num_seqs, and max_num_seqs itself last."""
+    sizes = [b for b in _DECODE_BUCKETS if b <= max_num_seqs]
+    if max_num_seqs not in sizes:
+        sizes.append(max_num_seqs)
+    return sizes

@@ -7,14 +7,24 @@
 import torch
 
 from .attention import AttentionMetadata
+from .graph_capture import decode_graph_sizes
+from .prefill_graphs import bucket_sizes
 from .sampler import SampleRow, sample
 
-# What the CUDA graphs hold beyond the profiled peak. Measured (Worker.init_cache reports it) on the
-# Llama-3-8B shape with max_num_seqs=256: the decode graphs 874 MiB (708 MiB of it their static fp32 logits,
-# one [b, vocab] buffer per bucket, so this part grows with max_num_seqs x vocab), the prefill graphs 62 MiB more
-# in the pool they share (the 1024-token bucket's activations beyond what the decode graphs freed). The
-# earlier 512 MiB did not cover the decode graphs alone.
-CUDA_GRAPH_RESERVE_BYTES = 1 << 30
+# What the CUDA graphs hold beyond the profiled peak: every bucket's static fp32 logits ([b, vocab] for each
+# decode bucket b, [1, vocab] for each prefill bucket) plus a base for the rest (activations the captures
+# keep in their shared pool, greedy outputs, block-table gathers). Measured on the Llama-3-8B shape with
+# max_num_seqs=256 (Worker.init_cache reports it): decode graphs 772-874 MiB (708 MiB of it logits), prefill
+# graphs 62-178 MiB more: about 240 MiB besides the logits.
+GRAPH_BASE_BYTES = 384 << 20
+
+
+def graph_reserve_bytes(worker) -> int:
+    o = worker.opts
+    if not (o.enable_cuda_graph and worker.model.attn.backend == "triton"):
+        return 0
+    rows = sum(decode_graph_sizes(o.max_num_seqs)) + len(bucket_sizes(min(o.max_num_batched_tokens, worker.max_model_len)))
+    return GRAPH_BASE_BYTES + rows * worker.cfg.vocab_size * 4
 
 
 def run_largest_step(worker) -> None:
@@ -70,11 +80,13 @@ def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
     torch.cuda.empty_cache()
     free, total = torch.cuda.mem_get_info(dev)
     outside_torch = (total - free) - torch.cuda.memory_reserved(dev)
-    budget = int(total * o.gpu_memory_utilization) - peak - outside_torch - CUDA_GRAPH_RESERVE_BYTES
+    reserve = graph_reserve_bytes(worker)
+    budget = int(total * o.gpu_memory_utilization) - peak - outside_torch - reserve
     if budget < bytes_per_block:
         raise MemoryError(
             f"out of memory for the KV cache: {total * o.gpu_memory_utilization / 2**30:.1f} GiB allowed "
             f"(gpu_memory_utilization={o.gpu_memory_utilization}), weights + activations peak at {peak / 2**30:.1f} GiB"
         )
-    worker.profile_info = {"peakBytes": peak, "outsideTorchBytes": outside_torch, "kvBudgetBytes": budget}
+    worker.profile_info = {"peakBytes": peak, "outsideTorchBytes": outside_torch, "graphReserveBytes": reserve,
+                           "kvBudgetBytes": budget}
     return budget // bytes_per_block

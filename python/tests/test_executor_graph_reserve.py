@@ -1,0 +1,37 @@
+# memory_profile.graph_reserve_bytes: what the KV budget leaves for the CUDA graphs grows with the decode
+# buckets (max_num_seqs) and the vocabulary, and is nothing when graphs are off.
+import os
+import sys
+import unittest
+from types import SimpleNamespace
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from lmi_executor.graph_capture import decode_graph_sizes  # noqa: E402
+from lmi_executor.memory_profile import GRAPH_BASE_BYTES, graph_reserve_bytes  # noqa: E402
+
+
+def worker(max_num_seqs=256, graphs=True, backend="triton", vocab=128256):
+    opts = SimpleNamespace(enable_cuda_graph=graphs, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192)
+    return SimpleNamespace(opts=opts, model=SimpleNamespace(attn=SimpleNamespace(backend=backend)),
+                           cfg=SimpleNamespace(vocab_size=vocab), max_model_len=8192)
+
+
+class GraphReserveTest(unittest.TestCase):
+    def test_buckets(self):
+        self.assertEqual(decode_graph_sizes(256)[-3:], [192, 224, 256])
+        self.assertEqual(decode_graph_sizes(100)[-2:], [96, 100])
+        self.assertEqual(decode_graph_sizes(1), [1])
+
+    def test_reserve_follows_buckets_and_vocab(self):
+        r256 = graph_reserve_bytes(worker(256))
+        # 1,447 decode rows + 16 prefill rows of 128,256 fp32 logits, plus the base: about 1.1 GiB
+        self.assertEqual(r256, GRAPH_BASE_BYTES + (sum(decode_graph_sizes(256)) + 16) * 128256 * 4)
+        self.assertGreater(graph_reserve_bytes(worker(512)), r256 + (600 << 20))
+        self.assertLess(graph_reserve_bytes(worker(256, vocab=32000)), r256)
+        self.assertEqual(graph_reserve_bytes(worker(graphs=False)), 0)
+        self.assertEqual(graph_reserve_bytes(worker(backend="reference")), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
