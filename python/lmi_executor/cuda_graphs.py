@@ -12,15 +12,9 @@ import torch
 
 from .attention import AttentionMetadata
 from .graph_capture import capturing, decode_graph_sizes
-from .kernels.decode_inputs import IDS as _IDS
-from .kernels.decode_inputs import PENDING as _PENDING
-from .kernels.decode_inputs import POS as _POS
-from .kernels.decode_inputs import ROW as _ROW
-from .kernels.decode_inputs import SEQ as _SEQ
-from .kernels.decode_inputs import decode_inputs
+from .kernels.decode_inputs import IDS, PENDING, POS, ROW, SEQ, decode_inputs
 from .kernels.greedy import greedy_into
 from .kernels.paged_attention import WORKSPACE, decode_splits
-
 
 
 class DecodeGraphs:
@@ -33,7 +27,7 @@ class DecodeGraphs:
         scratch_row = runner.store.bt.scratch_row
         # Padded rows: token 0 at position 0, context length 1, the scratch row, not pending.
         self.pad = torch.zeros((5, 1), dtype=torch.int64)
-        self.pad[_SEQ, 0], self.pad[_ROW, 0] = 1, scratch_row
+        self.pad[SEQ, 0], self.pad[ROW, 0] = 1, scratch_row
         # Bucket b reads the first 5 * b entries of `inp` as a contiguous [5, b] block, so its staged copy is
         # one contiguous pinned-to-device transfer. (A strided slice of a pinned buffer would be copied
         # through a pageable temporary, which makes the host wait for the GPU to drain the stream.)
@@ -77,10 +71,10 @@ class DecodeGraphs:
             slot_mapping=slots, query_start_loc=self.qsl[: b + 1], seq_lens=seq_lens, block_tables=bt,
             max_query_len=1, max_seq_len=0, query_start_loc_cpu=[], seq_lens_cpu=[],
         )
-        logits = r.model.forward(ids, inp[_POS], meta, r.kv_caches, self.rows[:b])
+        logits = r.model.forward(ids, inp[POS], meta, r.kv_caches, self.rows[:b])
         # A step that samples otherwise overwrites its rows of last_token after the replay.
         out = torch.empty((2, b), dtype=torch.float64, device=logits.device)
-        greedy_into(logits, out, rows=inp[_ROW], last_token=r.last_token)
+        greedy_into(logits, out, rows=inp[ROW], last_token=r.last_token)
         return logits, out
 
     def can_run(self, b: int) -> bool:
@@ -103,7 +97,7 @@ class DecodeGraphs:
             for t in pending[0]:
                 flags[t] = 1
         staged = [None] * 5
-        staged[_IDS], staged[_POS], staged[_SEQ], staged[_ROW], staged[_PENDING] = ids, starts, seq_lens, rows, flags
+        staged[IDS], staged[POS], staged[SEQ], staged[ROW], staged[PENDING] = ids, starts, seq_lens, rows, flags
         h[:, :b] = torch.tensor(staged, dtype=torch.int64)
         if size > b:
             h[:, b:] = self.pad

@@ -65,10 +65,9 @@ class StepHandle:
 
 class ModelRunner:
     def __init__(self, model, kv_caches, block_size: int, max_num_seqs: int, max_model_len: int, device,
-                 scratch_block: int = 0, max_num_batched_tokens: int = 0):
+                 scratch_block: int = 0):
         self.model, self.kv_caches, self.block_size, self.device = model, kv_caches, block_size, device
         self.max_model_len = max_model_len
-        self.max_num_batched_tokens = max_num_batched_tokens  # the largest step (0: not known)
         self.max_blocks = (max_model_len + block_size - 1) // block_size
         self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device, scratch_block))
         self.graphs = None  # set by cuda_graphs.DecodeGraphs when enabled
@@ -76,6 +75,10 @@ class ModelRunner:
         # The latest sampled token of the request in each block-table row (the scratch row included).
         self.last_token = torch.zeros(max_num_seqs + 1, dtype=torch.int64, device=device)
         self._cuda = cuda = torch.device(device).type == "cuda"
+        if cuda:  # greedy sampling of eager steps (decode graphs call it inside the graph)
+            from .kernels.greedy import greedy_into
+
+            self._greedy_into = greedy_into
         # Per launched step: b sampled token ids then b logprobs (float64 holds every token id exactly).
         self._ring = [torch.zeros(2 * max_num_seqs, dtype=torch.float64, pin_memory=cuda) for _ in range(_RING)]
         self._ring_next = 0
@@ -272,26 +275,26 @@ class ModelRunner:
         if plain:
             # The common serving case: argmax and the chosen token's logprob, without copying the logits.
             if self._cuda:
-                from .kernels.greedy import greedy_into
-
                 pair = torch.empty((2, len(states)), dtype=torch.float64, device=self.device)
-                greedy_into(sel, pair, rows=rows_dev, last_token=self.last_token)
+                self._greedy_into(sel, pair, rows=rows_dev, last_token=self.last_token)
                 return self._finish_later(out, states, pair)
-            tok, lp = greedy(sel)
-            self.last_token.index_copy_(0, rows_dev, tok)
-            return self._finish_later(out, states, torch.stack([tok.double(), lp.double()]))
+            return self._finish_sampled(out, states, rows_dev, *greedy(sel))
         # Only counts are needed from the host (the n of each seeded draw, min tokens): pending ones count,
         # less the one this step draws.
         rows = [SampleRow(st.sampling, _num_generated(st) - 1, st.token_ids, st.prompt_len) for st in states]
         if all(is_fast_sampling(st.sampling) for st in states):
             tok, lp, _ = sample_on_device(sel, rows)
-            self.last_token.index_copy_(0, rows_dev, tok)
-            return self._finish_later(out, states, torch.stack([tok.double(), lp.double()]))
+            return self._finish_sampled(out, states, rows_dev, tok, lp)
         tokens, chosen, tops = sample(sel, rows)
         self.last_token.index_copy_(0, rows_dev, to_device(tokens, self.device, torch.int64))
         for st, tok, lp, top in zip(states, tokens, chosen, tops):
             self._record(out, st, tok, lp, top)
         return StepHandle(out)
+
+    def _finish_sampled(self, out, states, rows_dev, tok, lp) -> StepHandle:
+        """Device tokens and logprobs of a step sampled outside a greedy kernel: last_token, then the pair."""
+        self.last_token.index_copy_(0, rows_dev, tok)
+        return self._finish_later(out, states, torch.stack([tok.double(), lp.double()]))
 
     def _finish_later(self, out, states, pair) -> StepHandle:
         """pair [2, n] fp64 on the device (n >= len(states)): token ids in row 0, logprobs in row 1, this

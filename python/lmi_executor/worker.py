@@ -176,7 +176,7 @@ class Worker:
         caches = [(self.kv[i, 0], self.kv[i, 1]) for i in range(cfg.num_layers)]
         self.num_blocks = n
         self.runner = ModelRunner(m, caches, self.opts.block_size, self.opts.max_num_seqs, self.max_model_len, self.device,
-                                  scratch_block=n, max_num_batched_tokens=self.opts.max_num_batched_tokens)
+                                  scratch_block=n)
         graph_seconds = prefill_seconds = 0.0
         decode_bytes = prefill_bytes = 0
         if self.opts.enable_cuda_graph and self.device.type == "cuda" and m.attn.backend == "triton":
