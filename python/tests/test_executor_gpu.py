@@ -12,10 +12,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
 from lmi_executor.attention import AttentionMetadata, reference_attention  # noqa: E402
-from lmi_executor.config import ExecutorOptions  # noqa: E402
-from lmi_executor.worker import Worker  # noqa: E402
 from test_executor_fixtures import dense_forward, make_checkpoint  # noqa: E402
-from test_executor_model import Driver, sampling  # noqa: E402
+from test_executor_model import Driver, make_worker, sampling  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 
@@ -90,11 +88,7 @@ class TritonAttentionTest(unittest.TestCase):
 
 
 def gpu_worker(model_dir, **over):
-    opts = ExecutorOptions(model_dir=model_dir, device="cuda", block_size=4, max_num_seqs=16, **over)
-    w = Worker(opts, 0, 1)
-    w.load({})
-    w.init_cache({"numBlocks": 64})
-    return w
+    return make_worker(model_dir, device="cuda", **over)
 
 
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")
