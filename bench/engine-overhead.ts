@@ -370,15 +370,7 @@ async function clients(): Promise<void> {
   const t0 = performance.now();
   const one = (i: number) =>
     new Promise<number>((resolve, reject) => {
-      const body = JSON.stringify({
-        model: "m8b",
-        prompt: prompt(i + 1),
-        max_tokens: OUT,
-        temperature: 0,
-        ignore_eos: true,
-        stream: true,
-        stream_options: { include_usage: true },
-      });
+      const body = completionBody(i);
       const req = http.request(
         {
           port,
@@ -419,20 +411,25 @@ async function clients(): Promise<void> {
   agent.destroy();
 }
 
+/** The burst's request i: a streaming greedy completion of OUT tokens, usage in the last chunk. */
+function completionBody(i: number): string {
+  return JSON.stringify({
+    model: "m8b",
+    prompt: prompt(i + 1),
+    max_tokens: OUT,
+    temperature: 0,
+    ignore_eos: true,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+}
+
 /** One stream read the way bench/gpu-http-bench.mjs reads it, to price that client. */
 async function fetchOne(i: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${values.port}/v1/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      model: "m8b",
-      prompt: prompt(i + 1),
-      max_tokens: OUT,
-      temperature: 0,
-      ignore_eos: true,
-      stream: true,
-      stream_options: { include_usage: true },
-    }),
+    body: completionBody(i),
   });
   let tokens = 0;
   let buf = "";

@@ -23,7 +23,9 @@ import torch
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.environ.get("LMI_PYTHON_DIR") or os.path.join(_HERE, "..", "python"))
+sys.path.insert(0, _HERE)
 
+from gpu_timing import replay_time  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
 
@@ -191,13 +193,7 @@ def replay_ms(g, n: int = 50) -> float:
     for _ in range(3):
         g.replay()
     torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    for _ in range(n):
-        g.replay()
-    b.record()
-    b.synchronize()
-    return a.elapsed_time(b) / n
+    return replay_time(g, reps=1, replays_per_timing=n)
 
 
 def prefill(w, n_tokens: int = 512) -> dict:

@@ -21,6 +21,14 @@ def graph_time(launches, reps: int = 15, replays_per_timing: int = 1) -> float:
             f()
     g.replay()
     torch.cuda.synchronize()
+    ms = replay_time(g, reps, replays_per_timing)
+    del g
+    return ms / len(launches)
+
+
+def replay_time(g, reps: int = 15, replays_per_timing: int = 1) -> float:
+    """Median milliseconds per replay of an already captured (and warmed) CUDA graph: `reps` timings of
+    `replays_per_timing` back-to-back replays between two events."""
     times = []
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -30,5 +38,4 @@ def graph_time(launches, reps: int = 15, replays_per_timing: int = 1) -> float:
         b.record()
         b.synchronize()
         times.append(a.elapsed_time(b) / replays_per_timing)
-    del g
-    return sorted(times)[len(times) // 2] / len(launches)
+    return sorted(times)[len(times) // 2]
