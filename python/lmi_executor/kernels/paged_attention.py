@@ -20,7 +20,7 @@ def _attn_kernel(
     scale, bt_stride, num_q_heads, num_kv_heads, num_tokens, window,
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
-    IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr,
+    IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr, KV_F16: tl.constexpr,
 ):
     if HEAD_FAST:  # grid (kv heads, sequences, splits): the heads of one page are read by neighbouring programs
         pid = tl.program_id(1)
@@ -48,6 +48,11 @@ def _attn_kernel(
     tok = (q_start + q_tok).to(tl.int64)
     q_off = (tok * num_q_heads + head)[:, None] * HEAD_DIM + d[None, :]
     q = tl.load(q_ptr + q_off, mask=row_ok[:, None], other=0.0)
+    if KV_F16:  # fp8 caches: e4m3 widens to fp16 in one instruction; fold the scale into q before narrowing it
+        q = (q.to(tl.float32) * scale).to(tl.float16)
+        qk_scale = 1.0
+    else:
+        qk_scale = scale
     q_pos = prefix + q_tok
 
     kv_end = tl.minimum(ctx, prefix + tl.minimum((qt + 1) * BLOCK_Q, q_len))
@@ -71,9 +76,9 @@ def _attn_kernel(
         kv_off = (slot * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
         k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches: upcast
         if IEEE:  # fp32 caches (conformance runs): no tf32 rounding
-            s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+            s = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale
         else:
-            s = tl.dot(q, tl.trans(k)) * scale
+            s = tl.dot(q, tl.trans(k)) * qk_scale
         allowed = kv_ok[None, :] & (kv_pos[None, :] <= q_pos[:, None])
         if SLIDING:
             allowed = allowed & (kv_pos[None, :] > q_pos[:, None] - window)
@@ -145,15 +150,28 @@ def decode_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2) -> dict:
     else:  # cover the SMs about twice
         want = (2 * _num_sms() + pairs - 1) // pairs
         splits = max(1, min(16, _next_pow2(want)))
+    fp8 = kv_bytes == 1
     if splits == 1:
         # One program per (sequence, KV head), KV-bandwidth-bound: the KV heads of a sequence on neighbouring
         # programs (they read the interleaved heads of the same pages together) and a 3-deep load pipeline.
-        # An fp8 cache moves half the bytes per key: 128-key tiles and a 4-deep pipeline keep enough in flight
-        # (bench/gpu-attention-fp8-sweep.py: batch 256 x 520 0.1815 -> 0.1706 ms, x 2048 0.6075 -> 0.4980 ms).
-        if kv_bytes == 1:
-            return {"splits": 1, "block_n": 128, "num_warps": 4, "num_stages": 4, "head_fast": True}
+        # An fp8 cache is instruction-bound with that launch (widening, softmax and address work per byte
+        # double): it computes in fp16 (one instruction widens e4m3) with one warp, 32-key tiles and a 5-deep
+        # pipeline, for occupancy (bench/gpu-attention-fp8-sweep.py, H100, batch 256: 0.170 -> 0.114 ms at
+        # context 520, 0.525 -> 0.399 ms at 2,048, against 0.194 / 0.712 ms over a bf16 cache).
+        if fp8:
+            return {"splits": 1, "block_n": 32, "num_warps": 1, "num_stages": 5, "head_fast": True, "f16": True}
         return {"splits": 1, "block_n": 64, "num_warps": 4, "num_stages": 3, "head_fast": True}
-    return {"splits": splits, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False}
+    return {"splits": splits, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": fp8}
+
+
+def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2) -> dict:
+    """Launch parameters of a step with prefill (or mixed) rows: BLOCK_Q query tokens times the GROUP heads of
+    one KV head per program. Over an fp8 cache, fp16 compute and 64-key tiles (bench/gpu-attention-fp8-sweep.py
+    --prefill, H100, 16 x 512 new tokens: 0.260 -> 0.189 ms a layer; 2 x 4,096: 1.59 -> 1.02 ms)."""
+    block_q = max(1, 64 // group) if head_dim <= 128 else max(1, 32 // group)
+    if kv_bytes == 1:
+        return {"block_q": block_q, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": True}
+    return {"block_q": block_q, "block_n": 32, "num_warps": 4, "num_stages": 2, "head_fast": False}
 
 
 def decode_splits(batch: int, num_kv_heads: int) -> int:
@@ -197,7 +215,8 @@ def _prefill_tiles(qsl: list, block_q: int, device) -> torch.Tensor:
 def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0, window: int = 0,
                     launch: dict = None) -> torch.Tensor:
     """q [T, H, D] -> [T, H, D]; meta is attention.AttentionMetadata. num_splits forces the decode split
-    count; launch overrides decode_launch()'s parameters (benchmarks and tests sweep them)."""
+    count; launch overrides decode_launch()'s or prefill_launch()'s parameters (benchmarks and tests sweep
+    them; "f16" takes effect over fp8 caches only)."""
     T, H, D = q.shape
     page, kvh = k_cache.shape[1], k_cache.shape[2]
     group = H // kvh
@@ -215,14 +234,16 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         splits = cfg["splits"]
         grid = (kvh, B, splits) if cfg["head_fast"] else (B, kvh, splits)
     else:
-        block_q = max(1, 64 // group) if D <= 128 else max(1, 32 // group)
+        cfg = prefill_launch(group, D, k_cache.element_size())
+        if launch:
+            cfg.update(launch)
+        block_q = cfg["block_q"]
         if meta.tiles is None or meta.tiles[0] != block_q:
             meta.tiles = (block_q, _prefill_tiles(meta.query_start_loc_cpu, block_q, q.device))
         tiles = meta.tiles[1]
         tile_seq, tile_idx = tiles[0], tiles[1]
         splits = 1
         grid = (tiles.shape[1], kvh, 1)
-        cfg = {"block_n": 32, "num_warps": 4, "num_stages": 2, "head_fast": False}
     block_m = max(16, _next_pow2(block_q * group))
     if splits > 1:
         part_acc, part_ml = WORKSPACE.get(splits, T, H, D, q.device)
@@ -234,7 +255,8 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         scale, meta.block_tables.stride(0), H, kvh, T, window,
         GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=cfg["block_n"],
         HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
-        HEAD_FAST=cfg["head_fast"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        HEAD_FAST=cfg["head_fast"], KV_F16=bool(cfg.get("f16")) and k_cache.element_size() == 1,
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if splits > 1:
         _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, HEAD_DIM=D, num_warps=1)
