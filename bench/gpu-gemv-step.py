@@ -1,5 +1,5 @@
 # The batch-1 decode step of the Llama-3-8B-shaped dummy model (bf16) under each switch of the small-step path
-# (kernels/gemv.py FLAGS: pdl, rope, attn; kernels/paged_attention.py ATTN_PDL), in one process: for every variant, a CUDA graph of one forward at
+# (kernels/gemv.py FLAGS: pdl, rope, attn), in one process: for every variant, a CUDA graph of one forward at
 # context 520 is captured and its replay timed (median of 60, events), the logits compared with the first
 # variant's, and the kernels of one eager forward listed (torch.profiler; with PDL a kernel's time includes
 # its wait for the previous one). The replays are then timed again in interleaved rounds (each variant 30
@@ -24,7 +24,6 @@ spec.loader.exec_module(bench)
 from lmi_executor.attention import AttentionMetadata  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.kernels import gemv  # noqa: E402
-from lmi_executor.kernels import paged_attention  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
 
 VARIANTS = [
@@ -33,18 +32,6 @@ VARIANTS = [
     ("rope+attn, no pdl", {"pdl": False, "rope": True, "attn": True}),
     ("pdl+rope (default)", {"pdl": True, "rope": True, "attn": False}),
     ("pdl+rope+attn", {"pdl": True, "rope": True, "attn": True}),
-    # paged_attention's split decode joining the chain (kernels/paged_attention.py ATTN_PDL modes)
-    ("default + merge triggers o", {"pdl": True, "rope": True, "attn": False, "attn_pdl": 1}),
-    ("default + attn->merge->o chained", {"pdl": True, "rope": True, "attn": False, "attn_pdl": 2}),
-    ("default + qkv->attn->merge->o chained", {"pdl": True, "rope": True, "attn": False, "attn_pdl": 3}),
-    # other split-decode launches at batch 1 (decode_launch's parameters overridden for the capture)
-    ("default, splits 8", {"pdl": True, "rope": True, "attn": False, "launch": {"splits": 8}}),
-    ("default, 2 warps, 32-key tiles", {"pdl": True, "rope": True, "attn": False,
-                                        "launch": {"num_warps": 2, "block_n": 32}}),
-    ("default, splits 32, 2 warps, 32-key tiles", {"pdl": True, "rope": True, "attn": False,
-                                                   "launch": {"splits": 32, "num_warps": 2, "block_n": 32}}),
-    ("merge triggers o, splits 8, 2 warps", {"pdl": True, "rope": True, "attn": False, "attn_pdl": 1,
-                                             "launch": {"splits": 8, "num_warps": 2}}),
 ]
 
 
@@ -83,13 +70,8 @@ def main():
     print("triton", __import__("triton").__version__, "torch", torch.__version__, torch.cuda.get_device_name(),
           "pdl supported", gemv.pdl_supported())
     rows, ref, graphs = [], None, {}
-    default_launch = paged_attention.decode_launch
     for name, flags in VARIANTS:
-        gemv.FLAGS.update({k: v for k, v in flags.items() if k in gemv.FLAGS})
-        paged_attention.ATTN_PDL["mode"] = flags.get("attn_pdl", 0)
-        over = flags.get("launch")
-        paged_attention.decode_launch = (
-            (lambda b, h, kv=2, over=over: {**default_launch(b, h, kv), **over}) if over else default_launch)
+        gemv.FLAGS.update(flags)
         try:
             out = fwd()  # compile outside the capture
             torch.cuda.synchronize()

@@ -4,20 +4,11 @@
 # NUM_SPLITS programs (flash-decoding) and merge the partial softmaxes in a second kernel, so a batch of
 # one still spreads over the GPU.
 # Invariant: same function as attention.reference_attention.
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from ..transfer import to_device
-from .gemv import gdc_launch_dependents, gdc_wait, use_pdl
-
-# Experiment switch (bench/gpu-gemv-step.py): split-decode attention in the programmatic-dependent-launch chain
-# of the small-step kernels. 0 off; 1 the merge lets its dependent (the o GEMV) launch at once, so the o
-# weights stream while the merge runs; 2 also the merge launched as a dependent of attention (waits, then
-# triggers) and attention triggering at its start; 3 also attention launched as a dependent of the qkv GEMV.
-ATTN_PDL = {"mode": int(os.environ.get("LMI_ATTN_PDL", "0"))}
 
 
 # num_tokens (the step's token count) changes every step: never specialize on it (Triton would compile another
@@ -30,12 +21,7 @@ def _attn_kernel(
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
     IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr, KV_F16: tl.constexpr,
-    PDL_WAIT: tl.constexpr = False, PDL_TRIGGER: tl.constexpr = False,
 ):
-    if PDL_WAIT:
-        gdc_wait()
-    if PDL_TRIGGER:
-        gdc_launch_dependents()
     if HEAD_FAST:  # grid (kv heads, sequences, splits): the heads of one page are read by neighbouring programs
         pid = tl.program_id(1)
         kvh = tl.program_id(0)
@@ -121,12 +107,7 @@ def _attn_kernel(
 
 
 @triton.jit
-def _merge_kernel(out_ptr, part_acc_ptr, part_ml_ptr, num_rows, NUM_SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                  PDL_WAIT: tl.constexpr = False, PDL_TRIGGER: tl.constexpr = False):
-    if PDL_WAIT:
-        gdc_wait()
-    if PDL_TRIGGER:
-        gdc_launch_dependents()
+def _merge_kernel(out_ptr, part_acc_ptr, part_ml_ptr, num_rows, NUM_SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)  # row = token * num_q_heads + head
     d = tl.arange(0, HEAD_DIM)
     m = tl.full([1], -1.0e30, dtype=tl.float32)
@@ -268,7 +249,6 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         part_acc, part_ml = WORKSPACE.get(splits, T, H, D, q.device)
     else:
         part_acc = part_ml = out
-    mode = ATTN_PDL["mode"] if splits > 1 and q.is_cuda and use_pdl() else 0
     _attn_kernel[grid](
         q, k_cache, v_cache, out, part_acc, part_ml,
         meta.query_start_loc, meta.seq_lens, meta.block_tables, tile_seq, tile_idx,
@@ -277,10 +257,7 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
         HEAD_FAST=cfg["head_fast"], KV_F16=bool(cfg.get("f16")) and k_cache.element_size() == 1,
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
-        PDL_WAIT=mode >= 3, PDL_TRIGGER=mode >= 2, **({"launch_pdl": True} if mode >= 3 else {}),
     )
     if splits > 1:
-        _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, HEAD_DIM=D, num_warps=1,
-                                PDL_WAIT=mode >= 2, PDL_TRIGGER=mode >= 1,
-                                **({"launch_pdl": True} if mode >= 2 else {}))
+        _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, HEAD_DIM=D, num_warps=1)
     return out
