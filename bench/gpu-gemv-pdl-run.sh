@@ -3,7 +3,7 @@
 # Usage (repo root, GPU machine): bash bench/gpu-gemv-pdl-run.sh [step|tests|all]
 #   step:  the batch-1 step under each switch in one process (bench/gpu-gemv-step.py, interleaved rounds),
 #          where griddepcontrol.wait sits in the compiled PTX, then the executor benchmark (execute() tok/s)
-#          with every switch off (LMI_DECODE_PDL=0 LMI_DECODE_ROPE=0 LMI_DECODE_ATTN=0) and the defaults, same call
+#          with every switch off (LMI_DECODE_PDL=0 LMI_DECODE_ROPE=0) and the defaults, same call
 #   tests: the GEMV GPU tests (kernels vs PyTorch, rope epilogue, decode attention, model small path vs general)
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -20,7 +20,7 @@ if [ "$mode" != tests ]; then
     echo "$(basename "$f" .ptx): ld.global before wait $(head -n "$w" "$f" | grep -c 'ld.global'), after $(tail -n +"$w" "$f" | grep -c 'ld.global'); st.global before wait $(head -n "$w" "$f" | grep -c 'st.global')"
   done >"$OUT/ptx.txt"
   for v in 0 1; do  # 0: every switch off (the kernels before this change); 1: the defaults
-    sw=""; [ $v = 0 ] && sw="LMI_DECODE_PDL=0 LMI_DECODE_ROPE=0 LMI_DECODE_ATTN=0"
+    sw=""; [ $v = 0 ] && sw="LMI_DECODE_PDL=0 LMI_DECODE_ROPE=0"
     env $sw timeout 110 python3 bench/gpu-executor-bench.py \
       --skip-throughput --decode-steps 128 >"$OUT/bench-pdl$v.log" 2>&1
     echo "executor bench switches=$v rc=$?"; grep "^| batch-1" "$OUT/bench-pdl$v.log"

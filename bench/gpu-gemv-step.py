@@ -1,5 +1,5 @@
 # The batch-1 decode step of the Llama-3-8B-shaped dummy model (bf16) under each switch of the small-step path
-# (kernels/gemv.py FLAGS: pdl, rope, attn), in one process: for every variant, a CUDA graph of one forward at
+# (kernels/gemv.py FLAGS: pdl, rope), in one process: for every variant, a CUDA graph of one forward at
 # context 520 is captured and its replay timed (median of 60, events), the logits compared with the first
 # variant's, and the kernels of one eager forward listed (torch.profiler; with PDL a kernel's time includes
 # its wait for the previous one). The replays are then timed again in interleaved rounds (each variant 30
@@ -27,11 +27,10 @@ from lmi_executor.kernels import gemv  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
 
 VARIANTS = [
-    ("before (all off)", {"pdl": False, "rope": False, "attn": False}),
-    ("pdl", {"pdl": True, "rope": False, "attn": False}),
-    ("rope+attn, no pdl", {"pdl": False, "rope": True, "attn": True}),
-    ("pdl+rope (default)", {"pdl": True, "rope": True, "attn": False}),
-    ("pdl+rope+attn", {"pdl": True, "rope": True, "attn": True}),
+    ("before (all off)", {"pdl": False, "rope": False}),
+    ("pdl", {"pdl": True, "rope": False}),
+    ("rope, no pdl", {"pdl": False, "rope": True}),
+    ("pdl+rope (default)", {"pdl": True, "rope": True}),
 ]
 
 

@@ -44,13 +44,11 @@ EPI_NONE, EPI_RES, EPI_SILU, EPI_F32, EPI_ROPE = 0, 1, 2, 3, 4
 
 # Switches of the small-step path, read by LlamaModel._forward_small at every forward (benchmarks flip them
 # between graph captures): pdl = programmatic dependent launch + weight prefetch before the wait;
-# rope = rotary + KV-cache write in the qkv epilogue; attn = decode attention + merge launched from here in
-# the PDL chain. attn is off by default: on the H100 it measured 0.04 ms per step slower than
-# paged_attention's kernels (bench/notes-gemv.md), so it stays an opt-in (LMI_DECODE_ATTN=1) to build on.
+# rope = rotary + KV-cache write in the qkv epilogue. (A decode attention of this path's own in the PDL chain
+# measured slower than paged_attention's kernels launched normally and was removed: bench/notes-gemv.md.)
 FLAGS = {
     "pdl": os.environ.get("LMI_DECODE_PDL", "1") != "0",
     "rope": os.environ.get("LMI_DECODE_ROPE", "1") != "0",
-    "attn": os.environ.get("LMI_DECODE_ATTN", "0") == "1",
 }
 _PDL_OK = None
 
@@ -324,120 +322,3 @@ def gemv(x, w, *, bias=None, norm_w=None, eps=0.0, ssq=None, residual=None, want
             num_stages=stages, **extra,
         )
     return (y, ssq_out) if want_ssq else y
-
-
-# Decode attention for the small-step path (every query is the last token of its sequence): the same function
-# as paged_attention's decode variant (split KV range, online softmax, merge of the partial softmaxes), in two
-# kernels that take part in the PDL chain: each waits for its producer before touching q, the caches or the
-# block tables, and lets its dependents (the merge, then the o GEMV streaming its weights) launch at once.
-@triton.jit
-def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, out_ptr, pacc_ptr, pml_ptr, qsl_ptr, seq_lens_ptr, bt_ptr,
-                        scale, bt_stride, num_tokens, window,
-                        H: tl.constexpr, KVH: tl.constexpr, GROUP: tl.constexpr, BLOCK_H: tl.constexpr,
-                        BLOCK_N: tl.constexpr, D: tl.constexpr, PAGE: tl.constexpr, SPLITS: tl.constexpr,
-                        SLIDING: tl.constexpr, PDL: tl.constexpr):
-    seq = tl.program_id(0)
-    kvh = tl.program_id(1)
-    split = tl.program_id(2)
-    if PDL:
-        gdc_launch_dependents()
-        gdc_wait()
-    tok = tl.load(qsl_ptr + seq).to(tl.int64)
-    ctx = tl.load(seq_lens_ptr + seq)
-    hh = tl.arange(0, BLOCK_H)
-    h_ok = hh < GROUP
-    head = kvh * GROUP + hh
-    d = tl.arange(0, D)
-    q_off = (tok * H + head)[:, None] * D + d[None, :]
-    q = tl.load(q_ptr + q_off, mask=h_ok[:, None], other=0.0)
-    chunk = tl.cdiv(tl.cdiv(ctx, SPLITS), BLOCK_N) * BLOCK_N
-    lo = split * chunk
-    hi = tl.minimum(lo + chunk, ctx)
-    if SLIDING:  # the query (position ctx - 1) sees keys ctx - window .. ctx - 1
-        lo = tl.maximum(lo, ctx - window)
-    m_i = tl.full([BLOCK_H], -1.0e30, dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_H, D], dtype=tl.float32)
-    n_idx = tl.arange(0, BLOCK_N)
-    for start in range(lo, hi, BLOCK_N):
-        kv_pos = start + n_idx
-        kv_ok = kv_pos < hi
-        blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
-        kv_off = ((blk * PAGE + kv_pos % PAGE) * KVH + kvh)[:, None] * D + d[None, :]
-        k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches: upcast
-        s = tl.dot(q, tl.trans(k)) * scale
-        s = tl.where(kv_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
-    if SPLITS == 1:
-        l_safe = tl.where(l_i == 0.0, 1.0, l_i)
-        tl.store(out_ptr + q_off, (acc / l_safe[:, None]).to(out_ptr.dtype.element_ty), mask=h_ok[:, None])
-    else:  # partials per (split, token, head): unnormalised acc, running max and sum
-        base = (split * num_tokens + tok) * H + head
-        tl.store(pacc_ptr + base[:, None] * D + d[None, :], acc, mask=h_ok[:, None])
-        tl.store(pml_ptr + base * 2, m_i, mask=h_ok)
-        tl.store(pml_ptr + base * 2 + 1, l_i, mask=h_ok)
-
-
-@triton.jit
-def _decode_merge_kernel(out_ptr, pacc_ptr, pml_ptr, rows, SPLITS: tl.constexpr, D: tl.constexpr,
-                         PDL: tl.constexpr):
-    r = tl.program_id(0).to(tl.int64)  # r = token * H + head
-    if PDL:
-        gdc_launch_dependents()
-        gdc_wait()
-    sp = tl.arange(0, SPLITS)
-    d = tl.arange(0, D)
-    m = tl.load(pml_ptr + (sp * rows + r) * 2)
-    ls = tl.load(pml_ptr + (sp * rows + r) * 2 + 1)
-    acc = tl.load(pacc_ptr + (sp[:, None] * rows + r) * D + d[None, :])
-    wgt = tl.exp(m - tl.max(m, 0))
-    l_tot = tl.sum(ls * wgt, 0)
-    l_tot = tl.where(l_tot == 0.0, 1.0, l_tot)
-    o = tl.sum(acc * wgt[:, None], 0) / l_tot
-    tl.store(out_ptr + r * D + d, o.to(out_ptr.dtype.element_ty))
-
-
-_SMS = None
-
-
-def attn_splits(tokens: int, kvh: int) -> int:
-    """KV-range splits per (sequence, KV head): enough programs to cover the SMs about twice, at most 16."""
-    global _SMS
-    if _SMS is None:
-        _SMS = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-    want = (2 * _SMS + tokens * kvh - 1) // (tokens * kvh)
-    return max(1, min(16, triton.next_power_of_2(want) if want > 1 else 1))
-
-
-def decode_attention(q, k_cache, v_cache, meta, scale: float, window: int = 0, pdl=None, splits: int = 0):
-    """q [T, H, D] of a pure-decode step (one query token per sequence, meta.max_query_len == 1) -> [T, H, D]."""
-    T, H, D = q.shape
-    page, kvh = k_cache.shape[1], k_cache.shape[2]
-    group = H // kvh
-    pdl = use_pdl() if pdl is None else (pdl and pdl_supported())
-    extra = {"launch_pdl": True} if pdl else {}
-    out = torch.empty_like(q)
-    B = meta.seq_lens.shape[0]
-    if B == 0:
-        return out
-    splits = splits or attn_splits(B, kvh)
-    if splits > 1:
-        pacc = torch.empty((splits * T * H * D,), dtype=torch.float32, device=q.device)
-        pml = torch.empty((splits * T * H * 2,), dtype=torch.float32, device=q.device)
-    else:
-        pacc = pml = out
-    _decode_attn_kernel[(B, kvh, splits)](
-        q, k_cache, v_cache, out, pacc, pml, meta.query_start_loc, meta.seq_lens, meta.block_tables,
-        scale, meta.block_tables.stride(0), T, window,
-        H=H, KVH=kvh, GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=64, D=D, PAGE=page,
-        SPLITS=splits, SLIDING=window > 0, PDL=pdl, num_warps=4, num_stages=2, **extra,
-    )
-    if splits > 1:
-        _decode_merge_kernel[(T * H,)](out, pacc, pml, T * H, SPLITS=splits, D=D, PDL=pdl, num_warps=1, **extra)
-    return out

@@ -224,13 +224,11 @@ class LlamaModel(ModelWeights):
         """The decode-sized forward: four weight-streaming kernels per layer with the RMSNorms, the residual
         adds and SiLU-and-mul fused into them, so the residual stream `res` is the only hidden state:
         qkv = W_qkv norm(res); res += W_o attn; act = silu(W_g norm(res)) * W_u norm(res); res += W_down act.
-        With g.FLAGS: rotary + the K/V-cache write ride in the qkv epilogue (not with Qwen3's q/k norms),
-        pure-decode attention runs g.decode_attention, and every kernel joins a programmatic-dependent-launch
-        chain (g.use_pdl()), so each one's weights stream while the one before it drains."""
+        With g.FLAGS: rotary + the K/V-cache write ride in the qkv epilogue (not with Qwen3's q/k norms), and
+        every GEMV joins a programmatic-dependent-launch chain (g.use_pdl()), so each one's weights stream while
+        the one before it drains. Attention is the backend's (paged_attention's kernels, launched normally)."""
         cfg, hd, eps = self.cfg, self.cfg.head_dim, self.cfg.rms_norm_eps
         fuse_rope = g.FLAGS["rope"] and "q_norm" not in self.layers[0]
-        own_attn = (g.FLAGS["attn"] and meta.max_query_len == 1 and getattr(self.attn, "backend", "") == "triton"
-                    and kv_caches[0][0].dtype == self.dtype)
         res = self.params["embed"][input_ids]
         ssq = None  # partial sums of squares of `res`, left by the kernel that wrote it (none for the embedding)
         for i, L in enumerate(self.layers):
@@ -242,10 +240,7 @@ class LlamaModel(ModelWeights):
                 qkv = g.gemv(res, L["qkv_w"], bias=L.get("qkv_b"), norm_w=L["in_norm"], eps=eps, ssq=ssq)
                 q = self.ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache,
                                             self.nq, self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps)
-            if own_attn:
-                o = g.decode_attention(q, k_cache, v_cache, meta, self.scale, window=self.attn.window)
-            else:
-                o = self.attn.forward(q, k_cache, v_cache, meta, self.scale)
+            o = self.attn.forward(q, k_cache, v_cache, meta, self.scale)
             res, ssq = g.gemv(o.reshape(-1, self.q_size), L["o_w"], residual=res, want_ssq=True)
             act = g.gemv(res, L["gate_up_w"], norm_w=L["post_norm"], eps=eps, ssq=ssq, silu_up=self.inter)
             res, ssq = g.gemv(act, L["down_w"], residual=res, want_ssq=True)
