@@ -6,8 +6,8 @@
 # and dtype is checked against the JSON before any weight is loaded; at most one tensor is materialised at a time
 # (the parts are mmap views), and a rank reads only the parts overlapping the slice its model keeps.
 # tensor_split() is the one table of how every supported family splits each Hugging Face tensor for tensor
-# parallelism (the models slice exactly so when they load; the re-sharding tests load with everything a rank
-# does not read set to NaN, so a disagreement fails them).
+# parallelism: the models take their rank's part of every tensor through local_part() and only place it (the
+# re-sharding tests load with everything a rank does not read set to NaN, so a disagreement fails them).
 import json
 import math
 import os
@@ -149,6 +149,30 @@ def model_slice(cfg: ModelConfig, name: str, shape: list, D: int):
         llama_head = name == "lm_head.weight" and cfg.model_type not in ("gpt2", "gpt_neox")
         return s if llama_head else None
     return s
+
+
+def split_part(t: torch.Tensor, split, T: int, rank: int) -> torch.Tensor:
+    """Part `rank` of T of full tensor t along `split` (None: all of t): every section's rank-th 1/T along the
+    split axis, concatenated (a view of t when there is one section)."""
+    if split is None:
+        return t
+    pieces, start = [], 0
+    for size in split.sections:
+        n = size // T
+        pieces.append(t.narrow(split.axis, start + rank * n, n))
+        start += size
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=split.axis)
+
+
+def local_part(cfg: ModelConfig, name: str, t: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """What rank `rank` of the executor's model at degree `world` keeps of full tensor `name`: its part along
+    model_slice(), or t itself where every rank keeps it whole. A tensor whose size along the split axis is not
+    what config.json implies is refused by name."""
+    s = model_slice(cfg, name, list(t.shape), world)
+    if s is not None and (s.axis >= t.dim() or sum(s.sections) != t.shape[s.axis]):
+        raise ValueError(f"weight {name} has shape {list(t.shape)}, expected {sum(s.sections)} along axis {s.axis} "
+                         f"(sections {list(s.sections)}) from config.json")
+    return split_part(t, s, world, rank)
 
 
 def check_divisible(cfg: ModelConfig, T: int, flag: str = "tensor-parallel degree") -> None:

@@ -170,6 +170,34 @@ class ReshardTest(unittest.TestCase):
         self.assertIn("shard_checkpoint: error: LlamaForCausalLM: num_key_value_heads=2 is not divisible", r.stderr)
         self.assertEqual(shard_main([os.path.join(ZOO, "nope"), out, "--tp", "2"]), 2)
 
+    def test_local_part_takes_each_sections_piece(self):
+        # What the models load: rank r of D keeps the r-th 1/D of every section, concatenated in section order.
+        phi3, gpt2, llama = (load_model_config(os.path.join(ZOO, n)) for n in ("phi3", "gpt2", "llama"))
+        qkv = torch.arange(128 * 3, dtype=torch.float32).reshape(128, 3)  # q|k|v = 64|32|32 rows
+        for rank in (0, 1):
+            got = reshard.local_part(phi3, "model.layers.0.self_attn.qkv_proj.weight", qkv, rank, 2)
+            want = torch.cat([qkv[32 * rank : 32 * rank + 32], qkv[64 + 16 * rank : 80 + 16 * rank],
+                              qkv[96 + 16 * rank : 112 + 16 * rank]])
+            self.assertTrue(torch.equal(got, want), rank)
+        c_attn = torch.arange(64 * 192, dtype=torch.float32).reshape(64, 192)  # Conv1D [in, out], out = q|k|v
+        got = reshard.local_part(gpt2, "transformer.h.0.attn.c_attn.weight", c_attn, 3, 4)
+        self.assertTrue(torch.equal(got, torch.cat([c_attn[:, 48:64], c_attn[:, 112:128], c_attn[:, 176:192]], 1)))
+        o = torch.arange(64 * 64, dtype=torch.float32).reshape(64, 64)
+        self.assertTrue(torch.equal(reshard.local_part(llama, "model.layers.1.self_attn.o_proj.weight", o, 1, 2),
+                                    o[:, 32:]))
+        # Whole on every rank: D=1, replicated tensors, embeddings, GPT LM heads, a vocabulary that does not divide.
+        vocab, norm = torch.zeros(4096, 64), torch.ones(64)
+        self.assertIs(reshard.local_part(llama, "model.layers.0.self_attn.o_proj.weight", o, 0, 1), o)
+        self.assertIs(reshard.local_part(llama, "model.norm.weight", norm, 1, 2), norm)
+        self.assertIs(reshard.local_part(llama, "model.embed_tokens.weight", vocab, 1, 2), vocab)
+        self.assertIs(reshard.local_part(gpt2, "lm_head.weight", vocab, 1, 2), vocab)
+        self.assertEqual(reshard.local_part(llama, "lm_head.weight", vocab, 1, 2).data_ptr(), vocab[2048].data_ptr())
+        odd = torch.zeros(97, 64)
+        self.assertIs(reshard.local_part(llama, "lm_head.weight", odd, 1, 2), odd)
+        with self.assertRaisesRegex(ValueError, r"weight model.layers.0.mlp.up_proj.weight has shape \[130, 64\], "
+                                                r"expected 128 along axis 0"):
+            reshard.local_part(llama, "model.layers.0.mlp.up_proj.weight", torch.zeros(130, 64), 0, 2)
+
     # ---- loading at D=1 --------------------------------------------------------------------------------------
 
     def test_d1_load_is_bit_identical_to_the_unsharded_load(self):

@@ -13,7 +13,25 @@ from ..config import ModelConfig
 from ..layers import rope_cos_sin
 from ..parallel import TensorParallel
 from ..quant import linear
+from ..reshard import local_part
 from .base import ModelWeights
+
+
+_TOP = {"wte.weight": "embed", "embed_in.weight": "embed", "wpe.weight": "pos", "ln_f.weight": "norm_w",
+        "ln_f.bias": "norm_b", "final_layer_norm.weight": "norm_w", "final_layer_norm.bias": "norm_b",
+        "lm_head.weight": "lm_head", "embed_out.weight": "lm_head"}
+_LAYER_PARAMS = {  # GPT-2 and GPT-NeoX names of each layer tensor -> the parameter this rank's part fills
+    "ln_1.weight": "ln1_w", "ln_1.bias": "ln1_b", "ln_2.weight": "ln2_w", "ln_2.bias": "ln2_b",
+    "input_layernorm.weight": "ln1_w", "input_layernorm.bias": "ln1_b",
+    "post_attention_layernorm.weight": "ln2_w", "post_attention_layernorm.bias": "ln2_b",
+    "attn.c_attn.weight": "qkv_w", "attn.c_attn.bias": "qkv_b",
+    "attention.query_key_value.weight": "qkv_w", "attention.query_key_value.bias": "qkv_b",
+    "attn.c_proj.weight": "o_w", "attention.dense.weight": "o_w", "attn.c_proj.bias": "o_b",
+    "attention.dense.bias": "o_b", "mlp.c_fc.weight": "up_w", "mlp.dense_h_to_4h.weight": "up_w",
+    "mlp.c_fc.bias": "up_b", "mlp.dense_h_to_4h.bias": "up_b",
+    "mlp.c_proj.weight": "down_w", "mlp.dense_4h_to_h.weight": "down_w",
+    "mlp.c_proj.bias": "down_b", "mlp.dense_4h_to_h.bias": "down_b",
+}
 
 
 def _gelu(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -55,59 +73,31 @@ class GPTModel(ModelWeights):
 
     # ---- weights ----------------------------------------------------------------------------------------------
 
-    def _qkv_rows(self, w: torch.Tensor) -> torch.Tensor:
-        """Checkpoint q/k/v rows (any layout) -> this rank's [q; k; v] rows, heads contiguous in each."""
-        hd, nh, r = self.cfg.head_dim, self.cfg.num_heads, self.tp.rank
-        tail = w.shape[1:]
-        if self.neox:  # rows are [head][q|k|v][dim]
-            w = w.reshape(nh, 3, hd, *tail).transpose(0, 1)
-        else:  # rows are [q|k|v][head][dim]
-            w = w.reshape(3, nh, hd, *tail)
-        return w[:, r * self.nq : (r + 1) * self.nq].reshape(3 * self.q_size, *tail)
-
     def load_weight(self, name: str, w: torch.Tensor) -> None:
+        """Copies this rank's part of checkpoint tensor `name` (reshard.local_part, the one place deciding how each
+        tensor is split over the ranks; it splits GPT-2's Conv1D weights as stored) to where the model keeps it."""
         if name.endswith((".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")) or ".attention.bias" in name \
                 or name.endswith(".attention.masked_bias"):
             return  # causal-mask buffers some checkpoints carry
-        name = name.removeprefix("transformer.").removeprefix("gpt_neox.")
-        conv = not self.neox and name.endswith(".weight") and (".c_attn." in name or ".c_proj." in name or ".c_fc." in name)
-        if conv:
-            w = w.t()  # GPT-2's Conv1D stores [in, out]
-        top = {"wte.weight": "embed", "embed_in.weight": "embed", "wpe.weight": "pos", "ln_f.weight": "norm_w",
-               "ln_f.bias": "norm_b", "final_layer_norm.weight": "norm_w", "final_layer_norm.bias": "norm_b",
-               "lm_head.weight": "lm_head", "embed_out.weight": "lm_head"}
-        if name in top:
-            if top[name] == "lm_head" and self.cfg.tie_word_embeddings:
+        short = name.removeprefix("transformer.").removeprefix("gpt_neox.")
+        if short in _TOP:
+            key = _TOP[short]
+            if key == "lm_head" and self.cfg.tie_word_embeddings:
                 return
-            return self._copy(name, self.params[top[name]], w)
-        parts = name.split(".")
-        if parts[0] not in ("h", "layers") or len(parts) < 4:
-            raise ValueError(f"unexpected weight {name} for {self.cfg.architecture}")
-        L, rest = self.layers[int(parts[1])], ".".join(parts[2:])
-        r, q, inter = self.tp.rank, self.q_size, self.inter
-        rows = lambda t, n: t[r * n : (r + 1) * n]  # noqa: E731
-        cols = lambda t, n: t[:, r * n : (r + 1) * n]  # noqa: E731
-        table = {
-            "ln_1.weight": ("ln1_w", w), "ln_1.bias": ("ln1_b", w), "ln_2.weight": ("ln2_w", w), "ln_2.bias": ("ln2_b", w),
-            "input_layernorm.weight": ("ln1_w", w), "input_layernorm.bias": ("ln1_b", w),
-            "post_attention_layernorm.weight": ("ln2_w", w), "post_attention_layernorm.bias": ("ln2_b", w),
-            "attn.c_attn.weight": ("qkv_w", None), "attn.c_attn.bias": ("qkv_b", None),
-            "attention.query_key_value.weight": ("qkv_w", None), "attention.query_key_value.bias": ("qkv_b", None),
-            "attn.c_proj.weight": ("o_w", None), "attention.dense.weight": ("o_w", None),
-            "attn.c_proj.bias": ("o_b", w), "attention.dense.bias": ("o_b", w),
-            "mlp.c_fc.weight": ("up_w", None), "mlp.dense_h_to_4h.weight": ("up_w", None),
-            "mlp.c_fc.bias": ("up_b", None), "mlp.dense_h_to_4h.bias": ("up_b", None),
-            "mlp.c_proj.weight": ("down_w", None), "mlp.dense_4h_to_h.weight": ("down_w", None),
-            "mlp.c_proj.bias": ("down_b", w), "mlp.dense_4h_to_h.bias": ("down_b", w),
-        }
-        if rest not in table:
-            raise ValueError(f"unexpected weight {name} for {self.cfg.architecture}")
-        key, src = table[rest]
-        if src is None:
-            src = {"qkv_w": lambda: self._qkv_rows(w), "qkv_b": lambda: self._qkv_rows(w),
-                   "o_w": lambda: cols(w, q), "up_w": lambda: rows(w, inter), "up_b": lambda: rows(w, inter),
-                   "down_w": lambda: cols(w, inter)}[key]()
-        return self._copy(name, L[key], src)
+            dst = self.params[key]
+        else:
+            parts = short.split(".")
+            rest = ".".join(parts[2:])
+            if parts[0] not in ("h", "layers") or len(parts) < 4 or rest not in _LAYER_PARAMS:
+                raise ValueError(f"unexpected weight {short} for {self.cfg.architecture}")
+            key = _LAYER_PARAMS[rest]
+            dst = self.layers[int(parts[1])][key]
+        w = local_part(self.cfg, name, w, self.tp.rank, self.tp.world_size)
+        if not self.neox and key in ("qkv_w", "o_w", "up_w", "down_w"):
+            w = w.t()  # GPT-2's Conv1D stores [in, out]; c_attn's outputs are [q|k|v][head][dim]
+        elif self.neox and key in ("qkv_w", "qkv_b"):  # rows [head][q|k|v][dim] -> [q|k|v][head][dim]
+            w = w.reshape(self.nq, 3, self.cfg.head_dim, *w.shape[1:]).transpose(0, 1).reshape(w.shape)
+        return self._copy(short, dst, w)
 
     def _copy(self, tag, dst, src) -> None:
         if tuple(dst.shape) != tuple(src.shape):

@@ -13,11 +13,19 @@ from ..layers import rope_cos_sin
 from ..ops import TritonOps, make_ops
 from ..parallel import TensorParallel
 from ..quant import linear, quantize_weight
+from ..reshard import local_part
 from .base import ModelWeights
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _IGNORED = re.compile(r"rotary_emb\.inv_freq$")
 _EXPERT = re.compile(r"^block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$")
+_TOP = {"model.embed_tokens.weight": "embed", "model.norm.weight": "norm", "lm_head.weight": "lm_head"}
+# Layer tensors whose part fills a whole parameter (the stacked ones are placed by LlamaModel._place).
+_WHOLE = {"input_layernorm.weight": "in_norm", "post_attention_layernorm.weight": "post_norm",
+          "self_attn.q_norm.weight": "q_norm", "self_attn.k_norm.weight": "k_norm", "self_attn.o_proj.weight": "o_w",
+          "mlp.down_proj.weight": "down_w", "block_sparse_moe.gate.weight": "router_w"}
+_PREFUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),  # Phi-3
+             "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj")}
 
 
 class LlamaModel(ModelWeights):
@@ -72,89 +80,60 @@ class LlamaModel(ModelWeights):
 
     # ---- weights -------------------------------------------------------------------------------------------
 
-    def _rows(self, src: torch.Tensor, local: int) -> torch.Tensor:
-        r = self.tp.rank
-        return src[r * local : (r + 1) * local]
-
-    def _cols(self, src: torch.Tensor, local: int) -> torch.Tensor:
-        r = self.tp.rank
-        return src[:, r * local : (r + 1) * local]
-
     def load_weight(self, name: str, w: torch.Tensor) -> None:
-        hd = self.cfg.head_dim
-        if _IGNORED.search(name):
+        """Copies this rank's part of checkpoint tensor `name` (reshard.local_part, the one place deciding how each
+        tensor is split over the ranks) to where the model keeps it."""
+        if _IGNORED.search(name) or (name == "lm_head.weight" and self.cfg.tie_word_embeddings):
             return
-        if name == "model.embed_tokens.weight":
-            return self._copy(("embed",), self.params["embed"], w)
-        if name == "model.norm.weight":
-            return self._copy(("norm",), self.params["norm"], w)
-        if name == "lm_head.weight":
-            if self.cfg.tie_word_embeddings:
-                return
-            src = self._rows(w, self.vocab_local) if self.vocab_parallel else w
-            return self._copy(("lm_head",), self.params["lm_head"], src)
+        if name in _TOP:
+            return self._copy((_TOP[name],), self.params[_TOP[name]], self._part(name, w))
         m = _LAYER.match(name)
         if not m:
             raise ValueError(f"unexpected weight {name} in checkpoint")
         i, rest = int(m.group(1)), m.group(2)
         if i >= len(self.layers):
             raise ValueError(f"weight {name} is beyond num_hidden_layers={len(self.layers)}")
-        L = self.layers[i]
-        q, kv = self.q_size, self.kv_size
-        fused = {
-            "self_attn.q_proj": ("qkv", 0, q, self.nq * hd),
-            "self_attn.k_proj": ("qkv", q, q + kv, self.nkv * hd),
-            "self_attn.v_proj": ("qkv", q + kv, q + 2 * kv, self.nkv * hd),
-            "mlp.gate_proj": ("gate_up", 0, self.inter, self.inter),
-            "mlp.up_proj": ("gate_up", self.inter, 2 * self.inter, self.inter),
+        dst = self._place(self.layers[i], rest)
+        if dst is None:
+            raise ValueError(f"unexpected weight {name} for {self.cfg.architecture}")
+        base, _, kind = rest.rpartition(".")
+        counts = [(i, f"{f}.{kind}") for f in _PREFUSED[base]] if base in _PREFUSED else None
+        return self._copy((i, rest), dst, self._part(name, w), counts)
+
+    def _place(self, L: dict, rest: str):
+        """The parameter of layer L, or its rows, that this rank's part of layer tensor `rest` fills (q/k/v and
+        gate/up are stacked in one matrix each, as are each Mixtral expert's w1/w3); None if there is none."""
+        q, kv, n = self.q_size, self.kv_size, self.inter
+        stacked = {  # (matrix, first row, end row)
+            "self_attn.q_proj": ("qkv", 0, q), "self_attn.k_proj": ("qkv", q, q + kv),
+            "self_attn.v_proj": ("qkv", q + kv, q + 2 * kv), "self_attn.qkv_proj": ("qkv", 0, q + 2 * kv),
+            "mlp.gate_proj": ("gate_up", 0, n), "mlp.up_proj": ("gate_up", n, 2 * n),
+            "mlp.gate_up_proj": ("gate_up", 0, 2 * n),
         }
         base, _, kind = rest.rpartition(".")
         em = _EXPERT.match(rest)
         if em:
-            e, which = int(em.group(1)), em.group(2)
-            if which == "w2":
-                return self._copy((i, rest), L[f"expert{e}_down_w"], self._cols(w, self.inter))
-            lo = 0 if which == "w1" else self.inter
-            return self._copy((i, rest), L[f"expert{e}_gate_up_w"][lo : lo + self.inter], self._rows(w, self.inter))
-        if rest == "block_sparse_moe.gate.weight":
-            return self._copy((i, rest), L["router_w"], w)
-        prefused = {  # Phi-3 ships q|k|v and gate|up as single tensors: split them into the same parts
-            "self_attn.qkv_proj": [("self_attn.q_proj", self.cfg.num_heads * hd),
-                                   ("self_attn.k_proj", self.cfg.num_kv_heads * hd),
-                                   ("self_attn.v_proj", self.cfg.num_kv_heads * hd)],
-            "mlp.gate_up_proj": [("mlp.gate_proj", self.cfg.intermediate_size),
-                                 ("mlp.up_proj", self.cfg.intermediate_size)],
-        }
-        if base in prefused:
-            start = 0
-            for part, size in prefused[base]:
-                self.load_weight(f"model.layers.{i}.{part}.{kind}", w[start : start + size])
-                start += size
-            if start != w.shape[0]:
-                raise ValueError(f"weight {name}: {w.shape[0]} rows, expected {start}")
+            e, which = em.groups()
+            key, rows = (f"expert{e}_down_w", None) if which == "w2" else \
+                (f"expert{e}_gate_up_w", (0, n) if which == "w1" else (n, 2 * n))
+        elif base in stacked and kind in ("weight", "bias"):
+            mat, lo, hi = stacked[base]
+            key, rows = f"{mat}_{'w' if kind == 'weight' else 'b'}", (lo, hi)
+        else:
+            key, rows = _WHOLE.get(rest), None
+        if key not in L:
             return None
-        if base in fused:
-            target, lo, hi, local = fused[base]
-            key = f"{target}_{'w' if kind == 'weight' else 'b'}"
-            return self._copy((i, rest), L[key][lo:hi], self._rows(w, local))
-        simple = {
-            "input_layernorm.weight": ("in_norm", None),
-            "post_attention_layernorm.weight": ("post_norm", None),
-            "self_attn.q_norm.weight": ("q_norm", None),
-            "self_attn.k_norm.weight": ("k_norm", None),
-            "self_attn.o_proj.weight": ("o_w", self.q_size),
-            "mlp.down_proj.weight": ("down_w", self.inter),
-        }
-        if rest not in simple or simple[rest][0] not in L:
-            raise ValueError(f"unexpected weight {name} for {self.cfg.architecture}")
-        key, col_local = simple[rest]
-        return self._copy((i, rest), L[key], w if col_local is None else self._cols(w, col_local))
+        return L[key] if rows is None else L[key][rows[0] : rows[1]]
 
-    def _copy(self, tag, dst: torch.Tensor, src: torch.Tensor) -> None:
+    def _part(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        return local_part(self.cfg, name, w, self.tp.rank, self.tp.world_size)
+
+    def _copy(self, tag, dst: torch.Tensor, src: torch.Tensor, counts=None) -> None:
+        """`counts`: the tensors src stands for in finish_loading's count (Phi-3's q|k|v, gate|up), if not `tag`."""
         if tuple(dst.shape) != tuple(src.shape):
             raise ValueError(f"weight {tag}: checkpoint shape {tuple(src.shape)} != expected {tuple(dst.shape)}")
         dst.copy_(src, non_blocking=True)
-        self._loaded.add(tag)
+        self._loaded.update(counts or (tag,))
 
     def finish_loading(self) -> None:
         expected = 2 + (0 if self.cfg.tie_word_embeddings else 1)
@@ -167,8 +146,7 @@ class LlamaModel(ModelWeights):
 
     def _finalize(self) -> None:
         if self.cfg.tie_word_embeddings:
-            e = self.params["embed"]
-            self.params["lm_head"] = self._rows(e, self.vocab_local) if self.vocab_parallel else e
+            self.params["lm_head"] = self._part("lm_head.weight", self.params["embed"])
 
     def quantize(self, kind: str) -> None:
         """Weight-only int8 or int4 (quant.py) for the qkv, o, gate/up and down matrices of every layer (each
