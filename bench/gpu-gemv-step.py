@@ -1,5 +1,5 @@
 # The batch-1 decode step of the Llama-3-8B-shaped dummy model (bf16) under each switch of the small-step path
-# (kernels/gemv.py FLAGS: pdl, rope; kernels/paged_attention.py PREFETCH), in one process: for every variant, a CUDA graph of one forward at
+# (kernels/gemv.py FLAGS: pdl, rope), in one process: for every variant, a CUDA graph of one forward at
 # context 520 is captured and its replay timed (median of 60, events), the logits compared with the first
 # variant's, and the kernels of one eager forward listed (torch.profiler; with PDL a kernel's time includes
 # its wait for the previous one). The replays are then timed again in interleaved rounds (each variant 30
@@ -23,15 +23,14 @@ spec.loader.exec_module(bench)
 
 from lmi_executor.attention import AttentionMetadata  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
-from lmi_executor.kernels import gemv, paged_attention  # noqa: E402
+from lmi_executor.kernels import gemv  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
 
-VARIANTS = [  # "prefetch": kernels/paged_attention.py PREFETCH (split decode as a PDL dependent)
-    ("before (all off)", {"pdl": False, "rope": False, "prefetch": False}),
-    ("pdl", {"pdl": True, "rope": False, "prefetch": False}),
-    ("rope, no pdl", {"pdl": False, "rope": True, "prefetch": False}),
-    ("pdl+rope", {"pdl": True, "rope": True, "prefetch": False}),
-    ("pdl+rope+attention prefetch (default)", {"pdl": True, "rope": True, "prefetch": True}),
+VARIANTS = [
+    ("before (all off)", {"pdl": False, "rope": False}),
+    ("pdl", {"pdl": True, "rope": False}),
+    ("rope, no pdl", {"pdl": False, "rope": True}),
+    ("pdl+rope (default)", {"pdl": True, "rope": True}),
 ]
 
 
@@ -71,8 +70,7 @@ def main():
           "pdl supported", gemv.pdl_supported())
     rows, ref, graphs = [], None, {}
     for name, flags in VARIANTS:
-        gemv.FLAGS.update({k: v for k, v in flags.items() if k in gemv.FLAGS})
-        paged_attention.PREFETCH["on"] = flags["prefetch"]
+        gemv.FLAGS.update(flags)
         try:
             out = fwd()  # compile outside the capture
             torch.cuda.synchronize()

@@ -4,42 +4,11 @@
 # NUM_SPLITS programs (flash-decoding) and merge the partial softmaxes in a second kernel, so a batch of
 # one still spreads over the GPU.
 # Invariant: same function as attention.reference_attention.
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from ..transfer import to_device
-from .gemv import gdc_wait, use_pdl
-
-# Split decode (batches below the SM count) launched as a programmatic dependent of the kernel before it (the
-# qkv GEMV on the small-step path): each program loads its first KV tile of earlier positions before
-# gdc_wait(), the query and the newest token's K/V after it. LMI_ATTN_PREFETCH=0 turns it off.
-PREFETCH = {"on": os.environ.get("LMI_ATTN_PREFETCH", "1") != "0"}
-
-
-@triton.jit
-def _tile_update(q, k, v, kv_pos, kv_ok, q_pos, window, m_i, l_i, acc, qk_scale,
-                 IEEE: tl.constexpr, SLIDING: tl.constexpr):
-    """One KV tile of the online softmax: returns the updated running max, sum and unnormalized output."""
-    if IEEE:  # fp32 caches (conformance runs): no tf32 rounding
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale
-    else:
-        s = tl.dot(q, tl.trans(k)) * qk_scale
-    allowed = kv_ok[None, :] & (kv_pos[None, :] <= q_pos[:, None])
-    if SLIDING:
-        allowed = allowed & (kv_pos[None, :] > q_pos[:, None] - window)
-    s = tl.where(allowed, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    alpha = tl.exp(m_i - m_new)
-    p = tl.exp(s - m_new[:, None])
-    l_i = l_i * alpha + tl.sum(p, 1)
-    if IEEE:
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
-    else:
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-    return m_new, l_i, acc
 
 
 # num_tokens (the step's token count) changes every step: never specialize on it (Triton would compile another
@@ -52,7 +21,6 @@ def _attn_kernel(
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
     IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr, KV_F16: tl.constexpr,
-    PREFETCH: tl.constexpr = False,
 ):
     if HEAD_FAST:  # grid (kv heads, sequences, splits): the heads of one page are read by neighbouring programs
         pid = tl.program_id(1)
@@ -79,6 +47,12 @@ def _attn_kernel(
     d = tl.arange(0, HEAD_DIM)
     tok = (q_start + q_tok).to(tl.int64)
     q_off = (tok * num_q_heads + head)[:, None] * HEAD_DIM + d[None, :]
+    q = tl.load(q_ptr + q_off, mask=row_ok[:, None], other=0.0)
+    if KV_F16:  # fp8 caches: e4m3 widens to fp16 in one instruction; fold the scale into q before narrowing it
+        q = (q.to(tl.float32) * scale).to(tl.float16)
+        qk_scale = 1.0
+    else:
+        qk_scale = scale
     q_pos = prefix + q_tok
 
     kv_end = tl.minimum(ctx, prefix + tl.minimum((qt + 1) * BLOCK_Q, q_len))
@@ -89,45 +63,36 @@ def _attn_kernel(
         chunk = tl.cdiv(tl.cdiv(kv_end, NUM_SPLITS), BLOCK_N) * BLOCK_N
         lo = split * chunk
         hi = tl.minimum(lo + chunk, kv_end)
-    n_idx = tl.arange(0, BLOCK_N)
-
-    if PREFETCH:  # decode only: the first tile's earlier positions before the wait, the newest token after it
-        pos0 = lo + n_idx
-        ok0 = pos0 < hi
-        blk0 = tl.load(bt_ptr + seq * bt_stride + pos0 // PAGE, mask=ok0, other=0).to(tl.int64)
-        off0 = ((blk0 * PAGE + pos0 % PAGE) * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
-        old0 = ok0 & (pos0 < ctx - 1)
-        k0 = tl.load(k_ptr + off0, mask=old0[:, None], other=0.0)
-        v0 = tl.load(v_ptr + off0, mask=old0[:, None], other=0.0)
-        gdc_wait()
-        new0 = ok0 & (pos0 == ctx - 1)
-        k0 = tl.where(new0[:, None], tl.load(k_ptr + off0, mask=new0[:, None], other=0.0), k0)
-        v0 = tl.where(new0[:, None], tl.load(v_ptr + off0, mask=new0[:, None], other=0.0), v0)
-
-    q = tl.load(q_ptr + q_off, mask=row_ok[:, None], other=0.0)
-    if KV_F16:  # fp8 caches: e4m3 widens to fp16 in one instruction; fold the scale into q before narrowing it
-        q = (q.to(tl.float32) * scale).to(tl.float16)
-        qk_scale = 1.0
-    else:
-        qk_scale = scale
 
     m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    first = lo
-    if PREFETCH:
-        m_i, l_i, acc = _tile_update(q, k0.to(q.dtype), v0.to(q.dtype), pos0, ok0, q_pos, window, m_i, l_i, acc,
-                                     qk_scale, IEEE, SLIDING)
-        first = lo + BLOCK_N
-    for start in range(first, hi, BLOCK_N):
+    n_idx = tl.arange(0, BLOCK_N)
+    for start in range(lo, hi, BLOCK_N):
         kv_pos = start + n_idx
         kv_ok = kv_pos < hi
         blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
         slot = blk * PAGE + kv_pos % PAGE
         kv_off = (slot * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
         k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches: upcast
+        if IEEE:  # fp32 caches (conformance runs): no tf32 rounding
+            s = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale
+        else:
+            s = tl.dot(q, tl.trans(k)) * qk_scale
+        allowed = kv_ok[None, :] & (kv_pos[None, :] <= q_pos[:, None])
+        if SLIDING:
+            allowed = allowed & (kv_pos[None, :] > q_pos[:, None] - window)
+        s = tl.where(allowed, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)
-        m_i, l_i, acc = _tile_update(q, k, v, kv_pos, kv_ok, q_pos, window, m_i, l_i, acc, qk_scale, IEEE, SLIDING)
+        if IEEE:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
 
     if NUM_SPLITS == 1:
         l_safe = tl.where(l_i == 0.0, 1.0, l_i)
@@ -284,7 +249,6 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         part_acc, part_ml = WORKSPACE.get(splits, T, H, D, q.device)
     else:
         part_acc = part_ml = out
-    prefetch = is_decode and splits > 1 and PREFETCH["on"] and q.is_cuda and use_pdl()
     _attn_kernel[grid](
         q, k_cache, v_cache, out, part_acc, part_ml,
         meta.query_start_loc, meta.seq_lens, meta.block_tables, tile_seq, tile_idx,
@@ -292,8 +256,7 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=cfg["block_n"],
         HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
         HEAD_FAST=cfg["head_fast"], KV_F16=bool(cfg.get("f16")) and k_cache.element_size() == 1,
-        PREFETCH=prefetch, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
-        **({"launch_pdl": True} if prefetch else {}),
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if splits > 1:
         _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, HEAD_DIM=D, num_warps=1)
