@@ -11,12 +11,10 @@ import os
 import shutil
 import sys
 
-import torch
-
 from .config import load_model_config
 from .loader import SafetensorsFile, SafetensorsWriter, checkpoint_files, dtype_name
 from .reshard import (DEFAULT_JSON, FORMAT_TYPE, FORMAT_VERSION, SKIP, Split, UnknownTensor, check_divisible,
-                      tensor_split)
+                      split_part, tensor_split)
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -24,18 +22,6 @@ _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json
 
 def part_name(t: int, T: int) -> str:
     return f"tp-rank-{t:02d}-of-{T:02d}.safetensors"
-
-
-def _part(t, split, T: int, rank: int):
-    """Rank `rank`'s piece of full tensor t: every section's rank-th 1/T along the split axis, concatenated."""
-    if split is None:
-        return t
-    pieces, start = [], 0
-    for size in split.sections:
-        n = size // T
-        pieces.append(t.narrow(split.axis, start + rank * n, n))
-        start += size
-    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=split.axis)
 
 
 def plan(src: str, T: int):
@@ -91,7 +77,7 @@ def shard(src: str, dst: str, T: int, log=print) -> str:
     for name, f, _shape, _dtype, split in tensors:
         full = f.tensor(name)
         for t, w in enumerate(writers):
-            w.write(name, _part(full, split, T, t))
+            w.write(name, split_part(full, split, T, t))
         del full
     for w in writers:
         w.close()
