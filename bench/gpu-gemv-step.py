@@ -1,5 +1,5 @@
 # The batch-1 decode step of the Llama-3-8B-shaped dummy model (bf16) under each switch of the small-step path
-# (kernels/gemv.py FLAGS: pdl, rope), in one process: for every variant, a CUDA graph of one forward at
+# (kernels/gemv.py FLAGS: pdl, rope; the one-row launch config), in one process: for every variant, a CUDA graph of one forward at
 # context 520 is captured and its replay timed (median of 60, events), the logits compared with the first
 # variant's, and the kernels of one eager forward listed (torch.profiler; with PDL a kernel's time includes
 # its wait for the previous one). The replays are then timed again in interleaved rounds (each variant 30
@@ -26,11 +26,15 @@ from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.kernels import gemv  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
 
-VARIANTS = [
+VARIANTS = [  # "m1": the one-row GEMV launches (paired epilogues, the rest) as (BLOCK_N, BLOCK_K, warps, stages)
     ("before (all off)", {"pdl": False, "rope": False}),
     ("pdl", {"pdl": True, "rope": False}),
     ("rope, no pdl", {"pdl": False, "rope": True}),
     ("pdl+rope (default)", {"pdl": True, "rope": True}),
+    ("pdl+rope, launches picked standalone (2 pairs; 4 rows x 1024)",
+     {"pdl": True, "rope": True, "m1": ((2, 1024, 8, 2), (4, 1024, 8, 2))}),
+    ("pdl+rope, 2 pairs; 4 rows x 2048", {"pdl": True, "rope": True, "m1": ((2, 1024, 8, 2), (4, 2048, 8, 2))}),
+    ("pdl+rope, 4 pairs; 4 rows x 1024", {"pdl": True, "rope": True, "m1": ((4, 1024, 8, 2), (4, 1024, 8, 2))}),
 ]
 
 
@@ -69,8 +73,16 @@ def main():
     print("triton", __import__("triton").__version__, "torch", torch.__version__, torch.cuda.get_device_name(),
           "pdl supported", gemv.pdl_supported())
     rows, ref, graphs = [], None, {}
+    default_config = gemv.config
+
+    def one_row_config(m1):
+        def cfg(M, N, K, silu=False):
+            return (False,) + m1[0 if silu else 1] if M == 1 else default_config(M, N, K, silu)
+        return cfg
+
     for name, flags in VARIANTS:
-        gemv.FLAGS.update(flags)
+        gemv.FLAGS.update({k: v for k, v in flags.items() if k in gemv.FLAGS})
+        gemv.config = one_row_config(flags["m1"]) if "m1" in flags else default_config
         try:
             out = fwd()  # compile outside the capture
             torch.cuda.synchronize()
@@ -125,6 +137,7 @@ def main():
 
             traceback.print_exc()
             rows.append({"variant": name, "flags": flags, "error": repr(ex)[:300]})
+    gemv.config = default_config
     # Interleaved rounds: every variant's graph, 30 replays each, round after round.
     rounds = {name: [] for name in graphs}
     for _ in range(7):

@@ -242,8 +242,12 @@ def _gemv_kernel(x_ptr, idx_ptr, nw_ptr, w_ptr, b_ptr, r_ptr, y_ptr, ssq_in_ptr,
 # step and 8 warps (all five shapes within 1% of their best; the SILU pair takes 2 gate + 2 up rows, the rope
 # variant 2 pairs); 2-8 rows go through tl.dot (rows padded to 16).
 def config(M: int, N: int, K: int, silu: bool = False):
+    """(use_dot, BLOCK_N, BLOCK_K, warps, stages). One row: 4 row pairs a program for the paired epilogues (qkv
+    with rotary, gate|up with SiLU), 4 rows x 2048 columns for the rest; chosen inside the whole decode step, where
+    it beat the per-shape standalone pick (2 pairs / 4 rows x 1024) by 1.3%: batch-1 replay 5.378 -> 5.310 ms on
+    an H100 (python3 bench/gpu-gemv-step.py, interleaved rounds; 5.441 -> 5.370 on another H100)."""
     if M == 1:
-        return (False, 2, 1024, 8, 2) if silu else (False, 4, 1024, 8, 2)
+        return (False, 4, 1024, 8, 2) if silu else (False, 4, 2048, 8, 2)
     if silu:
         return (True, 32, 256, 4, 3)
     return (True, 32, 512, 4, 3) if K >= 8192 or N <= 4096 else (True, 64, 256, 4, 3)
