@@ -54,19 +54,23 @@ test("random bytes in serving.properties and config.properties: a config or a Co
           outcomes.configError++;
         }
       }),
-      // Empty files and a valid pair come first, so the "loads" outcome is always exercised.
+      // Two valid pairs come first, so the "loads" outcome is always exercised (an empty model folder
+      // loads only with engine=Python: with nothing else the engine cannot be inferred).
       {
         numRuns: rounds(500, 5000),
         examples: [
-          [Buffer.alloc(0), Buffer.alloc(0)],
-          [Buffer.from("option.rolling_batch=auto\n"), Buffer.from("job_queue_size=10\n")],
+          [Buffer.from("engine=Python\n"), Buffer.alloc(0)],
+          [Buffer.from("engine=Python\noption.rolling_batch=auto\n"), Buffer.from("job_queue_size=10\n")],
         ],
       },
     );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
-  assert.ok(outcomes.configError > 0 && outcomes.loaded > 0, "the generator reaches both outcomes");
+  assert.ok(
+    outcomes.configError > 0 && outcomes.loaded > 0,
+    `the generator reaches both outcomes: ${JSON.stringify(outcomes)}`,
+  );
   recordFigures("fuzz-config", {
     promise: "random bytes in the properties files give a config or a ConfigError naming the file",
     files: n,
