@@ -13,7 +13,7 @@ from ..layers import rope_cos_sin
 from ..ops import TritonOps, make_ops
 from ..parallel import TensorParallel
 from ..quant import linear, quantize_weight
-from ..reshard import local_part
+from ..reshard import local_part, model_slice
 from .base import ModelWeights
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
@@ -39,10 +39,11 @@ class LlamaModel(ModelWeights):
         self.inter = tp.shard(cfg.intermediate_size, "intermediate_size")
         self.q_size, self.kv_size = self.nq * hd, self.nkv * hd
         self.scale = hd**-0.5
-        # An LM head split by vocabulary needs the vocabulary to divide evenly; otherwise every rank keeps all of it.
-        self.vocab_parallel = cfg.vocab_size % tp.world_size == 0 and tp.world_size > 1
-        self.vocab_local = cfg.vocab_size // tp.world_size if self.vocab_parallel else cfg.vocab_size
         H = cfg.hidden_size
+        # The LM head is split by vocabulary where reshard's rules split it (the vocabulary divides evenly);
+        # otherwise every rank keeps all of it.
+        self.vocab_parallel = model_slice(cfg, "lm_head.weight", [cfg.vocab_size, H], tp.world_size) is not None
+        self.vocab_local = cfg.vocab_size // tp.world_size if self.vocab_parallel else cfg.vocab_size
 
         def empty(*shape):
             return torch.empty(shape, dtype=dtype, device=device)
