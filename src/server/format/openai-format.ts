@@ -150,20 +150,24 @@ export function createCompletionFormatter(stream: boolean, ctx: FormatContext): 
   const id = nextId("cmpl");
   const created = Math.floor(Date.now() / 1000);
   const echo = ctx.returnFullText ? ctx.inputs : "";
+  // One text_completion object: the whole answer, a stream chunk (one choice) or the usage chunk (none).
+  const completion = (choices: object[]) => ({
+    id,
+    object: "text_completion",
+    created,
+    model: ctx.model,
+    choices,
+  });
   if (!stream) {
     return finalJsonFormatter((out, st) => ({
-      id,
-      object: "text_completion",
-      created,
-      model: ctx.model,
-      choices: [
+      ...completion([
         {
           index: 0,
           text: echo + (out.generatedText ?? st.text),
           logprobs: ctx.logprobs ? completionLogprobs(st.tokens, echo.length) : null,
           finish_reason: openAiFinishReason(out.finishReason),
         },
-      ],
+      ]),
       usage: usage(out, st),
     }));
   }
@@ -185,31 +189,20 @@ export function createCompletionFormatter(stream: boolean, ctx: FormatContext): 
         const lp = ctx.logprobs ? completionLogprobs(out.tokens, textSoFar) : null;
         textSoFar += out.textDelta.length;
         s += frame({
-          id,
-          object: "text_completion",
-          created,
-          model: ctx.model,
-          choices: [
+          ...completion([
             {
               index: 0,
               text,
               logprobs: lp,
               finish_reason: out.finished ? openAiFinishReason(out.finishReason) : null,
             },
-          ],
+          ]),
           ...(ctx.includeUsage ? { usage: null } : {}),
         });
       }
       if (out.finished) {
         if (ctx.includeUsage) {
-          s += frame({
-            id,
-            object: "text_completion",
-            created,
-            model: ctx.model,
-            choices: [],
-            usage: usage(out, st),
-          });
+          s += frame({ ...completion([]), usage: usage(out, st) });
         }
         s += "data: [DONE]\n\n";
       }
