@@ -21,6 +21,16 @@ LLAMA3_8B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "voca
              "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192,
              "tie_word_embeddings": False, "eos_token_id": 128001, "bos_token_id": 128000, "torch_dtype": "bfloat16"}
 
+
+
+def llama3_8b_dir() -> str:
+    """A fresh temporary model folder holding only LLAMA3_8B as config.json (load it with load_format=dummy)."""
+    tmp = tempfile.mkdtemp()
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+        json.dump(LLAMA3_8B, f)
+    return tmp
+
+
 GREEDY = {"strategy": "greedy", "temperature": 1.0, "topK": 0, "topP": 1.0, "typicalP": 1.0, "minP": 0.0,
           "repetitionPenalty": 1.0, "presencePenalty": 0.0, "frequencyPenalty": 0.0, "logitBias": {}, "seed": 0,
           "penaltyAlpha": 0.0, "numTopLogprobs": 0, "promptLogprobs": False, "minTokens": 0, "eosTokenIds": [],
@@ -108,11 +118,8 @@ def main():
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp()
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-        json.dump(LLAMA3_8B, f)
-    opts = ExecutorOptions(model_dir=tmp, device="cuda", dtype=args.dtype, load_format="dummy", block_size=16,
-                           max_num_seqs=256, max_model_len=4096, enable_cuda_graph=not args.no_cuda_graph,
+    opts = ExecutorOptions(model_dir=llama3_8b_dir(), device="cuda", dtype=args.dtype, load_format="dummy",
+                           block_size=16, max_num_seqs=256, max_model_len=4096, enable_cuda_graph=not args.no_cuda_graph,
                            gpu_memory_utilization=0.9, max_num_batched_tokens=args.budget,
                            fused_ops=not args.no_fused)
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cudaGraph": not args.no_cuda_graph,

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -86,11 +85,8 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp()
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-        json.dump(bench.LLAMA3_8B, f)
-    w = Worker(ExecutorOptions(model_dir=tmp, device="cuda", dtype="bf16", load_format="dummy", max_num_seqs=256,
-                               max_model_len=4096, max_num_batched_tokens=8192), 0, 1)
+    w = Worker(ExecutorOptions(model_dir=bench.llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
+                               max_num_seqs=256, max_model_len=4096, max_num_batched_tokens=8192), 0, 1)
     w.load({})
     w.init_cache({"numBlocks": w.profile({})["numBlocks"]})
     runner = w.runner

@@ -1,16 +1,16 @@
 # The batch-1 decode step of the Llama-3-8B-shaped dummy model (bf16) under each switch of the small-step path
-# (kernels/gemv.py FLAGS: pdl, rope; the one-row launch config), in one process: for every variant, a CUDA graph of one forward at
-# context 520 is captured and its replay timed (median of 60, events), the logits compared with the first
-# variant's, and the kernels of one eager forward listed (torch.profiler; with PDL a kernel's time includes
-# its wait for the previous one). The replays are then timed again in interleaved rounds (each variant 30
-# replays per round, 7 rounds), so clock drift over the run falls on every variant alike. Prints a table last.
+# (kernels/gemv.py FLAGS: pdl, rope; the one-row launch config), in one process: for every variant, a CUDA
+# graph of one forward at context 520 is captured and its replay timed (median of 60, events), the logits
+# compared with the first variant's, and the kernels of one eager forward listed (torch.profiler; with PDL a
+# kernel's time includes its wait for the previous one). The replays are then timed again in interleaved
+# rounds (each variant 30 replays per round, 7 rounds), so clock drift over the run falls on every variant
+# alike. Prints a table last.
 #   python3 bench/gpu-gemv-step.py [--json-out F]
 import argparse
 import importlib.util
 import json
 import os
 import sys
-import tempfile
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -44,11 +44,9 @@ def main():
     ap.add_argument("--replays", type=int, default=60)
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp()
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-        json.dump(bench.LLAMA3_8B, f)
-    w = Worker(ExecutorOptions(model_dir=tmp, device="cuda", dtype="bf16", load_format="dummy", max_num_seqs=8,
-                               max_model_len=4096, max_num_batched_tokens=8192, enable_cuda_graph=False), 0, 1)
+    w = Worker(ExecutorOptions(model_dir=bench.llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
+                               max_num_seqs=8, max_model_len=4096, max_num_batched_tokens=8192,
+                               enable_cuda_graph=False), 0, 1)
     w.load({})
     w.init_cache({"numBlocks": 256})
     model, caches = w.runner.model, w.runner.kv_caches

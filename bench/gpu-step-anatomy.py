@@ -16,7 +16,6 @@ import json
 import os
 import pstats
 import sys
-import tempfile
 import time
 
 import torch
@@ -32,7 +31,7 @@ from lmi_executor.worker import Worker  # noqa: E402
 _spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(_HERE, "gpu-executor-bench.py"))
 _eb = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_eb)
-LLAMA3_8B, GREEDY = _eb.LLAMA3_8B, _eb.GREEDY
+GREEDY = _eb.GREEDY
 
 
 def copies() -> dict:
@@ -329,11 +328,8 @@ def main():
     res = {"device": torch.cuda.get_device_name(), "pythonDir": os.environ.get("LMI_PYTHON_DIR", "python")}
     res["copiesHostMs"] = copies()
     print(json.dumps(res["copiesHostMs"], indent=1), flush=True)
-    tmp = tempfile.mkdtemp()
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-        json.dump(LLAMA3_8B, f)
-    opts = ExecutorOptions(model_dir=tmp, device="cuda", dtype="bf16", load_format="dummy", block_size=16,
-                           max_num_seqs=256, max_model_len=4096, enable_cuda_graph=True, gpu_memory_utilization=0.9,
+    opts = ExecutorOptions(model_dir=_eb.llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
+                           block_size=16, max_num_seqs=256, max_model_len=4096, enable_cuda_graph=True, gpu_memory_utilization=0.9,
                            max_num_batched_tokens=8192, kv_cache_dtype=args.kv_cache_dtype)
     res["kvCacheDtype"] = args.kv_cache_dtype
     w = Worker(opts, 0, 1)
