@@ -8,7 +8,7 @@ import torch
 
 from .attention import AttentionMetadata
 from .graph_capture import decode_graph_sizes
-from .prefill_graphs import bucket_sizes
+from .prefill_graphs import graph_sizes
 from .sampler import SampleRow, sample
 
 # What the CUDA graphs hold beyond the profiled peak: every bucket's static fp32 logits ([b, vocab] for each
@@ -23,7 +23,7 @@ def graph_reserve_bytes(worker) -> int:
     o = worker.opts
     if not (o.enable_cuda_graph and worker.model.attn.backend == "triton"):
         return 0
-    rows = sum(decode_graph_sizes(o.max_num_seqs)) + len(bucket_sizes(min(o.max_num_batched_tokens, worker.max_model_len)))
+    rows = sum(decode_graph_sizes(o.max_num_seqs)) + len(graph_sizes(o.max_num_batched_tokens, worker.max_model_len))
     return GRAPH_BASE_BYTES + rows * worker.cfg.vocab_size * 4
 
 

@@ -29,6 +29,12 @@ def bucket_sizes(max_tokens: int) -> list:
     return sizes
 
 
+def graph_sizes(max_tokens: int, max_model_len: int) -> list:
+    """The buckets PrefillGraphs captures: max_tokens (max_num_batched_tokens; 0 or less: unbounded) and
+    max_model_len both bound a step of one sequence. The memory profile reserves room for the same ones."""
+    return bucket_sizes(max_model_len if max_tokens <= 0 else min(max_tokens, max_model_len))
+
+
 def worth_padding(q_len: int, size: int) -> bool:
     """The padding rule: a bucket of `size` tokens runs a q_len-token step only if size <= 1.25 q_len + 32.
     Padded tokens cost GPU time (their matmul rows; their attention tiles are masked but walk the context),
@@ -55,8 +61,7 @@ class PrefillGraphs:
         self.runner, self.scratch = runner, scratch_block
         dev = runner.device
         self.bs = runner.block_size
-        cap = runner.max_model_len if max_tokens <= 0 else min(max_tokens, runner.max_model_len)
-        self.sizes = bucket_sizes(cap)
+        self.sizes = graph_sizes(max_tokens, runner.max_model_len)
         self.replays = 0
         self.graphs, self.logits, self.tiles = {}, {}, {}
         self.pool = pool

@@ -9,10 +9,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from lmi_executor.graph_capture import decode_graph_sizes  # noqa: E402
 from lmi_executor.memory_profile import GRAPH_BASE_BYTES, graph_reserve_bytes  # noqa: E402
+from lmi_executor.prefill_graphs import graph_sizes  # noqa: E402
 
 
-def worker(max_num_seqs=256, graphs=True, backend="triton", vocab=128256):
-    opts = SimpleNamespace(enable_cuda_graph=graphs, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192)
+def worker(max_num_seqs=256, graphs=True, backend="triton", vocab=128256, max_tokens=8192):
+    opts = SimpleNamespace(enable_cuda_graph=graphs, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_tokens)
     return SimpleNamespace(opts=opts, model=SimpleNamespace(attn=SimpleNamespace(backend=backend)),
                            cfg=SimpleNamespace(vocab_size=vocab), max_model_len=8192)
 
@@ -31,6 +32,13 @@ class GraphReserveTest(unittest.TestCase):
         self.assertLess(graph_reserve_bytes(worker(256, vocab=32000)), r256)
         self.assertEqual(graph_reserve_bytes(worker(graphs=False)), 0)
         self.assertEqual(graph_reserve_bytes(worker(backend="reference")), 0)
+
+    def test_reserve_counts_the_prefill_buckets_that_get_captured(self):
+        # No step bound (max_num_batched_tokens 0): PrefillGraphs captures up to max_model_len, so the reserve
+        # holds those 16 buckets' logits too, as with a bound of 8192.
+        self.assertEqual(graph_reserve_bytes(worker(max_tokens=0)), graph_reserve_bytes(worker()))
+        self.assertEqual(graph_sizes(0, 8192), graph_sizes(8192, 8192))
+        self.assertEqual(graph_sizes(300, 8192)[-1], 300)
 
 
 if __name__ == "__main__":
