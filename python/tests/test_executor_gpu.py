@@ -67,9 +67,22 @@ class TritonAttentionTest(unittest.TestCase):
         self.check([1, 1], [40, 700], 8, 2, 64, torch.float32, splits=8, tol=1e-5, window=20)
 
     def test_decode_with_and_without_splits(self):
-        for splits in (1, 4, 16):
+        for splits in (1, 3, 4, 16):
             self.check([1] * 5, [1, 17, 64, 300, 1000], 32, 8, 128, torch.bfloat16, splits=splits, tol=1e-2)
             self.check([1, 1], [5, 2000], 16, 16, 64, torch.float32, splits=splits, tol=1e-5)
+
+    def test_split_merge_with_and_without_dependent_launch(self):
+        # The merge kernel launched early (PDL) must wait for every split's partials: same values either way.
+        from lmi_executor.kernels import paged_attention as pa
+
+        saved = pa.FLAGS["merge_pdl"]
+        try:
+            for on in (False, True):
+                pa.FLAGS["merge_pdl"] = on
+                self.check([1], [777], 32, 8, 128, torch.bfloat16, tol=1e-2)  # batch 1: the launch splits
+                self.check([1] * 3, [40, 700, 2500], 16, 4, 64, torch.float32, splits=5, tol=1e-5)
+        finally:
+            pa.FLAGS["merge_pdl"] = saved
 
     def test_large_batch_decode_launches(self):
         # Batches with one program per (sequence, KV head): the tuned launch (heads-fastest grid, 3-stage

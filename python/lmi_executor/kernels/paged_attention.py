@@ -2,13 +2,22 @@
 # times the GROUP query heads that share one KV head (GQA), walks the sequence's KV through its block
 # table with an online softmax, and masks causally. Decode steps may split each sequence's KV range over
 # NUM_SPLITS programs (flash-decoding) and merge the partial softmaxes in a second kernel, so a batch of
-# one still spreads over the GPU.
+# one still spreads over the GPU. On Hopper the merge is a programmatic dependent launch: its programs are
+# resident before the attention ends and read every split's partial in one round trip once it has.
 # Invariant: same function as attention.reference_attention.
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from ..transfer import to_device
+from .gemv import gdc_launch_dependents, gdc_wait, pdl_supported
+
+# Switch of the split-decode path (benchmarks flip it between graph captures): merge_pdl = the merge kernel is a
+# programmatic dependent launch of the attention kernel (resident before it ends, waits for it with gdc_wait),
+# so the merge's launch latency hides under the attention (Hopper; LMI_ATTN_MERGE_PDL=0 turns it off).
+FLAGS = {"merge_pdl": os.environ.get("LMI_ATTN_MERGE_PDL", "1") != "0"}
 
 
 # num_tokens (the step's token count) changes every step: never specialize on it (Triton would compile another
@@ -21,7 +30,10 @@ def _attn_kernel(
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
     IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr, KV_F16: tl.constexpr,
+    TRIGGER: tl.constexpr,
 ):
+    if TRIGGER:
+        gdc_launch_dependents()  # the merge kernel may launch now: it waits for this grid before reading
     if HEAD_FAST:  # grid (kv heads, sequences, splits): the heads of one page are read by neighbouring programs
         pid = tl.program_id(1)
         kvh = tl.program_id(0)
@@ -107,23 +119,24 @@ def _attn_kernel(
 
 
 @triton.jit
-def _merge_kernel(out_ptr, part_acc_ptr, part_ml_ptr, num_rows, NUM_SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr):
+def _merge_kernel(out_ptr, part_acc_ptr, part_ml_ptr, num_rows, NUM_SPLITS: tl.constexpr, SPLITS_P2: tl.constexpr,
+                  HEAD_DIM: tl.constexpr, WAIT: tl.constexpr):
+    """One (token, head) row: every split's partial is loaded at once (one round trip), then combined."""
+    if WAIT:
+        gdc_wait()  # launched early as a dependent of the attention kernel: its partials are visible after this
     row = tl.program_id(0).to(tl.int64)  # row = token * num_q_heads + head
     d = tl.arange(0, HEAD_DIM)
-    m = tl.full([1], -1.0e30, dtype=tl.float32)
-    for s in range(NUM_SPLITS):
-        m = tl.maximum(m, tl.load(part_ml_ptr + (s * num_rows + row) * 2 + tl.arange(0, 1)))
-    l_tot = tl.zeros([1], dtype=tl.float32)
-    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
-    for s in range(NUM_SPLITS):
-        r = s * num_rows + row
-        ms = tl.load(part_ml_ptr + r * 2 + tl.arange(0, 1))
-        ls = tl.load(part_ml_ptr + r * 2 + 1 + tl.arange(0, 1))
-        w = tl.exp(ms - m)
-        l_tot += ls * w
-        acc += tl.load(part_acc_ptr + r * HEAD_DIM + d) * w
+    sp = tl.arange(0, SPLITS_P2)
+    ok = sp < NUM_SPLITS
+    r = sp * num_rows + row
+    ms = tl.load(part_ml_ptr + r * 2, mask=ok, other=-1.0e30)
+    ls = tl.load(part_ml_ptr + r * 2 + 1, mask=ok, other=0.0)
+    acc = tl.load(part_acc_ptr + r[:, None] * HEAD_DIM + d[None, :], mask=ok[:, None], other=0.0)
+    w = tl.exp(ms - tl.max(ms, 0))
+    l_tot = tl.sum(ls * w, 0)
     l_tot = tl.where(l_tot == 0.0, 1.0, l_tot)
-    tl.store(out_ptr + row * HEAD_DIM + d, (acc / l_tot).to(out_ptr.dtype.element_ty))
+    o = tl.sum(acc * w[:, None], 0) / l_tot
+    tl.store(out_ptr + row * HEAD_DIM + d, o.to(out_ptr.dtype.element_ty))
 
 
 def _next_pow2(n: int) -> int:
@@ -249,6 +262,7 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         part_acc, part_ml = WORKSPACE.get(splits, T, H, D, q.device)
     else:
         part_acc = part_ml = out
+    merge_pdl = splits > 1 and FLAGS["merge_pdl"] and q.is_cuda and pdl_supported()
     _attn_kernel[grid](
         q, k_cache, v_cache, out, part_acc, part_ml,
         meta.query_start_loc, meta.seq_lens, meta.block_tables, tile_seq, tile_idx,
@@ -256,8 +270,10 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=cfg["block_n"],
         HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
         HEAD_FAST=cfg["head_fast"], KV_F16=bool(cfg.get("f16")) and k_cache.element_size() == 1,
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        TRIGGER=merge_pdl, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if splits > 1:
-        _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, HEAD_DIM=D, num_warps=1)
+        extra = {"launch_pdl": True} if merge_pdl else {}
+        _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, SPLITS_P2=_next_pow2(splits),
+                                HEAD_DIM=D, WAIT=merge_pdl, num_warps=1, **extra)
     return out
