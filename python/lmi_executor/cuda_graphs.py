@@ -5,9 +5,8 @@
 # block-table rows are gathered (one kernel), the model runs, and greedy sampling (argmax and its logprob)
 # writes last_token and a small static output, so a greedy step costs one copy in, one replay and one copy out.
 # Invariants: padded rows point at the scratch row (scratch block, context length 1), so a replay never
-# writes K/V into a block a request owns and its greedy write lands in last_token's scratch entry; a
-# staging buffer is not rewritten while its copy may still be queued (a ring, each reused only after the
-# event recorded behind its copy).
+# writes K/V into a block a request owns and its greedy write lands in last_token's scratch entry; the copy
+# in is staged like every other host-to-device copy (transfer.copy_into), so a launch never waits for the GPU.
 import torch
 
 from .attention import AttentionMetadata
@@ -15,6 +14,7 @@ from .graph_capture import capturing, decode_graph_sizes
 from .kernels.decode_inputs import IDS, PENDING, POS, ROW, SEQ, decode_inputs
 from .kernels.greedy import greedy_into
 from .kernels.paged_attention import WORKSPACE, decode_splits
+from .transfer import copy_into
 
 
 class DecodeGraphs:
@@ -36,10 +36,6 @@ class DecodeGraphs:
             self._inp(b).copy_(self.pad.expand(5, b))
         self.qsl = torch.arange(n + 1, dtype=torch.int32, device=dev)
         self.rows = torch.arange(n, dtype=torch.int64, device=dev)  # logits rows: every token samples
-        # Steps are launched ahead of the GPU, so each staging buffer is reused only once its copy has run.
-        self.hosts = [torch.zeros(5 * n, dtype=torch.int64).pin_memory() for _ in range(4)]
-        self.host_events = [None] * len(self.hosts)
-        self.next_host = 0
         # The split-decode workspace must exist at its largest before capture: graphs keep its address.
         need = max(decode_splits(b, model.nkv) * b for b in self.sizes)
         WORKSPACE.get(need, 1, model.nq, model.cfg.head_dim, dev)
@@ -87,23 +83,16 @@ class DecodeGraphs:
         rows, the rest padding (kept whole so it copies to the host in one contiguous transfer)."""
         b = len(ids)
         size = next(s for s in self.sizes if s >= b)
-        k = self.next_host
-        self.next_host = (k + 1) % len(self.hosts)
-        if self.host_events[k] is not None:
-            self.host_events[k].synchronize()
-        h = self.hosts[k][: 5 * size].view(5, size)
         flags = [0] * b
         if pending is not None:
             for t in pending[0]:
                 flags[t] = 1
         staged = [None] * 5
         staged[IDS], staged[POS], staged[SEQ], staged[ROW], staged[PENDING] = ids, starts, seq_lens, rows, flags
+        h = torch.empty((5, size), dtype=torch.int64)
         h[:, :b] = torch.tensor(staged, dtype=torch.int64)
         if size > b:
             h[:, b:] = self.pad
-        self._inp(size).copy_(h, non_blocking=True)
-        ev = torch.cuda.Event()
-        ev.record()
-        self.host_events[k] = ev
+        copy_into(self._inp(size), h)
         self.graphs[size].replay()
         return self.logits[size][:b], self.greedy[size]

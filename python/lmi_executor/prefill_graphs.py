@@ -2,22 +2,29 @@
 # rest of a prompt after a prefix-cache hit), over bucketed token counts. Launching the eager forward costs
 # the host about as long as the GPU work (~350 kernels for a 512-token Llama-3-8B prefill), so on an idle
 # server the time to first token would follow the host's speed; a replay is one launch.
-# A step stages its inputs in one pinned buffer: the token ids padded to the bucket, then q_len (new tokens),
-# start (tokens already in the cache) and the block-table row. One contiguous copy takes them to the device;
+# A step's inputs are one host tensor: the token ids padded to the bucket, then q_len (new tokens), start
+# (tokens already in the cache) and the block-table row. One contiguous copy takes them to the device;
 # the graph derives positions, KV slots and the attention metadata there, runs the model and leaves the fp32
 # logits of the last new token in a static [1, vocab] buffer.
 # Invariants: padded tokens sit at position 0 and write their K/V to the scratch block's first slot, never
 # into a block a request owns; the attention kernel masks query rows >= q_len (read on the device) and rows
 # never mix elsewhere in the model, so padding does not change the real tokens' K/V or logits; the prefill
 # work list of the attention kernel (`AttentionMetadata.tiles`) is built before capture, never inside it;
-# a staging buffer is not rewritten while its copy may still be queued (a ring, each reused only after the
-# event recorded behind its copy).
+# the copy in is staged like every other host-to-device copy (transfer.copy_into): a launch never waits.
+import os
+
 import torch
 
 from .attention import AttentionMetadata
 from .graph_capture import capturing
+from .transfer import copy_into
 
 _BUCKETS = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024)
+
+
+def enabled() -> bool:
+    """Whether prefill graphs are captured at all (LMI_PREFILL_GRAPHS=0: prompts launch eagerly)."""
+    return os.environ.get("LMI_PREFILL_GRAPHS", "1") != "0"
 
 
 def bucket_sizes(max_tokens: int) -> list:
@@ -73,9 +80,6 @@ class PrefillGraphs:
         self.inp = torch.zeros(n + 3, dtype=torch.int64, device=dev)
         self.arange = torch.arange(n, dtype=torch.int64, device=dev)
         self.zero = torch.zeros(1, dtype=torch.int32, device=dev)
-        self.hosts = [torch.zeros(n + 3, dtype=torch.int64).pin_memory() for _ in range(4)]
-        self.host_events = [None] * len(self.hosts)
-        self.next_host = 0
         for b in reversed(self.sizes):  # largest first: the smaller ones reuse its freed pool memory
             # Warm-up on the scratch row (every block of it is the scratch block): Triton compiles, cuBLAS
             # picks its kernels, and the attention kernel builds the bucket's prefill tiles, kept for capture.
@@ -123,16 +127,7 @@ class PrefillGraphs:
         (size_for). Returns the fp32 logits [1, vocab] of the last one: a static buffer that the next replay
         of this bucket overwrites (read it in stream order before then)."""
         q = len(ids)
-        k = self.next_host
-        self.next_host = (k + 1) % len(self.hosts)
-        if self.host_events[k] is not None:
-            self.host_events[k].synchronize()
-        h = self.hosts[k][: size + 3]
-        h.copy_(torch.tensor(ids + [0] * (size - q) + [q, start, row], dtype=torch.int64))
-        self.inp[: size + 3].copy_(h, non_blocking=True)
-        ev = torch.cuda.Event()
-        ev.record()
-        self.host_events[k] = ev
+        copy_into(self.inp[: size + 3], torch.tensor(ids + [0] * (size - q) + [q, start, row], dtype=torch.int64))
         self.graphs[size].replay()
         self.replays += 1
         return self.logits[size]

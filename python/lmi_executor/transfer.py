@@ -3,7 +3,8 @@
 # goes through the driver's small staging buffer: once earlier copies still queued behind a running step
 # hold it, the next copy blocks until the GPU gets there (measured: every prefill launch of a 256-request
 # burst waited for the step before it). So every copy to a CUDA device is staged in one pinned ring
-# buffer, allocated once; a region is reused only after the event recorded behind its copy has passed.
+# buffer per device, allocated once; a region is reused only after the event recorded behind its copy has
+# passed. to_device makes a new device tensor; copy_into fills a fixed one (a CUDA graph's static inputs).
 from collections import deque
 
 import torch
@@ -36,24 +37,42 @@ class PinnedRing:
         return start
 
     def done_after(self, start: int, n: int) -> None:
-        """The region at start is in use until the work queued so far on the current stream has run."""
+        """The region at start is in use until the work queued so far on the current stream has run. Regions
+        whose copies have run are forgotten here, so the queue stays short (one event per copy otherwise
+        lives until the ring wraps)."""
+        while self.busy and self.busy[0][2].query():
+            self.busy.popleft()
         ev = self.new_event()
         ev.record()
         self.busy.append((start, start + n, ev))
 
-    def to_device(self, t: torch.Tensor, device) -> torch.Tensor:
+    def copy_into(self, dst: torch.Tensor, t: torch.Tensor) -> None:
+        """dst (contiguous, t's shape and dtype, on the device) <- t (host), queued on the current stream."""
         n = t.numel() * t.element_size()
         if n == 0:
-            return t.to(device)
+            return
         start = self.reserve(n)
         staged = self.buf[start : start + n].view(t.dtype).view(t.shape)
         staged.copy_(t)
-        out = staged.to(device, non_blocking=True)
+        dst.copy_(staged, non_blocking=True)
         self.done_after(start, n)
+
+    def to_device(self, t: torch.Tensor, device) -> torch.Tensor:
+        out = torch.empty(t.shape, dtype=t.dtype, device=device)
+        self.copy_into(out, t)
         return out
 
 
 _RINGS = {}
+
+
+def _ring(device: torch.device) -> PinnedRing:
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    ring = _RINGS.get(device)
+    if ring is None:
+        ring = _RINGS[device] = PinnedRing()
+    return ring
 
 
 def to_device(values, device, dtype=None) -> torch.Tensor:
@@ -61,9 +80,13 @@ def to_device(values, device, dtype=None) -> torch.Tensor:
     device = torch.device(device)
     if device.type != "cuda":
         return t.to(device)
-    if device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    ring = _RINGS.get(device)
-    if ring is None:
-        ring = _RINGS[device] = PinnedRing()
-    return ring.to_device(t, device)
+    return _ring(device).to_device(t, device)
+
+
+def copy_into(dst: torch.Tensor, t: torch.Tensor) -> None:
+    """dst[...] = t (a host tensor of dst's shape and dtype) without the host waiting for the GPU: staged in
+    the device's ring on CUDA, a plain copy elsewhere."""
+    if dst.device.type != "cuda":
+        dst.copy_(t)
+        return
+    _ring(dst.device).copy_into(dst, t)

@@ -25,11 +25,18 @@ class FakeEvent:
     def synchronize(self):
         FakeEvent.log.append(("wait", self.id))
 
+    def query(self):
+        return FakeEvent.done
+
+
+FakeEvent.done = False
+
 
 class PinnedRingTest(unittest.TestCase):
     def setUp(self):
         FakeEvent.log.clear()
         FakeEvent.made = 0
+        FakeEvent.done = False
 
     def waits(self):
         return [i for kind, i in FakeEvent.log if kind == "wait"]
@@ -50,6 +57,22 @@ class PinnedRingTest(unittest.TestCase):
         s = ring.reserve(100)  # 1536..1792: inside region 1, already waited for
         self.assertEqual(s, 1536)
         self.assertEqual(self.waits(), [0, 1])
+
+    def test_finished_copies_are_forgotten_without_waiting(self):
+        ring = PinnedRing(4096, pin=False, events=FakeEvent)
+        for _ in range(3):
+            ring.done_after(ring.reserve(100), 256)
+        self.assertEqual(len(ring.busy), 3)
+        FakeEvent.done = True  # every copy queued so far has run
+        ring.done_after(ring.reserve(100), 256)
+        self.assertEqual(len(ring.busy), 1)
+        self.assertEqual(self.waits(), [])
+
+    def test_copy_into_fills_the_given_tensor(self):
+        ring = PinnedRing(1024, pin=False, events=FakeEvent)
+        dst = torch.zeros((2, 3), dtype=torch.int64)
+        ring.copy_into(dst, torch.arange(6, dtype=torch.int64).view(2, 3))
+        self.assertTrue(torch.equal(dst, torch.arange(6).view(2, 3)))
 
     def test_copy_contents_and_oversize_refused(self):
         ring = PinnedRing(1024, pin=False, events=FakeEvent)
