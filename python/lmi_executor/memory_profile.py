@@ -8,6 +8,7 @@ import torch
 
 from .attention import AttentionMetadata
 from .graph_capture import decode_graph_sizes
+from .prefill_graphs import enabled as prefill_graphs_enabled
 from .prefill_graphs import graph_sizes
 from .sampler import SampleRow, sample
 
@@ -23,7 +24,9 @@ def graph_reserve_bytes(worker) -> int:
     o = worker.opts
     if not (o.enable_cuda_graph and worker.model.attn.backend == "triton"):
         return 0
-    rows = sum(decode_graph_sizes(o.max_num_seqs)) + len(graph_sizes(o.max_num_batched_tokens, worker.max_model_len))
+    rows = sum(decode_graph_sizes(o.max_num_seqs))
+    if prefill_graphs_enabled():
+        rows += len(graph_sizes(o.max_num_batched_tokens, worker.max_model_len))
     return GRAPH_BASE_BYTES + rows * worker.cfg.vocab_size * 4
 
 

@@ -186,7 +186,9 @@ class Worker:
             self.runner.graphs = DecodeGraphs(self.runner, scratch_block=n)
             graph_seconds = time.perf_counter() - t0
             decode_bytes = _held_bytes(self.device) - r0
-            if os.environ.get("LMI_PREFILL_GRAPHS", "1") != "0":
+            from . import prefill_graphs
+
+            if prefill_graphs.enabled():
                 from .prefill_graphs import PrefillGraphs
 
                 r0, t0 = _held_bytes(self.device), time.perf_counter()

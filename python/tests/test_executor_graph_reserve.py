@@ -40,6 +40,13 @@ class GraphReserveTest(unittest.TestCase):
         self.assertEqual(graph_sizes(0, 8192), graph_sizes(8192, 8192))
         self.assertEqual(graph_sizes(300, 8192)[-1], 300)
 
+    def test_no_prefill_rows_when_prefill_graphs_are_off(self):
+        from unittest import mock
+
+        with mock.patch.dict(os.environ, {"LMI_PREFILL_GRAPHS": "0"}):
+            off = graph_reserve_bytes(worker())
+        self.assertEqual(graph_reserve_bytes(worker()) - off, 16 * 128256 * 4)
+
 
 if __name__ == "__main__":
     unittest.main()
