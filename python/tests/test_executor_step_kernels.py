@@ -53,13 +53,14 @@ class GreedyKernelTest(unittest.TestCase):
         self.assertTrue(torch.equal(last, want))
 
     def test_strided_rows(self):
-        from lmi_executor.kernels.greedy import greedy
+        from lmi_executor.kernels.greedy import greedy_into
 
         x = torch.randn((6, 3000), device="cuda")[::2]
-        tok, lp = greedy(x)
+        out = torch.empty((2, 3), dtype=torch.float64, device="cuda")
+        greedy_into(x, out)
         rt, rl = self.reference(x)
-        self.assertTrue(torch.equal(tok, rt))
-        torch.testing.assert_close(lp, rl, rtol=1e-5, atol=1e-5)
+        self.assertTrue(torch.equal(out[0].long(), rt))
+        torch.testing.assert_close(out[1].float(), rl, rtol=1e-5, atol=1e-5)
 
 
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")

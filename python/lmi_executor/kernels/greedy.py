@@ -64,10 +64,3 @@ def greedy_into(logits: torch.Tensor, out: torch.Tensor, rows: torch.Tensor = No
     write_last = rows is not None
     _combine_kernel[(R,)](m, idx, s, out, rows if write_last else idx, last_token if write_last else idx, R, chunks,
                           BLOCK_C=max(16, triton.next_power_of_2(chunks)), WRITE_LAST=write_last, num_warps=1)
-
-
-def greedy(logits: torch.Tensor) -> tuple:
-    """(token ids int64 [R], logprobs fp32 [R]) as sampler.greedy returns them."""
-    out = torch.empty((2, logits.shape[0]), dtype=torch.float64, device=logits.device)
-    greedy_into(logits, out)
-    return out[0].long(), out[1].float()
