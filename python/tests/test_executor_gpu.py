@@ -81,6 +81,7 @@ class TritonAttentionTest(unittest.TestCase):
                 pa.FLAGS["merge_pdl"] = on
                 self.check([1], [777], 32, 8, 128, torch.bfloat16, tol=1e-2)  # batch 1: the launch splits
                 self.check([1] * 3, [40, 700, 2500], 16, 4, 64, torch.float32, splits=5, tol=1e-5)
+                self.check([1, 1], [300, 900], 8, 2, 256, torch.bfloat16, splits=16, tol=1e-2)  # 4-warp merge
         finally:
             pa.FLAGS["merge_pdl"] = saved
 

@@ -274,6 +274,7 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
     )
     if splits > 1:
         extra = {"launch_pdl": True} if merge_pdl else {}
-        _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, SPLITS_P2=_next_pow2(splits),
-                                HEAD_DIM=D, WAIT=merge_pdl, num_warps=1, **extra)
+        p2 = _next_pow2(splits)  # a row's partials sit in registers at once: more warps past 2,048 values
+        _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, SPLITS_P2=p2,
+                                HEAD_DIM=D, WAIT=merge_pdl, num_warps=1 if p2 * D <= 2048 else 4, **extra)
     return out
