@@ -18,6 +18,7 @@ import time
 import torch
 
 from .attention import AttentionMetadata
+from .graph_capture import decode_graph_sizes
 from .requests import BlockTable, RequestStore
 from .sampler import SampleRow, greedy, modifies_logits, needs_history, prompt_logprobs, sample, sample_on_device
 from .transfer import to_device
@@ -70,6 +71,10 @@ class ModelRunner:
         self.max_model_len = max_model_len
         self.max_blocks = (max_model_len + block_size - 1) // block_size
         self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device, scratch_block))
+        # Eager steps compute the LM head for a bucket of rows (the decode graphs' sizes), the sampled rows padded
+        # with copies of the last one: a row count that grows step by step (a burst's prefill steps) otherwise
+        # made every other eager launch wait for the GPU inside the LM head's matmul.
+        self._lm_buckets = decode_graph_sizes(max_num_seqs)
         self.graphs = None  # set by cuda_graphs.DecodeGraphs when enabled
         self.prefill_graphs = None  # set by prefill_graphs.PrefillGraphs when enabled
         # The latest sampled token of the request in each block-table row (the scratch row included).
@@ -344,5 +349,8 @@ class ModelRunner:
         if pending is not None:
             tok_idx, row_idx = to_device(list(pending), dev, torch.int64)
             input_ids.index_copy_(0, tok_idx, self.last_token.index_select(0, row_idx))
-        li = to_device(logits_rows, dev, torch.int64)
-        return self.model.forward(input_ids, positions, meta, self.kv_caches, li)
+        n = len(logits_rows)
+        size = next((b for b in self._lm_buckets if b >= n), n) if n else 0
+        li = to_device(logits_rows + [logits_rows[-1]] * (size - n) if size > n else logits_rows, dev, torch.int64)
+        logits = self.model.forward(input_ids, positions, meta, self.kv_caches, li)
+        return logits[:n] if size > n else logits

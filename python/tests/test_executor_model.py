@@ -160,6 +160,32 @@ class ModelTest(unittest.TestCase):
         for rid, p in prompts.items():
             self.assertEqual(d.reqs[rid]["tokens"][len(p):], alone[rid], rid)
 
+    def test_eager_lm_head_rows_padded_to_a_bucket(self):
+        # Three sampled rows: the model computes the LM head for the 4-row bucket (copies of the last row), the
+        # runner hands back 3 rows, and the tokens are those of an unpadded run.
+        mdir = os.path.join(self.tmp.name, "llama")
+        prompts = {"a": [3, 9, 27, 81, 7], "b": [11, 22, 33], "c": [60, 61, 62, 63]}
+        runs = {}
+        for pad in (True, False):
+            w = make_worker(mdir)
+            if not pad:
+                w.runner._lm_buckets = []
+            seen, fwd = [], w.runner.model.forward
+
+            def spy(*a, _fwd=fwd, _seen=seen):
+                _seen.append(a[4].shape[0])
+                return _fwd(*a)
+
+            w.runner.model.forward = spy
+            d = Driver(w)
+            out = d.run(new=[(rid, p, len(p), sampling()) for rid, p in prompts.items()])
+            for _ in range(3):
+                out = d.run(cached=[(rid, 1) for rid in prompts])
+            runs[pad] = ({rid: d.reqs[rid]["tokens"] for rid in prompts}, seen)
+        self.assertEqual(runs[True][0], runs[False][0])
+        self.assertEqual(runs[True][1], [4, 4, 4, 4])
+        self.assertEqual(runs[False][1], [3, 3, 3, 3])
+
     def test_preempted_request_resumes_with_same_tokens(self):
         mdir = os.path.join(self.tmp.name, "llama")
         prompt = [9, 8, 7, 6, 5]
