@@ -1,0 +1,135 @@
+# A/B of the split-decode merge at batch 1 (Llama-3-8B shape, bf16, dummy weights, one GPU): the batch-1
+# forward plus greedy sampling captured in one CUDA graph per variant, replays timed in interleaved rounds
+# (7 rounds x 30 replays each, median of a round, median of the rounds), so clock drift falls on every
+# variant alike. Variants: the merge before 2040861 (a loop of loads per split, launched normally), the
+# one-trip merge launched normally (LMI_ATTN_MERGE_PDL=0), and the one-trip merge as a dependent launch of the
+# attention kernel (the default). The first variant is repeated last. Logits are compared with the first one.
+#   python3 bench/gpu-decode-merge-ab.py [--ctx 128,300]
+# (The numbers in docs/benchmarks.md, fifth session, come from a scratch copy of this script.)
+import argparse
+import importlib.util
+import os
+import sys
+
+import torch
+import triton
+import triton.language as tl
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+_spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(HERE, "gpu-executor-bench.py"))
+_eb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_eb)
+
+from lmi_executor.attention import AttentionMetadata  # noqa: E402
+from lmi_executor.config import ExecutorOptions  # noqa: E402
+from lmi_executor.kernels import paged_attention as pa  # noqa: E402
+from lmi_executor.kernels.greedy import greedy_into  # noqa: E402
+from lmi_executor.worker import Worker  # noqa: E402
+
+
+@triton.jit
+def _loop_merge(out_ptr, part_acc_ptr, part_ml_ptr, num_rows, NUM_SPLITS: tl.constexpr, SPLITS_P2: tl.constexpr,
+                HEAD_DIM: tl.constexpr, WAIT: tl.constexpr):
+    """The merge kernel as it was before 2040861: the splits' maxima, then their sums and outputs, one split at
+    a time (same signature as today's, SPLITS_P2 and WAIT unused)."""
+    row = tl.program_id(0).to(tl.int64)
+    d = tl.arange(0, HEAD_DIM)
+    m = tl.full([1], -1.0e30, dtype=tl.float32)
+    for s in range(NUM_SPLITS):
+        m = tl.maximum(m, tl.load(part_ml_ptr + (s * num_rows + row) * 2 + tl.arange(0, 1)))
+    l_tot = tl.zeros([1], dtype=tl.float32)
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+    for s in range(NUM_SPLITS):
+        r = s * num_rows + row
+        ms = tl.load(part_ml_ptr + r * 2 + tl.arange(0, 1))
+        ls = tl.load(part_ml_ptr + r * 2 + 1 + tl.arange(0, 1))
+        w = tl.exp(ms - m)
+        l_tot += ls * w
+        acc += tl.load(part_acc_ptr + r * HEAD_DIM + d) * w
+    l_tot = tl.where(l_tot == 0.0, 1.0, l_tot)
+    tl.store(out_ptr + row * HEAD_DIM + d, (acc / l_tot).to(out_ptr.dtype.element_ty))
+
+
+VARIANTS = [  # (name, merge kernel, merge as a dependent launch)
+    ("loop merge, normal launch (before)", _loop_merge, False),
+    ("one-trip merge, normal launch", None, False),
+    ("one-trip merge, dependent launch (default)", None, True),
+    ("loop merge, normal launch (again)", _loop_merge, False),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ctx", default="128,300", help="context lengths, comma-separated")
+    args = ap.parse_args()
+    w = Worker(ExecutorOptions(model_dir=_eb.llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
+                               max_num_seqs=8, max_model_len=4096, max_num_batched_tokens=8192,
+                               enable_cuda_graph=False), 0, 1)
+    w.load({})
+    w.init_cache({"numBlocks": 256})
+    model, caches = w.runner.model, w.runner.kv_caches
+    dev = torch.device("cuda")
+    for k, v in caches:  # random K/V history (never time on zeros)
+        k.normal_()
+        v.normal_()
+    pa.WORKSPACE.get(16, 1, model.nq, model.cfg.head_dim, dev)
+    last = torch.zeros(16, dtype=torch.int64, device=dev)
+    rows = torch.zeros(1, dtype=torch.int64, device=dev)
+    today = pa._merge_kernel
+    saved_pdl = pa.FLAGS["merge_pdl"]
+    print("| context | variant | replay ms: median of 7 rounds (min-max) | logits rel. err vs first |")
+    print("|---|---|---|---|")
+    for ctx in [int(c) for c in args.ctx.split(",")]:
+        nb = (ctx + 15) // 16
+        bt = torch.randperm(250, device=dev)[:nb].to(torch.int32)[None, :].contiguous()
+        pos = torch.tensor([ctx - 1], dtype=torch.int64, device=dev)
+        slots = (bt[0, (ctx - 1) // 16].long() * 16 + (ctx - 1) % 16).reshape(1)
+        meta = AttentionMetadata(slot_mapping=slots, query_start_loc=torch.tensor([0, 1], dtype=torch.int32, device=dev),
+                                 seq_lens=torch.tensor([ctx], dtype=torch.int32, device=dev), block_tables=bt,
+                                 max_query_len=1, max_seq_len=ctx, query_start_loc_cpu=[0, 1], seq_lens_cpu=[ctx])
+        ids = torch.tensor([1234], dtype=torch.int64, device=dev)
+        idx = torch.zeros(1, dtype=torch.int64, device=dev)
+
+        def step():
+            logits = model.forward(ids, pos, meta, caches, idx)
+            out = torch.empty((2, 1), dtype=torch.float64, device=dev)
+            greedy_into(logits, out, rows=rows, last_token=last)
+            return logits
+
+        graphs, ref, errs = {}, None, {}
+        try:
+            for name, kernel, pdl in VARIANTS:
+                pa._merge_kernel = kernel or today
+                pa.FLAGS["merge_pdl"] = pdl
+                out = step().clone()  # compiles outside the capture
+                torch.cuda.synchronize()
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g):
+                    step()
+                for _ in range(5):
+                    g.replay()
+                torch.cuda.synchronize()
+                ref = out if ref is None else ref
+                errs[name] = ((out - ref).norm() / ref.norm()).item()
+                graphs[name] = g
+        finally:
+            pa._merge_kernel, pa.FLAGS["merge_pdl"] = today, saved_pdl
+        rounds = {n: [] for n in graphs}
+        for _ in range(7):
+            for n, g in graphs.items():
+                ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(30)]
+                for a, b in ev:
+                    a.record()
+                    g.replay()
+                    b.record()
+                torch.cuda.synchronize()
+                rounds[n].append(sorted(a.elapsed_time(b) for a, b in ev)[15])
+        for n, xs in rounds.items():
+            xs.sort()
+            print(f"| {ctx} | {n} | {xs[3]:.4f} ({xs[0]:.4f}-{xs[-1]:.4f}) | {errs[n]:.1e} |")
+        del graphs
+
+
+if __name__ == "__main__":
+    main()
