@@ -21,11 +21,8 @@ _spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(HE
 _eb = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_eb)
 
-from lmi_executor.attention import AttentionMetadata  # noqa: E402
-from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402
 from lmi_executor.kernels.greedy import greedy_into  # noqa: E402
-from lmi_executor.worker import Worker  # noqa: E402
 
 
 @triton.jit
@@ -63,16 +60,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ctx", default="128,300", help="context lengths, comma-separated")
     args = ap.parse_args()
-    w = Worker(ExecutorOptions(model_dir=_eb.llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
-                               max_num_seqs=8, max_model_len=4096, max_num_batched_tokens=8192,
-                               enable_cuda_graph=False), 0, 1)
-    w.load({})
-    w.init_cache({"numBlocks": 256})
+    w = _eb.batch1_worker()
     model, caches = w.runner.model, w.runner.kv_caches
     dev = torch.device("cuda")
-    for k, v in caches:  # random K/V history (never time on zeros)
-        k.normal_()
-        v.normal_()
     pa.WORKSPACE.get(16, 1, model.nq, model.cfg.head_dim, dev)
     last = torch.zeros(16, dtype=torch.int64, device=dev)
     rows = torch.zeros(1, dtype=torch.int64, device=dev)
@@ -81,15 +71,7 @@ def main():
     print("| context | variant | replay ms: median of 7 rounds (min-max) | logits rel. err vs first |")
     print("|---|---|---|---|")
     for ctx in [int(c) for c in args.ctx.split(",")]:
-        nb = (ctx + 15) // 16
-        bt = torch.randperm(250, device=dev)[:nb].to(torch.int32)[None, :].contiguous()
-        pos = torch.tensor([ctx - 1], dtype=torch.int64, device=dev)
-        slots = (bt[0, (ctx - 1) // 16].long() * 16 + (ctx - 1) % 16).reshape(1)
-        meta = AttentionMetadata(slot_mapping=slots, query_start_loc=torch.tensor([0, 1], dtype=torch.int32, device=dev),
-                                 seq_lens=torch.tensor([ctx], dtype=torch.int32, device=dev), block_tables=bt,
-                                 max_query_len=1, max_seq_len=ctx, query_start_loc_cpu=[0, 1], seq_lens_cpu=[ctx])
-        ids = torch.tensor([1234], dtype=torch.int64, device=dev)
-        idx = torch.zeros(1, dtype=torch.int64, device=dev)
+        ids, pos, meta, idx = _eb.batch1_inputs(ctx, 250, dev)
 
         def step():
             logits = model.forward(ids, pos, meta, caches, idx)

@@ -13,6 +13,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 
+from lmi_executor.attention import AttentionMetadata  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
 
@@ -29,6 +30,34 @@ def llama3_8b_dir() -> str:
     with open(os.path.join(tmp, "config.json"), "w") as f:
         json.dump(LLAMA3_8B, f)
     return tmp
+
+
+def batch1_worker(num_blocks: int = 256) -> Worker:
+    """The Llama-3-8B-shaped dummy bf16 model on CUDA for batch-1 forward benchmarks (CUDA graphs off, at most 8
+    sequences), with a KV cache of num_blocks 16-token blocks filled with random values (never time on zeros)."""
+    w = Worker(ExecutorOptions(model_dir=llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
+                               max_num_seqs=8, max_model_len=4096, max_num_batched_tokens=8192,
+                               enable_cuda_graph=False), 0, 1)
+    w.load({})
+    w.init_cache({"numBlocks": num_blocks})
+    for k, v in w.runner.kv_caches:
+        k.normal_()
+        v.normal_()
+    return w
+
+
+def batch1_inputs(ctx: int, pool: int, device) -> tuple:
+    """(input ids, positions, AttentionMetadata, logits indices) of one sequence's decode step at context ctx,
+    16-token blocks drawn at random from the first `pool` blocks of the cache."""
+    nb = (ctx + 15) // 16
+    bt = torch.randperm(pool, device=device)[:nb].to(torch.int32)[None, :].contiguous()
+    pos = torch.tensor([ctx - 1], dtype=torch.int64, device=device)
+    slots = (bt[0, (ctx - 1) // 16].long() * 16 + (ctx - 1) % 16).reshape(1)
+    meta = AttentionMetadata(slot_mapping=slots, query_start_loc=torch.tensor([0, 1], dtype=torch.int32, device=device),
+                             seq_lens=torch.tensor([ctx], dtype=torch.int32, device=device), block_tables=bt,
+                             max_query_len=1, max_seq_len=ctx, query_start_loc_cpu=[0, 1], seq_lens_cpu=[ctx])
+    ids = torch.tensor([1234], dtype=torch.int64, device=device)
+    return ids, pos, meta, torch.zeros(1, dtype=torch.int64, device=device)
 
 
 GREEDY = {"strategy": "greedy", "temperature": 1.0, "topK": 0, "topP": 1.0, "typicalP": 1.0, "minP": 0.0,

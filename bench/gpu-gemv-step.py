@@ -21,10 +21,7 @@ spec = importlib.util.spec_from_file_location("bench", os.path.join(HERE, "gpu-e
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 
-from lmi_executor.attention import AttentionMetadata  # noqa: E402
-from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.kernels import gemv  # noqa: E402
-from lmi_executor.worker import Worker  # noqa: E402
 
 VARIANTS = [  # "m1": the one-row GEMV launches (paired epilogues, the rest) as (BLOCK_N, BLOCK_K, warps, stages)
     ("before (all off)", {"pdl": False, "rope": False}),
@@ -44,26 +41,9 @@ def main():
     ap.add_argument("--replays", type=int, default=60)
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
-    w = Worker(ExecutorOptions(model_dir=bench.llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
-                               max_num_seqs=8, max_model_len=4096, max_num_batched_tokens=8192,
-                               enable_cuda_graph=False), 0, 1)
-    w.load({})
-    w.init_cache({"numBlocks": 256})
+    w = bench.batch1_worker()
     model, caches = w.runner.model, w.runner.kv_caches
-    dev = torch.device("cuda")
-    for k, v in caches:  # random K/V history (never time on zeros)
-        k.normal_()
-        v.normal_()
-    ctx, bs = args.ctx, 16
-    nb = (ctx + bs - 1) // bs
-    bt = torch.randperm(200, device=dev)[:nb].to(torch.int32)[None, :].contiguous()
-    pos = torch.tensor([ctx - 1], dtype=torch.int64, device=dev)
-    slots = (bt[0, (ctx - 1) // bs].long() * bs + (ctx - 1) % bs).reshape(1)
-    meta = AttentionMetadata(slot_mapping=slots, query_start_loc=torch.tensor([0, 1], dtype=torch.int32, device=dev),
-                             seq_lens=torch.tensor([ctx], dtype=torch.int32, device=dev), block_tables=bt,
-                             max_query_len=1, max_seq_len=ctx, query_start_loc_cpu=[0, 1], seq_lens_cpu=[ctx])
-    ids = torch.tensor([1234], dtype=torch.int64, device=dev)
-    idx = torch.zeros(1, dtype=torch.int64, device=dev)
+    ids, pos, meta, idx = bench.batch1_inputs(args.ctx, 200, torch.device("cuda"))
 
     def fwd():
         return model.forward(ids, pos, meta, caches, idx)

@@ -167,18 +167,8 @@ def batch1(w, steps: int) -> dict:
 def bare_forward(w, ctx: int) -> float:
     """The model's batch-1 forward alone (static inputs, no staging, no sampling) in a CUDA graph at
     context ctx over the executor's own KV cache: what the decode graph adds is the difference."""
-    from lmi_executor.attention import AttentionMetadata
-
-    r, dev = w.runner, torch.device("cuda")
-    nb = (ctx + 15) // 16
-    bt = torch.randperm(w.num_blocks, device=dev)[:nb].to(torch.int32)[None, :].contiguous()
-    pos = torch.tensor([ctx - 1], dtype=torch.int64, device=dev)
-    slots = (bt[0, (ctx - 1) // 16].long() * 16 + (ctx - 1) % 16).reshape(1)
-    meta = AttentionMetadata(slot_mapping=slots, query_start_loc=torch.tensor([0, 1], dtype=torch.int32, device=dev),
-                             seq_lens=torch.tensor([ctx], dtype=torch.int32, device=dev), block_tables=bt,
-                             max_query_len=1, max_seq_len=ctx, query_start_loc_cpu=[0, 1], seq_lens_cpu=[ctx])
-    ids = torch.tensor([1234], dtype=torch.int64, device=dev)
-    idx = torch.zeros(1, dtype=torch.int64, device=dev)
+    r = w.runner
+    ids, pos, meta, idx = _eb.batch1_inputs(ctx, w.num_blocks, torch.device("cuda"))
     r.model.forward(ids, pos, meta, r.kv_caches, idx)
     torch.cuda.synchronize()
     g = torch.cuda.CUDAGraph()
