@@ -256,6 +256,14 @@ function report(label: string, wallMs: number, tokens: number): Record<string, n
     decodeTokPerS: Math.round((N * 1000 * T.periods.length) / T.periods.reduce((a, b) => a + b, 0)),
     outputTokPerS: Math.round(tokens / (wallMs / 1000)),
   };
+  // The longest step periods and where they fell (a Node pause shows up as one step far above the rest).
+  const worst = T.periods
+    .map((ms, i) => [ms, i] as const)
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, 3);
+  worst.forEach(([ms, i], k) => {
+    row[`worstPeriod${k + 1}Ms (decode step ${i})`] = ms;
+  });
   for (const [k, v] of T.phases) row[k] = v / Math.max(1, T.decodeSteps);
   const known = [...T.phases]
     .filter(([k]) => !k.startsWith("("))

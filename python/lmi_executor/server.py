@@ -7,6 +7,7 @@
 # order; a step whose sampling needs the host to know every earlier token waits for the finisher to
 # drain first; the runner's request state changes only under `lock`; errors answer {ok: false} and the
 # executor keeps serving, except that errors on ranks > 0 or in collectives end the process.
+import gc
 import queue
 import socket
 import sys
@@ -31,6 +32,18 @@ def _call(worker: Worker, msg: dict):
     if name is None:
         raise ValueError(f"unknown message type {msg.get('type')!r}")
     return getattr(worker, name)(msg)
+
+
+def _settle_heap(kind) -> None:
+    """After initCache (model, KV cache, CUDA graphs and the allocator warm-up all exist): one full collection,
+    then gc.freeze() moves every object alive to the permanent generation, so the collector's full passes while
+    serving walk only what was made since. Without it a full pass walks the whole process with the GIL held
+    (torch, Triton, the graphs: 100k objects and 26-38 ms for the tiny CPU test model, none after the freeze).
+    A 256-request burst on an H100 showed one 73-89 ms GPU idle at about the same step of every run, its launch
+    late rather than slow: such a pass fits it (not yet confirmed on the GPU)."""
+    if kind == "initCache":
+        gc.collect()
+        gc.freeze()
 
 
 def _error_reply(msg_id, e: Exception) -> dict:
@@ -125,6 +138,7 @@ def serve_rank0(worker: Worker, socket_path: str) -> None:
                 finisher.submit(msg.get("id"), handle)
                 continue
             result = _call(worker, msg)
+            _settle_heap(kind)
             replies.send({"id": msg.get("id"), "ok": True, "result": result})
         except Exception as e:  # noqa: BLE001 - every failure is reported to Node, with its traceback
             if finisher is not None:
@@ -138,6 +152,7 @@ def serve_follower(worker: Worker) -> None:
         if msg.get("type") == "shutdown":
             return
         _call(worker, msg)
+        _settle_heap(msg.get("type"))
 
 
 def _is_oom(e: Exception) -> bool:

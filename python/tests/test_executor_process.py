@@ -50,5 +50,21 @@ class RankProcessTest(unittest.TestCase):
         self.assertIn("world size 1 != tensor_parallel_degree 2", r.stderr)
 
 
+class SettleHeapTest(unittest.TestCase):
+    def test_init_cache_freezes_the_heap_and_nothing_else_does(self):
+        import gc
+
+        from lmi_executor.server import _settle_heap
+
+        gc.unfreeze()
+        try:
+            _settle_heap("execute")
+            self.assertEqual(gc.get_freeze_count(), 0)
+            _settle_heap("initCache")
+            self.assertGreater(gc.get_freeze_count(), 0)  # everything alive now is out of later full passes
+        finally:
+            gc.unfreeze()
+
+
 if __name__ == "__main__":
     unittest.main()
