@@ -17,10 +17,12 @@ import triton.language as tl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, HERE)
 _spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(HERE, "gpu-executor-bench.py"))
 _eb = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_eb)
 
+from gpu_timing import interleaved_rounds  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402
 from lmi_executor.kernels.greedy import greedy_into  # noqa: E402
 
@@ -97,18 +99,8 @@ def main():
                 graphs[name] = g
         finally:
             pa._merge_kernel, pa.FLAGS["merge_pdl"] = today, saved_pdl
-        rounds = {n: [] for n in graphs}
-        for _ in range(7):
-            for n, g in graphs.items():
-                ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(30)]
-                for a, b in ev:
-                    a.record()
-                    g.replay()
-                    b.record()
-                torch.cuda.synchronize()
-                rounds[n].append(sorted(a.elapsed_time(b) for a, b in ev)[15])
+        rounds = interleaved_rounds(graphs)
         for n, xs in rounds.items():
-            xs.sort()
             print(f"| {ctx} | {n} | {xs[3]:.4f} ({xs[0]:.4f}-{xs[-1]:.4f}) | {errs[n]:.1e} |")
         del graphs
 

@@ -17,10 +17,12 @@ from torch.profiler import ProfilerActivity, profile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.environ.get("LMI_PYTHON_DIR") or os.path.join(HERE, "..", "python"))
+sys.path.insert(0, HERE)
 spec = importlib.util.spec_from_file_location("bench", os.path.join(HERE, "gpu-executor-bench.py"))
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 
+from gpu_timing import interleaved_rounds  # noqa: E402
 from lmi_executor.kernels import gemv  # noqa: E402
 
 VARIANTS = [  # "m1": the one-row GEMV launches (paired epilogues, the rest) as (BLOCK_N, BLOCK_K, warps, stages)
@@ -117,19 +119,10 @@ def main():
             rows.append({"variant": name, "flags": flags, "error": repr(ex)[:300]})
     gemv.config = default_config
     # Interleaved rounds: every variant's graph, 30 replays each, round after round.
-    rounds = {name: [] for name in graphs}
-    for _ in range(7):
-        for name, g in graphs.items():
-            ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(30)]
-            for a, b in ev:
-                a.record()
-                g.replay()
-                b.record()
-            torch.cuda.synchronize()
-            rounds[name].append(sorted(a.elapsed_time(b) for a, b in ev)[15])
+    rounds = interleaved_rounds(graphs)
     for r in rows:
         if r["variant"] in rounds:
-            xs = sorted(rounds[r["variant"]])
+            xs = rounds[r["variant"]]
             r["roundsMs"] = xs
             r["roundsMedianMs"] = xs[len(xs) // 2]
     if args.json_out:

@@ -39,3 +39,20 @@ def replay_time(g, reps: int = 15, replays_per_timing: int = 1) -> float:
         b.synchronize()
         times.append(a.elapsed_time(b) / replays_per_timing)
     return sorted(times)[len(times) // 2]
+
+
+def interleaved_rounds(graphs: dict, rounds: int = 7, replays: int = 30) -> dict:
+    """{name: sorted per-round medians (ms)} for already captured and warmed CUDA graphs: each round replays
+    every graph `replays` times (an event pair around each replay) before the next graph, so clock drift over
+    the run falls on every variant alike."""
+    out = {name: [] for name in graphs}
+    for _ in range(rounds):
+        for name, g in graphs.items():
+            ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(replays)]
+            for a, b in ev:
+                a.record()
+                g.replay()
+                b.record()
+            torch.cuda.synchronize()
+            out[name].append(sorted(a.elapsed_time(b) for a, b in ev)[replays // 2])
+    return {name: sorted(xs) for name, xs in out.items()}
