@@ -11,7 +11,9 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+# LMI_PYTHON_DIR=path: another copy of python/ (A/B); the benches that load this file as a module rely on it too,
+# since it imports lmi_executor first.
+sys.path.insert(0, os.environ.get("LMI_PYTHON_DIR") or os.path.join(os.path.dirname(__file__), "..", "python"))
 
 from lmi_executor.attention import AttentionMetadata  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
