@@ -28,9 +28,8 @@ class DecodeGraphs:
         # Padded rows: token 0 at position 0, context length 1, the scratch row, not pending.
         self.pad = torch.zeros((5, 1), dtype=torch.int64)
         self.pad[SEQ, 0], self.pad[ROW, 0] = 1, scratch_row
-        # Bucket b reads the first 5 * b entries of `inp` as a contiguous [5, b] block, so its staged copy is
-        # one contiguous pinned-to-device transfer. (A strided slice of a pinned buffer would be copied
-        # through a pageable temporary, which makes the host wait for the GPU to drain the stream.)
+        # Bucket b reads the first 5 * b entries of `inp` as a contiguous [5, b] block, so a step's inputs go in
+        # as one contiguous copy from one region of the pinned staging ring (transfer.copy_into).
         self.inp = torch.empty(5 * n, dtype=torch.int64, device=dev)
         for b in self.sizes:
             self._inp(b).copy_(self.pad.expand(5, b))

@@ -15,7 +15,7 @@ _ALIGN = 256
 
 class PinnedRing:
     """Regions of one pinned buffer, handed out in order and wrapped around; `events` makes the GPU-side
-    bookkeeping replaceable in tests (it must give objects with record() / synchronize())."""
+    bookkeeping replaceable in tests (it must give objects with record(), synchronize() and query())."""
 
     def __init__(self, nbytes: int = _RING_BYTES, pin: bool = True, events=None):
         self.buf = torch.empty(nbytes, dtype=torch.uint8, pin_memory=pin)

@@ -186,11 +186,10 @@ class Worker:
             self.runner.graphs = DecodeGraphs(self.runner, scratch_block=n)
             graph_seconds = time.perf_counter() - t0
             decode_bytes = _held_bytes(self.device) - r0
-            from . import prefill_graphs
+            from .prefill_graphs import PrefillGraphs
+            from .prefill_graphs import enabled as prefill_graphs_enabled
 
-            if prefill_graphs.enabled():
-                from .prefill_graphs import PrefillGraphs
-
+            if prefill_graphs_enabled():
                 r0, t0 = _held_bytes(self.device), time.perf_counter()
                 pg = PrefillGraphs(self.runner, scratch_block=n, pool=self.runner.graphs.pool,
                                    max_tokens=self.opts.max_num_batched_tokens)
