@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 
 from lmi_executor.attention import Attention, AttentionMetadata, reference_attention  # noqa: E402
+from lmi_executor.kernels import attention_launch  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa_mod  # noqa: E402
 
 H, KVH, D, PAGE = 32, 8, 128, 16
@@ -456,7 +457,7 @@ def sweep_small(res, kc, vc, gen, perm, budget_s, save):
     old = {"block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False}
     new = {"block_n": 64, "num_warps": 4, "num_stages": 3, "head_fast": True}
     for B, ctx in ((1, 512), (1, 2048), (8, 2048), (32, 512), (32, 2048), (64, 512), (64, 2048), (128, 512)):
-        s0 = pa_mod.decode_splits(B, KVH)
+        s0 = attention_launch.decode_splits(B, KVH)
         cfgs = []
         for sp in sorted({max(1, s0 // 2), s0, s0 * 2, s0 * 4}):
             for base in (old, new):

@@ -18,7 +18,8 @@ sys.path.insert(0, HERE)
 
 from gpu_timing import graph_time  # noqa: E402
 from lmi_executor.attention import AttentionMetadata, reference_attention  # noqa: E402
-from lmi_executor.kernels.paged_attention import decode_launch, paged_attention, prefill_launch  # noqa: E402
+from lmi_executor.kernels.attention_launch import decode_launch, prefill_launch  # noqa: E402
+from lmi_executor.kernels.paged_attention import paged_attention  # noqa: E402
 
 PAGE, KVH, HD, H = 16, 8, 128, 32
 SCALE = HD**-0.5

@@ -159,7 +159,7 @@ def batch1(w, steps: int) -> dict:
         res[mode] = {"msPerStepMedian": steady[len(steady) // 2] * 1e3, "tokPerS": 1 / steady[len(steady) // 2],
                      "contextEnd": p.computed}
     # The batch-1 graph replayed alone (context as left by the last step's inputs).
-    res["graphReplayMs"] = replay_ms(r.graphs.graphs[1])
+    res["graphReplayMs"] = replay_ms(r.graphs.graphs[r.graphs.key(1, p.computed)])
     res["bareForwardGraphMs"] = bare_forward(w, p.computed)
     return res
 

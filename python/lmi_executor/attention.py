@@ -15,7 +15,7 @@ class AttentionMetadata:
     seq_lens: torch.Tensor  # [B] int32, device: context length after this step
     block_tables: torch.Tensor  # [B, max_blocks] int32, device
     max_query_len: int
-    max_seq_len: int
+    max_seq_len: int  # a bound on seq_lens (0: none known; the decode graphs capture with 0 or a class bound)
     query_start_loc_cpu: list
     seq_lens_cpu: list
     # Per-step work list of a backend (the Triton kernel's prefill query tiles), built by the first layer

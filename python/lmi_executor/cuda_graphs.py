@@ -4,6 +4,8 @@
 # Everything else happens inside the graph: pending token ids are read from the runner's last_token, the
 # block-table rows are gathered (one kernel), the model runs, and greedy sampling (argmax and its logprob)
 # writes last_token and a small static output, so a greedy step costs one copy in, one replay and one copy out.
+# Buckets whose attention launches differently when every context is short (attention_launch.SHORT_CONTEXT) keep
+# a second graph, captured with that bound, which steps within it replay.
 # Invariants: padded rows point at the scratch row (scratch block, context length 1), so a replay never
 # writes K/V into a block a request owns and its greedy write lands in last_token's scratch entry; the copy
 # in is staged like every other host-to-device copy (transfer.copy_into), so a launch never waits for the GPU.
@@ -13,7 +15,8 @@ from .attention import AttentionMetadata
 from .graph_capture import capturing, decode_graph_sizes
 from .kernels.decode_inputs import IDS, PENDING, POS, ROW, SEQ, decode_inputs
 from .kernels.greedy import greedy_into
-from .kernels.paged_attention import WORKSPACE, decode_splits
+from .kernels.attention_launch import SHORT_CONTEXT, decode_splits, has_short_launch
+from .kernels.paged_attention import WORKSPACE
 from .transfer import copy_into
 
 
@@ -38,16 +41,21 @@ class DecodeGraphs:
         # The split-decode workspace must exist at its largest before capture: graphs keep its address.
         need = max(decode_splits(b, model.nkv) * b for b in self.sizes)
         WORKSPACE.get(need, 1, model.nq, model.cfg.head_dim, dev)
+        # Keyed by (bucket, context bound): bound 0 (any context) for every bucket, SHORT_CONTEXT for those
+        # whose launch differs under it.
+        kv_bytes = runner.kv_caches[0][0].element_size()
+        self.short = {b for b in self.sizes if has_short_launch(b, model.nkv, kv_bytes)}
         self.graphs, self.logits, self.greedy = {}, {}, {}
         pool = None
         for b in reversed(self.sizes):
-            self._forward(b)  # warm-up: Triton compiles, cuBLAS picks kernels, outside the capture
-            torch.cuda.synchronize(dev)
-            g = torch.cuda.CUDAGraph()
-            with capturing(g, pool):
-                self.logits[b], self.greedy[b] = self._forward(b)
-            pool = g.pool() if pool is None else pool
-            self.graphs[b] = g
+            for bound in (0, SHORT_CONTEXT) if b in self.short else (0,):
+                self._forward(b, bound)  # warm-up: Triton compiles, cuBLAS picks kernels, outside the capture
+                torch.cuda.synchronize(dev)
+                g = torch.cuda.CUDAGraph()
+                with capturing(g, pool):
+                    self.logits[b, bound], self.greedy[b, bound] = self._forward(b, bound)
+                pool = g.pool() if pool is None else pool
+                self.graphs[b, bound] = g
         self.pool = pool  # the graphs' memory pool; prefill_graphs.PrefillGraphs captures into it too
         torch.cuda.synchronize(dev)
 
@@ -55,16 +63,16 @@ class DecodeGraphs:
         """Bucket b's staged inputs on the device: [5, b], contiguous."""
         return self.inp[: 5 * b].view(5, b)
 
-    def _forward(self, b: int):
+    def _forward(self, b: int, bound: int):
         """The captured step: logits [b, vocab] fp32 and greedy [2, b] fp64 (argmax token ids, their logprobs).
         Two kernels around the model: the inputs (kernels/decode_inputs.py) and greedy sampling, which also
-        writes last_token (kernels/greedy.py)."""
+        writes last_token (kernels/greedy.py). bound: the context bound the attention may assume (0: none)."""
         r = self.runner
         inp = self._inp(b)
         ids, slots, seq_lens, bt = decode_inputs(inp, r.last_token, r.store.bt.table, self.bs)
         meta = AttentionMetadata(
             slot_mapping=slots, query_start_loc=self.qsl[: b + 1], seq_lens=seq_lens, block_tables=bt,
-            max_query_len=1, max_seq_len=0, query_start_loc_cpu=[], seq_lens_cpu=[],
+            max_query_len=1, max_seq_len=bound, query_start_loc_cpu=[], seq_lens_cpu=[],
         )
         logits = r.model.forward(ids, inp[POS], meta, r.kv_caches, self.rows[:b])
         # A step that samples otherwise overwrites its rows of last_token after the replay.
@@ -93,5 +101,10 @@ class DecodeGraphs:
         if size > b:
             h[:, b:] = self.pad
         copy_into(self._inp(size), h)
-        self.graphs[size].replay()
-        return self.logits[size][:b], self.greedy[size]
+        key = self.key(size, max(seq_lens))
+        self.graphs[key].replay()
+        return self.logits[key][:b], self.greedy[key]
+
+    def key(self, size: int, max_context: int) -> tuple:
+        """The (bucket, context bound) of the graph that a step of this bucket with this longest context replays."""
+        return size, SHORT_CONTEXT if size in self.short and max_context <= SHORT_CONTEXT else 0

@@ -8,12 +8,14 @@ import torch
 
 from .attention import AttentionMetadata
 from .graph_capture import decode_graph_sizes
+from .kernels.attention_launch import has_short_launch
 from .prefill_graphs import enabled as prefill_graphs_enabled
 from .prefill_graphs import graph_sizes
 from .sampler import SampleRow, sample
 
 # What the CUDA graphs hold beyond the profiled peak: every bucket's static fp32 logits ([b, vocab] for each
-# decode bucket b, [1, vocab] for each prefill bucket) plus a base for the rest (activations the captures
+# decode graph of bucket b, twice for the small buckets that keep a short-context graph; [1, vocab] for each
+# prefill bucket) plus a base for the rest (activations the captures
 # keep in their shared pool, greedy outputs, block-table gathers). Measured on the Llama-3-8B shape with
 # max_num_seqs=256 (Worker.init_cache reports it): decode graphs 772-874 MiB (708 MiB of it logits), prefill
 # graphs 62-178 MiB more: about 240 MiB besides the logits.
@@ -24,7 +26,9 @@ def graph_reserve_bytes(worker) -> int:
     o = worker.opts
     if not (o.enable_cuda_graph and worker.model.attn.backend == "triton"):
         return 0
-    rows = sum(decode_graph_sizes(o.max_num_seqs))
+    sizes = decode_graph_sizes(o.max_num_seqs)
+    kv_bytes = torch.empty((), dtype=worker.kv_dtype).element_size()
+    rows = sum(sizes) + sum(b for b in sizes if has_short_launch(b, worker.model.nkv, kv_bytes))
     if prefill_graphs_enabled():
         rows += len(graph_sizes(o.max_num_batched_tokens, worker.max_model_len))
     return GRAPH_BASE_BYTES + rows * worker.cfg.vocab_size * 4

@@ -201,10 +201,12 @@ class Worker:
 
             warm_allocator(self)  # last: nothing may return the blocks it leaves cached (no empty_cache after)
         prefill_sizes = self.runner.prefill_graphs.sizes if self.runner.prefill_graphs else []
+        graphs = self.runner.graphs
+        short = f" + short-context {sorted(graphs.short)}" if graphs and graphs.short else ""
         mib = 1 << 20
         sys.stderr.write(
             f"lmi_executor rank {self.tp.rank}: KV cache {n} blocks x {self.opts.block_size} tokens; CUDA graphs "
-            f"{self.runner.graphs.sizes if self.runner.graphs else 'off'} ({graph_seconds:.1f} s, "
+            f"{graphs.sizes if graphs else 'off'}{short} ({graph_seconds:.1f} s, "
             f"{decode_bytes / mib:.0f} MiB); prefill graphs {prefill_sizes or 'off'} tokens "
             f"({prefill_seconds:.1f} s, {prefill_bytes / mib:.0f} MiB)\n"
         )

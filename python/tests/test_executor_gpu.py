@@ -88,7 +88,7 @@ class TritonAttentionTest(unittest.TestCase):
     def test_large_batch_decode_launches(self):
         # Batches with one program per (sequence, KV head): the tuned launch (heads-fastest grid, 3-stage
         # pipeline) and the variants around it, over ragged contexts that end mid-tile and mid-page.
-        from lmi_executor.kernels.paged_attention import decode_launch, decode_splits
+        from lmi_executor.kernels.attention_launch import decode_launch, decode_splits
 
         self.assertEqual(decode_launch(40, 8)["splits"], 1)
         self.assertEqual(decode_splits(40, 8), decode_launch(40, 8)["splits"])
@@ -135,6 +135,28 @@ class GpuModelTest(unittest.TestCase):
             d.run(cached=[(rid, 1) for rid in prompts])
         for rid, p in prompts.items():
             self.assertEqual(d.reqs[rid]["tokens"][len(p):], alone[rid], rid)
+
+
+@unittest.skipUnless(CUDA, "needs a CUDA GPU")
+class ShortContextGraphTest(unittest.TestCase):
+    def test_decode_crossing_the_short_bound_equals_eager(self):
+        # One request decodes from context 501 to 524: its steps replay the batch-1 bucket's short-context graph
+        # (32-key attention tiles) up to SHORT_CONTEXT and the general one after; tokens equal the eager run's,
+        # which picks the same launches from the step's own bound.
+        from lmi_executor.kernels.attention_launch import SHORT_CONTEXT
+
+        kjv = os.path.join(os.path.dirname(__file__), "..", "..", "models", "tiny-kjv")
+        prompt = [random.Random(7).randrange(3, 4000) for _ in range(SHORT_CONTEXT - 12)]
+        eager = Driver(gpu_worker(kjv, dtype="fp32", enable_cuda_graph=False, num_blocks=160)).generate("a", prompt, 24)[0]
+        w = gpu_worker(kjv, dtype="fp32", enable_cuda_graph=True, num_blocks=160)
+        graphs = w.runner.graphs
+        self.assertIn(1, graphs.short)
+        self.assertEqual({k for k in graphs.graphs if k[0] == 1}, {(1, 0), (1, SHORT_CONTEXT)})
+        used, key = [], graphs.key
+        graphs.key = lambda size, ctx: used.append(key(size, ctx)) or used[-1]
+        toks = Driver(w).generate("a", prompt, 24)[0]
+        self.assertEqual(toks, eager)
+        self.assertEqual(used, [(1, SHORT_CONTEXT)] * 12 + [(1, 0)] * 11)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from ..transfer import to_device
+from .attention_launch import decode_launch, next_pow2, prefill_launch
 from .gemv import gdc_launch_dependents, gdc_wait, pdl_supported
 
 # Switch of the split-decode path (benchmarks flip it between graph captures): merge_pdl = the merge kernel is a
@@ -139,59 +140,6 @@ def _merge_kernel(out_ptr, part_acc_ptr, part_ml_ptr, num_rows, NUM_SPLITS: tl.c
     tl.store(out_ptr + row * HEAD_DIM + d, o.to(out_ptr.dtype.element_ty))
 
 
-def _next_pow2(n: int) -> int:
-    return 1 << (max(1, n) - 1).bit_length()
-
-
-_NUM_SMS = None
-
-
-def _num_sms() -> int:
-    global _NUM_SMS
-    if _NUM_SMS is None:
-        _NUM_SMS = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-    return _NUM_SMS
-
-
-def decode_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2) -> dict:
-    """Launch parameters of a pure-decode step. They depend on the batch, the KV heads and the cache's element
-    size only (never on context lengths), so a CUDA graph captured for a batch size stays valid for every
-    later step."""
-    pairs = batch * num_kv_heads
-    if pairs >= _num_sms():
-        splits = 1  # every SM has a (sequence, KV head) already: a merge pass costs more than splitting gains
-    else:  # cover the SMs about twice
-        want = (2 * _num_sms() + pairs - 1) // pairs
-        splits = max(1, min(16, _next_pow2(want)))
-    fp8 = kv_bytes == 1
-    if splits == 1:
-        # One program per (sequence, KV head), KV-bandwidth-bound: the KV heads of a sequence on neighbouring
-        # programs (they read the interleaved heads of the same pages together) and a 3-deep load pipeline.
-        # An fp8 cache is instruction-bound with that launch (widening, softmax and address work per byte
-        # double): it computes in fp16 (one instruction widens e4m3) with one warp, 32-key tiles and a 5-deep
-        # pipeline, for occupancy (bench/gpu-attention-fp8-sweep.py, H100, batch 256: 0.170 -> 0.114 ms at
-        # context 520, 0.525 -> 0.399 ms at 2,048, against 0.194 / 0.712 ms over a bf16 cache).
-        if fp8:
-            return {"splits": 1, "block_n": 32, "num_warps": 1, "num_stages": 5, "head_fast": True, "f16": True}
-        return {"splits": 1, "block_n": 64, "num_warps": 4, "num_stages": 3, "head_fast": True}
-    return {"splits": splits, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": fp8}
-
-
-def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2) -> dict:
-    """Launch parameters of a step with prefill (or mixed) rows: BLOCK_Q query tokens times the GROUP heads of
-    one KV head per program. Over an fp8 cache, fp16 compute and 64-key tiles (bench/gpu-attention-fp8-sweep.py
-    --prefill, H100, 16 x 512 new tokens: 0.260 -> 0.189 ms a layer; 2 x 4,096: 1.59 -> 1.02 ms)."""
-    block_q = max(1, 64 // group) if head_dim <= 128 else max(1, 32 // group)
-    if kv_bytes == 1:
-        return {"block_q": block_q, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": True}
-    return {"block_q": block_q, "block_n": 32, "num_warps": 4, "num_stages": 2, "head_fast": False}
-
-
-def decode_splits(batch: int, num_kv_heads: int) -> int:
-    """How many programs share one sequence's KV range in a decode step (sizes the split workspace)."""
-    return decode_launch(batch, num_kv_heads)["splits"]
-
-
 class Workspace:
     """Partial-softmax buffers for split decode, grown on demand and reused (also across graph captures)."""
 
@@ -237,7 +185,7 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
     B = meta.seq_lens.shape[0]
     is_decode = meta.max_query_len == 1
     if is_decode:
-        cfg = dict(decode_launch(B, kvh, k_cache.element_size()))
+        cfg = dict(decode_launch(B, kvh, k_cache.element_size(), meta.max_seq_len))
         if launch:
             cfg.update(launch)
         if num_splits:
@@ -257,7 +205,7 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         tile_seq, tile_idx = tiles[0], tiles[1]
         splits = 1
         grid = (tiles.shape[1], kvh, 1)
-    block_m = max(16, _next_pow2(block_q * group))
+    block_m = max(16, next_pow2(block_q * group))
     if splits > 1:
         part_acc, part_ml = WORKSPACE.get(splits, T, H, D, q.device)
     else:
@@ -274,7 +222,7 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
     )
     if splits > 1:
         extra = {"launch_pdl": True} if merge_pdl else {}
-        p2 = _next_pow2(splits)  # a row's partials sit in registers at once: more warps past 2,048 values
+        p2 = next_pow2(splits)  # a row's partials sit in registers at once: more warps past 2,048 values
         _merge_kernel[(T * H,)](out, part_acc, part_ml, T * H, NUM_SPLITS=splits, SPLITS_P2=p2,
                                 HEAD_DIM=D, WAIT=merge_pdl, num_warps=1 if p2 * D <= 2048 else 4, **extra)
     return out

@@ -1,0 +1,78 @@
+# Launch parameters of kernels/paged_attention.py, apart from the kernels so that code without Triton (the
+# memory profile, CPU tests) can ask which launches a batch gets. Everything here depends on the batch, the
+# model's KV heads, the cache's element size, the SM count and a context bound, never on a step's own lengths:
+# CUDA graphs captured with one launch stay valid for every step of their bucket (and bound).
+import torch
+
+
+def next_pow2(n: int) -> int:
+    return 1 << (max(1, n) - 1).bit_length()
+
+
+_NUM_SMS = None
+
+
+def _num_sms() -> int:
+    global _NUM_SMS
+    if _NUM_SMS is None:
+        _NUM_SMS = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    return _NUM_SMS
+
+
+# A bound on a decode step's context lengths under which the split path takes 32-key tiles: its programs are
+# latency-bound there, and a tile half as wide shortens each one's chain (batch-1 forward + greedy graph, H100,
+# interleaved rounds: 5.341 -> 5.317 ms at context 128, 5.358 -> 5.333 at 300, 5.364 -> 5.333 at 512, but
+# 5.369 -> 5.387 at 768 and 5.387 -> 5.405 at 1,024: past it, twice the loop steps cost more). The decode graphs
+# capture a second graph of each such bucket for steps within the bound (cuda_graphs.DecodeGraphs).
+SHORT_CONTEXT = 512
+
+
+def decode_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2, max_context: int = 0) -> dict:
+    """Launch parameters of a pure-decode step. They depend on the batch, the KV heads, the cache's element
+    size and a bound on the context lengths (max_context; 0 = none known), never on the lengths themselves, so
+    a CUDA graph captured for a batch size (and bound) stays valid for every later step within it."""
+    pairs = batch * num_kv_heads
+    if pairs >= _num_sms():
+        splits = 1  # every SM has a (sequence, KV head) already: a merge pass costs more than splitting gains
+    else:  # cover the SMs about twice
+        want = (2 * _num_sms() + pairs - 1) // pairs
+        splits = max(1, min(16, next_pow2(want)))
+    fp8 = kv_bytes == 1
+    if splits == 1:
+        # One program per (sequence, KV head), KV-bandwidth-bound: the KV heads of a sequence on neighbouring
+        # programs (they read the interleaved heads of the same pages together) and a 3-deep load pipeline.
+        # An fp8 cache is instruction-bound with that launch (widening, softmax and address work per byte
+        # double): it computes in fp16 (one instruction widens e4m3) with one warp, 32-key tiles and a 5-deep
+        # pipeline, for occupancy (bench/gpu-attention-fp8-sweep.py, H100, batch 256: 0.170 -> 0.114 ms at
+        # context 520, 0.525 -> 0.399 ms at 2,048, against 0.194 / 0.712 ms over a bf16 cache).
+        if fp8:
+            return {"splits": 1, "block_n": 32, "num_warps": 1, "num_stages": 5, "head_fast": True, "f16": True}
+        return {"splits": 1, "block_n": 64, "num_warps": 4, "num_stages": 3, "head_fast": True}
+    cfg = {"splits": splits, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": fp8}
+    # Short contexts: 32-key tiles where the programs are latency-bound (8 or more splits of a bf16 cache; every
+    # split launch of an fp8 one). Attention alone, H100, context 512: batch 4 8.4 -> 7.4 us, batch 8 9.1 -> 8.8,
+    # but batch 16 (4 splits) 13.1 -> 14.1 over bf16; fp8 batch 16 13.9 -> 12.8.
+    if 0 < max_context <= SHORT_CONTEXT and (splits >= 8 or fp8):
+        cfg["block_n"] = 32
+    return cfg
+
+
+def has_short_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2) -> bool:
+    """Whether steps of this batch whose contexts stay within SHORT_CONTEXT launch differently (the decode
+    graphs then keep a second graph of the bucket for them)."""
+    return decode_launch(batch, num_kv_heads, kv_bytes, SHORT_CONTEXT) != decode_launch(batch, num_kv_heads, kv_bytes)
+
+
+def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2) -> dict:
+    """Launch parameters of a step with prefill (or mixed) rows: BLOCK_Q query tokens times the GROUP heads of
+    one KV head per program. Over an fp8 cache, fp16 compute and 64-key tiles (bench/gpu-attention-fp8-sweep.py
+    --prefill, H100, 16 x 512 new tokens: 0.260 -> 0.189 ms a layer; 2 x 4,096: 1.59 -> 1.02 ms)."""
+    block_q = max(1, 64 // group) if head_dim <= 128 else max(1, 32 // group)
+    if kv_bytes == 1:
+        return {"block_q": block_q, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": True}
+    return {"block_q": block_q, "block_n": 32, "num_warps": 4, "num_stages": 2, "head_fast": False}
+
+
+def decode_splits(batch: int, num_kv_heads: int) -> int:
+    """How many programs share one sequence's KV range in a decode step (sizes the split workspace)."""
+    return decode_launch(batch, num_kv_heads)["splits"]
