@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 xz -dc .gpu-node/node.xz >/tmp/node && chmod +x /tmp/node
 /tmp/node --version
 python3 scripts/gpu/make-dummy-model-dir.py /tmp/m8b "$@"
-export LMI_EXECUTOR_PYTHONPATH="$PWD/python"
+export LMI_EXECUTOR_PYTHONPATH="${LMI_EXECUTOR_PYTHONPATH:-$PWD/python}"  # another python/ copy: an A/B
 /tmp/node .gpu-node/lmi.mjs serve /tmp/m8b --executor gpu --port 8080 >"$OUT/server.log" 2>&1 &
 srv=$!
 ready=0
