@@ -4,8 +4,8 @@
 # Everything else happens inside the graph: pending token ids are read from the runner's last_token, the
 # block-table rows are gathered (one kernel), the model runs, and greedy sampling (argmax and its logprob)
 # writes last_token and a small static output, so a greedy step costs one copy in, one replay and one copy out.
-# Buckets whose attention launches differently when every context is short (attention_launch.SHORT_CONTEXT) keep
-# a second graph, captured with that bound, which steps within it replay.
+# Buckets whose attention launches differently when every context is short (attention_launch.CONTEXT_BOUNDS) keep
+# one more graph per such bound, captured with it; a step replays the tightest one that holds its contexts.
 # Invariants: padded rows point at the scratch row (scratch block, context length 1), so a replay never
 # writes K/V into a block a request owns and its greedy write lands in last_token's scratch entry; the copy
 # in is staged like every other host-to-device copy (transfer.copy_into), so a launch never waits for the GPU.
@@ -15,7 +15,7 @@ from .attention import AttentionMetadata
 from .graph_capture import capturing, decode_graph_sizes
 from .kernels.decode_inputs import IDS, PENDING, POS, ROW, SEQ, decode_inputs
 from .kernels.greedy import greedy_into
-from .kernels.attention_launch import SHORT_CONTEXT, decode_splits, has_short_launch
+from .kernels.attention_launch import context_bounds, decode_splits
 from .kernels.paged_attention import WORKSPACE
 from .transfer import copy_into
 
@@ -41,14 +41,14 @@ class DecodeGraphs:
         # The split-decode workspace must exist at its largest before capture: graphs keep its address.
         need = max(decode_splits(b, model.nkv) * b for b in self.sizes)
         WORKSPACE.get(need, 1, model.nq, model.cfg.head_dim, dev)
-        # Keyed by (bucket, context bound): bound 0 (any context) for every bucket, SHORT_CONTEXT for those
-        # whose launch differs under it.
+        # Keyed by (bucket, context bound): bound 0 (any context) for every bucket, and the bounds under which a
+        # bucket's launch differs (tightest last).
         kv_bytes = runner.kv_caches[0][0].element_size()
-        self.short = {b for b in self.sizes if has_short_launch(b, model.nkv, kv_bytes)}
+        self.bounds = {b: context_bounds(b, model.nkv, kv_bytes) for b in self.sizes}
         self.graphs, self.logits, self.greedy = {}, {}, {}
         pool = None
         for b in reversed(self.sizes):
-            for bound in (0, SHORT_CONTEXT) if b in self.short else (0,):
+            for bound in self.bounds[b]:
                 self._forward(b, bound)  # warm-up: Triton compiles, cuBLAS picks kernels, outside the capture
                 torch.cuda.synchronize(dev)
                 g = torch.cuda.CUDAGraph()
@@ -106,5 +106,7 @@ class DecodeGraphs:
         return self.logits[key][:b], self.greedy[key]
 
     def key(self, size: int, max_context: int) -> tuple:
-        """The (bucket, context bound) of the graph that a step of this bucket with this longest context replays."""
-        return size, SHORT_CONTEXT if size in self.short and max_context <= SHORT_CONTEXT else 0
+        """The (bucket, context bound) of the graph that a step of this bucket with this longest context replays:
+        the tightest bound that holds it (bounds are kept loosest first, 0 = any context)."""
+        fits = [bound for bound in self.bounds[size] if bound == 0 or max_context <= bound]
+        return size, fits[-1]

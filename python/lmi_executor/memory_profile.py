@@ -8,13 +8,13 @@ import torch
 
 from .attention import AttentionMetadata
 from .graph_capture import decode_graph_sizes
-from .kernels.attention_launch import has_short_launch
+from .kernels.attention_launch import context_bounds
 from .prefill_graphs import enabled as prefill_graphs_enabled
 from .prefill_graphs import graph_sizes
 from .sampler import SampleRow, sample
 
 # What the CUDA graphs hold beyond the profiled peak: every bucket's static fp32 logits ([b, vocab] for each
-# decode graph of bucket b, twice for the small buckets that keep a short-context graph; [1, vocab] for each
+# decode graph of bucket b, one per context bound the bucket keeps a graph for; [1, vocab] for each
 # prefill bucket) plus a base for the rest (activations the captures
 # keep in their shared pool, greedy outputs, block-table gathers). Measured on the Llama-3-8B shape with
 # max_num_seqs=256 (Worker.init_cache reports it): decode graphs 772-874 MiB (708 MiB of it logits), prefill
@@ -28,7 +28,7 @@ def graph_reserve_bytes(worker) -> int:
         return 0
     sizes = decode_graph_sizes(o.max_num_seqs)
     kv_bytes = torch.empty((), dtype=worker.kv_dtype).element_size()
-    rows = sum(sizes) + sum(b for b in sizes if has_short_launch(b, worker.model.nkv, kv_bytes))
+    rows = sum(b * len(context_bounds(b, worker.model.nkv, kv_bytes)) for b in sizes)
     if prefill_graphs_enabled():
         rows += len(graph_sizes(o.max_num_batched_tokens, worker.max_model_len))
     return GRAPH_BASE_BYTES + rows * worker.cfg.vocab_size * 4

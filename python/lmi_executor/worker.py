@@ -202,7 +202,8 @@ class Worker:
             warm_allocator(self)  # last: nothing may return the blocks it leaves cached (no empty_cache after)
         prefill_sizes = self.runner.prefill_graphs.sizes if self.runner.prefill_graphs else []
         graphs = self.runner.graphs
-        short = f" + short-context {sorted(graphs.short)}" if graphs and graphs.short else ""
+        bounded = {b: bs[1:] for b, bs in graphs.bounds.items() if len(bs) > 1} if graphs else {}
+        short = f" + short-context graphs {bounded} (bucket: context bounds)" if bounded else ""
         mib = 1 << 20
         sys.stderr.write(
             f"lmi_executor rank {self.tp.rank}: KV cache {n} blocks x {self.opts.block_size} tokens; CUDA graphs "

@@ -139,25 +139,25 @@ class GpuModelTest(unittest.TestCase):
 
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")
 class ShortContextGraphTest(unittest.TestCase):
-    def test_decode_crossing_the_short_bound_equals_eager(self):
-        # One request decodes from context 501 to 524: its steps replay the batch-1 bucket's short-context graph
-        # (32-key attention tiles) up to SHORT_CONTEXT and the general one after; tokens equal the eager run's,
-        # which picks the same launches from the step's own bound.
-        from lmi_executor.kernels.attention_launch import SHORT_CONTEXT
+    def test_decode_crossing_the_context_bounds_equals_eager(self):
+        # One request decodes from context 251 to 519: its steps replay the batch-1 bucket's graph for contexts
+        # within SHORTER_CONTEXT (8 splits of 32-key tiles), then the one within SHORT_CONTEXT (16 splits of 32),
+        # then the general one; tokens equal the eager run's, which picks the same launches from its own bound.
+        from lmi_executor.kernels.attention_launch import SHORT_CONTEXT, SHORTER_CONTEXT
 
         kjv = os.path.join(os.path.dirname(__file__), "..", "..", "models", "tiny-kjv")
-        prompt = [random.Random(7).randrange(3, 4000) for _ in range(SHORT_CONTEXT - 12)]
-        eager = Driver(gpu_worker(kjv, dtype="fp32", enable_cuda_graph=False, num_blocks=160)).generate("a", prompt, 24)[0]
+        prompt = [random.Random(7).randrange(3, 4000) for _ in range(SHORTER_CONTEXT - 6)]
+        steps = SHORT_CONTEXT + 8 - len(prompt)
+        eager = Driver(gpu_worker(kjv, dtype="fp32", enable_cuda_graph=False, num_blocks=160)).generate("a", prompt, steps)[0]
         w = gpu_worker(kjv, dtype="fp32", enable_cuda_graph=True, num_blocks=160)
         graphs = w.runner.graphs
-        self.assertIn(1, graphs.short)
-        self.assertEqual({k for k in graphs.graphs if k[0] == 1}, {(1, 0), (1, SHORT_CONTEXT)})
+        self.assertEqual(graphs.bounds[1], [0, SHORT_CONTEXT, SHORTER_CONTEXT])
+        self.assertEqual({k for k in graphs.graphs if k[0] == 1}, {(1, 0), (1, SHORT_CONTEXT), (1, SHORTER_CONTEXT)})
         used, key = [], graphs.key
         graphs.key = lambda size, ctx: used.append(key(size, ctx)) or used[-1]
-        toks = Driver(w).generate("a", prompt, 24)[0]
+        toks = Driver(w).generate("a", prompt, steps)[0]
         self.assertEqual(toks, eager)
-        self.assertEqual(used, [(1, SHORT_CONTEXT)] * 12 + [(1, 0)] * 11)
-
+        self.assertEqual(used, [(1, SHORTER_CONTEXT)] * 6 + [(1, SHORT_CONTEXT)] * 256 + [(1, 0)] * 7)
 
 if __name__ == "__main__":
     unittest.main()

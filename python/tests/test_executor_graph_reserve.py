@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from lmi_executor.graph_capture import decode_graph_sizes  # noqa: E402
 from lmi_executor.kernels import attention_launch  # noqa: E402
-from lmi_executor.kernels.attention_launch import SHORT_CONTEXT, decode_launch, has_short_launch  # noqa: E402
+from lmi_executor.kernels.attention_launch import SHORT_CONTEXT, SHORTER_CONTEXT, context_bounds, decode_launch  # noqa: E402
 from lmi_executor.memory_profile import GRAPH_BASE_BYTES, graph_reserve_bytes  # noqa: E402
 from lmi_executor.prefill_graphs import graph_sizes  # noqa: E402
 
@@ -24,7 +24,10 @@ def worker(max_num_seqs=256, graphs=True, backend="triton", vocab=128256, max_to
                            cfg=SimpleNamespace(vocab_size=vocab), max_model_len=8192, kv_dtype=kv_dtype)
 
 
-SHORT_ROWS_BF16 = 1 + 2 + 4 + 8  # an H100's 132 SMs, 8 KV heads: buckets 1-8 split 8-16 ways
+# An H100's 132 SMs, 8 KV heads: buckets 1-4 split 16 ways (graphs for any context, <= 512 and <= 256 keys), bucket 8
+# 8 ways (any, <= 512); the rest keep one graph. Over fp8: buckets 1-16 keep two (any, <= 512).
+SHORT_ROWS_BF16 = 2 * (1 + 2 + 4) + 8
+SHORT_ROWS_FP8 = 1 + 2 + 4 + 8 + 16
 
 
 @mock.patch.object(attention_launch, "_NUM_SMS", 132)
@@ -34,20 +37,35 @@ class DecodeLaunchTest(unittest.TestCase):
             self.assertGreaterEqual(decode_launch(b, 8)["splits"], 8)
             self.assertEqual(decode_launch(b, 8)["block_n"], 64)  # no bound known: any context
             self.assertEqual(decode_launch(b, 8, 2, SHORT_CONTEXT)["block_n"], 32)
-            self.assertEqual(decode_launch(b, 8, 2, 128)["block_n"], 32)
+            self.assertEqual(decode_launch(b, 8, 2, 300)["block_n"], 32)
             self.assertEqual(decode_launch(b, 8, 2, SHORT_CONTEXT + 1)["block_n"], 64)
-            self.assertTrue(has_short_launch(b, 8))
         self.assertEqual(decode_launch(16, 8)["splits"], 4)
-        self.assertFalse(has_short_launch(16, 8))  # 4 splits of a bf16 cache: 64-key tiles were faster
-        self.assertTrue(has_short_launch(16, 8, 1))  # fp8: every split launch
-        self.assertEqual(decode_launch(16, 8, 1, 300)["block_n"], 32)
+        self.assertEqual(decode_launch(16, 8, 2, 300)["block_n"], 64)  # 4 splits of a bf16 cache: 64-key tiles
+        self.assertEqual(decode_launch(16, 8, 1, 300)["block_n"], 32)  # fp8: every split launch
         for b in (24, 256):  # one program per (sequence, KV head): the same launch at any context
             self.assertEqual(decode_launch(b, 8)["splits"], 1)
-            self.assertFalse(has_short_launch(b, 8))
-            self.assertFalse(has_short_launch(b, 8, 1))
-        # everything but the tile width is the same, so one split workspace serves both graphs of a bucket
-        short, any_ctx = decode_launch(1, 8, 2, 200), decode_launch(1, 8)
-        self.assertEqual({k: v for k, v in short.items() if k != "block_n"}, {k: v for k, v in any_ctx.items() if k != "block_n"})
+            self.assertEqual(decode_launch(b, 8, 2, 100), decode_launch(b, 8))
+            self.assertEqual(decode_launch(b, 8, 1, 100), decode_launch(b, 8, 1))
+
+    def test_eight_splits_within_the_shorter_bound(self):
+        self.assertEqual(decode_launch(1, 8, 2, SHORTER_CONTEXT)["splits"], 8)
+        self.assertEqual(decode_launch(1, 8, 2, SHORTER_CONTEXT + 1)["splits"], 16)
+        self.assertEqual(decode_launch(1, 8, 1, SHORTER_CONTEXT)["splits"], 16)  # not measured over fp8: unchanged
+        self.assertEqual(decode_launch(8, 8, 2, SHORTER_CONTEXT)["splits"], 8)  # already 8
+        for b in (1, 2, 4, 8, 16):  # the split workspace is sized by the unbounded launch: the most splits
+            for bound in (0, SHORTER_CONTEXT, SHORT_CONTEXT):
+                self.assertLessEqual(decode_launch(b, 8, 2, bound)["splits"], decode_launch(b, 8)["splits"])
+
+    def test_graph_bounds_are_the_ones_whose_launch_differs(self):
+        self.assertEqual(context_bounds(1, 8), [0, SHORT_CONTEXT, SHORTER_CONTEXT])
+        self.assertEqual(context_bounds(8, 8), [0, SHORT_CONTEXT])
+        self.assertEqual(context_bounds(16, 8), [0])
+        self.assertEqual(context_bounds(16, 8, 1), [0, SHORT_CONTEXT])
+        self.assertEqual(context_bounds(1, 8, 1), [0, SHORT_CONTEXT])
+        self.assertEqual(context_bounds(256, 8), [0])
+        sizes = decode_graph_sizes(256)
+        self.assertEqual(sum(b * (len(context_bounds(b, 8)) - 1) for b in sizes), SHORT_ROWS_BF16)
+        self.assertEqual(sum(b * (len(context_bounds(b, 8, 1)) - 1) for b in sizes), SHORT_ROWS_FP8)
 
 
 @mock.patch.object(attention_launch, "_NUM_SMS", 132)
@@ -59,12 +77,13 @@ class GraphReserveTest(unittest.TestCase):
 
     def test_reserve_follows_buckets_and_vocab(self):
         r256 = graph_reserve_bytes(worker(256))
-        # 1,447 decode rows, 15 more for the short-context graphs, 16 prefill rows of 128,256 fp32 logits, plus the
+        # 1,447 decode rows, 22 more for the short-context graphs, 16 prefill rows of 128,256 fp32 logits, plus the
         # base: about 1.1 GiB
         self.assertEqual(r256, GRAPH_BASE_BYTES + (sum(decode_graph_sizes(256)) + SHORT_ROWS_BF16 + 16) * 128256 * 4)
-        # an fp8 cache also keeps one for bucket 16 (uint8 stands in for it: only the element size counts, and
+        # an fp8 cache keeps other short-context graphs (uint8 stands in for it: only the element size counts, and
         # Debian's torch has no fp8 dtypes)
-        self.assertEqual(graph_reserve_bytes(worker(256, kv_dtype=torch.uint8)) - r256, 16 * 128256 * 4)
+        fp8 = graph_reserve_bytes(worker(256, kv_dtype=torch.uint8))
+        self.assertEqual(fp8 - r256, (SHORT_ROWS_FP8 - SHORT_ROWS_BF16) * 128256 * 4)
         self.assertGreater(graph_reserve_bytes(worker(512)), r256 + (600 << 20))
         self.assertLess(graph_reserve_bytes(worker(256, vocab=32000)), r256)
         self.assertEqual(graph_reserve_bytes(worker(graphs=False)), 0)

@@ -19,12 +19,17 @@ def _num_sms() -> int:
     return _NUM_SMS
 
 
-# A bound on a decode step's context lengths under which the split path takes 32-key tiles: its programs are
-# latency-bound there, and a tile half as wide shortens each one's chain (batch-1 forward + greedy graph, H100,
-# interleaved rounds: 5.341 -> 5.317 ms at context 128, 5.358 -> 5.333 at 300, 5.364 -> 5.333 at 512, but
-# 5.369 -> 5.387 at 768 and 5.387 -> 5.405 at 1,024: past it, twice the loop steps cost more). The decode graphs
-# capture a second graph of each such bucket for steps within the bound (cuda_graphs.DecodeGraphs).
+# Bounds on a decode step's context lengths that the split path's launch may assume. Its programs are latency-
+# bound there, and a narrower tile shortens each one's chain (batch-1 forward + greedy graph, H100, interleaved
+# rounds): 32-key tiles within 512 keys, 5.341 -> 5.317 ms at context 128, 5.358 -> 5.333 at 300, 5.364 -> 5.333 at
+# 512, but 5.369 -> 5.387 at 768 and 5.387 -> 5.405 at 1,024 (past it, twice the loop steps cost more); within 256
+# keys, where 8 splits of one 32-key tile cover the context, 8 splits instead of 16 (the merge reads half the
+# partials): 5.260 -> 5.238 ms at 128, 5.320 -> 5.297 at 200, 5.323 -> 5.299 at 256 (another lease), but 5.331 ->
+# 5.352 at 300. The decode graphs capture one graph of a
+# bucket per bound whose launch differs (cuda_graphs.DecodeGraphs) and replay the tightest that holds a step.
 SHORT_CONTEXT = 512
+SHORTER_CONTEXT = 256
+CONTEXT_BOUNDS = (SHORTER_CONTEXT, SHORT_CONTEXT)
 
 
 def decode_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2, max_context: int = 0) -> dict:
@@ -54,13 +59,19 @@ def decode_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2, max_context:
     # but batch 16 (4 splits) 13.1 -> 14.1 over bf16; fp8 batch 16 13.9 -> 12.8.
     if 0 < max_context <= SHORT_CONTEXT and (splits >= 8 or fp8):
         cfg["block_n"] = 32
+        if max_context <= SHORTER_CONTEXT and splits == 16 and not fp8:
+            cfg["splits"] = 8  # 8 x 32 keys cover the bound: the other 8 programs would only add partials
     return cfg
 
 
-def has_short_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2) -> bool:
-    """Whether steps of this batch whose contexts stay within SHORT_CONTEXT launch differently (the decode
-    graphs then keep a second graph of the bucket for them)."""
-    return decode_launch(batch, num_kv_heads, kv_bytes, SHORT_CONTEXT) != decode_launch(batch, num_kv_heads, kv_bytes)
+def context_bounds(batch: int, num_kv_heads: int, kv_bytes: int = 2) -> list:
+    """The context bounds, loosest first, that the decode graphs keep a graph of this batch for: 0 (any context),
+    then each of CONTEXT_BOUNDS under which the launch differs from the one for the next looser bound."""
+    out = [0]
+    for bound in sorted(CONTEXT_BOUNDS, reverse=True):
+        if decode_launch(batch, num_kv_heads, kv_bytes, bound) != decode_launch(batch, num_kv_heads, kv_bytes, out[-1]):
+            out.append(bound)
+    return out
 
 
 def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2) -> dict:
@@ -74,5 +85,6 @@ def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2) -> dict:
 
 
 def decode_splits(batch: int, num_kv_heads: int) -> int:
-    """How many programs share one sequence's KV range in a decode step (sizes the split workspace)."""
+    """How many programs share one sequence's KV range in a decode step with no context bound: the most any
+    bound's launch uses (sizes the split workspace)."""
     return decode_launch(batch, num_kv_heads)["splits"]
