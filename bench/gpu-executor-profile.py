@@ -17,6 +17,7 @@ bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 
 from lmi_executor.config import ExecutorOptions  # noqa: E402
+from lmi_executor.graph_capture import bucket_for  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
 
 
@@ -106,7 +107,7 @@ def main():
             t = time.perf_counter()
             h.execute(h.plan(run=ids))
             walls.append((time.perf_counter() - t) * 1000)
-        size = next(s for s in runner.graphs.sizes if s >= B)
+        size = bucket_for(runner.graphs.sizes, B)
         sts = [runner.store.running[r] for r in ids]
         key = runner.graphs.key(size, max(len(st.token_ids) for st in sts))
         replay = timed(lambda: runner.graphs.graphs[key].replay(), 20)

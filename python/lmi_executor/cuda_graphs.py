@@ -12,7 +12,7 @@
 import torch
 
 from .attention import AttentionMetadata
-from .graph_capture import capturing, decode_graph_sizes
+from .graph_capture import bucket_for, capturing, decode_graph_sizes
 from .kernels.decode_inputs import IDS, PENDING, POS, ROW, SEQ, decode_inputs
 from .kernels.greedy import greedy_into
 from .kernels.attention_launch import context_bounds, decode_splits
@@ -89,7 +89,7 @@ class DecodeGraphs:
         static buffers the next replay of this bucket overwrites; greedy's first b columns are this step's
         rows, the rest padding (kept whole so it copies to the host in one contiguous transfer)."""
         b = len(ids)
-        size = next(s for s in self.sizes if s >= b)
+        size = bucket_for(self.sizes, b)  # can_run(b) holds
         flags = [0] * b
         if pending is not None:
             for t in pending[0]:

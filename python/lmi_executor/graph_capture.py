@@ -1,5 +1,5 @@
 # What the CUDA graphs share outside their kernels (importable without Triton): the capture itself, and the
-# decode graphs' batch buckets (the memory profile sizes its reserve from them).
+# decode graphs' batch buckets (the memory profile sizes its reserve from them) and the choice of one.
 import contextlib
 import gc
 
@@ -23,6 +23,11 @@ def capturing(g: torch.cuda.CUDAGraph, pool=None):
 
 
 _DECODE_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+
+
+def bucket_for(sizes: list, n: int):
+    """The smallest of the ascending buckets `sizes` that holds n rows, or None when none does."""
+    return next((s for s in sizes if s >= n), None)
 
 
 def decode_graph_sizes(max_num_seqs: int) -> list:

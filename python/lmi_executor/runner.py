@@ -18,7 +18,7 @@ import time
 import torch
 
 from .attention import AttentionMetadata
-from .graph_capture import decode_graph_sizes
+from .graph_capture import bucket_for, decode_graph_sizes
 from .requests import BlockTable, RequestStore
 from .sampler import SampleRow, greedy, modifies_logits, needs_history, prompt_logprobs, sample, sample_on_device
 from .transfer import to_device
@@ -350,7 +350,7 @@ class ModelRunner:
             tok_idx, row_idx = to_device(list(pending), dev, torch.int64)
             input_ids.index_copy_(0, tok_idx, self.last_token.index_select(0, row_idx))
         n = len(logits_rows)
-        size = next((b for b in self._lm_buckets if b >= n), n) if n else 0
+        size = (bucket_for(self._lm_buckets, n) or n) if n else 0
         li = to_device(logits_rows + [logits_rows[-1]] * (size - n) if size > n else logits_rows, dev, torch.int64)
         logits = self.model.forward(input_ids, positions, meta, self.kv_caches, li)
         return logits[:n] if size > n else logits

@@ -40,7 +40,8 @@ def _settle_heap(kind) -> None:
     serving walk only what was made since. Without it a full pass walks the whole process with the GIL held
     (torch, Triton, the graphs: 100k objects and 26-38 ms for the tiny CPU test model, none after the freeze).
     A 256-request burst on an H100 showed one 73-89 ms GPU idle at about the same step of every run, its launch
-    late rather than slow: such a pass fits it (not yet confirmed on the GPU)."""
+    late rather than slow; with the freeze the same burst's longest idle after its first step was 9 ms
+    (LMI_STEP_LOG, docs/benchmarks.md, sixth session)."""
     if kind == "initCache":
         gc.collect()
         gc.freeze()

@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from lmi_executor.graph_capture import decode_graph_sizes  # noqa: E402
+from lmi_executor.graph_capture import bucket_for, decode_graph_sizes  # noqa: E402
 from lmi_executor.kernels import attention_launch  # noqa: E402
 from lmi_executor.kernels.attention_launch import SHORT_CONTEXT, SHORTER_CONTEXT, context_bounds, decode_launch  # noqa: E402
 from lmi_executor.memory_profile import GRAPH_BASE_BYTES, graph_reserve_bytes  # noqa: E402
@@ -74,6 +74,8 @@ class GraphReserveTest(unittest.TestCase):
         self.assertEqual(decode_graph_sizes(256)[-3:], [192, 224, 256])
         self.assertEqual(decode_graph_sizes(100)[-2:], [96, 100])
         self.assertEqual(decode_graph_sizes(1), [1])
+        sizes = decode_graph_sizes(100)
+        self.assertEqual([bucket_for(sizes, n) for n in (1, 3, 16, 17, 97, 100, 101)], [1, 4, 16, 24, 100, 100, None])
 
     def test_reserve_follows_buckets_and_vocab(self):
         r256 = graph_reserve_bytes(worker(256))
