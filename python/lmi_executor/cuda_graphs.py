@@ -12,7 +12,7 @@
 import torch
 
 from .attention import AttentionMetadata
-from .graph_capture import bucket_for, capturing, decode_graph_sizes
+from .graph_capture import bucket_for, capturing, collector_paused, decode_graph_sizes
 from .kernels.decode_inputs import IDS, PENDING, POS, ROW, SEQ, decode_inputs
 from .kernels.greedy import greedy_into
 from .kernels.attention_launch import context_bounds, decode_splits
@@ -47,15 +47,16 @@ class DecodeGraphs:
         self.bounds = {b: context_bounds(b, model.nkv, kv_bytes) for b in self.sizes}
         self.graphs, self.logits, self.greedy = {}, {}, {}
         pool = None
-        for b in reversed(self.sizes):
-            for bound in self.bounds[b]:
-                self._forward(b, bound)  # warm-up: Triton compiles, cuBLAS picks kernels, outside the capture
-                torch.cuda.synchronize(dev)
-                g = torch.cuda.CUDAGraph()
-                with capturing(g, pool):
-                    self.logits[b, bound], self.greedy[b, bound] = self._forward(b, bound)
-                pool = g.pool() if pool is None else pool
-                self.graphs[b, bound] = g
+        with collector_paused():  # one full collection for the whole loop, none per graph
+            for b in reversed(self.sizes):
+                for bound in self.bounds[b]:
+                    self._forward(b, bound)  # warm-up: Triton compiles, cuBLAS picks kernels, outside the capture
+                    torch.cuda.synchronize(dev)
+                    g = torch.cuda.CUDAGraph()
+                    with capturing(g, pool):
+                        self.logits[b, bound], self.greedy[b, bound] = self._forward(b, bound)
+                    pool = g.pool() if pool is None else pool
+                    self.graphs[b, bound] = g
         self.pool = pool  # the graphs' memory pool; prefill_graphs.PrefillGraphs captures into it too
         torch.cuda.synchronize(dev)
 

@@ -16,7 +16,7 @@ import os
 import torch
 
 from .attention import AttentionMetadata
-from .graph_capture import capturing
+from .graph_capture import capturing, collector_paused
 from .transfer import copy_into
 
 _BUCKETS = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024)
@@ -80,24 +80,25 @@ class PrefillGraphs:
         self.inp = torch.zeros(n + 3, dtype=torch.int64, device=dev)
         self.arange = torch.arange(n, dtype=torch.int64, device=dev)
         self.zero = torch.zeros(1, dtype=torch.int32, device=dev)
-        for b in reversed(self.sizes):  # largest first: the smaller ones reuse its freed pool memory
-            # Warm-up on the scratch row (every block of it is the scratch block): Triton compiles, cuBLAS
-            # picks its kernels, and the attention kernel builds the bucket's prefill tiles, kept for capture.
-            self.inp[b : b + 3].copy_(torch.tensor([b, 0, scratch_row]))
-            _, meta = self._forward(b, None)
-            tiles = getattr(meta, "tiles", None)
-            if tiles is None:
-                raise RuntimeError("the attention backend built no prefill tiles for a graph step to reuse")
-            self.tiles[b] = tiles
-            torch.cuda.synchronize(dev)
-            g = torch.cuda.CUDAGraph()
-            with capturing(g, self.pool):
-                self.logits[b], meta = self._forward(b, tiles)
-            if meta.tiles is not tiles:  # rebuilt inside the capture: the graph would read a freed host copy
-                raise RuntimeError("the attention backend rebuilt its prefill tiles inside a graph capture")
-            if self.pool is None:
-                self.pool = g.pool()
-            self.graphs[b] = g
+        with collector_paused():  # one full collection for the whole loop, none per graph
+            for b in reversed(self.sizes):  # largest first: the smaller ones reuse its freed pool memory
+                # Warm-up on the scratch row (every block of it is the scratch block): Triton compiles, cuBLAS
+                # picks its kernels, and the attention kernel builds the bucket's prefill tiles, kept for capture.
+                self.inp[b : b + 3].copy_(torch.tensor([b, 0, scratch_row]))
+                _, meta = self._forward(b, None)
+                tiles = getattr(meta, "tiles", None)
+                if tiles is None:
+                    raise RuntimeError("the attention backend built no prefill tiles for a graph step to reuse")
+                self.tiles[b] = tiles
+                torch.cuda.synchronize(dev)
+                g = torch.cuda.CUDAGraph()
+                with capturing(g, self.pool):
+                    self.logits[b], meta = self._forward(b, tiles)
+                if meta.tiles is not tiles:  # rebuilt inside the capture: the graph would read a freed host copy
+                    raise RuntimeError("the attention backend rebuilt its prefill tiles inside a graph capture")
+                if self.pool is None:
+                    self.pool = g.pool()
+                self.graphs[b] = g
         torch.cuda.synchronize(dev)
 
     def _forward(self, b: int, tiles):
