@@ -25,9 +25,10 @@ def worker(max_num_seqs=256, graphs=True, backend="triton", vocab=128256, max_to
 
 
 # An H100's 132 SMs, 8 KV heads: buckets 1-4 split 16 ways (graphs for any context, <= 512 and <= 256 keys), bucket 8
-# 8 ways (any, <= 512); the rest keep one graph. Over fp8: buckets 1-16 keep two (any, <= 512).
+# 8 ways (any, <= 512); the rest keep one graph. Over fp8: buckets 1-2 keep two (any, <= 512); 4-16 take 32-key tiles
+# at any context, so one graph.
 SHORT_ROWS_BF16 = 2 * (1 + 2 + 4) + 8
-SHORT_ROWS_FP8 = 1 + 2 + 4 + 8 + 16
+SHORT_ROWS_FP8 = 1 + 2
 
 
 @mock.patch.object(attention_launch, "_NUM_SMS", 132)
@@ -42,6 +43,13 @@ class DecodeLaunchTest(unittest.TestCase):
         self.assertEqual(decode_launch(16, 8)["splits"], 4)
         self.assertEqual(decode_launch(16, 8, 2, 300)["block_n"], 64)  # 4 splits of a bf16 cache: 64-key tiles
         self.assertEqual(decode_launch(16, 8, 1, 300)["block_n"], 32)  # fp8: every split launch
+        for b in (4, 8, 16):  # fp8 from batch 4: 32-key tiles at any context
+            self.assertEqual(decode_launch(b, 8, 1)["block_n"], 32)
+            self.assertEqual(decode_launch(b, 8, 1, SHORT_CONTEXT + 1)["block_n"], 32)
+            self.assertEqual(decode_launch(b, 8, 1, SHORT_CONTEXT), decode_launch(b, 8, 1))
+        for b in (1, 2):  # fp8 batches 1-2: 32-key tiles only within the bound
+            self.assertEqual(decode_launch(b, 8, 1)["block_n"], 64)
+            self.assertEqual(decode_launch(b, 8, 1, SHORT_CONTEXT)["block_n"], 32)
         for b in (24, 256):  # one program per (sequence, KV head): the same launch at any context
             self.assertEqual(decode_launch(b, 8)["splits"], 1)
             self.assertEqual(decode_launch(b, 8, 2, 100), decode_launch(b, 8))
@@ -60,7 +68,9 @@ class DecodeLaunchTest(unittest.TestCase):
         self.assertEqual(context_bounds(1, 8), [0, SHORT_CONTEXT, SHORTER_CONTEXT])
         self.assertEqual(context_bounds(8, 8), [0, SHORT_CONTEXT])
         self.assertEqual(context_bounds(16, 8), [0])
-        self.assertEqual(context_bounds(16, 8, 1), [0, SHORT_CONTEXT])
+        self.assertEqual(context_bounds(16, 8, 1), [0])
+        self.assertEqual(context_bounds(4, 8, 1), [0])
+        self.assertEqual(context_bounds(2, 8, 1), [0, SHORT_CONTEXT])
         self.assertEqual(context_bounds(1, 8, 1), [0, SHORT_CONTEXT])
         self.assertEqual(context_bounds(256, 8), [0])
         sizes = decode_graph_sizes(256)
