@@ -44,11 +44,17 @@ EPI_NONE, EPI_RES, EPI_SILU, EPI_F32, EPI_ROPE = 0, 1, 2, 3, 4
 
 # Switches of the small-step path, read by LlamaModel._forward_small at every forward (benchmarks flip them
 # between graph captures): pdl = programmatic dependent launch + weight prefetch before the wait;
-# rope = rotary + KV-cache write in the qkv epilogue. (A decode attention of this path's own in the PDL chain
-# measured slower than paged_attention's kernels launched normally and was removed: bench/notes-gemv.md.)
+# rope = rotary + KV-cache write in the qkv epilogue; w_evict = the L2 eviction policy of the weight loads:
+# evict_first (LMI_DECODE_W_EVICT=0: the default policy). A step streams 15 GB of weights, read once, through a 50 MB
+# L2 that also holds what the next kernels read at once (activations, partial sums, KV, norm weights, rotary tables);
+# the likely reason weights marked first to go pay: batch-1 forward + greedy graph 5.30 -> 5.21 ms at context 128,
+# 5.33 -> 5.26 at 300, 5.39 -> 5.31 at 1,024 (H100, bench/gpu-decode-evict-ab.py). (A decode attention of this
+# path's own in the PDL chain measured slower than paged_attention's kernels launched normally and was removed:
+# bench/notes-gemv.md.)
 FLAGS = {
     "pdl": os.environ.get("LMI_DECODE_PDL", "1") != "0",
     "rope": os.environ.get("LMI_DECODE_ROPE", "1") != "0",
+    "w_evict": "" if os.environ.get("LMI_DECODE_W_EVICT", "1") == "0" else "evict_first",
 }
 _PDL_OK = None
 
@@ -90,7 +96,7 @@ def _gemv_kernel(x_ptr, idx_ptr, nw_ptr, w_ptr, b_ptr, r_ptr, y_ptr, ssq_in_ptr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRE_K: tl.constexpr,
                  NORM: tl.constexpr, SSQ_IN: tl.constexpr, SSQ_OUT: tl.constexpr, GATHER: tl.constexpr,
                  BIAS: tl.constexpr, EPI: tl.constexpr, PAIRED: tl.constexpr, USE_DOT: tl.constexpr,
-                 EVEN_K: tl.constexpr, HD: tl.constexpr, PDL: tl.constexpr):
+                 EVEN_K: tl.constexpr, HD: tl.constexpr, PDL: tl.constexpr, W_EVICT: tl.constexpr):
     pid = tl.program_id(0)
     if PDL:
         gdc_launch_dependents()  # the next kernel may launch now: it touches nothing of ours before its wait
@@ -107,9 +113,9 @@ def _gemv_kernel(x_ptr, idx_ptr, nw_ptr, w_ptr, b_ptr, r_ptr, y_ptr, ssq_in_ptr,
     dt = w_ptr.dtype.element_ty
     if PRE_K > 0:  # weights only, before the wait: streamed while the previous kernel drains
         kp = tl.arange(0, PRE_K)
-        wp = tl.load(w_rows + kp[None, :])
+        wp = tl.load(w_rows + kp[None, :], eviction_policy=W_EVICT)
         if PAIRED:
-            upre = tl.load(u_rows + kp[None, :])
+            upre = tl.load(u_rows + kp[None, :], eviction_policy=W_EVICT)
     if PDL:
         gdc_wait()
     rm = tl.arange(0, BLOCK_M)
@@ -173,18 +179,18 @@ def _gemv_kernel(x_ptr, idx_ptr, nw_ptr, w_ptr, b_ptr, r_ptr, y_ptr, ssq_in_ptr,
         kk = k0 + rk
         xv = _x_tile(x_rows, nw_ptr, w_ptr, kk, m_ok, K, rstd, NORM, EVEN_K)
         if EVEN_K:
-            w = tl.load(w_rows + kk[None, :])
+            w = tl.load(w_rows + kk[None, :], eviction_policy=W_EVICT)
         else:
-            w = tl.load(w_rows + kk[None, :], mask=kk[None, :] < K, other=0.0)
+            w = tl.load(w_rows + kk[None, :], mask=kk[None, :] < K, other=0.0, eviction_policy=W_EVICT)
         if USE_DOT:
             acc += tl.dot(xv, tl.trans(w))
         else:
             acc += w.to(tl.float32) * xv.to(tl.float32)
         if PAIRED:
             if EVEN_K:
-                u = tl.load(u_rows + kk[None, :])
+                u = tl.load(u_rows + kk[None, :], eviction_policy=W_EVICT)
             else:
-                u = tl.load(u_rows + kk[None, :], mask=kk[None, :] < K, other=0.0)
+                u = tl.load(u_rows + kk[None, :], mask=kk[None, :] < K, other=0.0, eviction_policy=W_EVICT)
             if USE_DOT:
                 acc_u += tl.dot(xv, tl.trans(u))
             else:
@@ -322,7 +328,7 @@ def gemv(x, w, *, bias=None, norm_w=None, eps=0.0, ssq=None, residual=None, want
             BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRE_K=pre_k, NORM=norm_w is not None,
             SSQ_IN=triton.next_power_of_2(ssq.shape[1]) if ssq is not None and norm_w is not None else 0,
             SSQ_OUT=want_ssq, GATHER=rows is not None, BIAS=bias is not None, EPI=epi, PAIRED=paired,
-            USE_DOT=use_dot, EVEN_K=(K - pre_k) % bk == 0, HD=max(hd, 2), PDL=pdl, num_warps=warps,
-            num_stages=stages, **extra,
+            USE_DOT=use_dot, EVEN_K=(K - pre_k) % bk == 0, HD=max(hd, 2), PDL=pdl, W_EVICT=FLAGS["w_evict"],
+            num_warps=warps, num_stages=stages, **extra,
         )
     return (y, ssq_out) if want_ssq else y
