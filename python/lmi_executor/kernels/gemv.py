@@ -47,10 +47,10 @@ EPI_NONE, EPI_RES, EPI_SILU, EPI_F32, EPI_ROPE = 0, 1, 2, 3, 4
 # rope = rotary + KV-cache write in the qkv epilogue; w_evict = the L2 eviction policy of the weight loads:
 # evict_first (LMI_DECODE_W_EVICT=0: the default policy). A step streams 15 GB of weights, read once, through a 50 MB
 # L2 that also holds what the next kernels read at once (activations, partial sums, KV, norm weights, rotary tables);
-# the likely reason weights marked first to go pay: batch-1 forward + greedy graph 5.30 -> 5.21 ms at context 128,
-# 5.33 -> 5.26 at 300, 5.39 -> 5.31 at 1,024 (H100, bench/gpu-decode-evict-ab.py). (A decode attention of this
-# path's own in the PDL chain measured slower than paged_attention's kernels launched normally and was removed:
-# bench/notes-gemv.md.)
+# the likely reason weights marked first to go pay: batch-1 forward + greedy graph 5.240 -> 5.181 ms at context 128,
+# 5.335 -> 5.271 at 512, 5.471 -> 5.404 at 2,048, batches 2-8 -0.01 ms (H100, bench/gpu-decode-evict-ab.py).
+# (A decode attention of this path's own in the PDL chain measured slower than paged_attention's kernels launched
+# normally and was removed: bench/notes-gemv.md.)
 FLAGS = {
     "pdl": os.environ.get("LMI_DECODE_PDL", "1") != "0",
     "rope": os.environ.get("LMI_DECODE_ROPE", "1") != "0",
