@@ -1,0 +1,83 @@
+# Shared by the decode A/B benches (gpu-decode-tiles-ab.py, gpu-decode-evict-ab.py): the Llama-3-8B-shaped model
+# (dummy bf16 weights, at most 16 sequences, CUDA graphs off) with a KV cache of random values, and for each batch
+# and context a decode step (every sequence at that context, 16-token blocks drawn at random) run as the whole
+# forward + greedy sampling graph once per variant, the graphs replayed in interleaved rounds
+# (gpu_timing.interleaved_rounds: 5 rounds x 20 replays, median round printed). Repeating the first variant last
+# shows the drift over a run. "diff": each variant's logits against the first's (relative norm).
+import importlib.util
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, HERE)
+_spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(HERE, "gpu-executor-bench.py"))
+_eb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_eb)
+from gpu_timing import interleaved_rounds  # noqa: E402
+from lmi_executor.attention import AttentionMetadata  # noqa: E402
+from lmi_executor.config import ExecutorOptions  # noqa: E402
+from lmi_executor.kernels import paged_attention as pa  # noqa: E402
+from lmi_executor.kernels.greedy import greedy_into  # noqa: E402
+from lmi_executor.worker import Worker  # noqa: E402
+
+NUM_BLOCKS = 4400
+
+
+def run(variants, apply, restore, batches, contexts, kv_cache_dtype: str = "auto") -> None:
+    """variants: [(name, value)]; apply(value) sets the knob before a variant's warm-up and capture, restore()
+    puts the default back. Prints one line per (batch, context)."""
+    w = Worker(ExecutorOptions(model_dir=_eb.llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
+                               max_num_seqs=16, max_model_len=4096, max_num_batched_tokens=8192,
+                               enable_cuda_graph=False, kv_cache_dtype=kv_cache_dtype), 0, 1)
+    w.load({})
+    w.init_cache({"numBlocks": NUM_BLOCKS})
+    for k, v in w.runner.kv_caches:
+        k.copy_(torch.randn(k.shape, device="cuda", dtype=torch.bfloat16).to(k.dtype))
+        v.copy_(torch.randn(v.shape, device="cuda", dtype=torch.bfloat16).to(v.dtype))
+    model, caches = w.runner.model, w.runner.kv_caches
+    dev = torch.device("cuda")
+    pa.WORKSPACE.get(16, 16, model.nq, model.cfg.head_dim, dev)
+    last = torch.zeros(32, dtype=torch.int64, device=dev)
+    for B in batches:
+        for ctx in contexts:
+            nb = (ctx + 15) // 16
+            bt = torch.randperm(NUM_BLOCKS, device=dev)[: B * nb].to(torch.int32).view(B, nb).contiguous()
+            pos = torch.full((B,), ctx - 1, dtype=torch.int64, device=dev)
+            slots = bt[:, (ctx - 1) // 16].long() * 16 + (ctx - 1) % 16
+            meta = AttentionMetadata(
+                slot_mapping=slots, query_start_loc=torch.arange(B + 1, dtype=torch.int32, device=dev),
+                seq_lens=torch.full((B,), ctx, dtype=torch.int32, device=dev), block_tables=bt, max_query_len=1,
+                max_seq_len=ctx, query_start_loc_cpu=list(range(B + 1)), seq_lens_cpu=[ctx] * B)
+            ids = torch.randint(0, 128000, (B,), device=dev)
+            rows = torch.arange(B, device=dev)
+
+            def step():
+                logits = model.forward(ids, pos, meta, caches, rows)
+                out = torch.empty((2, B), dtype=torch.float64, device=dev)
+                greedy_into(logits, out, rows=rows, last_token=last)
+                return logits
+
+            graphs, diffs, ref = {}, {}, None
+            for name, value in variants:
+                apply(value)
+                try:
+                    out = step().clone()
+                    torch.cuda.synchronize()
+                    g = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(g):
+                        step()
+                    for _ in range(3):
+                        g.replay()
+                    torch.cuda.synchronize()
+                finally:
+                    restore()
+                ref = out if ref is None else ref
+                diffs[name] = ((out - ref).norm() / ref.norm()).item()
+                graphs[name] = g
+            res = interleaved_rounds(graphs, rounds=5, replays=20)
+            cells = " | ".join(f"{n} {xs[2]:.4f} ms (diff {diffs[n]:.3f})" for n, xs in res.items())
+            print(f"B {B} ctx {ctx} | {cells}", flush=True)
+            del graphs
