@@ -206,7 +206,7 @@ class LlamaModel(ModelWeights):
         With g.FLAGS: rotary + the K/V-cache write ride in the qkv epilogue (not with Qwen3's q/k norms), and
         every GEMV joins a programmatic-dependent-launch chain (g.use_pdl()), so each one's weights stream while
         the one before it drains. Attention is the backend's (paged_attention's kernels, launched normally)."""
-        cfg, hd, eps = self.cfg, self.cfg.head_dim, self.cfg.rms_norm_eps
+        hd, eps = self.cfg.head_dim, self.cfg.rms_norm_eps
         fuse_rope = g.FLAGS["rope"] and "q_norm" not in self.layers[0]
         res = self.params["embed"][input_ids]
         ssq = None  # partial sums of squares of `res`, left by the kernel that wrote it (none for the embedding)
