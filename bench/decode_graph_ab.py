@@ -16,7 +16,7 @@ sys.path.insert(0, HERE)
 _spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(HERE, "gpu-executor-bench.py"))
 _eb = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_eb)
-from gpu_timing import interleaved_rounds  # noqa: E402
+from gpu_timing import captured, interleaved_rounds  # noqa: E402
 from lmi_executor.attention import AttentionMetadata  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402
@@ -64,14 +64,7 @@ def run(variants, apply, restore, batches, contexts, kv_cache_dtype: str = "auto
             for name, value in variants:
                 apply(value)
                 try:
-                    out = step().clone()
-                    torch.cuda.synchronize()
-                    g = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(g):
-                        step()
-                    for _ in range(3):
-                        g.replay()
-                    torch.cuda.synchronize()
+                    out, g = captured(step)
                 finally:
                     restore()
                 ref = out if ref is None else ref

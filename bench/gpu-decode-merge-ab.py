@@ -22,7 +22,7 @@ _spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(HE
 _eb = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_eb)
 
-from gpu_timing import interleaved_rounds  # noqa: E402
+from gpu_timing import captured, interleaved_rounds  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402
 from lmi_executor.kernels.greedy import greedy_into  # noqa: E402
 
@@ -86,14 +86,7 @@ def main():
             for name, kernel, pdl in VARIANTS:
                 pa._merge_kernel = kernel or today
                 pa.FLAGS["merge_pdl"] = pdl
-                out = step().clone()  # compiles outside the capture
-                torch.cuda.synchronize()
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g):
-                    step()
-                for _ in range(5):
-                    g.replay()
-                torch.cuda.synchronize()
+                out, g = captured(step, warm=5)
                 ref = out if ref is None else ref
                 errs[name] = ((out - ref).norm() / ref.norm()).item()
                 graphs[name] = g

@@ -41,6 +41,21 @@ def replay_time(g, reps: int = 15, replays_per_timing: int = 1) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def captured(step, warm: int = 3) -> tuple:
+    """(a clone of step()'s output run eagerly, a CUDA graph of step) for a callable returning a tensor: the eager
+    run compiles Triton kernels and lets cuBLAS pick its kernels outside the capture; the graph is replayed `warm`
+    times before it is returned."""
+    out = step().clone()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        step()
+    for _ in range(warm):
+        g.replay()
+    torch.cuda.synchronize()
+    return out, g
+
+
 def interleaved_rounds(graphs: dict, rounds: int = 7, replays: int = 30) -> dict:
     """{name: sorted per-round medians (ms)} for already captured and warmed CUDA graphs: each round replays
     every graph `replays` times (an event pair around each replay) before the next graph, so clock drift over

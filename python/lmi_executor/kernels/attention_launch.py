@@ -62,8 +62,8 @@ def decode_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2, max_context:
         # -> 5.488 / 5.585 -> 5.678), and over a bf16 cache batches 4-16 are even (-0.5% to +0.4%).
         cfg["block_n"] = 32
         return cfg
-    # Short contexts: 32-key tiles where the programs are latency-bound (8 or more splits of a bf16 cache; every
-    # split launch of an fp8 one). Attention alone, H100, context 512: batch 4 8.4 -> 7.4 us, batch 8 9.1 -> 8.8,
+    # Short contexts: 32-key tiles where the programs are latency-bound (8 or more splits of a bf16 cache; any
+    # split launch of an fp8 one below batch 4). Attention alone, H100, context 512: batch 4 8.4 -> 7.4 us, batch 8 9.1 -> 8.8,
     # but batch 16 (4 splits) 13.1 -> 14.1 over bf16; fp8 batch 16 13.9 -> 12.8.
     if 0 < max_context <= SHORT_CONTEXT and (splits >= 8 or fp8):
         cfg["block_n"] = 32
