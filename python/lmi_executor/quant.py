@@ -6,7 +6,8 @@
 #   an fp16 offset m (the group's minimum), w ~= q * s + m with q in 0..15. Two values per byte: q[:, 2j] in
 #   the low nibble, q[:, 2j+1] in the high one. Scales are stored [K/group, N] so a kernel reads one group's
 #   scales for a run of output rows contiguously.
-# Invariant: linear() computes (x @ dequant(w).T) + b on every device; on CUDA through our Triton kernels
+# Invariant: linear() computes (x @ dequant(w).T) + b on every device; unquantized bias-free weights on CUDA may go
+# through cuBLASLt with a tuned algorithm (kernels/lt_gemm.py); quantized ones on CUDA through our Triton kernels
 # (kernels/int8_matmul.py, kernels/int4_matmul.py) for decode-sized steps, elsewhere by dequantizing in
 # PyTorch (the CPU tests check that path; the GPU tests check the kernels against it).
 import math
@@ -128,6 +129,15 @@ def linear(x: torch.Tensor, w, b=None) -> torch.Tensor:
     if isinstance(w, Int4Weight):
         return _linear_int4(x, w, b)
     if not isinstance(w, Int8Weight):
+        if x.is_cuda and b is None:
+            # cuBLASLt with an algorithm measured faster on this card, where a tuning table covers the shape
+            # (kernels/lt_gemm.py); None otherwise.
+            from .kernels import lt_gemm
+
+            lt = lt_gemm.get()
+            y = lt.linear(x, w) if lt is not None else None
+            if y is not None:
+                return y
         return torch.nn.functional.linear(x, w, b)
     rows = x.numel() // x.shape[-1]
     if x.is_cuda and rows <= DEQUANT_ABOVE_ROWS:

@@ -155,8 +155,10 @@ class Worker:
         if self.device.type != "cuda":
             return {"numBlocks": max(1, self.opts.cpu_kv_cache_bytes // per_block), "blockSize": self.opts.block_size,
                     "bytesPerBlock": per_block}
+        from .kernels import lt_gemm
         from .memory_profile import profile_cuda_blocks
 
+        lt_gemm.get()  # its handle and workspace exist before the profile measures what the model holds
         n = profile_cuda_blocks(self, per_block)
         # Every rank must allocate the same number of blocks: take the smallest.
         if self.tp.world_size > 1:
@@ -205,11 +207,13 @@ class Worker:
         bounded = {b: bs[1:] for b, bs in graphs.bounds.items() if len(bs) > 1} if graphs else {}
         short = f" + short-context graphs {bounded} (bucket: context bounds)" if bounded else ""
         mib = 1 << 20
+        from .kernels.lt_gemm import status as lt_status
+
         sys.stderr.write(
             f"lmi_executor rank {self.tp.rank}: KV cache {n} blocks x {self.opts.block_size} tokens; CUDA graphs "
             f"{graphs.sizes if graphs else 'off'}{short} ({graph_seconds:.1f} s, "
             f"{decode_bytes / mib:.0f} MiB); prefill graphs {prefill_sizes or 'off'} tokens "
-            f"({prefill_seconds:.1f} s, {prefill_bytes / mib:.0f} MiB)\n"
+            f"({prefill_seconds:.1f} s, {prefill_bytes / mib:.0f} MiB); tuned cuBLASLt GEMMs {lt_status()}\n"
         )
         return {"numBlocks": n, "cudaGraphSeconds": graph_seconds,
                 "cudaGraphBatchSizes": self.runner.graphs.sizes if self.runner.graphs else [],
