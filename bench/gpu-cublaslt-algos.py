@@ -30,7 +30,7 @@ import torch.nn.functional as F
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 sys.path.insert(0, os.path.join(_HERE, "..", "python"))
-from gpu_timing import graph_time, interleaved_rounds  # noqa: E402
+from gpu_timing import graph_of, graph_time, interleaved_rounds  # noqa: E402
 from lmi_executor.kernels import lt_gemm  # noqa: E402
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336),
@@ -201,20 +201,6 @@ class Lt:
             ctypes.c_size_t(WORKSPACE), ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)), "matmul")
 
 
-def _graph(fns):
-    """A warmed CUDA graph of the callables, in order."""
-    for f in fns:
-        f()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for f in fns:
-            f()
-    g.replay()
-    torch.cuda.synchronize()
-    return g
-
-
 def full_search(lt, name, M, ws, x, y, workspace, limit, top, split_k=True):
     """Screen every configuration cuBLASLt accepts (3 timings each), check the `top` fastest against F.linear,
     then time torch's pick and the checked ones in interleaved rounds."""
@@ -243,9 +229,9 @@ def full_search(lt, name, M, ws, x, y, workspace, limit, top, split_k=True):
             checked.append((ms, a, err))
         if len(checked) >= top:
             break
-    graphs = {"torch": _graph([lambda w=w: F.linear(x, w) for w in ws])}
+    graphs = {"torch": graph_of([lambda w=w: F.linear(x, w) for w in ws])}
     for i, (_, a, _) in enumerate(checked):
-        graphs[f"lt{i}"] = _graph([lambda w=w, a=a: lt.matmul(a, w, x, y, workspace) for w in ws])
+        graphs[f"lt{i}"] = graph_of([lambda w=w, a=a: lt.matmul(a, w, x, y, workspace) for w in ws])
     rounds = interleaved_rounds(graphs, rounds=7, replays=10)
     per = {k: v[len(v) // 2] / len(ws) for k, v in rounds.items()}
     best = min((k for k in per if k != "torch"), key=per.get, default=None)
@@ -312,8 +298,8 @@ def check_table(path, ms, neighbours=False, reps_rounds=7):
                 continue
             ref = F.linear(x, ws[0]).float()
             err = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-            graphs = {"torch": _graph([lambda w=w: F.linear(x, w) for w in ws]),
-                      "table": _graph([lambda w=w: gemm.linear(x, w) for w in ws])}
+            graphs = {"torch": graph_of([lambda w=w: F.linear(x, w) for w in ws]),
+                      "table": graph_of([lambda w=w: gemm.linear(x, w) for w in ws])}
             r = interleaved_rounds(graphs, rounds=reps_rounds, replays=10)
             t, b = (r[k][len(r[k]) // 2] / copies for k in ("torch", "table"))
             out.append({"shape": by_name.get((N, K)), "M": M, "torch_us": t * 1e3, "table_us": b * 1e3, "rel_err": err})

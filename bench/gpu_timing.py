@@ -6,8 +6,16 @@ import torch
 
 def graph_time(launches, reps: int = 15, replays_per_timing: int = 1) -> float:
     """Median milliseconds per launch of a CUDA graph holding every callable in `launches`, in order:
-    warm-up on a side stream (Triton compiles, cuBLAS picks kernels), capture, then `reps` timings of
-    `replays_per_timing` replays each."""
+    graph_of(launches), then `reps` timings of `replays_per_timing` replays each."""
+    g = graph_of(launches)
+    ms = replay_time(g, reps, replays_per_timing)
+    del g
+    return ms / len(launches)
+
+
+def graph_of(launches):
+    """A CUDA graph of every callable in `launches`, in order: warm-up on a side stream (Triton compiles, cuBLAS
+    picks kernels), capture, one replay."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -21,9 +29,7 @@ def graph_time(launches, reps: int = 15, replays_per_timing: int = 1) -> float:
             f()
     g.replay()
     torch.cuda.synchronize()
-    ms = replay_time(g, reps, replays_per_timing)
-    del g
-    return ms / len(launches)
+    return g
 
 
 def replay_time(g, reps: int = 15, replays_per_timing: int = 1) -> float:
