@@ -36,9 +36,8 @@ from lmi_executor.kernels import lt_gemm  # noqa: E402
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336),
           "lm_head": (128256, 4096)}
 
-DESC_TRANSA, DESC_TRANSB = lt_gemm.DESC_TRANSA, lt_gemm.DESC_TRANSB
-CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16BF = lt_gemm.CUBLAS_COMPUTE_32F, lt_gemm.CUDA_R_32F, 14
-CUBLAS_OP_N, CUBLAS_OP_T = lt_gemm.CUBLAS_OP_N, lt_gemm.CUBLAS_OP_T
+CUBLAS_COMPUTE_32F, CUDA_R_32F = lt_gemm.CUBLAS_COMPUTE_32F, lt_gemm.CUDA_R_32F
+CUDA_R_16BF = lt_gemm.DTYPES[torch.bfloat16][1]
 PREF_MAX_WORKSPACE_BYTES = 1
 ALGO_CONFIG = {"id": 0, "tile": 1, "splitk": 2, "reduction": 3, "swizzle": 4, "custom": 5, "stages": 6,
                "inner": 7, "cluster": 8}
@@ -48,7 +47,7 @@ CLUSTER_SHAPES = (0, 2, 3, 4, 5, 6, 7, 8, 9)  # auto, 1x1, 2x1, 4x1, 1x2, 2x2, 4
 # output buffer) is left out, as kernels/lt_gemm.py promises.
 REDUCTION_SCHEMES = (2, 4)
 WORKSPACE = lt_gemm.WORKSPACE_BYTES
-Algo, HeuristicResult = lt_gemm.Algo, lt_gemm.HeuristicResult
+Algo, HeuristicResult, check = lt_gemm.Algo, lt_gemm.HeuristicResult, lt_gemm.check
 
 
 def load_lt():
@@ -59,45 +58,24 @@ def load_lt():
     return lib
 
 
-class Lt:
-    """A cuBLASLt handle and the descriptors of one TN GEMM: D (col-major N x M, ld N, i.e. row-major y[M, N]) =
-    op(A) B with A = W (col-major K x N, transposed) and B = x^T (col-major K x M)."""
+class Lt(lt_gemm.TnGemm):
+    """kernels/lt_gemm.TnGemm (bf16) with its own handle and a workspace preference, for the searches."""
 
     def __init__(self, lib, M, N, K):
-        self.lib = lib
+        super().__init__(lib, M, N, K, CUDA_R_16BF)
         self.h = ctypes.c_void_p()
-        self.check(lib.cublasLtCreate(ctypes.byref(self.h)), "create")
-        self.desc = ctypes.c_void_p()
-        self.check(lib.cublasLtMatmulDescCreate(ctypes.byref(self.desc), CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc")
-        t, n = ctypes.c_int(CUBLAS_OP_T), ctypes.c_int(CUBLAS_OP_N)
-        four = ctypes.c_size_t(4)
-        self.check(lib.cublasLtMatmulDescSetAttribute(self.desc, DESC_TRANSA, ctypes.byref(t), four), "transa")
-        self.check(lib.cublasLtMatmulDescSetAttribute(self.desc, DESC_TRANSB, ctypes.byref(n), four), "transb")
-        self.a, self.b, self.d = (ctypes.c_void_p() for _ in range(3))
-        self.check(lib.cublasLtMatrixLayoutCreate(ctypes.byref(self.a), CUDA_R_16BF, ctypes.c_uint64(K),
-                                                  ctypes.c_uint64(N), ctypes.c_int64(K)), "layout a")
-        self.check(lib.cublasLtMatrixLayoutCreate(ctypes.byref(self.b), CUDA_R_16BF, ctypes.c_uint64(K),
-                                                  ctypes.c_uint64(M), ctypes.c_int64(K)), "layout b")
-        self.check(lib.cublasLtMatrixLayoutCreate(ctypes.byref(self.d), CUDA_R_16BF, ctypes.c_uint64(N),
-                                                  ctypes.c_uint64(M), ctypes.c_int64(N)), "layout d")
+        check(lib.cublasLtCreate(ctypes.byref(self.h)), "create")
         self.pref = ctypes.c_void_p()
-        self.check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(self.pref)), "pref")
+        check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(self.pref)), "pref")
         ws = ctypes.c_uint64(WORKSPACE)
-        self.check(lib.cublasLtMatmulPreferenceSetAttribute(self.pref, PREF_MAX_WORKSPACE_BYTES, ctypes.byref(ws),
-                                                            ctypes.c_size_t(8)), "pref ws")
-        self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
-
-    @staticmethod
-    def check(status, what):
-        if status != 0:
-            raise RuntimeError(f"cublasLt {what}: status {status}")
+        check(lib.cublasLtMatmulPreferenceSetAttribute(self.pref, PREF_MAX_WORKSPACE_BYTES, ctypes.byref(ws),
+                                                       ctypes.c_size_t(8)), "pref ws")
 
     def heuristics(self, count):
         res = (HeuristicResult * count)()
         got = ctypes.c_int(0)
-        self.check(self.lib.cublasLtMatmulAlgoGetHeuristic(self.h, self.desc, self.a, self.b, self.d, self.d,
-                                                           self.pref, ctypes.c_int(count), res, ctypes.byref(got)),
-                   "heuristic")
+        check(self.lib.cublasLtMatmulAlgoGetHeuristic(self.h, self.desc, self.a, self.b, self.d, self.d, self.pref,
+                                                      ctypes.c_int(count), res, ctypes.byref(got)), "heuristic")
         return [res[i] for i in range(got.value) if res[i].state == 0]
 
     def _cap(self, algo, attr, array=False):
@@ -122,7 +100,7 @@ class Lt:
         when there are more."""
         ids = (ctypes.c_int * 256)()
         got = ctypes.c_int(0)
-        self.check(self.lib.cublasLtMatmulAlgoGetIds(self.h, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16BF, CUDA_R_16BF,
+        check(self.lib.cublasLtMatmulAlgoGetIds(self.h, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16BF, CUDA_R_16BF,
                                                      CUDA_R_16BF, CUDA_R_16BF, 256, ids, ctypes.byref(got)), "ids")
         out = []
         self.checks, self.custom_max = 0, 0
@@ -194,11 +172,7 @@ class Lt:
         return out
 
     def matmul(self, algo, w, x, y, workspace):
-        self.check(self.lib.cublasLtMatmul(
-            self.h, self.desc, ctypes.byref(self.alpha), ctypes.c_void_p(w.data_ptr()), self.a,
-            ctypes.c_void_p(x.data_ptr()), self.b, ctypes.byref(self.beta), ctypes.c_void_p(y.data_ptr()), self.d,
-            ctypes.c_void_p(y.data_ptr()), self.d, ctypes.byref(algo), ctypes.c_void_p(workspace.data_ptr()),
-            ctypes.c_size_t(WORKSPACE), ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)), "matmul")
+        self.run(self.h, algo, w, x, y, workspace, WORKSPACE)
 
 
 def full_search(lt, name, M, ws, x, y, workspace, limit, top, split_k=True):

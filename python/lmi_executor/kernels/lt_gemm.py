@@ -103,26 +103,43 @@ class HeuristicResult(ctypes.Structure):
                 ("wavesCount", ctypes.c_float), ("reserved", ctypes.c_int * 4)]
 
 
-def _check(status, what):
+def check(status, what):
     if status != 0:
         raise RuntimeError(f"cublasLt {what}: status {status}")
 
 
-class _Plan:
-    """Descriptors of one TN GEMM (D col-major N x M, ld N == row-major y[M, N]; A = W col-major K x N, transposed;
-    B = x^T col-major K x M) and the checked algorithm."""
+class TnGemm:
+    """The descriptors of one TN GEMM y[M, N] = x[M, K] @ W[N, K].T in cuBLASLt's column-major terms: D (N x M, ld N)
+    = op(A) B with A = W (K x N, ld K, transposed) and B = x^T (K x M, ld K)."""
 
-    def __init__(self, lib, handle, M, N, K, cuda_type, algo_bytes):
+    def __init__(self, lib, M, N, K, cuda_type):
         self.lib = lib
         self.desc = ctypes.c_void_p()
-        _check(lib.cublasLtMatmulDescCreate(ctypes.byref(self.desc), CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc")
+        check(lib.cublasLtMatmulDescCreate(ctypes.byref(self.desc), CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc")
         t, n = ctypes.c_int(CUBLAS_OP_T), ctypes.c_int(CUBLAS_OP_N)
-        _check(lib.cublasLtMatmulDescSetAttribute(self.desc, DESC_TRANSA, ctypes.byref(t), ctypes.c_size_t(4)), "ta")
-        _check(lib.cublasLtMatmulDescSetAttribute(self.desc, DESC_TRANSB, ctypes.byref(n), ctypes.c_size_t(4)), "tb")
+        check(lib.cublasLtMatmulDescSetAttribute(self.desc, DESC_TRANSA, ctypes.byref(t), ctypes.c_size_t(4)), "ta")
+        check(lib.cublasLtMatmulDescSetAttribute(self.desc, DESC_TRANSB, ctypes.byref(n), ctypes.c_size_t(4)), "tb")
         self.a, self.b, self.d = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
         for lay, rows, cols, ld in ((self.a, K, N, K), (self.b, K, M, K), (self.d, N, M, N)):
-            _check(lib.cublasLtMatrixLayoutCreate(ctypes.byref(lay), cuda_type, ctypes.c_uint64(rows),
-                                                  ctypes.c_uint64(cols), ctypes.c_int64(ld)), "layout")
+            check(lib.cublasLtMatrixLayoutCreate(ctypes.byref(lay), cuda_type, ctypes.c_uint64(rows),
+                                                 ctypes.c_uint64(cols), ctypes.c_int64(ld)), "layout")
+        self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+
+    def run(self, handle, algo, w, x, y, workspace, workspace_bytes):
+        """y = x @ w.T with `algo` on torch's current stream (captured when a CUDA graph is)."""
+        check(self.lib.cublasLtMatmul(
+            handle, self.desc, ctypes.byref(self.alpha), ctypes.c_void_p(w.data_ptr()), self.a,
+            ctypes.c_void_p(x.data_ptr()), self.b, ctypes.byref(self.beta), ctypes.c_void_p(y.data_ptr()), self.d,
+            ctypes.c_void_p(y.data_ptr()), self.d, ctypes.byref(algo), ctypes.c_void_p(workspace.data_ptr()),
+            ctypes.c_size_t(workspace_bytes), ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream)),
+            "matmul")
+
+
+class _Plan(TnGemm):
+    """A TnGemm and the table's algorithm for it, checked with cublasLtMatmulAlgoCheck."""
+
+    def __init__(self, lib, handle, M, N, K, cuda_type, algo_bytes):
+        super().__init__(lib, M, N, K, cuda_type)
         self.algo = Algo()
         ctypes.memmove(ctypes.byref(self.algo), algo_bytes, 64)
         res = HeuristicResult()
@@ -130,7 +147,6 @@ class _Plan:
                                          ctypes.byref(res)) == 0
         self.ok = ok and res.workspaceSize <= WORKSPACE_BYTES
         self.workspace = res.workspaceSize
-        self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
 
 class LtGemm:
@@ -151,7 +167,7 @@ class LtGemm:
                 return None, None  # no allocation inside a capture: the caller falls back to F.linear
             h = ctypes.c_void_p()
             with torch.cuda.device(dev):
-                _check(self.lib.cublasLtCreate(ctypes.byref(h)), "create")
+                check(self.lib.cublasLtCreate(ctypes.byref(h)), "create")
                 self._workspaces[dev] = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=f"cuda:{dev}")
             self._handles[dev] = h
         return h, self._workspaces[dev]
@@ -191,11 +207,7 @@ class LtGemm:
         if y.data_ptr() % ALIGN:
             return None
         handle, ws = self._device_state(x.device.index)
-        _check(self.lib.cublasLtMatmul(
-            handle, p.desc, ctypes.byref(p.alpha), ctypes.c_void_p(w.data_ptr()), p.a, ctypes.c_void_p(x.data_ptr()),
-            p.b, ctypes.byref(p.beta), ctypes.c_void_p(y.data_ptr()), p.d, ctypes.c_void_p(y.data_ptr()), p.d,
-            ctypes.byref(p.algo), ctypes.c_void_p(ws.data_ptr()), ctypes.c_size_t(p.workspace),
-            ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream)), "matmul")
+        p.run(handle, p.algo, w, x, y, ws, p.workspace)
         self.calls += 1
         return y
 
