@@ -4,7 +4,6 @@
 # forward + greedy sampling graph once per variant, the graphs replayed in interleaved rounds
 # (gpu_timing.interleaved_rounds: 5 rounds x 20 replays, median round printed). Repeating the first variant last
 # shows the drift over a run. "diff": each variant's logits against the first's (relative norm).
-import importlib.util
 import os
 import sys
 
@@ -13,9 +12,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
-_spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(HERE, "gpu-executor-bench.py"))
-_eb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_eb)
+from bench_scripts import load_script  # noqa: E402
+
+_eb = load_script("gpu-executor-bench.py")
 from gpu_timing import captured, interleaved_rounds  # noqa: E402
 from lmi_executor.attention import AttentionMetadata  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402

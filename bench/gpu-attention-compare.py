@@ -17,7 +17,6 @@
 #   python3 bench/gpu-attention-compare.py [--sweep] [--flex-gather] [--json-out F]
 # --before FILE: also time another copy of kernels/paged_attention.py (the pre-tuning version).
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -27,7 +26,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, HERE)
 
+from bench_scripts import load_file  # noqa: E402
 from lmi_executor.attention import Attention, AttentionMetadata, reference_attention  # noqa: E402
 from lmi_executor.kernels import attention_launch  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa_mod  # noqa: E402
@@ -243,10 +244,7 @@ def flex_impl(fx, sets, q_lens, ctx_lens, paged):
 
 
 def load_before(path):
-    spec = importlib.util.spec_from_file_location("paged_attention_before", path)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+    return load_file(path, "paged_attention_before")
 
 
 def main():

@@ -7,7 +7,6 @@
 #   python3 bench/gpu-decode-merge-ab.py [--ctx 128,300]
 # (The numbers in docs/benchmarks.md, fifth session, come from a scratch copy of this script.)
 import argparse
-import importlib.util
 import os
 import sys
 
@@ -18,9 +17,9 @@ import triton.language as tl
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
-_spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(HERE, "gpu-executor-bench.py"))
-_eb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_eb)
+from bench_scripts import load_script  # noqa: E402
+
+_eb = load_script("gpu-executor-bench.py")
 
 from gpu_timing import captured, interleaved_rounds  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402

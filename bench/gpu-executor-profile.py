@@ -2,7 +2,6 @@
 # batch B (after 512-token prompts) and for one 8192-token prefill step, it reports execute() wall time,
 # CUDA-graph replay time alone (events), and the eager step's kernels grouped by name (torch.profiler).
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -12,9 +11,10 @@ from torch.profiler import ProfilerActivity, profile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
-spec = importlib.util.spec_from_file_location("bench", os.path.join(HERE, "gpu-executor-bench.py"))
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+sys.path.insert(0, HERE)
+from bench_scripts import load_script  # noqa: E402
+
+bench = load_script("gpu-executor-bench.py")
 
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.graph_capture import bucket_for  # noqa: E402

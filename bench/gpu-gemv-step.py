@@ -7,7 +7,6 @@
 # alike. Prints a table last.
 #   python3 bench/gpu-gemv-step.py [--json-out F]
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -18,9 +17,9 @@ from torch.profiler import ProfilerActivity, profile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.environ.get("LMI_PYTHON_DIR") or os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
-spec = importlib.util.spec_from_file_location("bench", os.path.join(HERE, "gpu-executor-bench.py"))
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+from bench_scripts import load_script  # noqa: E402
+
+bench = load_script("gpu-executor-bench.py")
 
 from gpu_timing import interleaved_rounds  # noqa: E402
 from lmi_executor.kernels import gemv  # noqa: E402

@@ -7,7 +7,6 @@
 # steps: the GPU's span, busy time and largest gaps (bench/gpu-step-anatomy.py's gpu_timeline).
 # Llama-3-8B shape, bf16, dummy weights. LMI_PYTHON_DIR=path runs another copy of python/ (A/B).
 #   python3 bench/gpu-served-step.py
-import importlib.util
 import json
 import os
 import sys
@@ -18,9 +17,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.environ.get("LMI_PYTHON_DIR") or os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
-_spec = importlib.util.spec_from_file_location("anatomy", os.path.join(HERE, "gpu-step-anatomy.py"))
-anat = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(anat)
+from bench_scripts import load_script  # noqa: E402
+
+anat = load_script("gpu-step-anatomy.py")
 from lmi_executor import cuda_graphs  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402

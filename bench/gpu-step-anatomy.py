@@ -10,7 +10,6 @@
 # Usage: python3 bench/gpu-step-anatomy.py [--steps 200] [--json-out F]
 import argparse
 import cProfile
-import importlib.util
 import io
 import json
 import os
@@ -28,9 +27,9 @@ from gpu_timing import replay_time  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("executor_bench", os.path.join(_HERE, "gpu-executor-bench.py"))
-_eb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_eb)
+from bench_scripts import load_script  # noqa: E402
+
+_eb = load_script("gpu-executor-bench.py")
 GREEDY = _eb.GREEDY
 
 
