@@ -26,6 +26,11 @@ export interface EngineOptions {
   defaultStrategy?: DecodingStrategy;
   /** option.waiting_steps: steps a new request waits while others run (classic rolling batch). */
   waitingSteps?: number;
+  /**
+   * option.enable_chunked_prefill: true (default) mixes decode rows into steps with prompt chunks (vLLM v1);
+   * false runs prompt work in steps of its own first (lmi-dist, vLLM v0). Paged batching only.
+   */
+  enableChunkedPrefill?: boolean;
   /** Default max_new_tokens (LMI rolling batch: 30). */
   defaultMaxNewTokens?: number;
   /**
@@ -98,6 +103,7 @@ export function resolveEngineOptions(o: EngineOptions = {}): ResolvedEngineOptio
     jobQueueSize: o.jobQueueSize ?? 1000,
     defaultStrategy: o.defaultStrategy ?? "greedy",
     waitingSteps: o.waitingSteps ?? 0,
+    enableChunkedPrefill: o.enableChunkedPrefill ?? true,
     defaultMaxNewTokens: o.defaultMaxNewTokens ?? 30,
     batching: o.batching ?? "paged",
     maxSparsity: o.maxSparsity ?? 0.33,

@@ -160,6 +160,7 @@ export class Engine implements LlmEngine {
           enablePrefixCaching: this.options.enablePrefixCaching,
           maxModelLen,
           waitingSteps: this.options.waitingSteps,
+          mixPrefillAndDecode: this.options.enableChunkedPrefill,
         });
     this.executor = executor;
     this.info = { ...info, maxModelLen };

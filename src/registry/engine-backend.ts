@@ -37,6 +37,7 @@ export function engineOptionsOf(config: ModelConfig): EngineOptions {
     jobQueueSize: num(config.jobQueueSize),
     defaultStrategy: config.decodingStrategy as DecodingStrategy | undefined,
     waitingSteps: num(config.waitingSteps),
+    enableChunkedPrefill: config.enableChunkedPrefill as boolean | undefined,
   };
 }
 

@@ -334,3 +334,21 @@ test("vLLM's own names fill LMI's keys; both set to different values is a proble
       "(env OPTION_MAX_ROLLING_BATCH_SIZE); they name the same setting, set only one",
   );
 });
+
+test("enable_chunked_prefill defaults to lmi-dist's prefill-first order there, to mixing elsewhere, and reaches the engine", async () => {
+  const { engineOptionsOf } = await import("../../src/registry/engine-backend.ts");
+  const of = (props: string) =>
+    loadModelConfig({ modelDir: modelDir(`option.model_id=m\n${props}`), env: {} }).config;
+  assert.equal(of("option.rolling_batch=lmi-dist\n").enableChunkedPrefill, false);
+  assert.equal(of("option.rolling_batch=vllm\n").enableChunkedPrefill, true);
+  assert.equal(of("").enableChunkedPrefill, true);
+  const mixed = of("option.rolling_batch=lmi-dist\noption.enable_chunked_prefill=true\n");
+  assert.equal(engineOptionsOf(mixed).enableChunkedPrefill, true);
+  assert.equal(
+    loadModelConfig({ env: { OPTION_MODEL_ID: "m", OPTION_ENABLE_CHUNKED_PREFILL: "false" } }).config
+      .enableChunkedPrefill,
+    false,
+  );
+  const [p] = problemsOf(() => of("option.enable_chunked_prefill=sometimes\n"));
+  assert.match(p, /option\.enable_chunked_prefill: invalid value "sometimes"/);
+});

@@ -105,6 +105,50 @@ describe("Engine generate", () => {
     await roomy.engine.shutdown();
   });
 
+  it("gives the same tokens with prompts run first (enable_chunked_prefill=false), preempted or not", async () => {
+    const params = (i: number) => ({
+      max_new_tokens: 20,
+      ...(i % 2 ? { do_sample: true, seed: 100 + i } : {}),
+    });
+    const mixed = await engineWith({ numBlocks: 256 });
+    const alone: string[] = [];
+    for (let i = 0; i < PROMPTS.length; i++)
+      alone.push((await textOf(mixed.engine, `r${i}`, PROMPTS[i], params(i))).text);
+    await mixed.engine.shutdown();
+    for (const numBlocks of [256, 12]) {
+      const { engine, exec } = await engineWith(
+        { numBlocks },
+        { maxNumBatchedTokens: 8, maxNumSeqs: 4, enableChunkedPrefill: false },
+      );
+      const runs = [...PROMPTS, ...PROMPTS].map((p, j) =>
+        textOf(engine, `b${j}`, p, params(j % PROMPTS.length)),
+      );
+      assert.deepEqual(
+        (await Promise.all(runs)).map((r) => r.text),
+        [...alone, ...alone],
+      );
+      if (numBlocks === 256) {
+        // No step carries both prompt tokens and a decode row: a request computing one token at the end of its
+        // prompt or past it (a prompt's last token is a decode row's work, so the scheduler treats it as one).
+        const promptLen = (id: string) => engine.encode(PROMPTS[Number(id.slice(1)) % PROMPTS.length]).length;
+        for (const plan of exec.plans) {
+          const decodes = plan.scheduledCachedReqs.filter(
+            (r) => r.numComputedTokens >= promptLen(r.reqId) - 1,
+          );
+          const prompts = plan.scheduledNewReqs.length + plan.scheduledCachedReqs.length - decodes.length;
+          assert.ok(decodes.length === 0 || prompts === 0, JSON.stringify(plan.numScheduledTokens));
+        }
+        assert.ok(
+          exec.plans.some((p) => p.scheduledCachedReqs.length > 1),
+          "decodes were batched",
+        );
+      }
+      if (numBlocks === 12)
+        assert.ok(engine.stats().numPreemptions > 0, "the tiny cache must force preemption");
+      await engine.shutdown();
+    }
+  });
+
   it("a seeded request gives the same text whatever else is in the batch; different seeds differ", async () => {
     const { engine } = await engineWith();
     const p = { do_sample: true, seed: 42, max_new_tokens: 16 };

@@ -299,6 +299,20 @@ export const MODEL_KEYS = [
     description: "Reuse KV blocks of shared prompt prefixes.",
     here: "same",
   }),
+  def("option.enable_chunked_prefill", "enableChunkedPrefill", bool(), {
+    backends: ["vllm", "lmi-dist"],
+    // lmi-dist's iterations prefill new requests alone (spec §4.4); vLLM v1 always mixes.
+    default: (ctx) => ctx.value("option.rolling_batch") !== "lmi-dist",
+    defaultText:
+      "false with rolling_batch=lmi-dist (its order: new requests prefill in a step of their own), else true",
+    description:
+      "Split prompts over steps and batch them with running requests' decode tokens (vLLM); false runs prompts first, in steps of their own.",
+    here:
+      "paged batching: true mixes decode rows into steps with prompt chunks (steady inter-token latency); false gives " +
+      "steps with prompt work to prompts alone, lmi-dist's order (better time to first token and throughput for " +
+      "bursts, decodes pause while prompts run); prompts longer than max_rolling_batch_prefill_tokens are split either " +
+      "way. rolling_batch=scheduler (padded) ignores it: admitted requests prefill as sub-batches of their own",
+  }),
   def("option.block_size", "blockSize", intOneOf([8, 16, 32, 64, 128]), {
     backends: ["vllm"],
     default: 16,

@@ -1,5 +1,5 @@
 // Property test: random configurations and workloads (shared prefixes, aborts at random times, a KV
-// cache too small for the load) never break the scheduler's promises: the budget and batch limits
+// cache too small for the load, prompts mixed with decodes or run first) never break the scheduler's promises: the budget and batch limits
 // hold, the executor-side view of each request stays consistent, KV bookkeeping balances, and every
 // request that is not aborted finishes with exactly the tokens it was given.
 import assert from "node:assert/strict";
@@ -13,6 +13,7 @@ const workload = fc.record({
   budget: fc.integer({ min: 1, max: 40 }),
   maxNumSeqs: fc.integer({ min: 1, max: 6 }),
   prefixCaching: fc.boolean(),
+  mixPrefillAndDecode: fc.boolean(),
   reqs: fc.array(
     fc.record({
       sharedPrefix: fc.integer({ min: 0, max: 12 }),
@@ -36,6 +37,7 @@ it("scheduler invariants hold for random workloads", () => {
         maxNumBatchedTokens: w.budget,
         maxNumSeqs: w.maxNumSeqs,
         enablePrefixCaching: w.prefixCaching,
+        mixPrefillAndDecode: w.mixPrefillAndDecode,
         maxModelLen: numBlocks * w.blockSize,
       });
       const reqs = w.reqs.map((spec, i) => {

@@ -93,6 +93,77 @@ describe("Scheduler admission and budget", () => {
   });
 });
 
+describe("Scheduler with option.enable_chunked_prefill=false (prompts first)", () => {
+  it("gives a step with prompt work to prompts alone, then decodes everyone together", () => {
+    const sched = createScheduler({ mixPrefillAndDecode: false });
+    const [a] = createRequests(1, { numTokens: 5, maxTokens: 10, idPrefix: "a" });
+    sched.addRequest(a);
+    assert.deepEqual(step(sched).plan.numScheduledTokens, { "a-0": 5 });
+    const [b] = createRequests(1, { numTokens: 6, maxTokens: 10, idPrefix: "b" });
+    sched.addRequest(b);
+    const s2 = step(sched);
+    assert.deepEqual(s2.plan.numScheduledTokens, { "b-0": 6 }, "a's decode waits for the prompt step");
+    assert.deepEqual(s2.plan.scheduledCachedReqs, []);
+    assert.deepEqual(step(sched).plan.numScheduledTokens, { "a-0": 1, "b-0": 1 });
+  });
+
+  it("the default mixes the same decode into the prompt's step", () => {
+    const sched = createScheduler();
+    const [a] = createRequests(1, { numTokens: 5, maxTokens: 10, idPrefix: "a" });
+    sched.addRequest(a);
+    step(sched);
+    const [b] = createRequests(1, { numTokens: 6, maxTokens: 10, idPrefix: "b" });
+    sched.addRequest(b);
+    assert.deepEqual(step(sched).plan.numScheduledTokens, { "a-0": 1, "b-0": 6 });
+  });
+
+  it("continues a prompt longer than the budget in prompt-only steps before any decode", () => {
+    const sched = createScheduler({ mixPrefillAndDecode: false, maxNumBatchedTokens: 10 });
+    const [a] = createRequests(1, { numTokens: 4, maxTokens: 10, idPrefix: "a" });
+    sched.addRequest(a);
+    step(sched);
+    const [b] = createRequests(1, { numTokens: 25, maxTokens: 10, idPrefix: "b" });
+    sched.addRequest(b);
+    const plans = [step(sched), step(sched), step(sched), step(sched)].map((s) => s.plan.numScheduledTokens);
+    assert.deepEqual(plans, [{ "b-0": 10 }, { "b-0": 10 }, { "b-0": 5 }, { "a-0": 1, "b-0": 1 }]);
+    assert.equal(b.numOutputTokens, 2);
+  });
+
+  it("fills the budget with several prompts, chunking the last, and admits FCFS", () => {
+    const sched = createScheduler({ mixPrefillAndDecode: false, maxNumBatchedTokens: 10 });
+    for (const r of createRequests(3, { numTokens: 4, maxTokens: 3 })) sched.addRequest(r);
+    assert.deepEqual(step(sched).plan.numScheduledTokens, { "req-0": 4, "req-1": 4, "req-2": 2 });
+    assert.deepEqual(step(sched).plan.numScheduledTokens, { "req-2": 2 }, "the chunked prompt first, alone");
+    assert.deepEqual(step(sched).plan.numScheduledTokens, { "req-0": 1, "req-1": 1, "req-2": 1 });
+  });
+
+  it("decodes when the waiting request cannot be admitted (batch full, or no KV room)", () => {
+    const full = createScheduler({ mixPrefillAndDecode: false, maxNumSeqs: 1 });
+    const [a, b] = createRequests(2, { numTokens: 4, maxTokens: 3 });
+    full.addRequest(a);
+    full.addRequest(b);
+    assert.deepEqual(step(full).plan.numScheduledTokens, { "req-0": 4 });
+    assert.deepEqual(step(full).plan.numScheduledTokens, { "req-0": 1 }, "maxNumSeqs reached: decode");
+
+    // 2 blocks of 4 slots: a holds one, b's 8-token prompt needs two.
+    const tight = createScheduler({
+      mixPrefillAndDecode: false,
+      blockSize: 4,
+      numBlocks: 2,
+      enablePrefixCaching: false,
+    });
+    const [c] = createRequests(1, { numTokens: 2, maxTokens: 2, idPrefix: "c" });
+    const [d] = createRequests(1, { numTokens: 8, maxTokens: 1, idPrefix: "d" });
+    tight.addRequest(c);
+    step(tight);
+    tight.addRequest(d);
+    const s = step(tight);
+    assert.deepEqual(s.plan.numScheduledTokens, { "c-0": 1 }, "no room for d's prompt: c decodes");
+    assert.equal(s.outputs[0].finishReason, "length");
+    assert.deepEqual(step(tight).plan.numScheduledTokens, { "d-0": 8 }, "c's blocks freed: d runs");
+  });
+});
+
 describe("Scheduler stop conditions", () => {
   it("finishes on eos, on a stop token, at maxTokens and at maxModelLen", () => {
     const sched = createScheduler({ maxModelLen: 14 });

@@ -1,6 +1,9 @@
 // The continuous-batching scheduler (vLLM v1 style): one token budget per step, no prefill/decode
 // modes. Running requests are served first (in order), then waiting ones FCFS while the batch has
-// room (maxNumSeqs) and budget; prompts are chunked to fit the budget. When KV blocks run out, the
+// room (maxNumSeqs) and budget; prompts are chunked to fit the budget. With mixPrefillAndDecode off
+// (option.enable_chunked_prefill=false: lmi-dist's and vLLM v0's order) a step that has prompt work
+// (a waiting request to admit, or a running prompt not fully computed) carries prompt tokens only,
+// and decode rows wait for the next step without prompt work. When KV blocks run out, the
 // newest running request is preempted by recomputation (blocks freed, back to the queue front).
 // Steps may be pipelined: schedule() can run again before the previous plan's output is applied. A
 // request whose step will sample counts that token as pending (the executor feeds it to the next step
@@ -31,6 +34,12 @@ export interface SchedulerOptions {
   maxModelLen: number;
   /** option.waiting_steps: with requests running, a new one waits this many steps before admission. */
   waitingSteps?: number;
+  /**
+   * option.enable_chunked_prefill (default true): decode rows ride in the same step as prompt chunks.
+   * False: steps with prompt work carry nothing else (prefill first); prompts longer than the budget are
+   * still split over consecutive such steps.
+   */
+  mixPrefillAndDecode?: boolean;
 }
 
 /** What one step did to one request (vLLM EngineCoreOutput). */
@@ -96,10 +105,13 @@ export class Scheduler extends RequestBook {
     };
     let budget = this.opts.maxNumBatchedTokens;
     const scheduled: Array<[Request, number]> = [];
-    const preempted = this.scheduleRunning(plan, scheduled, budget);
-    for (const [, n] of scheduled) budget -= n;
-    // After a preemption there is no room to admit anyone this step (vLLM does the same).
-    if (!preempted) this.scheduleWaiting(plan, scheduled, budget);
+    if (this.opts.mixPrefillAndDecode === false) this.schedulePromptsOnly(plan, scheduled, budget);
+    if (scheduled.length === 0) {
+      const preempted = this.scheduleRunning(plan, scheduled, budget);
+      for (const [, n] of scheduled) budget -= n;
+      // After a preemption there is no room to admit anyone this step (vLLM does the same).
+      if (!preempted) this.scheduleWaiting(plan, scheduled, budget);
+    }
 
     for (const [req, n] of scheduled) {
       plan.numScheduledTokens[req.reqId] = n;
@@ -146,6 +158,37 @@ export class Scheduler extends RequestBook {
       budget -= n;
     }
     return preempted;
+  }
+
+  /**
+   * Prefill first: the rest of running prompts (oldest first), then waiting requests, and no decode rows.
+   * Schedules nothing when there is no prompt work or no KV room for it (the step then decodes; a
+   * request that cannot get blocks here never preempts another: decoding frees or preempts as usual).
+   */
+  private schedulePromptsOnly(
+    plan: SchedulerOutput,
+    scheduled: Array<[Request, number]>,
+    budget: number,
+  ): void {
+    for (const req of this.running) {
+      if (budget <= 0) return;
+      // More than one token to compute: a prompt (or a preempted request's recomputation) in progress.
+      // One left is a decode row (its pending sample), or a prompt's last token, which decoding serves.
+      const left = req.numTokensWithPending - req.numComputedTokens;
+      if (left <= 1) continue;
+      const n = Math.min(left, budget);
+      const added = this.kv.allocateSlots(req, n);
+      if (added === null) break;
+      plan.scheduledCachedReqs.push({
+        reqId: req.reqId,
+        newBlockIds: added.map((b) => b.blockId),
+        numComputedTokens: req.numComputedTokens,
+        resumedFromPreemption: false,
+      });
+      scheduled.push([req, n]);
+      budget -= n;
+    }
+    this.scheduleWaiting(plan, scheduled, budget);
   }
 
   private scheduleWaiting(plan: SchedulerOutput, scheduled: Array<[Request, number]>, budget: number): void {
