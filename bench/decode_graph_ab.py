@@ -1,5 +1,5 @@
-# Shared by the decode A/B benches (gpu-decode-tiles-ab.py, gpu-decode-evict-ab.py): the Llama-3-8B-shaped model
-# (dummy bf16 weights, at most 16 sequences, CUDA graphs off) with a KV cache of random values, and for each batch
+# Shared by the decode A/B benches (gpu-decode-tiles-ab.py, gpu-decode-evict-ab.py, gpu-decode-logits-ab.py): the
+# Llama-3-8B-shaped model (dummy bf16 weights, as many sequences as the largest batch, CUDA graphs off) with a KV cache of random values, and for each batch
 # and context a decode step (every sequence at that context, 16-token blocks drawn at random) run as the whole
 # forward + greedy sampling graph once per variant, the graphs replayed in interleaved rounds
 # (gpu_timing.interleaved_rounds: 5 rounds x 20 replays, median round printed). Repeating the first variant last
@@ -28,22 +28,23 @@ NUM_BLOCKS = 4400
 def run(variants, apply, restore, batches, contexts, kv_cache_dtype: str = "auto") -> None:
     """variants: [(name, value)]; apply(value) sets the knob before a variant's warm-up and capture, restore()
     puts the default back. Prints one line per (batch, context)."""
+    num_blocks = max(NUM_BLOCKS, max(batches) * ((max(contexts) + 15) // 16))
     w = Worker(ExecutorOptions(model_dir=_eb.llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
-                               max_num_seqs=16, max_model_len=4096, max_num_batched_tokens=8192,
+                               max_num_seqs=max(16, max(batches)), max_model_len=4096, max_num_batched_tokens=8192,
                                enable_cuda_graph=False, kv_cache_dtype=kv_cache_dtype), 0, 1)
     w.load({})
-    w.init_cache({"numBlocks": NUM_BLOCKS})
+    w.init_cache({"numBlocks": num_blocks})
     for k, v in w.runner.kv_caches:
         k.copy_(torch.randn(k.shape, device="cuda", dtype=torch.bfloat16).to(k.dtype))
         v.copy_(torch.randn(v.shape, device="cuda", dtype=torch.bfloat16).to(v.dtype))
     model, caches = w.runner.model, w.runner.kv_caches
     dev = torch.device("cuda")
     pa.WORKSPACE.get(16, 16, model.nq, model.cfg.head_dim, dev)
-    last = torch.zeros(32, dtype=torch.int64, device=dev)
+    last = torch.zeros(max(32, max(batches)), dtype=torch.int64, device=dev)
     for B in batches:
         for ctx in contexts:
             nb = (ctx + 15) // 16
-            bt = torch.randperm(NUM_BLOCKS, device=dev)[: B * nb].to(torch.int32).view(B, nb).contiguous()
+            bt = torch.randperm(num_blocks, device=dev)[: B * nb].to(torch.int32).view(B, nb).contiguous()
             pos = torch.full((B,), ctx - 1, dtype=torch.int64, device=dev)
             slots = bt[:, (ctx - 1) // 16].long() * 16 + (ctx - 1) % 16
             meta = AttentionMetadata(

@@ -65,7 +65,8 @@ class DecodeGraphs:
         return self.inp[: 5 * b].view(5, b)
 
     def _forward(self, b: int, bound: int):
-        """The captured step: logits [b, vocab] fp32 and greedy [2, b] fp64 (argmax token ids, their logprobs).
+        """The captured step: logits [b, vocab] (fp32 or the model's dtype) and greedy [2, b] fp64 (argmax token
+        ids, their logprobs).
         Two kernels around the model: the inputs (kernels/decode_inputs.py) and greedy sampling, which also
         writes last_token (kernels/greedy.py). bound: the context bound the attention may assume (0: none)."""
         r = self.runner
@@ -75,7 +76,10 @@ class DecodeGraphs:
             slot_mapping=slots, query_start_loc=self.qsl[: b + 1], seq_lens=seq_lens, block_tables=bt,
             max_query_len=1, max_seq_len=bound, query_start_loc_cpu=[], seq_lens_cpu=[],
         )
-        logits = r.model.forward(ids, inp[POS], meta, r.kv_caches, self.rows[:b])
+        # The logits stay in the LM head's dtype (bf16 at the batch-256 bucket: no [b, vocab] fp32 pass inside the
+        # graph, half the bytes for greedy to read); a step that samples otherwise widens them after the replay
+        # (exact). Batch 256 x context 640, H100: 15.01 -> 14.84 ms a step (bench/gpu-decode-logits-ab.py).
+        logits = r.model.forward(ids, inp[POS], meta, r.kv_caches, self.rows[:b], widen=False)
         # A step that samples otherwise overwrites its rows of last_token after the replay.
         out = torch.empty((2, b), dtype=torch.float64, device=logits.device)
         greedy_into(logits, out, rows=inp[ROW], last_token=r.last_token)
@@ -86,7 +90,8 @@ class DecodeGraphs:
 
     def run(self, ids: list, starts: list, seq_lens: list, rows: list, pending=None) -> tuple:
         """pending: (token indices, block-table rows) whose input id is the row's latest sample, read on the
-        device from last_token (the host does not know it yet). Returns (logits [b, vocab], greedy [2, size]):
+        device from last_token (the host does not know it yet). Returns (logits [b, vocab], fp32 or the model's
+        dtype; greedy [2, size]):
         static buffers the next replay of this bucket overwrites; greedy's first b columns are this step's
         rows, the rest padding (kept whole so it copies to the host in one contiguous transfer)."""
         b = len(ids)

@@ -13,13 +13,15 @@ from .prefill_graphs import enabled as prefill_graphs_enabled
 from .prefill_graphs import graph_sizes
 from .sampler import SampleRow, sample
 
-# What the CUDA graphs hold beyond the profiled peak: every bucket's static fp32 logits ([b, vocab] for each
-# decode graph of bucket b, one per context bound the bucket keeps a graph for; [1, vocab] for each
+# What the CUDA graphs hold beyond the profiled peak: every bucket's static logits ([b, vocab] for each
+# decode graph of bucket b, one per context bound the bucket keeps a graph for: fp32 up to FP32_LOGIT_ROWS rows,
+# whose one-row kernels write fp32 themselves, the model's dtype above; [1, vocab] fp32 for each
 # prefill bucket) plus a base for the rest (activations the captures
 # keep in their shared pool, greedy outputs, block-table gathers). Measured on the Llama-3-8B shape with
 # max_num_seqs=256 (Worker.init_cache reports it): decode graphs 772-874 MiB (708 MiB of it logits), prefill
 # graphs 62-178 MiB more: about 240 MiB besides the logits.
 GRAPH_BASE_BYTES = 384 << 20
+FP32_LOGIT_ROWS = 8  # kernels/gemv.MAX_ROWS (that module needs Triton; a GPU test checks they agree)
 
 
 def graph_reserve_bytes(worker) -> int:
@@ -28,10 +30,12 @@ def graph_reserve_bytes(worker) -> int:
         return 0
     sizes = decode_graph_sizes(o.max_num_seqs)
     kv_bytes = torch.empty((), dtype=worker.kv_dtype).element_size()
-    rows = sum(b * len(context_bounds(b, worker.model.nkv, kv_bytes)) for b in sizes)
+    elem = torch.empty((), dtype=worker.dtype).element_size()  # the compute dtype (bf16 for int8/int4 weights)
+    nbytes = sum(b * len(context_bounds(b, worker.model.nkv, kv_bytes)) * (4 if b <= FP32_LOGIT_ROWS else elem)
+                 for b in sizes)
     if prefill_graphs_enabled():
-        rows += len(graph_sizes(o.max_num_batched_tokens, worker.max_model_len))
-    return GRAPH_BASE_BYTES + rows * worker.cfg.vocab_size * 4
+        nbytes += len(graph_sizes(o.max_num_batched_tokens, worker.max_model_len)) * 4
+    return GRAPH_BASE_BYTES + nbytes * worker.cfg.vocab_size
 
 
 def run_largest_step(worker) -> None:

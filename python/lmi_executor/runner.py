@@ -284,6 +284,8 @@ class ModelRunner:
                 self._greedy_into(sel, pair, rows=rows_dev, last_token=self.last_token)
                 return self._finish_later(out, states, pair)
             return self._finish_sampled(out, states, rows_dev, *greedy(sel))
+        if sel.dtype != torch.float32:
+            sel = sel.float()  # a decode graph's logits stay in the model's dtype; widening is exact
         # Only counts are needed from the host (the n of each seeded draw, min tokens): pending ones count,
         # less the one this step draws.
         rows = [SampleRow(st.sampling, _num_generated(st) - 1, st.token_ids, st.prompt_len) for st in states]

@@ -136,6 +136,45 @@ class GpuModelTest(unittest.TestCase):
         for rid, p in prompts.items():
             self.assertEqual(d.reqs[rid]["tokens"][len(p):], alone[rid], rid)
 
+    def test_decode_graph_logits_widened_after_the_replay_sample_as_before(self):
+        # Buckets above the one-row kernels' 8 rows keep the LM head's bf16 logits in the graph (greedy widens as
+        # it loads, sampling after the replay): the tokens and sampled logprobs widening inside the graph gave, and
+        # greedy logprobs to fp32 rounding. Against a worker whose graphs widen inside (the code before): greedy,
+        # seeded sampling and top logprobs, 12 requests (bucket 16).
+        from unittest import mock
+
+        from lmi_executor.memory_profile import FP32_LOGIT_ROWS
+        from lmi_executor.kernels.gemv import MAX_ROWS
+        from lmi_executor.models.llama import LlamaModel
+
+        self.assertEqual(FP32_LOGIT_ROWS, MAX_ROWS)
+        kinds = [sampling(), sampling(strategy="sample", temperature=0.9, topK=30, seed=5), sampling(numTopLogprobs=2)]
+        prompts = {f"r{i}": [random.Random(i).randrange(3, 97) for _ in range(4 + i)] for i in range(12)}
+
+        def run(worker):
+            d = Driver(worker, seed=3)
+            outs = [d.run(new=[(rid, p, len(p), kinds[i % 3]) for i, (rid, p) in enumerate(prompts.items())])]
+            for _ in range(6):
+                outs.append(d.run(cached=[(rid, 1) for rid in prompts]))
+            return {rid: d.reqs[rid]["tokens"] for rid in prompts}, [o["logprobs"] for o in outs]
+
+        new = gpu_worker(self.dir, dtype="bf16", enable_cuda_graph=True, num_blocks=128)
+        self.assertEqual(new.runner.graphs.logits[16, 0].dtype, torch.bfloat16)
+        self.assertEqual(new.runner.graphs.logits[8, 0].dtype, torch.float32)
+        forward = LlamaModel.forward
+        with mock.patch.object(LlamaModel, "forward", lambda m, *a, widen=True: forward(m, *a, widen=True)):
+            old = gpu_worker(self.dir, dtype="bf16", enable_cuda_graph=True, num_blocks=128)
+        self.assertEqual(old.runner.graphs.logits[16, 0].dtype, torch.float32)
+        (tok_new, lp_new), (tok_old, lp_old) = run(new), run(old)
+        self.assertEqual(tok_new, tok_old)
+
+        def flat(lps):
+            return [(rid, e["logprob"], e["top"]) for step in lps for rid, es in sorted(step.items()) for e in es]
+
+        for (ra, a, ta), (rb, b, tb) in zip(flat(lp_new), flat(lp_old), strict=True):
+            self.assertEqual((ra, ta), (rb, tb))
+            self.assertAlmostEqual(a, b, delta=1e-5 * max(1.0, abs(b)))  # greedy rows: the chunk sums' order
+
 
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")
 class ShortContextGraphTest(unittest.TestCase):

@@ -18,10 +18,11 @@ from lmi_executor.memory_profile import GRAPH_BASE_BYTES, graph_reserve_bytes  #
 from lmi_executor.prefill_graphs import graph_sizes  # noqa: E402
 
 
-def worker(max_num_seqs=256, graphs=True, backend="triton", vocab=128256, max_tokens=8192, kv_dtype=torch.bfloat16):
+def worker(max_num_seqs=256, graphs=True, backend="triton", vocab=128256, max_tokens=8192, kv_dtype=torch.bfloat16,
+           dtype=torch.bfloat16):
     opts = SimpleNamespace(enable_cuda_graph=graphs, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_tokens)
     return SimpleNamespace(opts=opts, model=SimpleNamespace(attn=SimpleNamespace(backend=backend), nkv=8),
-                           cfg=SimpleNamespace(vocab_size=vocab), max_model_len=8192, kv_dtype=kv_dtype)
+                           cfg=SimpleNamespace(vocab_size=vocab), max_model_len=8192, kv_dtype=kv_dtype, dtype=dtype)
 
 
 # An H100's 132 SMs, 8 KV heads: buckets 1-4 split 16 ways (graphs for any context, <= 512 and <= 256 keys), bucket 8
@@ -89,14 +90,17 @@ class GraphReserveTest(unittest.TestCase):
 
     def test_reserve_follows_buckets_and_vocab(self):
         r256 = graph_reserve_bytes(worker(256))
-        # 1,447 decode rows, 22 more for the short-context graphs, 16 prefill rows of 128,256 fp32 logits, plus the
-        # base: about 1.1 GiB
-        self.assertEqual(r256, GRAPH_BASE_BYTES + (sum(decode_graph_sizes(256)) + SHORT_ROWS_BF16 + 16) * 128256 * 4)
+        # Buckets up to 8 rows (with their short-context graphs: 15 + 22 rows) and the 16 prefill rows hold fp32
+        # logits, the other 1,432 decode rows bf16 ones, 128,256 a row, plus the base: about 0.8 GiB
+        small = 1 + 2 + 4 + 8 + SHORT_ROWS_BF16
+        big = sum(decode_graph_sizes(256)) - 15
+        self.assertEqual(r256, GRAPH_BASE_BYTES + ((small + 16) * 4 + big * 2) * 128256)
+        self.assertEqual(graph_reserve_bytes(worker(256, dtype=torch.float32)) - r256, big * 2 * 128256)
         # an fp8 cache keeps other short-context graphs (uint8 stands in for it: only the element size counts, and
-        # Debian's torch has no fp8 dtypes)
+        # Debian's torch has no fp8 dtypes); they are all small buckets
         fp8 = graph_reserve_bytes(worker(256, kv_dtype=torch.uint8))
         self.assertEqual(fp8 - r256, (SHORT_ROWS_FP8 - SHORT_ROWS_BF16) * 128256 * 4)
-        self.assertGreater(graph_reserve_bytes(worker(512)), r256 + (600 << 20))
+        self.assertGreater(graph_reserve_bytes(worker(512)), r256 + (300 << 20))
         self.assertLess(graph_reserve_bytes(worker(256, vocab=32000)), r256)
         self.assertEqual(graph_reserve_bytes(worker(graphs=False)), 0)
         self.assertEqual(graph_reserve_bytes(worker(backend="reference")), 0)

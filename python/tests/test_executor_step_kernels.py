@@ -40,6 +40,22 @@ class GreedyKernelTest(unittest.TestCase):
             if vocab > 20:
                 self.assertEqual(int(out[0, 0]), 5)
 
+    def test_16_bit_logits_give_the_tokens_widening_first_gives(self):
+        from lmi_executor.kernels.greedy import greedy_into
+
+        g = torch.Generator(device="cuda").manual_seed(1)
+        for dtype in (torch.bfloat16, torch.float16):
+            x = (torch.randn((16, 128256), generator=g, device="cuda") * 4).to(dtype)
+            x[3, 7] = x[3, 9] = x[3].max()  # a tie: the lowest id either way
+            a = torch.empty((2, 16), dtype=torch.float64, device="cuda")
+            b = torch.empty_like(a)
+            greedy_into(x, a)
+            greedy_into(x.float(), b)
+            # The same tokens; logprobs to fp32 rounding (a 16-bit load gives the chunk's sum another order).
+            self.assertTrue(torch.equal(a[0], b[0]), dtype)
+            torch.testing.assert_close(a[1], b[1], rtol=1e-6, atol=1e-6)
+            self.assertEqual(int(a[0, 3]), 7)
+
     def test_writes_last_token_rows(self):
         from lmi_executor.kernels.greedy import greedy_into
 

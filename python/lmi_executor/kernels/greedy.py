@@ -1,4 +1,6 @@
-# Greedy sampling on the GPU in two small kernels: argmax of each row of fp32 logits and that token's
+# Greedy sampling on the GPU in two small kernels: argmax of each row of logits (fp32, or the model's 16-bit
+# dtype, widened as loaded: the values a .float() pass would give, without writing them; the token is the same,
+# the logprob may differ in its last bits, as a 16-bit load sums a chunk in another order) and that token's
 # logprob (log_softmax at the argmax = -log(sum(exp(x - max)))). The first kernel spreads each row over
 # CHUNK-wide programs (per chunk: max, first index of the max, sum of exp(x - chunk max)); the second
 # combines a row's chunks and writes the token and logprob, and optionally the token into the runner's
@@ -17,7 +19,7 @@ def _chunk_kernel(x_ptr, m_ptr, i_ptr, s_ptr, V, stride_x, CHUNKS, CHUNK: tl.con
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
     cols = c * CHUNK + tl.arange(0, CHUNK)
-    x = tl.load(x_ptr + row * stride_x + cols, mask=cols < V, other=float("-inf"))
+    x = tl.load(x_ptr + row * stride_x + cols, mask=cols < V, other=float("-inf")).to(tl.float32)
     m = tl.max(x, 0)
     idx = tl.argmax(x, 0, tie_break_left=True) + c * CHUNK
     s = tl.where(m == float("-inf"), 0.0, tl.sum(tl.exp(x - m), 0))
@@ -48,7 +50,7 @@ def _combine_kernel(m_ptr, i_ptr, s_ptr, out_ptr, rows_ptr, last_ptr, R, CHUNKS,
 
 def greedy_into(logits: torch.Tensor, out: torch.Tensor, rows: torch.Tensor = None,
                 last_token: torch.Tensor = None) -> None:
-    """logits [R, V] fp32 (rows contiguous) -> out [2, R] fp64: argmax token ids, then their logprobs.
+    """logits [R, V] fp32, bf16 or fp16 (rows contiguous) -> out [2, R] fp64: argmax token ids, then their logprobs.
     With rows (int64 [R]) and last_token (int64), also last_token[rows[r]] = token of row r."""
     R, V = logits.shape
     if R == 0:

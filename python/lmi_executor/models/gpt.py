@@ -129,7 +129,9 @@ class GPTModel(ModelWeights):
         x1, x2 = xr[..., :half], xr[..., half:]
         return torch.cat([(x1 * c - x2 * s).to(x.dtype), (x2 * c + x1 * s).to(x.dtype), rest], dim=-1)
 
-    def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices) -> torch.Tensor:
+    def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices,
+                widen: bool = True) -> torch.Tensor:
+        """fp32 logits [len(logits_indices), vocab]; with widen=False in the model's dtype (the LM head's output)."""
         cfg, hd, eps, ln = self.cfg, self.cfg.head_dim, self.cfg.rms_norm_eps, torch.nn.functional.layer_norm
         H = cfg.hidden_size
         x = self.params["embed"][input_ids]
@@ -155,4 +157,5 @@ class GPTModel(ModelWeights):
             mlp_out = self.tp.all_reduce(linear(m, L["down_w"])) + L["down_b"]
             x = x + attn_out + mlp_out if cfg.parallel_residual else x + mlp_out
         h = ln(x[logits_indices], (H,), self.params["norm_w"], self.params["norm_b"], eps)
-        return linear(h, self.params["lm_head"]).float()
+        logits = linear(h, self.params["lm_head"])
+        return logits.float() if widen else logits

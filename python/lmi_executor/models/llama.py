@@ -226,8 +226,10 @@ class LlamaModel(ModelWeights):
         return g.gemv(res, self.params["lm_head"], norm_w=self.params["norm"], eps=eps, ssq=ssq,
                       rows=logits_indices, out_f32=True)
 
-    def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices) -> torch.Tensor:
-        """Returns fp32 logits [len(logits_indices), vocab] for the rows the sampler needs."""
+    def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices,
+                widen: bool = True) -> torch.Tensor:
+        """Returns logits [len(logits_indices), vocab] for the rows the sampler needs: fp32, or with widen=False
+        possibly in the model's dtype (the LM head's own output, before the exact widening to fp32)."""
         g = self._small_step_kernels(input_ids.shape[0])
         if g is not None:
             return self._forward_small(g, input_ids, positions, meta, kv_caches, logits_indices)
@@ -251,7 +253,9 @@ class LlamaModel(ModelWeights):
             else:
                 x = self.tp.all_reduce(linear(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"]))
         h = ops.add_rms_norm(x[logits_indices], residual[logits_indices], self.params["norm"], eps)
-        logits = linear(h, self.params["lm_head"]).float()
+        logits = linear(h, self.params["lm_head"])
+        if widen:
+            logits = logits.float()
         if self.vocab_parallel:
             logits = self.tp.all_gather_last_dim(logits)
         return logits
