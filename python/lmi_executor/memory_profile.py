@@ -18,8 +18,8 @@ from .sampler import SampleRow, sample
 # whose one-row kernels write fp32 themselves, the model's dtype above; [1, vocab] fp32 for each
 # prefill bucket) plus a base for the rest (activations the captures
 # keep in their shared pool, greedy outputs, block-table gathers). Measured on the Llama-3-8B shape with
-# max_num_seqs=256 (Worker.init_cache reports it): decode graphs 772-874 MiB (708 MiB of it logits), prefill
-# graphs 62-178 MiB more: about 240 MiB besides the logits.
+# max_num_seqs=256 (Worker.init_cache reports it): decode graphs 410-430 MiB (~370 MiB of it logits; 772-874
+# MiB when every bucket's logits were fp32), prefill graphs 62-190 MiB more: about 240 MiB besides the logits.
 GRAPH_BASE_BYTES = 384 << 20
 FP32_LOGIT_ROWS = 8  # kernels/gemv.MAX_ROWS (that module needs Triton; a GPU test checks they agree)
 

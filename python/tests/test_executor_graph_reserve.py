@@ -91,7 +91,7 @@ class GraphReserveTest(unittest.TestCase):
     def test_reserve_follows_buckets_and_vocab(self):
         r256 = graph_reserve_bytes(worker(256))
         # Buckets up to 8 rows (with their short-context graphs: 15 + 22 rows) and the 16 prefill rows hold fp32
-        # logits, the other 1,432 decode rows bf16 ones, 128,256 a row, plus the base: about 0.8 GiB
+        # logits, the other 1,432 decode rows bf16 ones, 128,256 a row, plus the base: about 0.74 GiB
         small = 1 + 2 + 4 + 8 + SHORT_ROWS_BF16
         big = sum(decode_graph_sizes(256)) - 15
         self.assertEqual(r256, GRAPH_BASE_BYTES + ((small + 16) * 4 + big * 2) * 128256)
