@@ -137,6 +137,29 @@ describe("Scheduler with option.enable_chunked_prefill=false (prompts first)", (
     assert.deepEqual(step(sched).plan.numScheduledTokens, { "req-0": 1, "req-1": 1, "req-2": 1 });
   });
 
+  it("admits nobody past a running prompt that has no room for its next chunk", () => {
+    // 4 blocks of 4 slots. Step 1: c's 3-token prompt and 5 of a's 20 (3 blocks). Step 2: a's next 8 tokens
+    // need 2 more blocks, 1 is free: b (one block) must not take it; the step falls back to decoding c and
+    // giving a what fits.
+    const sched = createScheduler({
+      mixPrefillAndDecode: false,
+      blockSize: 4,
+      numBlocks: 4,
+      maxNumBatchedTokens: 8,
+      enablePrefixCaching: false,
+    });
+    const [c] = createRequests(1, { numTokens: 3, maxTokens: 5, idPrefix: "c" });
+    const [a] = createRequests(1, { numTokens: 20, maxTokens: 1, idPrefix: "a" });
+    sched.addRequest(c);
+    sched.addRequest(a);
+    assert.deepEqual(step(sched).plan.numScheduledTokens, { "c-0": 3, "a-0": 5 });
+    const [b] = createRequests(1, { numTokens: 2, maxTokens: 1, idPrefix: "b" });
+    sched.addRequest(b);
+    const s2 = step(sched).plan;
+    assert.deepEqual(s2.scheduledNewReqs, []);
+    assert.deepEqual(s2.numScheduledTokens, { "c-0": 1, "a-0": 7 });
+  });
+
   it("decodes when the waiting request cannot be admitted (batch full, or no KV room)", () => {
     const full = createScheduler({ mixPrefillAndDecode: false, maxNumSeqs: 1 });
     const [a, b] = createRequests(2, { numTokens: 4, maxTokens: 3 });

@@ -14,6 +14,7 @@
 // waiting / running / finished.
 
 import type { ModelRunnerOutput, SchedulerOutput, TokenLogprobs } from "../../executor/types.ts";
+import type { KVCacheBlock } from "../kvcache/kv-cache-block.ts";
 import { type ComputedBlocks, KVCacheManager } from "../kvcache/kv-cache-manager.ts";
 import type { FinishReason } from "../protocol.ts";
 import type { Request } from "../request.ts";
@@ -148,22 +149,34 @@ export class Scheduler extends RequestBook {
         added = this.kv.allocateSlots(req, n);
       }
       if (added === null) break;
-      plan.scheduledCachedReqs.push({
-        reqId: req.reqId,
-        newBlockIds: added.map((b) => b.blockId),
-        numComputedTokens: req.numComputedTokens,
-        resumedFromPreemption: false,
-      });
-      scheduled.push([req, n]);
+      this.scheduleCached(plan, scheduled, req, n, added);
       budget -= n;
     }
     return preempted;
+  }
+
+  /** A running request's n tokens go into the plan, with the blocks just allocated for them. */
+  private scheduleCached(
+    plan: SchedulerOutput,
+    scheduled: Array<[Request, number]>,
+    req: Request,
+    n: number,
+    added: readonly KVCacheBlock[],
+  ): void {
+    plan.scheduledCachedReqs.push({
+      reqId: req.reqId,
+      newBlockIds: added.map((b) => b.blockId),
+      numComputedTokens: req.numComputedTokens,
+      resumedFromPreemption: false,
+    });
+    scheduled.push([req, n]);
   }
 
   /**
    * Prefill first: the rest of running prompts (oldest first), then waiting requests, and no decode rows.
    * Schedules nothing when there is no prompt work or no KV room for it (the step then decodes; a
    * request that cannot get blocks here never preempts another: decoding frees or preempts as usual).
+   * A running prompt without room stops the step there: waiting requests are not admitted past it.
    */
   private schedulePromptsOnly(
     plan: SchedulerOutput,
@@ -178,14 +191,8 @@ export class Scheduler extends RequestBook {
       if (left <= 1) continue;
       const n = Math.min(left, budget);
       const added = this.kv.allocateSlots(req, n);
-      if (added === null) break;
-      plan.scheduledCachedReqs.push({
-        reqId: req.reqId,
-        newBlockIds: added.map((b) => b.blockId),
-        numComputedTokens: req.numComputedTokens,
-        resumedFromPreemption: false,
-      });
-      scheduled.push([req, n]);
+      if (added === null) return; // FCFS: no admission past a running prompt that has no room
+      this.scheduleCached(plan, scheduled, req, n, added);
       budget -= n;
     }
     this.scheduleWaiting(plan, scheduled, budget);
