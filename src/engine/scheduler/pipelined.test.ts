@@ -70,6 +70,25 @@ describe("Scheduler with pipelined steps", () => {
     assert.equal(r.numComputedTokens, 7, "the last sampled token is known but not yet computed");
   });
 
+  it("prompts first: a prompt step sent while a decode sample is in flight leaves that decode for later", () => {
+    const sched = createScheduler({ mixPrefillAndDecode: false });
+    const [a] = createRequests(1, { numTokens: 5, maxTokens: 3, idPrefix: "a" });
+    sched.addRequest(a);
+    const s1 = send(sched);
+    const [b] = createRequests(1, { numTokens: 4, maxTokens: 2, idPrefix: "b" });
+    sched.addRequest(b);
+    const s2 = send(sched); // before s1's output: b's prompt alone, a's pending sample waits
+    assert.deepEqual(s2.plan.numScheduledTokens, { "b-0": 4 });
+    assert.equal(a.numPendingSamples, 1);
+    const s3 = send(sched); // both decode their pending samples
+    assert.deepEqual(s3.plan.numScheduledTokens, { "a-0": 1, "b-0": 1 });
+    let n = 100;
+    for (const s of [s1, s2, s3]) receive(sched, s, () => n++);
+    assert.deepEqual(a.allTokenIds.slice(5), [100, 102]);
+    assert.deepEqual(b.allTokenIds.slice(4), [101, 103]);
+    assert.equal(b.status, "finished");
+  });
+
   it("never schedules past max tokens: the pending samples already reach it", () => {
     const sched = createScheduler();
     const [r] = createRequests(1, { numTokens: 4, maxTokens: 2 });
