@@ -10,7 +10,6 @@
 import json
 import os
 import sys
-import time
 
 import torch
 
@@ -54,16 +53,7 @@ def main():
         return p
 
     def pipelined(p, n):
-        walls, prev = [], r.launch(p.decode())
-        t = time.perf_counter()
-        for _ in range(n):
-            h = r.launch(p.decode())
-            r.finish(prev)
-            prev = h
-            now = time.perf_counter()
-            walls.append(now - t)
-            t = now
-        r.finish(prev)
+        walls, _ = anat.decode_walls(r, p.decode, n)
         r.finish(r.launch(p.end()))
         return walls
 

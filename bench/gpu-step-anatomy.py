@@ -123,6 +123,33 @@ def gpu_timeline(prof, steps: int) -> dict:
             "perStepUsByKernel": [(round(t / steps, 1), round(c / steps, 2), n[:70]) for n, (t, c) in top[:40]]}
 
 
+def decode_walls(r, next_plan, steps: int, ahead: bool = True, profile_last: int = 0) -> tuple:
+    """Runs `steps` plans from next_plan() after a first one: with `ahead`, each launched before the previous one
+    is finished (as the engine pipelines steps), else one at a time; every step is finished before it returns.
+    Returns (wall seconds between successive steps, the CUDA profiler of the last `profile_last` steps or None)."""
+    prev = r.launch(next_plan())
+    walls, prof, t_last = [], None, time.perf_counter()
+    for k in range(steps):
+        if profile_last and k == steps - profile_last:
+            prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+            prof.__enter__()
+        if ahead:
+            h = r.launch(next_plan())
+            r.finish(prev)
+            prev = h
+        else:
+            r.finish(prev)
+            prev = r.launch(next_plan())
+        now = time.perf_counter()
+        walls.append(now - t_last)
+        t_last = now
+    r.finish(prev)
+    torch.cuda.synchronize()
+    if prof is not None:
+        prof.__exit__(None, None, None)
+    return walls, prof
+
+
 def batch1(w, steps: int) -> dict:
     r = w.runner
     g = torch.Generator().manual_seed(0)
@@ -130,29 +157,10 @@ def batch1(w, steps: int) -> dict:
     for mode in ("pipelined", "one-at-a-time"):
         p = Pipeline(r, torch.randint(0, 128000, (128,), generator=g).tolist())
         r.finish(r.launch(p.first(f"b1-{mode}")))
-        prev = r.launch(p.decode())
-        walls = []
-        prof_ctx = None
-        t_last = time.perf_counter()
-        for k in range(steps):
-            if mode == "pipelined" and k == steps - 12:
-                prof_ctx = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
-                prof_ctx.__enter__()
-            if mode == "pipelined":
-                h = r.launch(p.decode())
-                r.finish(prev)
-                prev = h
-            else:
-                r.finish(prev)
-                prev = r.launch(p.decode())
-            now = time.perf_counter()
-            walls.append(now - t_last)
-            t_last = now
-        r.finish(prev)
-        torch.cuda.synchronize()
-        if prof_ctx is not None:
-            prof_ctx.__exit__(None, None, None)
-            res["timeline"] = gpu_timeline(prof_ctx, 12)
+        ahead = mode == "pipelined"
+        walls, prof = decode_walls(r, p.decode, steps, ahead=ahead, profile_last=12 if ahead else 0)
+        if prof is not None:
+            res["timeline"] = gpu_timeline(prof, 12)
         r.finish(r.launch(p.end()))
         steady = sorted(walls[steps // 4 :])
         res[mode] = {"msPerStepMedian": steady[len(steady) // 2] * 1e3, "tokPerS": 1 / steady[len(steady) // 2],
@@ -283,21 +291,7 @@ def batch256(w, n: int = 256, prompt_len: int = 512, steps: int = 40) -> dict:
             merged["numScheduledTokens"].update(q["numScheduledTokens"])
         return merged
 
-    prev = r.launch(decode_plan())
-    walls, t_last, prof = [], time.perf_counter(), None
-    for k in range(steps):
-        if k == steps - 6:
-            prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
-            prof.__enter__()
-        h = r.launch(decode_plan())
-        r.finish(prev)
-        prev = h
-        now = time.perf_counter()
-        walls.append(now - t_last)
-        t_last = now
-    r.finish(prev)
-    torch.cuda.synchronize()
-    prof.__exit__(None, None, None)
+    walls, prof = decode_walls(r, decode_plan, steps, profile_last=6)
     end = pipes[0]._plan(finished=[p.rid for p in pipes])
     r.finish(r.launch(end))
     steady = sorted(walls[steps // 4 : steps - 6])
