@@ -1,9 +1,10 @@
-# Shared by the decode A/B benches (gpu-decode-tiles-ab.py, gpu-decode-evict-ab.py, gpu-decode-logits-ab.py): the
-# Llama-3-8B-shaped model (dummy bf16 weights, as many sequences as the largest batch, CUDA graphs off) with a KV cache of random values, and for each batch
-# and context a decode step (every sequence at that context, 16-token blocks drawn at random) run as the whole
-# forward + greedy sampling graph once per variant, the graphs replayed in interleaved rounds
-# (gpu_timing.interleaved_rounds: 5 rounds x 20 replays, median round printed). Repeating the first variant last
-# shows the drift over a run. "diff": each variant's logits against the first's (relative norm).
+# Shared by the decode A/B benches (gpu-decode-tiles-ab.py, gpu-decode-evict-ab.py, gpu-decode-logits-ab.py,
+# gpu-decode-cublaslt-ab.py): the Llama-3-8B-shaped model (dummy bf16 weights, as many sequences as the largest
+# batch, CUDA graphs off) with a KV cache of random values, and for each batch and context a decode step (every
+# sequence at that context, 16-token blocks drawn at random) run as the whole forward + greedy sampling graph once
+# per variant, the graphs replayed in interleaved rounds (gpu_timing.interleaved_rounds: 5 rounds x 20 replays,
+# median round printed). Repeating the first variant last shows the drift over a run. "diff": each variant's logits
+# against the first's (relative norm).
 import os
 import sys
 

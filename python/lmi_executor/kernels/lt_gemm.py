@@ -154,7 +154,6 @@ class LtGemm:
 
     def __init__(self, lib, table: Table):
         self.lib, self.table = lib, table
-        self.version = table.version
         self._handles, self._workspaces, self._plans = {}, {}, {}
         self._lock = threading.Lock()
         self.calls = 0  # GEMMs issued through cuBLASLt (tests and logs read it)
