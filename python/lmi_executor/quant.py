@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .kernels import lt_gemm
+
 
 # Above this many activation rows, linear() dequantizes and calls cuBLAS instead of the int8 kernel.
 DEQUANT_ABOVE_ROWS = 512
@@ -132,8 +134,6 @@ def linear(x: torch.Tensor, w, b=None) -> torch.Tensor:
         if x.is_cuda and b is None:
             # cuBLASLt with an algorithm measured faster on this card, where a tuning table covers the shape
             # (kernels/lt_gemm.py); None otherwise.
-            from .kernels import lt_gemm
-
             lt = lt_gemm.get()
             y = lt.linear(x, w) if lt is not None else None
             if y is not None:
