@@ -219,6 +219,29 @@ describe("Engine generate", () => {
     await engine.shutdown();
   });
 
+  for (const settle of ["now", "microtasks"] as const) {
+    it(`lets timers and I/O run while it generates, with an executor that settles ${settle === "now" ? "at once" : "after microtasks"}`, async () => {
+      const { engine } = await engineWith({ settle });
+      let outputsAtTimer = -1;
+      let outputs = 0;
+      setTimeout(() => {
+        outputsAtTimer = outputs;
+      }, 0);
+      for await (const o of engine.generate(req("t", "Hello", { max_new_tokens: 100 }))) {
+        outputs++;
+        if (o.finished) assert.equal(o.numGeneratedTokens, 100);
+      }
+      // At once: the first output already gets a setImmediate turn. After microtasks: the loop takes one
+      // after at most 16 outputs that came with none (MAX_TURNLESS_WAITS).
+      const bound = settle === "now" ? 2 : 17;
+      assert.ok(
+        outputsAtTimer >= 0 && outputsAtTimer <= bound,
+        `timer ran after ${outputsAtTimer} of ${outputs} outputs`,
+      );
+      await engine.shutdown();
+    });
+  }
+
   it("returns top tokens and prompt logprobs when asked", async () => {
     const { engine } = await engineWith({}, { maxNumBatchedTokens: 2 });
     const { last, outs } = await textOf(engine, "d", "Hello the world", {

@@ -33,6 +33,9 @@ export interface ToyExecutorOptions {
   eosWhen?: (reqId: string, numOutput: number) => boolean;
   /** Milliseconds each execute() takes (default 0: still asynchronous). */
   stepDelayMs?: number;
+  /** How an output settles: after a timer (default), at once (an in-process executor's way), or after a
+   * few microtasks with no event-loop turn (an async executor that never waits on I/O). */
+  settle?: "timer" | "now" | "microtasks";
 }
 
 /** Lowercase ASCII letters: byte tokens 97..122 in the byte-bpe fixture, so output is readable text. */
@@ -55,6 +58,7 @@ export class ToyExecutor implements Executor {
       maxModelLen: 256,
       eosTokenId: 275, // "</s>" in the byte-bpe fixture
       stepDelayMs: 0,
+      settle: "timer",
       ...opts,
     };
   }
@@ -110,7 +114,8 @@ export class ToyExecutor implements Executor {
   }
 
   async execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
-    await new Promise((r) => setTimeout(r, this.opts.stepDelayMs));
+    if (this.opts.settle === "timer") await new Promise((r) => setTimeout(r, this.opts.stepDelayMs));
+    else if (this.opts.settle === "microtasks") for (let i = 0; i < 3; i++) await null;
     if (this.failNextWith !== null) {
       const err = this.failNextWith;
       this.failNextWith = null;
