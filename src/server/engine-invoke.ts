@@ -42,16 +42,17 @@ function asRouteError(err: unknown, flavor: RouteFlavor): unknown {
   return err;
 }
 
+/** `inputs` may be a function: a token-id prompt's text is then decoded only if a formatter reads it (echo,
+ * details, an error body), not on every request's intake (~0.1 ms for 512 ids). */
 function formatContext(
   req: FastifyRequest,
   entry: ModelEntry,
-  inputs: string,
+  inputs: string | (() => string),
   params: GenerationParams,
   extra: Partial<FormatContext> = {},
 ): FormatContext {
-  return {
+  const ctx: Omit<FormatContext, "inputs"> = {
     requestId: req.id,
-    inputs,
     details: params.details,
     decoderInputDetails: params.decoderInputDetails,
     topNTokens: params.topNTokens,
@@ -62,6 +63,12 @@ function formatContext(
     logprobs: false,
     ...extra,
   };
+  if (typeof inputs === "string") return { ...ctx, inputs };
+  let text: string | undefined;
+  return Object.defineProperty(ctx, "inputs", {
+    get: () => (text ??= inputs()),
+    enumerable: true,
+  }) as FormatContext;
 }
 
 /** An LMI body on /invocations, /predictions/{m}, /models/{m}/invoke. */
@@ -226,7 +233,8 @@ export async function invokeCompletion(
   } catch (err) {
     throw asRouteError(err, flavor);
   }
-  const inputs = typeof plan.prompt === "string" ? plan.prompt : backend.engine.decode(plan.prompt, false);
+  const ids = plan.prompt;
+  const inputs = typeof ids === "string" ? ids : () => backend.engine.decode(ids, false);
   const fctx = formatContext(req, entry, inputs, params, {
     includeUsage: plan.includeUsage,
     logprobs: plan.logprobs,

@@ -151,6 +151,43 @@ describe("completions", () => {
     );
   });
 
+  it("a token-id prompt is decoded for echo only, not on every request", async () => {
+    const { app, engine } = await setup();
+    const decode = engine.decode.bind(engine);
+    let decoded = 0;
+    engine.decode = (ids: number[]) => {
+      decoded++;
+      return decode(ids);
+    };
+    const ids = [40, 41, 42];
+    const plain = await app.inject({
+      method: "POST",
+      url: "/v1/completions",
+      headers: json,
+      payload: { prompt: ids, max_tokens: 2 },
+    });
+    assert.equal(JSON.parse(plain.body).choices[0].text, " In the");
+    assert.deepEqual((engine.requests[0].prompt as { tokenIds: number[] }).tokenIds, ids);
+    assert.equal(decoded, 0);
+    for (const stream of [false, true]) {
+      const res = await app.inject({
+        method: "POST",
+        url: "/v1/completions",
+        headers: json,
+        payload: { prompt: ids, max_tokens: 2, echo: true, stream },
+      });
+      const text = stream
+        ? res.body
+            .split("\n\n")
+            .filter((e) => e && e !== "data: [DONE]")
+            .map((e) => JSON.parse(e.slice(6)).choices[0]?.text ?? "")
+            .join("")
+        : JSON.parse(res.body).choices[0].text;
+      assert.equal(text, `${decode(ids)} In the`);
+    }
+    assert.equal(decoded, 2);
+  });
+
   it("a `prompt` body on /invocations is a completions request", async () => {
     const { app } = await setup();
     const a = JSON.parse(
