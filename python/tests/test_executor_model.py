@@ -140,6 +140,33 @@ class ModelTest(unittest.TestCase):
                 # The first generated token is the dense argmax after the full prompt.
                 self.assertEqual(outs[-1]["sampledTokenIds"]["a"], [int(ref[-1].argmax())])
 
+    def test_residual_added_inside_the_gemms_matches_dense_forward(self):
+        # Prompt-sized steps on the GPU add the o and down projections into the residual inside the GEMM
+        # (llama.RESIDUAL_IN_GEMM_ABOVE_ROWS); with the bound at 0 every step here takes that path.
+        from lmi_executor.models import llama
+
+        prompt = [5, 17, 42, 8, 91, 33, 3, 60, 12, 77, 1, 50, 9]
+        bound = llama.RESIDUAL_IN_GEMM_ABOVE_ROWS
+        llama.RESIDUAL_IN_GEMM_ABOVE_ROWS = 0
+        try:
+            for kind in self.ck:
+                with self.subTest(kind=kind):
+                    w = make_worker(os.path.join(self.tmp.name, kind))
+                    self.assertTrue(w.runner.model._residual_in_gemm(1))
+                    d = Driver(w)
+                    outs = [d.run(new=[("a", prompt, 8, sampling(promptLogprobs=True))]),
+                            d.run(cached=[("a", 5)])]
+                    got = [e for o in outs for e in o["promptLogprobs"]["a"]][1:]
+                    ref = torch.log_softmax(dense_forward(self.ck[kind], prompt), -1)
+                    for p, g in enumerate(got, start=1):
+                        self.assertAlmostEqual(g["logprob"], ref[p - 1, prompt[p]].item(), delta=2e-4)
+                    seq = prompt + outs[-1]["sampledTokenIds"]["a"]
+                    self.assertEqual(seq[-1], int(ref[-1].argmax()))
+                    nxt = d.run(cached=[("a", 1)])["sampledTokenIds"]["a"]  # a decode step, fused too
+                    self.assertEqual(nxt, [int(dense_forward(self.ck[kind], seq)[-1].argmax())])
+        finally:
+            llama.RESIDUAL_IN_GEMM_ABOVE_ROWS = bound
+
     def test_greedy_continuation_matches_dense_argmax_each_step(self):
         w = make_worker(os.path.join(self.tmp.name, "llama"))
         prompt = [4, 8, 15, 16, 23, 42]

@@ -16,6 +16,10 @@ from ..quant import linear, quantize_weight
 from ..reshard import local_part, model_slice
 from .base import ModelWeights
 
+# Steps of more rows than this add the o and down projections into the residual inside the GEMM
+# (LlamaModel._residual_in_gemm): every tuned decode bucket (kernels/lt_tables) stays at or below it.
+RESIDUAL_IN_GEMM_ABOVE_ROWS = 256
+
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _IGNORED = re.compile(r"rotary_emb\.inv_freq$")
 _EXPERT = re.compile(r"^block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$")
@@ -177,6 +181,18 @@ class LlamaModel(ModelWeights):
             out = out + y * gate[:, e : e + 1]
         return out
 
+    def _residual_in_gemm(self, rows: int) -> bool:
+        """Whether this step adds the o and down projections straight into the residual stream (cuBLAS with
+        beta = 1: the GEMM reads the residual in its epilogue) and then normalises it, instead of writing each
+        projection out and adding it in the norm kernel: two fewer passes over a [rows, hidden] tensor per
+        norm, for prompt-sized steps (above RESIDUAL_IN_GEMM_ABOVE_ROWS) of unquantized models without
+        experts or tensor parallelism (its all-reduce sits between the GEMM and the add). Decode-sized steps
+        keep the separate add: their GEMMs use tuned cuBLASLt algorithms (kernels/lt_gemm.py) with beta = 0."""
+        if rows <= RESIDUAL_IN_GEMM_ABOVE_ROWS or self.cfg.num_experts or self.tp.world_size != 1:
+            return False
+        L = self.layers[0]
+        return all(type(L[k]) is torch.Tensor and L[k].dtype == self.dtype for k in ("o_w", "down_w"))
+
     def _small_step_kernels(self, rows: int):
         """kernels/gemv.py for decode-sized steps (at most gemv.MAX_ROWS tokens) when it computes the same
         function as the general path: CUDA, bf16/fp16 weights not quantized, fused ops on, no experts, no
@@ -234,25 +250,36 @@ class LlamaModel(ModelWeights):
         if g is not None:
             return self._forward_small(g, input_ids, positions, meta, kv_caches, logits_indices)
         cfg, hd, ops, eps = self.cfg, self.cfg.head_dim, self.ops, self.cfg.rms_norm_eps
-        x = self.params["embed"][input_ids]
+        x = self.params["embed"][input_ids]  # a gather: a fresh tensor, which the residual may update in place
         residual = None
+        fused = self._residual_in_gemm(input_ids.shape[0])
         for i, L in enumerate(self.layers):
             if residual is None:
                 residual, h = x, ops.add_rms_norm(x, None, L["in_norm"], eps)
+            elif fused:
+                h = ops.add_rms_norm(residual, None, L["in_norm"], eps)  # the down GEMM added into it
             else:
                 h = ops.add_rms_norm(x, residual, L["in_norm"], eps)  # residual += x, in place
             qkv = linear(h, L["qkv_w"], L.get("qkv_b"))
             k_cache, v_cache = kv_caches[i]
             q = ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache,
                                    self.nq, self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps)
-            o = self.attn.forward(q, k_cache, v_cache, meta, self.scale)
-            x = self.tp.all_reduce(linear(o.reshape(-1, self.q_size), L["o_w"]))
+            o = self.attn.forward(q, k_cache, v_cache, meta, self.scale).reshape(-1, self.q_size)
+            if fused:
+                residual.addmm_(o, L["o_w"].t())
+                h = ops.add_rms_norm(residual, None, L["post_norm"], eps)
+                residual.addmm_(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"].t())
+                continue
+            x = self.tp.all_reduce(linear(o, L["o_w"]))
             h = ops.add_rms_norm(x, residual, L["post_norm"], eps)
             if cfg.num_experts:
                 x = self.tp.all_reduce(self._moe(h, L))
             else:
                 x = self.tp.all_reduce(linear(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"]))
-        h = ops.add_rms_norm(x[logits_indices], residual[logits_indices], self.params["norm"], eps)
+        if fused:
+            h = ops.add_rms_norm(residual[logits_indices], None, self.params["norm"], eps)
+        else:
+            h = ops.add_rms_norm(x[logits_indices], residual[logits_indices], self.params["norm"], eps)
         logits = linear(h, self.params["lm_head"])
         if widen:
             logits = logits.float()
