@@ -12,7 +12,8 @@ xz -dc .gpu-node/node.xz >/tmp/node && chmod +x /tmp/node
 /tmp/node --version
 python3 scripts/gpu/make-dummy-model-dir.py /tmp/m8b "$@"
 export LMI_EXECUTOR_PYTHONPATH="${LMI_EXECUTOR_PYTHONPATH:-$PWD/python}"  # another python/ copy: an A/B
-/tmp/node .gpu-node/lmi.mjs serve /tmp/m8b --executor gpu --port 8080 >"$OUT/server.log" 2>&1 &
+# LMI_BUNDLE=path: another build of the server (an A/B of TypeScript changes; default .gpu-node/lmi.mjs).
+/tmp/node "${LMI_BUNDLE:-.gpu-node/lmi.mjs}" serve /tmp/m8b --executor gpu --port 8080 >"$OUT/server.log" 2>&1 &
 srv=$!
 ready=0
 for _ in $(seq 1 300); do
@@ -30,7 +31,9 @@ if [ "$ready" != 1 ]; then
   exit 1
 fi
 grep -E "loaded in|started in" "$OUT/server.log" | head -3
-/tmp/node bench/gpu-http-bench.mjs --url=http://127.0.0.1:8080 --model=m8b --json-out="$OUT/http-bench.json" 2>&1 | tail -n 4
+# LMI_BENCH_ARGS: more arguments for the benchmark client (e.g. --client=fetch).
+# shellcheck disable=SC2086
+/tmp/node bench/gpu-http-bench.mjs --url=http://127.0.0.1:8080 --model=m8b --json-out="$OUT/http-bench.json" ${LMI_BENCH_ARGS:-} 2>&1 | tail -n 4
 rc=${PIPESTATUS[0]}
 kill "$srv"
 wait "$srv" 2>/dev/null
