@@ -65,7 +65,7 @@ def sweep(B, ctx, q_len, configs, rows, label):
         n_ref = min(B, 4)  # the fp64 reference over the first sequences (it loops in Python)
         ref = reference_attention(q[: n_ref * q_len].double(), k.double(), v.double(),
                                   metadata(n_ref, ctx, q_len, table[:n_ref]), SCALE)
-        default = decode_launch(B, KVH, kv) if q_len == 1 else prefill_launch(H // KVH, HD, kv)
+        default = decode_launch(B, KVH, kv) if q_len == 1 else prefill_launch(H // KVH, HD, kv, ctx)
         meta = metadata(B, ctx, q_len, table)
         # Warm the clocks (the fp64 reference left the GPU idle): ~0.3 s of the default launch before timing.
         graph_time([lambda: paged_attention(q, k, v, meta, SCALE)], reps=30, replays_per_timing=50)

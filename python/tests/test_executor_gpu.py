@@ -85,6 +85,25 @@ class TritonAttentionTest(unittest.TestCase):
         finally:
             pa.FLAGS["merge_pdl"] = saved
 
+    def test_prompt_tiles_with_and_without_the_unmasked_loop(self):
+        # causal_split: a prompt tile's keys before its first query go through a loop without masks. Prompts and
+        # prefixes that end mid-tile and mid-page, decode rows in the same step, the tuned and larger tiles.
+        from lmi_executor.kernels import paged_attention as pa
+
+        saved = pa.FLAGS["causal_split"]
+        try:
+            for on in (False, True):
+                pa.FLAGS["causal_split"] = on
+                for launch in (None, {"block_q": 32, "block_n": 64}, {"block_n": 16}):
+                    self.check([5, 16, 17, 33, 1, 100, 1], [5, 16, 17, 80, 50, 300, 7], 32, 8, 128, torch.bfloat16,
+                               tol=1e-2, launch=launch)
+                    self.check([64, 31], [64, 95], 8, 2, 64, torch.float32, tol=1e-5, launch=launch)
+                self.check([7, 1, 33], [7, 50, 80], 8, 2, 64, torch.float32, tol=1e-5, window=12)
+                # Contexts from attention_launch.LONG_PROMPT_CONTEXT on: the tuned launch's 64-key tiles.
+                self.check([40, 1, 300], [2100, 2500, 2048], 32, 8, 128, torch.bfloat16, tol=1e-2)
+        finally:
+            pa.FLAGS["causal_split"] = saved
+
     def test_large_batch_decode_launches(self):
         # Batches with one program per (sequence, KV head): the tuned launch (heads-fastest grid, 3-stage
         # pipeline) and the variants around it, over ragged contexts that end mid-tile and mid-page.

@@ -13,7 +13,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from lmi_executor.graph_capture import bucket_for, decode_graph_sizes  # noqa: E402
 from lmi_executor.kernels import attention_launch  # noqa: E402
-from lmi_executor.kernels.attention_launch import SHORT_CONTEXT, SHORTER_CONTEXT, context_bounds, decode_launch  # noqa: E402
+from lmi_executor.kernels.attention_launch import (  # noqa: E402
+    LONG_PROMPT_CONTEXT, SHORT_CONTEXT, SHORTER_CONTEXT, context_bounds, decode_launch, prefill_launch)
 from lmi_executor.memory_profile import GRAPH_BASE_BYTES, graph_reserve_bytes  # noqa: E402
 from lmi_executor.prefill_graphs import graph_sizes  # noqa: E402
 
@@ -55,6 +56,14 @@ class DecodeLaunchTest(unittest.TestCase):
             self.assertEqual(decode_launch(b, 8)["splits"], 1)
             self.assertEqual(decode_launch(b, 8, 2, 100), decode_launch(b, 8))
             self.assertEqual(decode_launch(b, 8, 1, 100), decode_launch(b, 8, 1))
+
+    def test_prompt_steps_take_64_key_tiles_from_the_long_context_bound(self):
+        for ctx in (0, 512, LONG_PROMPT_CONTEXT - 1):
+            self.assertEqual(prefill_launch(4, 128, 2, ctx)["block_n"], 32)
+            self.assertEqual(prefill_launch(4, 128, 1, ctx)["block_n"], 64)  # fp8: 64-key tiles at any context
+        for ctx in (LONG_PROMPT_CONTEXT, 8192):
+            self.assertEqual(prefill_launch(4, 128, 2, ctx)["block_n"], 64)
+            self.assertEqual(prefill_launch(4, 128, 2, ctx)["block_q"], prefill_launch(4, 128, 2, 0)["block_q"])
 
     def test_eight_splits_within_the_shorter_bound(self):
         self.assertEqual(decode_launch(1, 8, 2, SHORTER_CONTEXT)["splits"], 8)

@@ -82,14 +82,24 @@ def context_bounds(batch: int, num_kv_heads: int, kv_bytes: int = 2) -> list:
     return out
 
 
-def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2) -> dict:
+# Prompt steps whose longest context reaches this many keys walk them in 64-key tiles, shorter ones in 32-key tiles.
+# bench/gpu-attention-prefill-ab.py (H100, the unmasked causal loop on, ms per layer, 32 -> 64-key tiles): 16 x 512
+# 0.192 -> 0.208, 8 x 1,024 0.322 -> 0.331, 1 x 1,024 0.059 -> 0.059; 1 x 2,048 0.188 -> 0.174, 4 x 2,048 0.572 ->
+# 0.568, 1 x 4,096 0.589 -> 0.561, 2 x 4,096 1.067 -> 1.042, 1 x 8,192 2.026 -> 1.936.
+LONG_PROMPT_CONTEXT = 2048
+
+
+def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2, max_context: int = 0) -> dict:
     """Launch parameters of a step with prefill (or mixed) rows: BLOCK_Q query tokens times the GROUP heads of
-    one KV head per program. Over an fp8 cache, fp16 compute and 64-key tiles (bench/gpu-attention-fp8-sweep.py
-    --prefill, H100, 16 x 512 new tokens: 0.260 -> 0.189 ms a layer; 2 x 4,096: 1.59 -> 1.02 ms)."""
+    one KV head per program; max_context is the step's longest context (0 = unknown). Over an fp8 cache, fp16
+    compute and 64-key tiles (bench/gpu-attention-fp8-sweep.py --prefill, H100, 16 x 512 new tokens: 0.260 ->
+    0.189 ms a layer; 2 x 4,096: 1.59 -> 1.02 ms). A launch only changes speed, never the result, so a prefill
+    graph captured with one stays correct for any context."""
     block_q = max(1, 64 // group) if head_dim <= 128 else max(1, 32 // group)
     if kv_bytes == 1:
         return {"block_q": block_q, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": True}
-    return {"block_q": block_q, "block_n": 32, "num_warps": 4, "num_stages": 2, "head_fast": False}
+    block_n = 64 if max_context >= LONG_PROMPT_CONTEXT else 32
+    return {"block_q": block_q, "block_n": block_n, "num_warps": 4, "num_stages": 2, "head_fast": False}
 
 
 def decode_splits(batch: int, num_kv_heads: int) -> int:

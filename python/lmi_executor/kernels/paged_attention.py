@@ -18,7 +18,52 @@ from .gemv import gdc_launch_dependents, gdc_wait, pdl_supported
 # Switch of the split-decode path (benchmarks flip it between graph captures): merge_pdl = the merge kernel is a
 # programmatic dependent launch of the attention kernel (resident before it ends, waits for it with gdc_wait),
 # so the merge's launch latency hides under the attention (Hopper; LMI_ATTN_MERGE_PDL=0 turns it off).
-FLAGS = {"merge_pdl": os.environ.get("LMI_ATTN_MERGE_PDL", "1") != "0"}
+# causal_split = a prompt tile walks the keys every one of its rows sees (those before its first query) in a loop
+# that builds no mask, then the rest masked (LMI_ATTN_CAUSAL_SPLIT=0 turns it off).
+FLAGS = {"merge_pdl": os.environ.get("LMI_ATTN_MERGE_PDL", "1") != "0",
+         "causal_split": os.environ.get("LMI_ATTN_CAUSAL_SPLIT", "1") != "0"}
+
+
+@triton.jit
+def _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start, hi, q_pos, window,
+             qk_scale, n_idx, d, MASK: tl.constexpr, PAGE: tl.constexpr, HEAD_DIM: tl.constexpr,
+             IEEE: tl.constexpr, SLIDING: tl.constexpr):
+    """One BLOCK_N-key tile of the online softmax. MASK=False: every key of the tile is in the context and
+    visible to every row (a prompt tile's keys before its first query), so no mask is built."""
+    kv_pos = start + n_idx
+    if MASK:
+        kv_ok = kv_pos < hi
+        blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
+    else:
+        blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE).to(tl.int64)
+    slot = blk * PAGE + kv_pos % PAGE
+    kv_off = (slot * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
+    if MASK:
+        k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches: upcast
+    else:
+        k = tl.load(k_ptr + kv_off).to(q.dtype)
+    if IEEE:  # fp32 caches (conformance runs): no tf32 rounding
+        s = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale
+    else:
+        s = tl.dot(q, tl.trans(k)) * qk_scale
+    if MASK:
+        allowed = kv_ok[None, :] & (kv_pos[None, :] <= q_pos[:, None])
+        if SLIDING:
+            allowed = allowed & (kv_pos[None, :] > q_pos[:, None] - window)
+        s = tl.where(allowed, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp(m_i - m_new)
+    p = tl.exp(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    if MASK:
+        v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)
+    else:
+        v = tl.load(v_ptr + kv_off).to(q.dtype)
+    if IEEE:
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+    else:
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return m_new, l_i, acc
 
 
 # num_tokens (the step's token count) changes every step: never specialize on it (Triton would compile another
@@ -31,7 +76,7 @@ def _attn_kernel(
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
     IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr, KV_F16: tl.constexpr,
-    TRIGGER: tl.constexpr,
+    TRIGGER: tl.constexpr, CAUSAL_SPLIT: tl.constexpr,
 ):
     if TRIGGER:
         gdc_launch_dependents()  # the merge kernel may launch now: it waits for this grid before reading
@@ -81,31 +126,19 @@ def _attn_kernel(
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     n_idx = tl.arange(0, BLOCK_N)
-    for start in range(lo, hi, BLOCK_N):
-        kv_pos = start + n_idx
-        kv_ok = kv_pos < hi
-        blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
-        slot = blk * PAGE + kv_pos % PAGE
-        kv_off = (slot * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
-        k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches: upcast
-        if IEEE:  # fp32 caches (conformance runs): no tf32 rounding
-            s = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale
-        else:
-            s = tl.dot(q, tl.trans(k)) * qk_scale
-        allowed = kv_ok[None, :] & (kv_pos[None, :] <= q_pos[:, None])
-        if SLIDING:
-            allowed = allowed & (kv_pos[None, :] > q_pos[:, None] - window)
-        s = tl.where(allowed, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)
-        if IEEE:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+    if CAUSAL_SPLIT and not IS_DECODE and not SLIDING:
+        # Whole tiles of keys up to the tile's first query position are visible to every row: no mask there.
+        full_end = tl.minimum((prefix + qt * BLOCK_Q + 1) // BLOCK_N * BLOCK_N, hi)
+        for start in range(lo, full_end, BLOCK_N):
+            m_i, l_i, acc = _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start,
+                                     hi, q_pos, window, qk_scale, n_idx, d, False, PAGE, HEAD_DIM, IEEE, SLIDING)
+        for start in range(full_end, hi, BLOCK_N):
+            m_i, l_i, acc = _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start,
+                                     hi, q_pos, window, qk_scale, n_idx, d, True, PAGE, HEAD_DIM, IEEE, SLIDING)
+    else:
+        for start in range(lo, hi, BLOCK_N):
+            m_i, l_i, acc = _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start,
+                                     hi, q_pos, window, qk_scale, n_idx, d, True, PAGE, HEAD_DIM, IEEE, SLIDING)
 
     if NUM_SPLITS == 1:
         l_safe = tl.where(l_i == 0.0, 1.0, l_i)
@@ -195,7 +228,7 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         splits = cfg["splits"]
         grid = (kvh, B, splits) if cfg["head_fast"] else (B, kvh, splits)
     else:
-        cfg = prefill_launch(group, D, k_cache.element_size())
+        cfg = prefill_launch(group, D, k_cache.element_size(), meta.max_seq_len)
         if launch:
             cfg.update(launch)
         block_q = cfg["block_q"]
@@ -218,7 +251,8 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=cfg["block_n"],
         HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
         HEAD_FAST=cfg["head_fast"], KV_F16=bool(cfg.get("f16")) and k_cache.element_size() == 1,
-        TRIGGER=merge_pdl, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        TRIGGER=merge_pdl, CAUSAL_SPLIT=FLAGS["causal_split"], num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
     )
     if splits > 1:
         extra = {"launch_pdl": True} if merge_pdl else {}
