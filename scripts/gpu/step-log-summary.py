@@ -1,15 +1,39 @@
 # Summarises an executor step log (LMI_STEP_LOG=path, one JSON line per step) for the burst part of a
 # benchmark: from the first step of at least --burst-tokens tokens to the end. Prints, for prefill-carrying
 # steps and pure-decode steps: count, GPU span total and median, GPU idle before steps, host launch time.
+# --server-log F --requests N (the server's log of the same run, text format): when the burst's N requests reached
+# the server (from its access log: end time minus duration) against the previous request's end and the launch of
+# the first full prompt step.
 import argparse
+import datetime
 import json
+import re
 import statistics
+
+_ACCESS = re.compile(r'(\S+) INFO RequestId=\S+ \S+ "POST [^"]+" 200 (\d+)ms')
+
+
+def arrivals(server_log: str, n: int, first_step_t: float) -> str:
+    spans = []
+    for line in open(server_log):
+        m = _ACCESS.match(line)
+        if m:
+            end = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp()
+            spans.append((end - int(m.group(2)) / 1000, end))
+    if len(spans) <= n:
+        return "server log: fewer requests than --requests"
+    starts = sorted(a for a, _ in spans[-n:])
+    return (f"burst requests: the first reached the server {1000 * (starts[0] - spans[-n - 1][1]):.0f} ms after the "
+            f"previous request ended, the last {1000 * (starts[-1] - starts[0]):.0f} ms after the first; the first "
+            f"full prompt step was launched {1000 * (first_step_t - starts[0]):.0f} ms after the first arrival")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("log")
     ap.add_argument("--burst-tokens", type=int, default=4096, help="first step of the burst has at least this many")
+    ap.add_argument("--server-log", default="", help="the server's log of the same run (request arrivals)")
+    ap.add_argument("--requests", type=int, default=256, help="requests in the burst (with --server-log)")
     a = ap.parse_args()
     steps = [json.loads(line) for line in open(a.log)]
     first = next((i for i, s in enumerate(steps) if s["tokens"] >= a.burst_tokens), None)
@@ -34,6 +58,8 @@ def main() -> None:
     if dec:
         print(f"decode steps with >= 200 requests: {len(dec)}, median GPU span "
               f"{statistics.median(s.get('gpuSpanMs', 0.0) for s in dec):.2f} ms")
+    if a.server_log:
+        print(arrivals(a.server_log, a.requests, burst[0]["t"]))
 
 
 if __name__ == "__main__":
