@@ -17,37 +17,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 
-from bench_scripts import load_file  # noqa: E402
+from bench_scripts import load_file, load_script  # noqa: E402
 from gpu_timing import graph_of, interleaved_rounds  # noqa: E402
-from lmi_executor.attention import AttentionMetadata, reference_attention  # noqa: E402
+from lmi_executor.attention import reference_attention  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402
 
-PAGE, KVH, HD, H = 16, 8, 128, 32
+KVH, HD, H = 8, 128, 32
 SCALE = HD**-0.5
 LAUNCHES = [None, {"block_q": 32, "block_n": 64, "num_warps": 8, "num_stages": 3},
             {"block_q": 32, "block_n": 64, "num_warps": 4, "num_stages": 2},
             {"block_q": 16, "block_n": 64, "num_warps": 4, "num_stages": 2}]
 
 
-def inputs(B, ctx, q_len, seed=0):
-    dev = "cuda"
-    nb = (ctx + PAGE - 1) // PAGE
-    blocks = B * nb + 8
-    g = torch.Generator(device=dev).manual_seed(seed)
-    k = torch.randn((blocks, PAGE, KVH, HD), generator=g, device=dev).to(torch.bfloat16)
-    v = torch.randn((blocks, PAGE, KVH, HD), generator=g, device=dev).to(torch.bfloat16)
-    table = torch.randperm(blocks, device=dev)[: B * nb].view(B, nb).to(torch.int32)
-    q = torch.randn((B * q_len, H, HD), generator=g, device=dev).to(torch.bfloat16)
-    return q, k, v, table
+_sweep = load_script("gpu-attention-fp8-sweep.py")
+metadata = _sweep.metadata
 
 
-def metadata(B, ctx, q_len, table):
-    qsl = list(range(0, B * q_len + 1, q_len))
-    dev = table.device
-    return AttentionMetadata(slot_mapping=torch.zeros(B * q_len, dtype=torch.long, device=dev),
-                             query_start_loc=torch.tensor(qsl, dtype=torch.int32, device=dev),
-                             seq_lens=torch.full((B,), ctx, dtype=torch.int32, device=dev), block_tables=table,
-                             max_query_len=q_len, max_seq_len=ctx, query_start_loc_cpu=qsl, seq_lens_cpu=[ctx] * B)
+def inputs(B, ctx, q_len):
+    return _sweep.inputs(B, ctx, q_len, torch.bfloat16)
 
 
 def main():
