@@ -11,6 +11,7 @@
 # row, which every step writes in stream order. Positions and slots are derived on the device from the
 # persistent block table, so host work is O(requests), not O(tokens).
 import faulthandler
+import gc
 import json
 import os
 import time
@@ -44,6 +45,28 @@ def _is_plain_greedy(st) -> bool:
     """Greedy with nothing that edits logits or asks for alternatives (then minTokens no longer matters)."""
     s = st.sampling
     return s["strategy"] == "greedy" and s["numTopLogprobs"] == 0 and not modifies_logits(s, _num_generated(st))
+
+
+class _GcClock:
+    """With the step log: the time Python's cyclic collector held the process since the previous step's launch,
+    and how many of those passes were full (generation 2) ones (gc.callbacks, all threads)."""
+
+    def __init__(self):
+        self._ms, self._full, self._t0 = 0.0, 0, None
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self._t0 is not None:
+            self._ms += (time.perf_counter() - self._t0) * 1e3
+            self._full += info.get("generation") == 2
+            self._t0 = None
+
+    def take(self) -> dict:
+        out = {"gcMs": round(self._ms, 3), "gcFull": self._full}
+        self._ms, self._full = 0.0, 0
+        return out
 
 
 class StepHandle:
@@ -96,6 +119,7 @@ class ModelRunner:
         # takes longer than n ms (a launch should never wait for the GPU: this shows what it waited in).
         self._dump_after_s = float(os.environ.get("LMI_SLOW_LAUNCH_DUMP_MS", "0")) / 1e3
         self._prev_end = None
+        self._gc = _GcClock() if self._step_log is not None else None
 
     # ---- the two halves of a step ------------------------------------------------------------------------
 
@@ -136,7 +160,7 @@ class ModelRunner:
         sched = plan["numScheduledTokens"]
         facts = {"step": plan["stepId"], "tokens": sum(sched.values()), "reqs": len(sched),
                  "decode": all(n == 1 for n in sched.values()), "launchMs": (time.perf_counter() - t0) * 1e3,
-                 "t": time.time()}
+                 "t": time.time(), **self._gc.take()}
         h.timing = (facts, start, end, self._prev_end)
         self._prev_end = end
         return h

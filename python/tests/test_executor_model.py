@@ -167,6 +167,28 @@ class ModelTest(unittest.TestCase):
         finally:
             llama.RESIDUAL_IN_GEMM_ABOVE_ROWS = bound
 
+    def test_step_log_counts_the_collector_passes_between_launches(self):
+        import gc
+        import json
+
+        log = os.path.join(self.tmp.name, "steps.jsonl")
+        os.environ["LMI_STEP_LOG"] = log
+        try:
+            w = make_worker(os.path.join(self.tmp.name, "llama"))
+        finally:
+            del os.environ["LMI_STEP_LOG"]
+        d = Driver(w)
+        d.run(new=[("a", [5, 17, 42, 8], 4, sampling())])
+        gc.collect()  # a full pass between the two launches: the second line carries it
+        d.run(cached=[("a", 1)])
+        w.runner._step_log.close()
+        lines = [json.loads(x) for x in open(log)]
+        self.assertEqual([x["tokens"] for x in lines], [4, 1])
+        self.assertEqual([x["decode"] for x in lines], [False, True])
+        self.assertGreaterEqual(lines[1]["gcFull"], 1)
+        self.assertGreater(lines[1]["gcMs"], 0.0)
+        self.assertTrue(all(x["launchMs"] >= 0 for x in lines))
+
     def test_greedy_continuation_matches_dense_argmax_each_step(self):
         w = make_worker(os.path.join(self.tmp.name, "llama"))
         prompt = [4, 8, 15, 16, 23, 42]

@@ -13,6 +13,7 @@ import { buildEngine } from "../registry/engine-backend.ts";
 import { createModelLoader, type ExecutorKind } from "../registry/model-loader.ts";
 import { ModelRegistry } from "../registry/registry.ts";
 import type { ModelSpec } from "../registry/types.ts";
+import { startGcLog } from "./gc-log.ts";
 import { isLogLevel, Logger, type LogLevel } from "./log.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { type RunningServer, startServer } from "./start.ts";
@@ -102,6 +103,7 @@ export async function runServe(
     json: (opts.logFormat ?? env.LMI_LOG_FORMAT) === "json",
     sink: { write: (l) => process.stdout.write(l) },
   });
+  if (env.LMI_GC_LOG) startGcLog(env.LMI_GC_LOG); // diagnostic: the process's GC pauses (docs/gpu-executor.md)
   let server: ServerConfig;
   let specs: ModelSpec[];
   try {
