@@ -8,6 +8,7 @@ class TensorParallel:
     def __init__(self, rank: int = 0, world_size: int = 1):
         self.rank = rank
         self.world_size = world_size
+        self._relay = None  # the process group broadcast_object uses (None: the default one)
 
     def init(self, init_method: str, backend: str, device: torch.device) -> None:
         if self.world_size == 1:
@@ -15,6 +16,9 @@ class TensorParallel:
         import torch.distributed as dist
 
         dist.init_process_group(backend=backend, init_method=init_method, rank=self.rank, world_size=self.world_size)
+        # Rank 0 relays Node's messages over a CPU (gloo) group: an NCCL broadcast would queue behind the GPU
+        # work already launched, so the other ranks could not receive step N+1 while step N runs.
+        self._relay = dist.new_group(backend="gloo") if backend != "gloo" else None
         if device.type == "cuda":
             # A first collective here makes NCCL set up its communicator before memory profiling.
             t = torch.ones(1, device=device)
@@ -44,7 +48,7 @@ class TensorParallel:
         import torch.distributed as dist
 
         box = [obj]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, group=self._relay)
         return box[0]
 
     def barrier(self) -> None:

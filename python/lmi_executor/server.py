@@ -1,13 +1,15 @@
 # The message loop. Rank 0 connects to the Unix socket Node listens on, reads request frames, relays each
-# to the other ranks (torch.distributed broadcast), runs it, and answers {id, ok, result|error}.
-# Ranks > 0 only follow the relay. With one rank, `execute` is answered out of band: the main thread
-# launches the step (queues its GPU work) and reads the next message at once, while the finisher thread
-# waits for the step's tokens and sends the reply; Node may thus send the next step before the previous
-# one's reply (it keeps at most two in flight). Invariants: steps finish and are answered in launch
-# order; a step whose sampling needs the host to know every earlier token waits for the finisher to
-# drain first; the runner's request state changes only under `lock`; errors answer {ok: false} and the
-# executor keeps serving, except that errors on ranks > 0 or in collectives end the process.
+# to the other ranks (torch.distributed broadcast over a CPU group), runs it, and answers {id, ok,
+# result|error}. Ranks > 0 only follow the relay. `execute` is answered out of band: the main thread launches
+# the step (queues its GPU work) and reads the next message at once, while the finisher thread waits for the
+# step's tokens and sends the reply; Node may thus send the next step before the previous one's reply (it
+# keeps at most two in flight). Ranks > 0 launch and finish steps the same way, without replying.
+# Invariants: steps finish and are answered in launch order, on every rank; a step whose sampling needs the
+# host to know every earlier token waits for the finisher to drain first; the runner's request state changes
+# only under `lock`; errors answer {ok: false} and the executor keeps serving, except that errors on ranks
+# > 0 or in collectives end the process.
 import gc
+import os
 import queue
 import socket
 import sys
@@ -68,7 +70,9 @@ class _Replies:
 class _Finisher:
     """Finishes launched steps in order on its own thread and answers each."""
 
-    def __init__(self, worker: Worker, replies: _Replies, state_lock: threading.Lock):
+    def __init__(self, worker: Worker, replies, state_lock: threading.Lock):
+        """replies: a _Replies (rank 0), or None on ranks > 0, which answer nothing and end the process on an
+        error (their state would no longer match rank 0's)."""
         self.worker, self.replies, self.lock = worker, replies, state_lock
         self.queue = queue.Queue()
         self.outstanding = 0
@@ -94,9 +98,14 @@ class _Finisher:
                     result = self.worker.runner.finish(handle)
                 frame = {"id": msg_id, "ok": True, "result": result}
             except Exception as e:  # noqa: BLE001 - reported to Node with its traceback
+                if self.replies is None:
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                    os._exit(1)
                 frame = _error_reply(msg_id, e)
             try:
-                self.replies.send(frame)
+                if self.replies is not None:
+                    self.replies.send(frame)
             finally:
                 with self.cv:
                     self.outstanding -= 1
@@ -148,12 +157,27 @@ def serve_rank0(worker: Worker, socket_path: str) -> None:
 
 
 def serve_follower(worker: Worker) -> None:
+    """Ranks > 0: run every message rank 0 relays, steps launched ahead as rank 0 launches them (the same
+    drains, so both queue the same steps, and so the same collectives, in the same order)."""
+    state_lock = threading.Lock()
+    finisher = _Finisher(worker, None, state_lock) if worker.pipelined else None
     while True:
         msg = worker.tp.broadcast_object(None)
-        if msg.get("type") == "shutdown":
+        kind = msg.get("type")
+        if finisher is not None and kind != "execute":
+            finisher.drain()
+        if kind == "shutdown":
             return
+        if kind == "execute" and finisher is not None and worker.runner is not None:
+            plan = msg["plan"]
+            if worker.runner.waits_for_earlier_steps(plan):
+                finisher.drain()
+            with state_lock:
+                handle = worker.runner.launch(plan)
+            finisher.submit(None, handle)
+            continue
         _call(worker, msg)
-        _settle_heap(msg.get("type"))
+        _settle_heap(kind)
 
 
 def _is_oom(e: Exception) -> bool:

@@ -97,9 +97,10 @@ class Worker:
         self.model = None
         self.runner = None
         self.num_blocks = 0
-        # One rank launches a step before the previous one's reply (server.py). With several ranks the
-        # relay to the others would wait for the GPU anyway, so they run steps one at a time.
-        self.pipelined = world_size == 1 and opts.pipeline_steps
+        # Every rank launches a step before the previous one finishes (server.py): rank 0 relays each message to
+        # the others over a CPU group (parallel.py), so they receive step N+1 while step N runs, and every rank
+        # queues the same collectives in the same order.
+        self.pipelined = opts.pipeline_steps
 
     def hello(self, _msg) -> dict:
         return {"version": PROTOCOL_VERSION, "pid": os.getpid(), "torch": torch.__version__,

@@ -18,6 +18,7 @@ srv=$!
 ready=0
 for _ in $(seq 1 300); do
   if ! kill -0 "$srv" 2>/dev/null; then break; fi
+  if grep -q "failed to load" "$OUT/server.log"; then break; fi  # /ping stays 500 for a FAILED model
   if python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:8080/ping", timeout=2).status == 200 else 1)' 2>/dev/null; then
     ready=1
     break

@@ -49,6 +49,28 @@ async function generate(
   return Object.fromEntries(Object.keys(prompts).map((id) => [id, pb.generated(id)]));
 }
 
+/** generate() with each step sent before the previous one's reply is back (two in flight). */
+async function generatePipelined(
+  ex: PythonExecutor,
+  numBlocks: number,
+  prompts: Record<string, number[]>,
+  steps: number,
+) {
+  const pb = new PlanBuilder(numBlocks, 4);
+  const first = pb.plan({ add: Object.entries(prompts).map(([id, prompt]) => ({ id, prompt })) });
+  pb.advance(first);
+  let pending = ex.execute(first);
+  for (let s = 1; s < steps; s++) {
+    const plan = pb.plan({ run: Object.keys(prompts).map((id) => ({ id, n: 1 })) });
+    pb.advance(plan);
+    const next = ex.execute(plan);
+    pb.append(await pending);
+    pending = next;
+  }
+  pb.append(await pending);
+  return Object.fromEntries(Object.keys(prompts).map((id) => [id, pb.generated(id)]));
+}
+
 describe("python executor over the protocol (CPU torch)", { skip }, () => {
   let dir = "";
   before(() => {
@@ -124,20 +146,26 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     }
   });
 
-  it("tensor parallel degree 2 (gloo on the CPU) generates what degree 1 does", async () => {
+  it("tensor parallel degree 2 (gloo on the CPU) generates what degree 1 does, with steps launched ahead too", async () => {
     const q3 = makeTinyCheckpoint("qwen3", 4);
     const prompts = { a: [9, 8, 7, 6, 5, 4], b: [1, 2, 3] };
     const one = cpuExecutor(q3);
     const two = cpuExecutor(q3, { tensorParallelDegree: 2 });
+    const three = cpuExecutor(q3, { tensorParallelDegree: 2 });
     try {
       const p1 = await started(one);
       const want = await generate(one, p1.numBlocks, prompts, 6);
       const p2 = await started(two);
       assert.equal(two.pids.length, 2);
       assert.deepEqual(await generate(two, p2.numBlocks, prompts, 6), want);
+      // Every rank launches a step before the previous one finishes (rank 0 relays over a CPU group).
+      assert.equal(two.maxStepsInFlight, 2);
+      const p3 = await started(three);
+      assert.deepEqual(await generatePipelined(three, p3.numBlocks, prompts, 6), want);
     } finally {
       await one.shutdown();
       await two.shutdown();
+      await three.shutdown();
     }
   });
 

@@ -86,10 +86,21 @@ export class PlanBuilder {
 
   /** Call with each plan's output: advances computed counts and appends sampled tokens. */
   record(plan: SchedulerOutput, out: ModelRunnerOutput): void {
+    this.advance(plan);
+    this.append(out);
+  }
+
+  /** A plan sent: its tokens count as computed, so the next plan can follow before its output is back
+   * (pipelined steps: a decode of a token still being sampled). */
+  advance(plan: SchedulerOutput): void {
     for (const [id, n] of Object.entries(plan.numScheduledTokens)) {
       const t = this.reqs.get(id);
       if (t) t.computed += n;
     }
+  }
+
+  /** A plan's output: its sampled tokens join their requests. */
+  append(out: ModelRunnerOutput): void {
     for (const [id, toks] of Object.entries(out.sampledTokenIds)) this.reqs.get(id)?.tokens.push(...toks);
   }
 
