@@ -224,9 +224,11 @@ describe("Engine generate", () => {
       const { engine } = await engineWith({ settle });
       let outputsAtTimer = -1;
       let outputs = 0;
-      setTimeout(() => {
+      // An event-loop turn: a setImmediate callback runs at the first check phase after this (a timer would
+      // depend on the clock: setTimeout(0) waits 1 ms).
+      setImmediate(() => {
         outputsAtTimer = outputs;
-      }, 0);
+      });
       for await (const o of engine.generate(req("t", "Hello", { max_new_tokens: 100 }))) {
         outputs++;
         if (o.finished) assert.equal(o.numGeneratedTokens, 100);
