@@ -195,12 +195,12 @@ class LlamaModel(ModelWeights):
 
     def _small_step_kernels(self, rows: int):
         """kernels/gemv.py for decode-sized steps (at most gemv.MAX_ROWS tokens) when it computes the same
-        function as the general path: CUDA, bf16/fp16 weights not quantized, fused ops on, no experts, no
-        tensor parallelism (its all-reduce sits where the residual-add epilogue would). None otherwise."""
+        function as the general path: CUDA, bf16/fp16 weights not quantized, fused ops on, no experts (with
+        tensor parallelism the o and down projections all-reduce before their residual add). None otherwise."""
         if self._gemv is None:
             ok = (self.device.type == "cuda" and self.dtype in (torch.bfloat16, torch.float16)
                   and isinstance(self.ops, TritonOps) and not self.cfg.num_experts
-                  and self.tp.world_size == 1 and os.environ.get("LMI_DECODE_GEMV", "1") != "0")
+                  and os.environ.get("LMI_DECODE_GEMV", "1") != "0")
             if ok:
                 from ..kernels import gemv
 
@@ -236,11 +236,20 @@ class LlamaModel(ModelWeights):
                 q = self.ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache,
                                             self.nq, self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps)
             o = self.attn.forward(q, k_cache, v_cache, meta, self.scale)
-            res, ssq = g.gemv(o.reshape(-1, self.q_size), L["o_w"], residual=res, want_ssq=True)
+            res, ssq = self._small_row_parallel(g, o.reshape(-1, self.q_size), L["o_w"], res)
             act = g.gemv(res, L["gate_up_w"], norm_w=L["post_norm"], eps=eps, ssq=ssq, silu_up=self.inter)
-            res, ssq = g.gemv(act, L["down_w"], residual=res, want_ssq=True)
-        return g.gemv(res, self.params["lm_head"], norm_w=self.params["norm"], eps=eps, ssq=ssq,
-                      rows=logits_indices, out_f32=True)
+            res, ssq = self._small_row_parallel(g, act, L["down_w"], res)
+        logits = g.gemv(res, self.params["lm_head"], norm_w=self.params["norm"], eps=eps, ssq=ssq,
+                        rows=logits_indices, out_f32=True)
+        return self.tp.all_gather_last_dim(logits) if self.vocab_parallel else logits
+
+    def _small_row_parallel(self, g, x, w, res):
+        """res + x @ w.T for the o and down projections of the decode-sized forward, and that sum's partial sums of
+        squares (None: the next GEMV takes them itself). One rank: the residual add in the GEMV's epilogue. Tensor
+        parallel: each rank's partial product is all-reduced first, then added."""
+        if self.tp.world_size == 1:
+            return g.gemv(x, w, residual=res, want_ssq=True)
+        return res + self.tp.all_reduce(g.gemv(x, w)), None
 
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices,
                 widen: bool = True) -> torch.Tensor:
