@@ -70,14 +70,25 @@ class _Replies:
 class _Finisher:
     """Finishes launched steps in order on its own thread and answers each."""
 
-    def __init__(self, worker: Worker, replies, state_lock: threading.Lock):
+    def __init__(self, worker: Worker, replies):
         """replies: a _Replies (rank 0), or None on ranks > 0, which answer nothing and end the process on an
         error (their state would no longer match rank 0's)."""
-        self.worker, self.replies, self.lock = worker, replies, state_lock
+        # The runner's request state changes only under this lock (launch on the main thread, finish here).
+        self.worker, self.replies, self.lock = worker, replies, threading.Lock()
         self.queue = queue.Queue()
         self.outstanding = 0
         self.cv = threading.Condition()
         threading.Thread(target=self._loop, name="step-finisher", daemon=True).start()
+
+    def launch(self, msg_id, plan: dict) -> None:
+        """Launches a step ahead of the earlier ones' finish (after it, when its sampling needs their tokens on the
+        host) and queues it to be finished and answered."""
+        runner = self.worker.runner
+        if runner.waits_for_earlier_steps(plan):
+            self.drain()
+        with self.lock:
+            handle = runner.launch(plan)
+        self.submit(msg_id, handle)
 
     def submit(self, msg_id, handle) -> None:
         with self.cv:
@@ -117,8 +128,7 @@ def serve_rank0(worker: Worker, socket_path: str) -> None:
     sock.connect(socket_path)
     fs = FrameSocket(sock)
     replies = _Replies(fs)
-    state_lock = threading.Lock()
-    finisher = _Finisher(worker, replies, state_lock) if worker.pipelined else None
+    finisher = _Finisher(worker, replies) if worker.pipelined else None
     if finisher is not None:
         # A finished step's reply must not wait for the main thread to drop the GIL on its own while it
         # launches the next step (a prefill launch holds it for ~10 ms): switch threads within 0.2 ms.
@@ -140,12 +150,7 @@ def serve_rank0(worker: Worker, socket_path: str) -> None:
             worker.tp.broadcast_object(msg)
         try:
             if kind == "execute" and finisher is not None and worker.runner is not None:
-                plan = msg["plan"]
-                if worker.runner.waits_for_earlier_steps(plan):
-                    finisher.drain()
-                with state_lock:
-                    handle = worker.runner.launch(plan)
-                finisher.submit(msg.get("id"), handle)
+                finisher.launch(msg.get("id"), msg["plan"])
                 continue
             result = _call(worker, msg)
             _settle_heap(kind)
@@ -159,8 +164,7 @@ def serve_rank0(worker: Worker, socket_path: str) -> None:
 def serve_follower(worker: Worker) -> None:
     """Ranks > 0: run every message rank 0 relays, steps launched ahead as rank 0 launches them (the same
     drains, so both queue the same steps, and so the same collectives, in the same order)."""
-    state_lock = threading.Lock()
-    finisher = _Finisher(worker, None, state_lock) if worker.pipelined else None
+    finisher = _Finisher(worker, None) if worker.pipelined else None
     while True:
         msg = worker.tp.broadcast_object(None)
         kind = msg.get("type")
@@ -169,12 +173,7 @@ def serve_follower(worker: Worker) -> None:
         if kind == "shutdown":
             return
         if kind == "execute" and finisher is not None and worker.runner is not None:
-            plan = msg["plan"]
-            if worker.runner.waits_for_earlier_steps(plan):
-                finisher.drain()
-            with state_lock:
-                handle = worker.runner.launch(plan)
-            finisher.submit(None, handle)
+            finisher.launch(None, msg["plan"])
             continue
         _call(worker, msg)
         _settle_heap(kind)

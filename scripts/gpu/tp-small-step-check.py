@@ -8,14 +8,14 @@
 import argparse
 import json
 import os
-import socket
 import sys
 
-import torch
-import torch.multiprocessing as mp
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path[:0] = [os.path.join(ROOT, "python"), os.path.join(ROOT, "python", "tests")]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from tp_ranks import reuse_worker, run_ranks  # noqa: E402
 
 MODELS = ("llama", "mistral", "phi3", "qwen2", "qwen3")
 
@@ -34,13 +34,8 @@ def rank_main(rank, world, port, result_q):
         opts = ExecutorOptions(model_dir=d, device="cuda", dtype="bf16", block_size=16, max_num_seqs=16,
                                tensor_parallel_degree=world, enable_cuda_graph=False,
                                dist_init_method=f"tcp://127.0.0.1:{port}" if tp is None else "")
-        if tp is None:
-            w = Worker(opts, rank, world)
-            tp = w.tp
-        else:
-            w = Worker.__new__(Worker)
-            w.opts, w.tp, w.device = opts, tp, torch.device("cuda", rank)
-            w.model, w.runner, w.num_blocks = None, None, 0
+        w = Worker(opts, rank, world) if tp is None else reuse_worker(opts, rank, tp)
+        tp = w.tp
         w.load({})
         w.init_cache({"numBlocks": 256})
         model = w.runner.model
@@ -71,22 +66,11 @@ def main():
     ap.add_argument("--tp", type=int, default=2)
     ap.add_argument("--tol", type=float, default=2e-2)
     a = ap.parse_args()
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=rank_main, args=(r, a.tp, port, q)) for r in range(a.tp)]
-    for p in procs:
-        p.start()
-    report = q.get(timeout=600)
-    for p in procs:
-        p.join()
+    report, exits = run_ranks(rank_main, a.tp)
     for r in report:
         print(f"| TP={a.tp} | {r['model']} | batch {r['batch']} | GEMV vs general logits rel. diff {r['relErr']:.2e} | "
               f"argmax agree {r['argmaxAgree']} |")
-    bad = [r for r in report if r["relErr"] > a.tol] or [p for p in procs if p.exitcode != 0]
+    bad = [r for r in report if r["relErr"] > a.tol] or [c for c in exits if c != 0]
     print("tp-small-step-check", "FAILED" if bad or not report else "OK")
     sys.exit(1 if bad or not report else 0)
 
