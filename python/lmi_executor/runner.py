@@ -30,10 +30,10 @@ _RING = 4
 
 def is_fast_sampling(s: dict) -> bool:
     """Settings whose sampling runs wholly on the device from counts the host knows (greedy or seeded
-    sampling with temperature / top-k / top-p / min-p / typical-p, logit bias, min tokens): such steps can
-    be launched while earlier ones are still running. Penalties need the token history, and logprob
-    alternatives are read back on the host: those steps wait for the earlier ones."""
-    return not needs_history(s) and s["numTopLogprobs"] == 0 and not s["promptLogprobs"]
+    sampling with temperature / top-k / top-p / min-p / typical-p, logit bias, min tokens, and penalties,
+    which read the device's token history): such steps can be launched while earlier ones are still running.
+    Logprob alternatives are read back on the host: those steps wait for the earlier ones."""
+    return s["numTopLogprobs"] == 0 and not s["promptLogprobs"]
 
 
 def _num_generated(st) -> int:
@@ -94,6 +94,13 @@ class ModelRunner:
         self.max_model_len = max_model_len
         self.max_blocks = (max_model_len + block_size - 1) // block_size
         self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device, scratch_block))
+        # Token history on the device, for requests with penalties (sampler.needs_history): row r holds request r's
+        # prompt and every sampled token at its position, each sample written in stream order by the step that
+        # draws it, so a step launched before the previous one finished still sees every earlier token.
+        # Allocated on the first such request; writes of known tokens wait in _hist_pending for one copy a step.
+        self._max_num_seqs = max_num_seqs
+        self.hist = None
+        self._hist_pending = ([], [], [])
         # Eager steps compute the LM head for a bucket of rows (the decode graphs' sizes), the sampled rows padded
         # with copies of the last one: a row count that grows step by step (a burst's prefill steps) otherwise
         # made every other eager launch wait for the GPU inside the LM head's matmul.
@@ -175,16 +182,49 @@ class ModelRunner:
         batch = []
         for d in plan["scheduledNewReqs"]:
             st = store.add_new(d)
+            self._hist_known(st)
             batch.append((st, d["numComputedTokens"], sched.get(st.req_id, 0)))
         for d in plan["scheduledCachedReqs"]:
             st = store.update_cached(d)
+            if d.get("resumedFromPreemption"):
+                self._hist_known(st)
             batch.append((st, d["numComputedTokens"], sched.get(st.req_id, 0)))
         store.bt.flush()
+        self._hist_flush()
         batch = [b for b in batch if b[2] > 0]
         out = {"stepId": plan["stepId"], "sampledTokenIds": {}, "logprobs": {}, "promptLogprobs": {}}
         if not batch:
             return StepHandle(out)
         return self._run(batch, out)
+
+    def _hist_known(self, st) -> None:
+        """Queues the tokens the host knows of a request that needs its history (a new one's prompt, a resumed
+        one's every token) for the device history."""
+        if not needs_history(st.sampling):
+            return
+        if self.hist is None:
+            self.hist = torch.zeros((self._max_num_seqs + 1, self.max_model_len + 1), dtype=torch.int32,
+                                    device=self.device)
+        rows, cols, vals = self._hist_pending
+        rows.extend([st.row] * len(st.token_ids))
+        cols.extend(range(len(st.token_ids)))
+        vals.extend(st.token_ids)
+
+    def _hist_flush(self) -> None:
+        rows, cols, vals = self._hist_pending
+        if rows:
+            idx = to_device([rows, cols, vals], self.device, torch.int64)  # one copy (non-blocking)
+            self.hist.index_put_((idx[0], idx[1]), idx[2].to(torch.int32))
+            self._hist_pending = ([], [], [])
+
+    def _hist_sampled(self, states, rows, tok) -> None:
+        """Writes this step's samples of requests that need their history at their positions (device tokens)."""
+        pick = [i for i, st in enumerate(states) if needs_history(st.sampling)]
+        if not pick or self.hist is None:
+            return
+        at = to_device([[states[i].row for i in pick], [rows[i].prompt_len + rows[i].num_generated for i in pick],
+                        pick], self.device, torch.int64)
+        self.hist.index_put_((at[0], at[1]), tok.index_select(0, at[2]).to(torch.int32))
 
     def finish(self, h: StepHandle) -> dict:
         """Waits for a launched step and records its sampled tokens. Steps finish in launch order."""
@@ -312,12 +352,15 @@ class ModelRunner:
             sel = sel.float()  # a decode graph's logits stay in the model's dtype; widening is exact
         # Only counts are needed from the host (the n of each seeded draw, min tokens): pending ones count,
         # less the one this step draws.
-        rows = [SampleRow(st.sampling, _num_generated(st) - 1, st.token_ids, st.prompt_len) for st in states]
+        rows = [SampleRow(st.sampling, _num_generated(st) - 1, st.token_ids, st.prompt_len, st.row) for st in states]
         if all(is_fast_sampling(st.sampling) for st in states):
-            tok, lp, _ = sample_on_device(sel, rows)
+            tok, lp, _ = sample_on_device(sel, rows, hist=self.hist)
+            self._hist_sampled(states, rows, tok)
             return self._finish_sampled(out, states, rows_dev, tok, lp)
-        tokens, chosen, tops = sample(sel, rows)
-        self.last_token.index_copy_(0, rows_dev, to_device(tokens, self.device, torch.int64))
+        tokens, chosen, tops = sample(sel, rows, hist=self.hist)
+        tok = to_device(tokens, self.device, torch.int64)
+        self._hist_sampled(states, rows, tok)
+        self.last_token.index_copy_(0, rows_dev, tok)
         for st, tok, lp, top in zip(states, tokens, chosen, tops):
             self._record(out, st, tok, lp, top)
         return StepHandle(out)

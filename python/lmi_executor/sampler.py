@@ -25,8 +25,9 @@ def uniform(seed: int, n: int) -> float:
 class SampleRow:
     sampling: dict  # SamplingSettings as sent by the engine (camelCase keys)
     num_generated: int  # index n of the token being drawn
-    token_ids: list  # prompt + generated so far (read only when a penalty needs the history)
+    token_ids: list  # prompt + generated so far on the host (penalties read it when no device history is given)
     prompt_len: int
+    slot: int = -1  # the request's row in the runner's device history (ModelRunner.hist)
 
     @property
     def prompt_ids(self):
@@ -42,25 +43,40 @@ def needs_history(s: dict) -> bool:
     return s["repetitionPenalty"] != 1 or s["presencePenalty"] != 0 or s["frequencyPenalty"] != 0
 
 
-def _apply_penalties(logits: torch.Tensor, rows: list) -> None:
+def _history(rows: list, dev, hist) -> tuple:
+    """The penalized rows' earlier tokens as a [n, W] id grid on the device, with each row's token count and prompt
+    length. From the device history (hist: ModelRunner.hist, row = slot, the tokens before the one being drawn,
+    samples still pending on the host included) or, without it, from the host lists."""
+    if hist is not None:
+        lens = [r.prompt_len + r.num_generated for r in rows]
+        width = max(1, max(lens))
+        grid = hist.index_select(0, _dev([r.slot for r in rows], dev).long())[:, :width].long()
+    else:
+        lens = [len(r.token_ids) for r in rows]
+        width = max(1, max(lens))
+        grid = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, r in enumerate(rows):
+            if r.token_ids:
+                grid[j, : len(r.token_ids)] = torch.tensor(r.token_ids, dtype=torch.long)
+        grid = grid.to(dev)
+    return grid, _dev(lens, dev).long(), _dev([r.prompt_len for r in rows], dev).long()
+
+
+def _apply_penalties(logits: torch.Tensor, rows: list, hist=None) -> None:
+    """HF repetition penalty over every earlier token (prompt and output); OpenAI presence / frequency penalties
+    over the output tokens."""
     idx = [i for i, r in enumerate(rows) if needs_history(r.sampling)]
     if not idx:
         return
     V, dev = logits.shape[1], logits.device
-
-    def counts(lists):
-        width = max(1, max(len(x) for x in lists))
-        ids = torch.full((len(lists), width), V, dtype=torch.long)
-        for j, x in enumerate(lists):
-            if x:
-                ids[j, : len(x)] = torch.tensor(x, dtype=torch.long)
-        c = torch.zeros(len(lists), V + 1, device=dev)
-        c.scatter_add_(1, ids.to(dev), torch.ones(ids.shape, device=dev))
-        return c[:, :V]
-
+    grid, lens, plens = _history([rows[i] for i in idx], dev, hist)
+    pos = torch.arange(grid.shape[1], device=dev)[None, :]
+    known = pos < lens[:, None]
+    ones = torch.ones(grid.shape, device=dev)
+    seen = torch.zeros(len(idx), V + 1, device=dev).scatter_add_(1, torch.where(known, grid, V), ones)[:, :V] > 0
+    out = known & (pos >= plens[:, None])
+    out_counts = torch.zeros(len(idx), V + 1, device=dev).scatter_add_(1, torch.where(out, grid, V), ones)[:, :V]
     sub = logits[idx]
-    out_counts = counts([rows[i].output_ids for i in idx])
-    seen = (counts([rows[i].prompt_ids for i in idx]) + out_counts) > 0
     rep = _dev([rows[i].sampling["repetitionPenalty"] for i in idx], dev)[:, None]
     penalized = torch.where(sub > 0, sub / rep, sub * rep)
     sub = torch.where(seen, penalized, sub)
@@ -142,14 +158,15 @@ def greedy(logits: torch.Tensor) -> tuple:
     return tokens, chosen_logprob(logits, tokens)
 
 
-def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0) -> tuple:
+def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None) -> tuple:
     """logits [R, V] fp32 -> (token ids, chosen-token logprobs) as device tensors, plus the full log_softmax
-    when k > 0. Nothing here waits for the device."""
+    when k > 0; hist: the runner's device token history (penalties read it; None: the rows' host lists).
+    Nothing here waits for the device."""
     # Plain greedy batches (the common case) neither copy the logits nor write a full log_softmax.
     if any(modifies_logits(r.sampling, r.num_generated) for r in rows):
         x = logits.clone()
         _apply_bias_and_min_tokens(x, rows)
-        _apply_penalties(x, rows)
+        _apply_penalties(x, rows, hist)
     else:
         x = logits
     tokens = torch.argmax(x, dim=-1)
@@ -163,10 +180,10 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0) -> tuple:
     return tokens, chosen_logprob(logits, tokens), None
 
 
-def sample(logits: torch.Tensor, rows: list) -> tuple:
+def sample(logits: torch.Tensor, rows: list, hist=None) -> tuple:
     """logits [R, V] fp32 -> (token ids, chosen-token logprobs, top logprobs per row) as host lists."""
     k = max((r.sampling["numTopLogprobs"] for r in rows), default=0)
-    tokens, chosen, logprobs = sample_on_device(logits, rows, k)
+    tokens, chosen, logprobs = sample_on_device(logits, rows, k, hist)
     tops = [[] for _ in rows]
     if k > 0:
         vals, ids = logprobs.topk(k, dim=-1)

@@ -182,7 +182,8 @@ class ModelTest(unittest.TestCase):
         gc.collect()  # a full pass between the two launches: the second line carries it
         d.run(cached=[("a", 1)])
         w.runner._step_log.close()
-        lines = [json.loads(x) for x in open(log)]
+        with open(log) as f:
+            lines = [json.loads(x) for x in f]
         self.assertEqual([x["tokens"] for x in lines], [4, 1])
         self.assertEqual([x["decode"] for x in lines], [False, True])
         self.assertGreaterEqual(lines[1]["gcFull"], 1)
@@ -238,16 +239,21 @@ class ModelTest(unittest.TestCase):
     def test_preempted_request_resumes_with_same_tokens(self):
         mdir = os.path.join(self.tmp.name, "llama")
         prompt = [9, 8, 7, 6, 5]
-        want, _ = Driver(make_worker(mdir)).generate("a", prompt, 6)
-        d = Driver(make_worker(mdir), seed=9)
-        d.run(new=[("a", prompt, 5, sampling())])
-        d.run(cached=[("a", 1)])
-        d.run(preempted=["a"])
-        toks = d.reqs["a"]["tokens"]
-        d.run(cached=[("a", len(toks), True)])  # recompute everything known, sample the next
-        for _ in range(3):
-            d.run(cached=[("a", 1)])
-        self.assertEqual(d.reqs["a"]["tokens"][len(prompt):], want)
+        # With penalties too: a resumed request's device history is rebuilt from every token it resends.
+        for s in (sampling(), sampling(repetitionPenalty=0.3, presencePenalty=-0.5)):
+            with self.subTest(s=s):
+                want, _ = Driver(make_worker(mdir)).generate("a", prompt, 6, s=s)
+                d = Driver(make_worker(mdir), seed=9)
+                d.run(new=[("a", prompt, 5, s)])
+                d.run(cached=[("a", 1)])
+                d.run(preempted=["a"])
+                d.run(new=[("b", [60, 61, 62, 63, 64, 65, 66], 7, s)])  # another request takes the row meanwhile
+                d.run(finished=["b"])
+                toks = d.reqs["a"]["tokens"]
+                d.run(cached=[("a", len(toks), True)])  # recompute everything known, sample the next
+                for _ in range(3):
+                    d.run(cached=[("a", 1)])
+                self.assertEqual(d.reqs["a"]["tokens"][len(prompt):], want)
 
     def test_finished_requests_free_their_rows(self):
         w = make_worker(os.path.join(self.tmp.name, "llama"))

@@ -53,6 +53,21 @@ class PipelinedTest(unittest.TestCase):
             with self.subTest(s=s):
                 self._check_launch_ahead(s=s)
 
+    def test_penalties_launched_ahead_see_every_earlier_token(self):
+        # Penalties read the runner's device history, where each sample lands in stream order: a step launched
+        # before the previous one finished (its token not yet on the host) still penalizes that token.
+        # Penalties below 1 / below 0 favour tokens already seen, so the continuation keeps reusing earlier tokens
+        # and depends on the pending ones (with positive ones this tiny model's greedy picks never repeat).
+        greedy_pen = sampling(repetitionPenalty=0.2, presencePenalty=-1.0, frequencyPenalty=0.3)
+        seeded_pen = sampling(strategy="sample", temperature=0.9, topK=30, seed=5, repetitionPenalty=1.3,
+                              frequencyPenalty=0.4)
+        for s in (greedy_pen, seeded_pen):
+            with self.subTest(s=s):
+                self._check_launch_ahead(s=s, host_history_ref=True)
+        plain, _ = Driver(make_worker(self.model)).generate("a", [5, 17, 42, 8, 91, 33], 4, s=sampling())
+        pen, _ = Driver(make_worker(self.model)).generate("a", [5, 17, 42, 8, 91, 33], 4, s=greedy_pen)
+        self.assertNotEqual(plain, pen)  # the penalties change this continuation, so the check above has teeth
+
     @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
     def test_launching_ahead_on_cuda_with_and_without_graphs(self):
         # Against one step at a time without graphs: the graphs' own greedy sampling and pending-token
@@ -93,11 +108,20 @@ class PipelinedTest(unittest.TestCase):
         step(plan(4, cached=[("b", 5)]))
         self.assertEqual(got, {"a": alone_a, "b": alone_b})
 
-    def _check_launch_ahead(self, s=None, ref_opts=None, **opts):
+    def _check_launch_ahead(self, s=None, ref_opts=None, host_history_ref=False, **opts):
+        """host_history_ref: the one-step-at-a-time reference reads penalties' history from the host lists (the
+        runner keeps no device history), which are complete when every step finished before the next."""
         pa, pb = [5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77]
         ref = ref_opts if ref_opts is not None else opts
-        alone_a, _ = Driver(make_worker(self.model, **ref)).generate("a", pa, 4, s=s)
-        alone_b, _ = Driver(make_worker(self.model, **ref)).generate("b", pb, 3, s=s)
+
+        def ref_worker():
+            w = make_worker(self.model, **ref)
+            if host_history_ref:
+                w.runner._hist_known = lambda st: None
+            return w
+
+        alone_a, _ = Driver(ref_worker()).generate("a", pa, 4, s=s)
+        alone_b, _ = Driver(ref_worker()).generate("b", pb, 3, s=s)
 
         runner = make_worker(self.model, **opts).runner
         got = {"a": [], "b": []}
@@ -128,17 +152,19 @@ class PipelinedTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "known or pending"):
             runner.launch(plan(2, cached=[("a", 4)]))
 
-    def test_sampling_that_needs_the_history_is_not_launched_ahead(self):
+    def test_sampling_that_reads_back_alternatives_is_not_launched_ahead(self):
         for over in ({}, {"strategy": "sample", "temperature": 0.7, "topP": 0.9}, {"minTokens": 3},
-                     {"logitBias": {"4": 1.0}}):
+                     {"logitBias": {"4": 1.0}}, {"repetitionPenalty": 1.2}, {"presencePenalty": 0.5},
+                     {"frequencyPenalty": 0.5}):
             self.assertTrue(is_fast_sampling(sampling(**over)), over)
-        for over in ({"repetitionPenalty": 1.2}, {"presencePenalty": 0.5}, {"frequencyPenalty": 0.5},
-                     {"numTopLogprobs": 2}, {"promptLogprobs": True}):
+        for over in ({"numTopLogprobs": 2}, {"promptLogprobs": True}):
             self.assertFalse(is_fast_sampling(sampling(**over)), over)
         runner = make_worker(self.model).runner
         p = plan(1, new=[("a", [5, 17, 42], [0])])
         self.assertFalse(runner.waits_for_earlier_steps(p))
         p["scheduledNewReqs"][0]["sampling"] = sampling(strategy="sample", repetitionPenalty=1.1)
+        self.assertFalse(runner.waits_for_earlier_steps(p))
+        p["scheduledNewReqs"][0]["sampling"] = sampling(numTopLogprobs=3)
         self.assertTrue(runner.waits_for_earlier_steps(p))
 
 

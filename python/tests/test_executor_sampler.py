@@ -80,6 +80,30 @@ class SamplerTest(unittest.TestCase):
         self.assertEqual(sample(logits.clone(), [row(out=[0, 0], presencePenalty=0.2)])[0], [1])
         self.assertEqual(sample(logits.clone(), [row(prompt=[0], presencePenalty=0.2)])[0], [0])
 
+    def test_penalties_from_the_device_history_equal_the_host_lists(self):
+        # The runner's history (hist[slot, pos]: prompt, then each sample at its position) read up to each row's
+        # prompt length + n, against the same tokens as host lists; stale entries past that must not count.
+        from lmi_executor.sampler import _apply_penalties
+
+        g = torch.Generator().manual_seed(1)
+        hist = torch.randint(0, 50, (6, 40), generator=g, dtype=torch.int32)  # stale tokens everywhere
+        rows_host, rows_dev = [], []
+        for slot, (plen, n) in enumerate([(5, 0), (3, 7), (12, 2), (1, 20)]):
+            toks = torch.randint(0, 50, (plen + n,), generator=g).tolist()
+            hist[slot, : plen + n] = torch.tensor(toks, dtype=torch.int32)
+            s = sampling(repetitionPenalty=1.5 + slot / 4, presencePenalty=0.3 * slot, frequencyPenalty=0.2)
+            rows_host.append(SampleRow(s, n, toks, plen))
+            rows_dev.append(SampleRow(s, n, [], plen, slot))
+        rows_host.insert(2, row(n=3, out=[1, 2, 3]))  # a row without penalties, left alone either way
+        rows_dev.insert(2, row(n=3, out=[1, 2, 3]))
+        logits = torch.randn(5, 50, generator=g) * 3
+        want, got = logits.clone(), logits.clone()
+        _apply_penalties(want, rows_host)
+        _apply_penalties(got, rows_dev, hist)
+        self.assertTrue(torch.equal(want, got))
+        self.assertTrue(torch.equal(got[2], logits[2]))
+        self.assertFalse(torch.equal(got, logits))
+
     def test_logit_bias_and_min_tokens(self):
         logits = torch.tensor([[2.0, 1.0, 0.5]])
         self.assertEqual(sample(logits.clone(), [row(logitBias={"2": 5.0})])[0], [2])
