@@ -81,6 +81,12 @@ def warm_allocator(worker) -> None:
     run_largest_step(worker)
 
 
+def history_reserve_bytes(worker) -> int:
+    """The runner's device token history for penalties (ModelRunner.hist: int32, a row per sequence slot and a
+    column per position), allocated with the first request that has penalties, after the KV cache."""
+    return (worker.opts.max_num_seqs + 1) * (worker.max_model_len + 1) * 4
+
+
 def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
     o, dev = worker.opts, worker.device
     torch.cuda.synchronize(dev)
@@ -92,12 +98,13 @@ def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
     free, total = torch.cuda.mem_get_info(dev)
     outside_torch = (total - free) - torch.cuda.memory_reserved(dev)
     reserve = graph_reserve_bytes(worker)
-    budget = int(total * o.gpu_memory_utilization) - peak - outside_torch - reserve
+    history = history_reserve_bytes(worker)
+    budget = int(total * o.gpu_memory_utilization) - peak - outside_torch - reserve - history
     if budget < bytes_per_block:
         raise MemoryError(
             f"out of memory for the KV cache: {total * o.gpu_memory_utilization / 2**30:.1f} GiB allowed "
             f"(gpu_memory_utilization={o.gpu_memory_utilization}), weights + activations peak at {peak / 2**30:.1f} GiB"
         )
     worker.profile_info = {"peakBytes": peak, "outsideTorchBytes": outside_torch, "graphReserveBytes": reserve,
-                           "kvBudgetBytes": budget}
+                           "historyReserveBytes": history, "kvBudgetBytes": budget}
     return budget // bytes_per_block
