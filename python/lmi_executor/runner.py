@@ -26,14 +26,16 @@ from .transfer import to_device
 
 # Pinned host buffers for the sampled tokens of launched steps; more than the engine ever keeps in flight.
 _RING = 4
+MAX_TOP = 20  # logprob alternatives a pipelined step copies out with its samples (the engine's MAX_TOP_N_TOKENS)
 
 
 def is_fast_sampling(s: dict) -> bool:
     """Settings whose sampling runs wholly on the device from counts the host knows (greedy or seeded
-    sampling with temperature / top-k / top-p / min-p / typical-p, logit bias, min tokens, and penalties,
-    which read the device's token history): such steps can be launched while earlier ones are still running.
-    Logprob alternatives are read back on the host: those steps wait for the earlier ones."""
-    return s["numTopLogprobs"] == 0 and not s["promptLogprobs"]
+    sampling with temperature / top-k / top-p / min-p / typical-p, logit bias, min tokens, penalties, which
+    read the device's token history, and up to MAX_TOP logprob alternatives, which go out with the samples):
+    such steps can be launched while earlier ones are still running. Prompt logprobs are made on the host at
+    launch: those steps wait for the earlier ones."""
+    return s["numTopLogprobs"] <= MAX_TOP and not s["promptLogprobs"]
 
 
 def _num_generated(st) -> int:
@@ -71,13 +73,15 @@ class _GcClock:
 
 class StepHandle:
     """A launched step. `out` is complete once finish() ran; until then its sampled tokens and logprobs
-    sit in `host` (pinned, filled by a copy that `event` marks done): tokens at [0, b), logprobs at
-    [width, width + b) for the step's b sampling requests."""
+    sit in `host` (pinned, filled by a copy that `event` marks done) as rows of `width` values: tokens,
+    chosen-token logprobs, then with top_k > 0 the alternatives' ids (top_k rows) and logprobs (top_k rows),
+    the step's b sampling requests in the first b columns."""
 
-    __slots__ = ("out", "states", "host", "event", "width", "done", "timing")
+    __slots__ = ("out", "states", "host", "event", "width", "top_k", "done", "timing")
 
-    def __init__(self, out: dict, states=None, host=None, event=None, width=0):
+    def __init__(self, out: dict, states=None, host=None, event=None, width=0, top_k=0):
         self.out, self.states, self.host, self.event, self.width = out, states, host, event, width
+        self.top_k = top_k
         self.done = states is None
         self.timing = None  # (facts dict, start event, end event) with LMI_STEP_LOG
 
@@ -115,7 +119,8 @@ class ModelRunner:
 
             self._greedy_into = greedy_into
         # Per launched step: b sampled token ids then b logprobs (float64 holds every token id exactly).
-        self._ring = [torch.zeros(2 * max_num_seqs, dtype=torch.float64, pin_memory=cuda) for _ in range(_RING)]
+        self._ring = [torch.zeros((2 + 2 * MAX_TOP) * max_num_seqs, dtype=torch.float64, pin_memory=cuda)
+                      for _ in range(_RING)]
         self._ring_next = 0
         self._unfinished = 0  # launched steps whose ring buffer finish() has not read yet
         # LMI_STEP_LOG=path: one JSON line per step: tokens, requests, host launch ms, GPU span (first to last
@@ -234,10 +239,13 @@ class ModelRunner:
             return h.out
         h.wait()
         self._unfinished -= 1
-        b, n = len(h.states), h.width
-        both = h.host[: 2 * n].tolist()
-        for st, t, lp in zip(h.states, both[:b], both[n : n + b]):
-            self._record(h.out, st, int(t), lp, [])
+        n, k = h.width, h.top_k
+        flat = h.host[: (2 + 2 * k) * n].tolist()
+        rows = [flat[r * n : (r + 1) * n] for r in range(2 + 2 * k)]
+        for i, st in enumerate(h.states):
+            m = st.sampling["numTopLogprobs"]
+            top = [[int(rows[2 + j][i]), rows[2 + k + j][i]] for j in range(m)] if m else []
+            self._record(h.out, st, int(rows[0][i]), rows[1][i], top)
         h.done = True
         return h.out
 
@@ -354,9 +362,15 @@ class ModelRunner:
         # less the one this step draws.
         rows = [SampleRow(st.sampling, _num_generated(st) - 1, st.token_ids, st.prompt_len, st.row) for st in states]
         if all(is_fast_sampling(st.sampling) for st in states):
-            tok, lp, _ = sample_on_device(sel, rows, hist=self.hist)
+            k = max(st.sampling["numTopLogprobs"] for st in states)
+            tok, lp, logprobs = sample_on_device(sel, rows, k, hist=self.hist)
             self._hist_sampled(states, rows, tok)
-            return self._finish_sampled(out, states, rows_dev, tok, lp)
+            if k == 0:
+                return self._finish_sampled(out, states, rows_dev, tok, lp)
+            self.last_token.index_copy_(0, rows_dev, tok)
+            vals, ids = logprobs.topk(k, dim=-1)  # the alternatives, copied out with the samples
+            packed = torch.cat([tok.double()[None], lp.double()[None], ids.double().T, vals.double().T])
+            return self._finish_later(out, states, packed, k)
         tokens, chosen, tops = sample(sel, rows, hist=self.hist)
         tok = to_device(tokens, self.device, torch.int64)
         self._hist_sampled(states, rows, tok)
@@ -370,23 +384,23 @@ class ModelRunner:
         self.last_token.index_copy_(0, rows_dev, tok)
         return self._finish_later(out, states, torch.stack([tok.double(), lp.double()]))
 
-    def _finish_later(self, out, states, pair) -> StepHandle:
-        """pair [2, n] fp64 on the device (n >= len(states)): token ids in row 0, logprobs in row 1, this
-        step's samples in the first columns. The tokens stay on the device (the next step reads them from
-        last_token, already written); one contiguous copy takes the pair to a pinned ring buffer, marked by
-        an event that finish() waits for."""
+    def _finish_later(self, out, states, pair, top_k: int = 0) -> StepHandle:
+        """pair [2 + 2 top_k, n] fp64 on the device (n >= len(states)): token ids in row 0, logprobs in row 1,
+        then top_k rows of alternative ids and top_k of their logprobs, this step's samples in the first columns.
+        The tokens stay on the device (the next step reads them from last_token, already written); one contiguous
+        copy takes the rows to a pinned ring buffer, marked by an event that finish() waits for."""
         if self._unfinished >= _RING:
             raise RuntimeError(f"more than {_RING} launched steps are unfinished")
         self._unfinished += 1
         host = self._ring[self._ring_next]
         self._ring_next = (self._ring_next + 1) % _RING
         n = pair.shape[1]
-        host[: 2 * n].copy_(pair.reshape(-1), non_blocking=True)  # one copy out
+        host[: pair.numel()].copy_(pair.reshape(-1), non_blocking=True)  # one copy out
         event = None
         if pair.is_cuda:
             event = torch.cuda.Event()
             event.record()
-        return StepHandle(out, states, host, event, n)
+        return StepHandle(out, states, host, event, n, top_k)
 
     def _forward_eager(self, ids, q_lens, starts, seq_lens, rows, logits_rows, pending=None):
         dev, bs = self.device, self.block_size

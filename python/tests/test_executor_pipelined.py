@@ -5,6 +5,7 @@ import os
 import sys
 import tempfile
 import unittest
+from unittest import mock
 
 import torch
 
@@ -152,20 +153,65 @@ class PipelinedTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "known or pending"):
             runner.launch(plan(2, cached=[("a", 4)]))
 
-    def test_sampling_that_reads_back_alternatives_is_not_launched_ahead(self):
+    def test_only_prompt_logprobs_keep_a_step_from_launching_ahead(self):
         for over in ({}, {"strategy": "sample", "temperature": 0.7, "topP": 0.9}, {"minTokens": 3},
                      {"logitBias": {"4": 1.0}}, {"repetitionPenalty": 1.2}, {"presencePenalty": 0.5},
-                     {"frequencyPenalty": 0.5}):
+                     {"frequencyPenalty": 0.5}, {"numTopLogprobs": 2}, {"numTopLogprobs": 20}):
             self.assertTrue(is_fast_sampling(sampling(**over)), over)
-        for over in ({"numTopLogprobs": 2}, {"promptLogprobs": True}):
+        for over in ({"promptLogprobs": True}, {"numTopLogprobs": 21}):
             self.assertFalse(is_fast_sampling(sampling(**over)), over)
         runner = make_worker(self.model).runner
         p = plan(1, new=[("a", [5, 17, 42], [0])])
         self.assertFalse(runner.waits_for_earlier_steps(p))
-        p["scheduledNewReqs"][0]["sampling"] = sampling(strategy="sample", repetitionPenalty=1.1)
+        p["scheduledNewReqs"][0]["sampling"] = sampling(strategy="sample", repetitionPenalty=1.1, numTopLogprobs=3)
         self.assertFalse(runner.waits_for_earlier_steps(p))
-        p["scheduledNewReqs"][0]["sampling"] = sampling(numTopLogprobs=3)
+        p["scheduledNewReqs"][0]["sampling"] = sampling(promptLogprobs=True)
         self.assertTrue(runner.waits_for_earlier_steps(p))
+
+    def test_alternatives_launched_ahead_equal_one_step_at_a_time(self):
+        # Top-n alternatives ride out with the samples (StepHandle.top_k rows): same tokens, logprobs and
+        # alternatives as one step at a time, in a batch where the two requests ask for different counts.
+        pa, pb = [5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77]
+        sa = sampling(numTopLogprobs=3)
+        sb = sampling(strategy="sample", temperature=0.8, seed=4, numTopLogprobs=5, repetitionPenalty=0.5)
+
+        def one_at_a_time(rid, prompt, s, steps):
+            # The reference takes the host path (sampler.sample: alternatives read back at once), as every step
+            # with alternatives did before they were copied out with the samples.
+            with mock.patch("lmi_executor.runner.is_fast_sampling", return_value=False):
+                d, lps = Driver(make_worker(self.model)), []
+                out = d.run(new=[(rid, prompt, len(prompt), s)])
+                lps += out["logprobs"][rid]
+                for _ in range(steps - 1):
+                    lps += d.run(cached=[(rid, 1)])["logprobs"][rid]
+            return d.reqs[rid]["tokens"][len(prompt):], lps
+
+        want = {"a": one_at_a_time("a", pa, sa, 3), "b": one_at_a_time("b", pb, sb, 3)}
+        runner = make_worker(self.model).runner
+        got = {"a": ([], []), "b": ([], [])}
+
+        def finish(h):
+            out = runner.finish(h)
+            for rid, toks in out["sampledTokenIds"].items():
+                got[rid][0].extend(toks)
+                got[rid][1].extend(out["logprobs"][rid])
+
+        p1 = plan(1, new=[("a", pa, [0, 1, 2]), ("b", pb, [3, 4])])
+        p1["scheduledNewReqs"][0]["sampling"], p1["scheduledNewReqs"][1]["sampling"] = sa, sb
+        h1 = runner.launch(p1)
+        h2 = runner.launch(plan(2, cached=[("a", 6), ("b", 5)]))
+        finish(h1)
+        h3 = runner.launch(plan(3, cached=[("a", 7), ("b", 6)]))
+        finish(h2)
+        finish(h3)
+        for rid in ("a", "b"):
+            self.assertEqual(got[rid][0], want[rid][0])
+            self.assertEqual([len(e["top"]) for e in got[rid][1]], [len(e["top"]) for e in want[rid][1]])
+            for g, w in zip(got[rid][1], want[rid][1]):
+                self.assertAlmostEqual(g["logprob"], w["logprob"], places=5)
+                self.assertEqual([t[0] for t in g["top"]], [t[0] for t in w["top"]])
+                for gt, wt in zip(g["top"], w["top"]):
+                    self.assertAlmostEqual(gt[1], wt[1], places=5)
 
 
 if __name__ == "__main__":
