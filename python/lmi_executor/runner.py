@@ -33,9 +33,10 @@ def is_fast_sampling(s: dict) -> bool:
     """Settings whose sampling runs wholly on the device from counts the host knows (greedy or seeded
     sampling with temperature / top-k / top-p / min-p / typical-p, logit bias, min tokens, penalties, which
     read the device's token history, and up to MAX_TOP logprob alternatives, which go out with the samples):
-    such steps can be launched while earlier ones are still running. Prompt logprobs are made on the host at
-    launch: those steps wait for the earlier ones."""
-    return s["numTopLogprobs"] <= MAX_TOP and not s["promptLogprobs"]
+    such steps can be launched while earlier ones are still running. More alternatives are read back on the
+    host: those steps wait for the earlier ones. (Prompt logprobs need no earlier sample: a step that makes
+    them launches ahead too, its launch waiting for the GPU while it reads them.)"""
+    return s["numTopLogprobs"] <= MAX_TOP
 
 
 def _num_generated(st) -> int:

@@ -158,15 +158,42 @@ class PipelinedTest(unittest.TestCase):
                      {"logitBias": {"4": 1.0}}, {"repetitionPenalty": 1.2}, {"presencePenalty": 0.5},
                      {"frequencyPenalty": 0.5}, {"numTopLogprobs": 2}, {"numTopLogprobs": 20}):
             self.assertTrue(is_fast_sampling(sampling(**over)), over)
-        for over in ({"promptLogprobs": True}, {"numTopLogprobs": 21}):
-            self.assertFalse(is_fast_sampling(sampling(**over)), over)
+        self.assertTrue(is_fast_sampling(sampling(promptLogprobs=True, numTopLogprobs=4)))
+        self.assertFalse(is_fast_sampling(sampling(numTopLogprobs=21)))
         runner = make_worker(self.model).runner
         p = plan(1, new=[("a", [5, 17, 42], [0])])
         self.assertFalse(runner.waits_for_earlier_steps(p))
         p["scheduledNewReqs"][0]["sampling"] = sampling(strategy="sample", repetitionPenalty=1.1, numTopLogprobs=3)
         self.assertFalse(runner.waits_for_earlier_steps(p))
         p["scheduledNewReqs"][0]["sampling"] = sampling(promptLogprobs=True)
+        self.assertFalse(runner.waits_for_earlier_steps(p))
+        p["scheduledNewReqs"][0]["sampling"] = sampling(numTopLogprobs=21)
         self.assertTrue(runner.waits_for_earlier_steps(p))
+
+    def test_prompt_logprobs_launched_ahead_equal_one_step_at_a_time(self):
+        pa, pb = [5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77]
+        sb = sampling(promptLogprobs=True, numTopLogprobs=2)
+        alone_a, _ = Driver(make_worker(self.model)).generate("a", pa, 3)
+        d = Driver(make_worker(self.model))
+        first = d.run(new=[("b", pb, len(pb), sb)])
+        alone_b = d.reqs["b"]["tokens"][len(pb):] + d.run(cached=[("b", 1)])["sampledTokenIds"]["b"]
+        runner = make_worker(self.model).runner
+        h1 = runner.launch(plan(1, new=[("a", pa, [0, 1, 2])]))
+        p2 = plan(2, new=[("b", pb, [3, 4])], cached=[("a", 6)])  # b's prompt logprobs, a's pending sample
+        p2["scheduledNewReqs"][0]["sampling"] = sb
+        h2 = runner.launch(p2)
+        out1 = runner.finish(h1)
+        h3 = runner.launch(plan(3, cached=[("a", 7), ("b", 5)]))
+        out2, out3 = runner.finish(h2), runner.finish(h3)
+        self.assertEqual(out1["sampledTokenIds"]["a"] + out2["sampledTokenIds"]["a"] + out3["sampledTokenIds"]["a"],
+                         alone_a)
+        self.assertEqual(out2["sampledTokenIds"]["b"] + out3["sampledTokenIds"]["b"], alone_b)
+        got, want = out2["promptLogprobs"]["b"], first["promptLogprobs"]["b"]
+        self.assertEqual(len(got), len(pb))
+        self.assertIsNone(got[0])
+        for g, w in zip(got[1:], want[1:]):
+            self.assertAlmostEqual(g["logprob"], w["logprob"], places=5)
+            self.assertEqual([t[0] for t in g["top"]], [t[0] for t in w["top"]])
 
     def test_alternatives_launched_ahead_equal_one_step_at_a_time(self):
         # Top-n alternatives ride out with the samples (StepHandle.top_k rows): same tokens, logprobs and
