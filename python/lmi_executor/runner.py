@@ -8,8 +8,9 @@
 # Invariants: a request samples only when this step reaches the end of its tokens, counting tokens still
 # pending (sampled by a launched, unfinished step); a pending token never reaches the host before the next
 # step needs it: that step reads it from `last_token`, the device-resident latest sample per block-table
-# row, which every step writes in stream order. Positions and slots are derived on the device from the
-# persistent block table, so host work is O(requests), not O(tokens).
+# row, which every step writes in stream order; penalties read every earlier token from `hist`, the device
+# token history written the same way. Positions and slots are derived on the device from the persistent block
+# table, so host work is O(requests), not O(tokens).
 import faulthandler
 import gc
 import json
@@ -119,7 +120,8 @@ class ModelRunner:
             from .kernels.greedy import greedy_into
 
             self._greedy_into = greedy_into
-        # Per launched step: b sampled token ids then b logprobs (float64 holds every token id exactly).
+        # Per launched step: b sampled token ids, b logprobs, then up to MAX_TOP rows of alternative ids and of their
+        # logprobs (float64 holds every token id exactly).
         self._ring = [torch.zeros((2 + 2 * MAX_TOP) * max_num_seqs, dtype=torch.float64, pin_memory=cuda)
                       for _ in range(_RING)]
         self._ring_next = 0
