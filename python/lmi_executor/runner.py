@@ -368,12 +368,7 @@ class ModelRunner:
             k = max(st.sampling["numTopLogprobs"] for st in states)
             tok, lp, logprobs = sample_on_device(sel, rows, k, hist=self.hist)
             self._hist_sampled(states, rows, tok)
-            if k == 0:
-                return self._finish_sampled(out, states, rows_dev, tok, lp)
-            self.last_token.index_copy_(0, rows_dev, tok)
-            vals, ids = logprobs.topk(k, dim=-1)  # the alternatives, copied out with the samples
-            packed = torch.cat([tok.double()[None], lp.double()[None], ids.double().T, vals.double().T])
-            return self._finish_later(out, states, packed, k)
+            return self._finish_sampled(out, states, rows_dev, tok, lp, logprobs.topk(k, dim=-1) if k else None)
         tokens, chosen, tops = sample(sel, rows, hist=self.hist)
         tok = to_device(tokens, self.device, torch.int64)
         self._hist_sampled(states, rows, tok)
@@ -382,10 +377,15 @@ class ModelRunner:
             self._record(out, st, tok, lp, top)
         return StepHandle(out)
 
-    def _finish_sampled(self, out, states, rows_dev, tok, lp) -> StepHandle:
-        """Device tokens and logprobs of a step sampled outside a greedy kernel: last_token, then the pair."""
+    def _finish_sampled(self, out, states, rows_dev, tok, lp, alternatives=None) -> StepHandle:
+        """Device tokens and logprobs of a step sampled outside a greedy kernel: last_token, then the rows to copy
+        out; alternatives: (logprobs, ids) [R, k] of the top k, which go out with them."""
         self.last_token.index_copy_(0, rows_dev, tok)
-        return self._finish_later(out, states, torch.stack([tok.double(), lp.double()]))
+        if alternatives is None:
+            return self._finish_later(out, states, torch.stack([tok.double(), lp.double()]))
+        vals, ids = alternatives
+        packed = torch.cat([tok.double()[None], lp.double()[None], ids.double().T, vals.double().T])
+        return self._finish_later(out, states, packed, ids.shape[1])
 
     def _finish_later(self, out, states, pair, top_k: int = 0) -> StepHandle:
         """pair [2 + 2 top_k, n] fp64 on the device (n >= len(states)): token ids in row 0, logprobs in row 1,

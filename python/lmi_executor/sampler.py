@@ -29,14 +29,6 @@ class SampleRow:
     prompt_len: int
     slot: int = -1  # the request's row in the runner's device history (ModelRunner.hist)
 
-    @property
-    def prompt_ids(self):
-        return self.token_ids[: self.prompt_len]
-
-    @property
-    def output_ids(self):
-        return self.token_ids[self.prompt_len :]
-
 
 def needs_history(s: dict) -> bool:
     """Penalties read every earlier token of the request."""
