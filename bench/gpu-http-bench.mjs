@@ -5,13 +5,15 @@
 // Phases: one 512-token prompt on the idle server (TTFT, 3 runs), one request decoding alone (batch-1
 // tok/s), then N requests of I in / O out sent at once (their prompts drawn before the clock starts). Prints
 // JSON; --json-out writes it too. --client=fetch sends with fetch instead of node:http (see post()).
+// --extra='{"repetition_penalty":1.1}' merges more request fields into every request (sampling settings);
+// write the JSON without spaces when it passes through server-bench.sh's LMI_BENCH_ARGS.
 import { writeFileSync } from "node:fs";
 import http from "node:http";
 
 const args = Object.fromEntries(
   process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, "").split("=");
-    return [k, v ?? "true"];
+    const [k, ...v] = a.replace(/^--/, "").split("=");
+    return [k, v.length ? v.join("=") : "true"];
   }),
 );
 const url = args.url ?? "http://127.0.0.1:8080";
@@ -20,6 +22,7 @@ const N = Number(args.requests ?? 256);
 const IN = Number(args["input-len"] ?? 512);
 const OUT = Number(args["output-len"] ?? 256);
 const VOCAB = Number(args.vocab ?? 128000);
+const EXTRA = args.extra ? JSON.parse(args.extra) : {};
 
 let seed = 12345;
 function rand() {
@@ -72,6 +75,7 @@ async function one(ids, maxTokens) {
     ignore_eos: true,
     stream: true,
     stream_options: { include_usage: true },
+    ...EXTRA,
   });
   let ttft = null;
   let tokens = 0;
@@ -103,6 +107,7 @@ const res = {
   inputLen: IN,
   outputLen: OUT,
   client: args.client === "fetch" ? "fetch" : "node:http",
+  extra: EXTRA,
 };
 await one(prompt(IN), 4); // warm-up
 const idle = [];

@@ -350,7 +350,10 @@ class ModelRunner:
         if plain and graph_greedy is not None:
             # A decode graph sampled every row (one per state, in order) and wrote last_token itself.
             return self._finish_later(out, states, graph_greedy)
-        sel = logits if len(sample_rows) == logits.shape[0] else logits[sample_rows]
+        if len(sample_rows) == logits.shape[0]:
+            sel = logits
+        else:  # (a Python list as the index would be copied to the device from pageable memory: a wait)
+            sel = logits.index_select(0, to_device(sample_rows, self.device, torch.int64))
         rows_dev = to_device([st.row for st in states], self.device, torch.int64)
         if plain:
             # The common serving case: argmax and the chosen token's logprob, without copying the logits.

@@ -56,26 +56,35 @@ def _history(rows: list, dev, hist) -> tuple:
 
 def _apply_penalties(logits: torch.Tensor, rows: list, hist=None) -> None:
     """HF repetition penalty over every earlier token (prompt and output); OpenAI presence / frequency penalties
-    over the output tokens."""
+    over the output tokens. Works on the [rows, W] grid of earlier tokens, never on [rows, vocabulary] buffers:
+    the logit of each earlier token is gathered, penalized and scattered back (a token seen twice writes the same
+    value twice), and its count among the output tokens is found by binary search in the row's sorted outputs.
+    Nothing here waits for the device."""
     idx = [i for i, r in enumerate(rows) if needs_history(r.sampling)]
     if not idx:
         return
     V, dev = logits.shape[1], logits.device
-    grid, lens, plens = _history([rows[i] for i in idx], dev, hist)
+    sel = [rows[i] for i in idx]
+    grid, lens, plens = _history(sel, dev, hist)
     pos = torch.arange(grid.shape[1], device=dev)[None, :]
     known = pos < lens[:, None]
-    ones = torch.ones(grid.shape, device=dev)
-    seen = torch.zeros(len(idx), V + 1, device=dev).scatter_add_(1, torch.where(known, grid, V), ones)[:, :V] > 0
     out = known & (pos >= plens[:, None])
-    out_counts = torch.zeros(len(idx), V + 1, device=dev).scatter_add_(1, torch.where(out, grid, V), ones)[:, :V]
-    sub = logits[idx]
-    rep = _dev([rows[i].sampling["repetitionPenalty"] for i in idx], dev)[:, None]
-    penalized = torch.where(sub > 0, sub / rep, sub * rep)
-    sub = torch.where(seen, penalized, sub)
-    freq = _dev([rows[i].sampling["frequencyPenalty"] for i in idx], dev)[:, None]
-    pres = _dev([rows[i].sampling["presencePenalty"] for i in idx], dev)[:, None]
-    sub = sub - freq * out_counts - pres * (out_counts > 0).float()
-    logits[idx] = sub
+    # Positions past a row's count repeat its first token, so their writes repeat that token's own.
+    tok = torch.where(known, grid, grid[:, :1])
+    whole = len(idx) == len(rows)
+    ix = None if whole else _dev(idx, dev).long()
+    sub = logits if whole else logits.index_select(0, ix)
+    g = sub.gather(1, tok)
+    rep = _dev([r.sampling["repetitionPenalty"] for r in sel], dev, g.dtype)[:, None]
+    freq = _dev([r.sampling["frequencyPenalty"] for r in sel], dev, g.dtype)[:, None]
+    pres = _dev([r.sampling["presencePenalty"] for r in sel], dev, g.dtype)[:, None]
+    outs = torch.where(out, grid, V).sort(dim=1).values  # V sorts last and matches no token
+    count = (torch.searchsorted(outs, tok, right=True) - torch.searchsorted(outs, tok)).to(g.dtype)
+    new = torch.where(g > 0, g / rep, g * rep) - freq * count - pres * (count > 0).to(g.dtype)
+    new = torch.where(lens[:, None] > 0, new, g)  # a row with no earlier token keeps its logits
+    sub.scatter_(1, tok, new)
+    if not whole:
+        logits.index_copy_(0, ix, sub)
 
 
 def _apply_bias_and_min_tokens(logits: torch.Tensor, rows: list) -> None:

@@ -81,6 +81,41 @@ class PipelinedTest(unittest.TestCase):
                                              device="cuda", enable_cuda_graph=graphs)
 
     @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
+    def test_launches_ahead_never_wait_for_the_gpu(self):
+        # Every sampling setting a step can carry while launched ahead (penalties, logit bias, min tokens, seeded
+        # top-k / top-p, alternatives, greedy) queues its work without a host wait: PyTorch's sync debug mode
+        # raises on any synchronizing call inside the launches. A first round with other request ids compiles
+        # the kernels (a Triton compile may wait); the second is checked, with graphs and without.
+        settings = [sampling(repetitionPenalty=1.2, presencePenalty=0.3, frequencyPenalty=0.1),
+                    sampling(strategy="sample", temperature=0.8, topK=20, topP=0.9, seed=3, numTopLogprobs=3),
+                    sampling(),
+                    sampling(logitBias={"5": 1.5}, minTokens=3, repetitionPenalty=0.9)]
+        prompts = [[5, 17, 42, 8, 91, 33], [7, 3, 60, 12, 77], [9, 9, 4], [11, 6, 25, 30]]
+        for graphs in (True, False):
+            runner = make_worker(self.model, device="cuda", enable_cuda_graph=graphs).runner
+            for rnd in range(2):
+                ids = [f"{rnd}-{i}" for i in range(4)]
+                p1 = plan(10 * rnd + 1, new=[(r, pr, [12 * rnd + 3 * i + b for b in range(3)])
+                                             for i, (r, pr) in enumerate(zip(ids, prompts))])
+                for i, s in enumerate(settings):
+                    p1["scheduledNewReqs"][i]["sampling"] = s
+                checked = rnd == 1
+                with self.subTest(graphs=graphs):
+                    try:
+                        if checked:
+                            torch.cuda.set_sync_debug_mode("error")
+                        handles = [runner.launch(p1)]
+                        for step in range(3):
+                            cached = [(r, len(pr) + step) for r, pr in zip(ids, prompts)]
+                            handles.append(runner.launch(plan(10 * rnd + 2 + step, cached=cached)))
+                    finally:
+                        torch.cuda.set_sync_debug_mode(0)
+                    outs = [runner.finish(h) for h in handles]
+                    self.assertEqual([len(o["sampledTokenIds"]) for o in outs], [4, 4, 4, 4])
+                    self.assertEqual(len(outs[-1]["logprobs"][ids[1]][0]["top"]), 3)
+                runner.execute(plan(10 * rnd + 9, finished=ids))
+
+    @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
     def test_graph_step_with_a_one_token_prompt_chunk(self):
         # Every row has one token, so the decode graph runs, but b's chunk does not reach its prompt's end:
         # only a samples, and its token must come from its own row of the graph's output.

@@ -104,6 +104,49 @@ class SamplerTest(unittest.TestCase):
         self.assertTrue(torch.equal(got[2], logits[2]))
         self.assertFalse(torch.equal(got, logits))
 
+    def test_penalties_equal_the_dense_vocabulary_formula(self):
+        # The sampler works on each row's earlier tokens only; the reference builds [rows, vocabulary] masks and
+        # counts (the textbook way). Bitwise equal over duplicates in prompt and output, mixed settings, a row
+        # without penalties in the batch, and a row with no earlier token at all.
+        from lmi_executor.sampler import _apply_penalties
+
+        def dense(logits, rows):
+            for i, r in enumerate(rows):
+                s = r.sampling
+                if s["repetitionPenalty"] == 1 and s["presencePenalty"] == 0 and s["frequencyPenalty"] == 0:
+                    continue
+                seen = torch.zeros(logits.shape[1], dtype=torch.bool)
+                seen[list(r.token_ids)] = True
+                counts = torch.zeros(logits.shape[1])
+                for t in r.token_ids[r.prompt_len:]:
+                    counts[t] += 1
+                x = logits[i]
+                pen = torch.where(x > 0, x / s["repetitionPenalty"], x * s["repetitionPenalty"])
+                x = torch.where(seen, pen, x)
+                logits[i] = x - s["frequencyPenalty"] * counts - s["presencePenalty"] * (counts > 0).float()
+
+        g = torch.Generator().manual_seed(5)
+        for trial in range(20):
+            rows = []
+            for j in range(int(torch.randint(1, 7, (1,), generator=g))):
+                plen, n = (int(v) for v in torch.randint(0, 30, (2,), generator=g))
+                toks = torch.randint(0, 12, (plen + n,), generator=g).tolist()  # few ids: many repeats
+                pen = j % 3 != 1
+                s = sampling(repetitionPenalty=float(torch.rand(1, generator=g)) * 2 + 0.2 if pen else 1.0,
+                             presencePenalty=float(torch.randn(1, generator=g)) if pen else 0.0,
+                             frequencyPenalty=float(torch.randn(1, generator=g)) if pen else 0.0)
+                rows.append(SampleRow(s, n, toks, plen))
+            if trial == 0:
+                rows.append(SampleRow(sampling(repetitionPenalty=1.7), 0, [], 0))
+            logits = torch.randn(len(rows), 40, generator=g) * 3
+            want, got = logits.clone(), logits.clone()
+            dense(want, rows)
+            _apply_penalties(got, rows)
+            self.assertTrue(torch.equal(want, got), trial)
+            if trial == 0:
+                self.assertTrue(torch.equal(got[-1], logits[-1]))
+            self.assertFalse(torch.equal(got, logits))
+
     def test_logit_bias_and_min_tokens(self):
         logits = torch.tensor([[2.0, 1.0, 0.5]])
         self.assertEqual(sample(logits.clone(), [row(logitBias={"2": 5.0})])[0], [2])
