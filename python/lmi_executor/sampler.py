@@ -118,29 +118,51 @@ def _typical_keep(probs: torch.Tensor, remove: torch.Tensor, mass: torch.Tensor)
     return torch.zeros_like(remove).scatter(1, order, keep_sorted)
 
 
-def _draw(x: torch.Tensor, rows: list) -> torch.Tensor:
+def _draw(x: torch.Tensor, rows: list, keys=None) -> torch.Tensor:
+    """One seeded inverse-CDF draw per row over the survivors of top-k / top-p / min-p (and typical-p) in
+    descending-logit order. keys: the same rows' logits in 16 bits when x is exactly their widening; dividing by a
+    temperature orders them the same way, ties included, and a 16-bit sort moves half the radix passes."""
     dev, V = x.device, x.shape[1]
     S = [r.sampling for r in rows]
     x = x / _dev([s["temperature"] for s in S], dev, x.dtype)[:, None]
     # Stable descending sort: equal logits keep ascending token ids, as the TypeScript sampler does.
-    sorted_x, order = x.sort(dim=-1, descending=True, stable=True)
+    if keys is not None:
+        order = keys.sort(dim=-1, descending=True, stable=True).indices
+        sorted_x = x.gather(1, order)
+    else:
+        sorted_x, order = x.sort(dim=-1, descending=True, stable=True)
     probs = sorted_x.softmax(-1)
-    rank = torch.arange(V, device=dev)[None, :]
-    k = _dev([s["topK"] if s["topK"] > 0 else V for s in S], dev)[:, None]
-    top_p = _dev([s["topP"] for s in S], dev, probs.dtype)[:, None]
-    min_p = _dev([s["minP"] for s in S], dev, probs.dtype)[:, None]
-    # Exclusive cumulative sum: a token stays while the mass before it is under top_p (the first always stays).
-    remove = (rank >= k) | ((probs.cumsum(-1) - probs) >= top_p) | (probs < min_p * probs[:, :1])
-    remove[:, 0] = False
+    cum = probs.cumsum(-1)
+    u = _dev([uniform(s["seed"], r.num_generated) for s, r in zip(S, rows)], dev, cum.dtype)[:, None]
     typ = [i for i, s in enumerate(S) if s["typicalP"] < 1]
     if typ:
+        rank = torch.arange(V, device=dev)[None, :]
+        k = _dev([s["topK"] if s["topK"] > 0 else V for s in S], dev)[:, None]
+        top_p = _dev([s["topP"] for s in S], dev, probs.dtype)[:, None]
+        min_p = _dev([s["minP"] for s in S], dev, probs.dtype)[:, None]
+        # Exclusive cumulative sum: a token stays while the mass before it is under top_p (the first always stays).
+        remove = (rank >= k) | ((cum - probs) >= top_p) | (probs < min_p * probs[:, :1])
+        remove[:, 0] = False
         mass = _dev([S[i]["typicalP"] for i in typ], dev, probs.dtype)[:, None]
         ti = _dev(typ, dev)
         remove.index_copy_(0, ti, ~_typical_keep(probs.index_select(0, ti), remove.index_select(0, ti), mass))
-    cdf = probs.masked_fill(remove, 0.0).cumsum(-1)
-    u = _dev([uniform(s["seed"], r.num_generated) for s, r in zip(S, rows)], dev, cdf.dtype)
-    pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).clamp(max=V - 1)
-    return order.gather(1, pick).squeeze(1)
+        cdf = probs.masked_fill(remove, 0.0).cumsum(-1)
+        pick = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp(max=V - 1)
+        return order.gather(1, pick).squeeze(1)
+    # Top-k, top-p and min-p each keep a prefix of the sorted row, so the survivors are its first n tokens and
+    # their CDF is the prefix of `cum`: no mask, no second scan. Only the filters some row uses are computed.
+    n = torch.full((len(S), 1), V, dtype=torch.long, device=dev)
+    if any(s["topK"] > 0 for s in S):
+        n = torch.minimum(n, _dev([s["topK"] if s["topK"] > 0 else V for s in S], dev).long()[:, None])
+    if any(s["topP"] < 1 for s in S):
+        top_p = _dev([s["topP"] for s in S], dev, probs.dtype)[:, None]
+        n = torch.minimum(n, ((cum - probs) < top_p).sum(-1, keepdim=True))
+    if any(s["minP"] > 0 for s in S):
+        min_p = _dev([s["minP"] for s in S], dev, probs.dtype)[:, None]
+        n = torch.minimum(n, (probs >= min_p * probs[:, :1]).sum(-1, keepdim=True))
+    last = n.clamp(min=1) - 1  # the first token always stays
+    pick = torch.searchsorted(cum, u * cum.gather(1, last), right=True)
+    return order.gather(1, torch.minimum(pick, last)).squeeze(1)
 
 
 def modifies_logits(s: dict, num_generated: int) -> bool:
@@ -159,22 +181,27 @@ def greedy(logits: torch.Tensor) -> tuple:
     return tokens, chosen_logprob(logits, tokens)
 
 
-def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None) -> tuple:
+def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, keys=None) -> tuple:
     """logits [R, V] fp32 -> (token ids, chosen-token logprobs) as device tensors, plus the full log_softmax
-    when k > 0; hist: the runner's device token history (penalties read it; None: the rows' host lists).
-    Nothing here waits for the device."""
+    when k > 0; hist: the runner's device token history (penalties read it; None: the rows' host lists); keys:
+    the 16-bit logits that `logits` widens (a faster sort for the draws). Nothing here waits for the device."""
     # Plain greedy batches (the common case) neither copy the logits nor write a full log_softmax.
     if any(modifies_logits(r.sampling, r.num_generated) for r in rows):
         x = logits.clone()
         _apply_bias_and_min_tokens(x, rows)
         _apply_penalties(x, rows, hist)
+        keys = None  # the changed logits no longer order like the model's
     else:
         x = logits
-    tokens = torch.argmax(x, dim=-1)
     sample_idx = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
-    if sample_idx:
-        si = _dev(sample_idx, x.device)
-        tokens.index_copy_(0, si, _draw(x.index_select(0, si), [rows[i] for i in sample_idx]))
+    if len(sample_idx) == len(rows):
+        tokens = _draw(x, rows, keys)
+    else:
+        tokens = torch.argmax(x, dim=-1)
+        if sample_idx:
+            si = _dev(sample_idx, x.device)
+            sub_keys = None if keys is None else keys.index_select(0, si)
+            tokens.index_copy_(0, si, _draw(x.index_select(0, si), [rows[i] for i in sample_idx], sub_keys))
     if k > 0:
         logprobs = torch.log_softmax(logits, dim=-1)
         return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1), logprobs

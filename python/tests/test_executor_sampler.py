@@ -147,6 +147,41 @@ class SamplerTest(unittest.TestCase):
                 self.assertTrue(torch.equal(got[-1], logits[-1]))
             self.assertFalse(torch.equal(got, logits))
 
+    def test_draws_equal_the_masked_cdf_and_16_bit_keys_order_like_the_logits(self):
+        # The draw keeps the first n sorted tokens (top-k, top-p and min-p are prefixes) and searches the prefix of
+        # the CDF; the reference masks the removed tokens and builds a second CDF (the textbook way). With 16-bit
+        # keys the sort runs on the model's bf16 logits (many ties) instead of the widened, tempered ones.
+        from lmi_executor.sampler import _draw
+
+        def masked(x, rows):
+            out = []
+            for i, r in enumerate(rows):
+                s = r.sampling
+                sx, order = (x[i] / s["temperature"]).sort(descending=True, stable=True)
+                p = sx.softmax(-1)
+                c = p.cumsum(-1)
+                rank = torch.arange(len(p))
+                remove = ((rank >= s["topK"]) if s["topK"] > 0 else torch.zeros_like(p, dtype=torch.bool))
+                remove = remove | ((c - p) >= s["topP"]) | (p < s["minP"] * p[0])
+                remove[0] = False
+                cdf = p.masked_fill(remove, 0.0).cumsum(-1)
+                u = uniform(s["seed"], r.num_generated)
+                pick = torch.searchsorted(cdf, torch.tensor([u], dtype=cdf.dtype) * cdf[-1], right=True)
+                out.append(int(order[pick.clamp(max=len(p) - 1)]))
+            return out
+
+        g = torch.Generator().manual_seed(9)
+        settings = [dict(temperature=0.7), dict(temperature=1.3, topK=5), dict(temperature=0.9, topP=0.8),
+                    dict(temperature=1.0, minP=0.05), dict(temperature=0.6, topK=40, topP=0.95, minP=0.01)]
+        for trial in range(12):
+            x16 = (torch.randn(len(settings), 300, generator=g) * (1 + trial)).to(torch.bfloat16)
+            x = x16.float()
+            rows = [SampleRow(sampling(strategy="sample", seed=trial * 10 + j, **st), trial, [], 0)
+                    for j, st in enumerate(settings)]
+            want = masked(x, rows)
+            self.assertEqual(_draw(x.clone(), rows).tolist(), want, trial)
+            self.assertEqual(_draw(x.clone(), rows, keys=x16).tolist(), want, trial)
+
     def test_logit_bias_and_min_tokens(self):
         logits = torch.tensor([[2.0, 1.0, 0.5]])
         self.assertEqual(sample(logits.clone(), [row(logitBias={"2": 5.0})])[0], [2])
