@@ -53,23 +53,30 @@ def _is_plain_greedy(st) -> bool:
 
 class _GcClock:
     """With the step log: the time Python's cyclic collector held the process since the previous step's launch,
-    and how many of those passes were full (generation 2) ones (gc.callbacks, all threads)."""
+    and how many of those passes were full (generation 2) ones. One gc.callbacks entry for the process keeps
+    running totals (all threads); each runner's clock reports the change since its previous take()."""
+
+    _ms, _full, _t0, _registered = 0.0, 0, None, False
+
+    @classmethod
+    def _on_gc(cls, phase: str, info: dict) -> None:
+        if phase == "start":
+            cls._t0 = time.perf_counter()
+        elif cls._t0 is not None:
+            cls._ms += (time.perf_counter() - cls._t0) * 1e3
+            cls._full += info.get("generation") == 2
+            cls._t0 = None
 
     def __init__(self):
-        self._ms, self._full, self._t0 = 0.0, 0, None
-        gc.callbacks.append(self._on_gc)
-
-    def _on_gc(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._t0 = time.perf_counter()
-        elif self._t0 is not None:
-            self._ms += (time.perf_counter() - self._t0) * 1e3
-            self._full += info.get("generation") == 2
-            self._t0 = None
+        if not _GcClock._registered:
+            gc.callbacks.append(_GcClock._on_gc)
+            _GcClock._registered = True
+        self._seen = (_GcClock._ms, _GcClock._full)
 
     def take(self) -> dict:
-        out = {"gcMs": round(self._ms, 3), "gcFull": self._full}
-        self._ms, self._full = 0.0, 0
+        now = (_GcClock._ms, _GcClock._full)
+        out = {"gcMs": round(now[0] - self._seen[0], 3), "gcFull": now[1] - self._seen[1]}
+        self._seen = now
         return out
 
 
@@ -143,9 +150,8 @@ class ModelRunner:
         return self.finish(self.launch(plan))
 
     def waits_for_earlier_steps(self, plan: dict) -> bool:
-        """True when this plan samples for a request whose settings are not is_fast_sampling (penalties
-        need every earlier token on the host, logprob alternatives are read back there): then earlier
-        steps must finish before it is launched."""
+        """True when this plan samples for a request whose settings are not is_fast_sampling (more logprob
+        alternatives than MAX_TOP, read back on the host): then earlier steps must finish before it is launched."""
         for d in plan["scheduledNewReqs"]:
             if not is_fast_sampling(d["sampling"]):
                 return True

@@ -189,6 +189,15 @@ class ModelTest(unittest.TestCase):
         self.assertGreaterEqual(lines[1]["gcFull"], 1)
         self.assertGreater(lines[1]["gcMs"], 0.0)
         self.assertTrue(all(x["launchMs"] >= 0 for x in lines))
+        # One collector callback for the process, however many runners keep a step log.
+        from lmi_executor.runner import _GcClock
+
+        os.environ["LMI_STEP_LOG"] = log
+        try:
+            make_worker(os.path.join(self.tmp.name, "llama")).runner._step_log.close()
+        finally:
+            del os.environ["LMI_STEP_LOG"]
+        self.assertEqual(sum(cb == _GcClock._on_gc for cb in gc.callbacks), 1)
 
     def test_greedy_continuation_matches_dense_argmax_each_step(self):
         w = make_worker(os.path.join(self.tmp.name, "llama"))
@@ -228,9 +237,9 @@ class ModelTest(unittest.TestCase):
 
             w.runner.model.forward = spy
             d = Driver(w)
-            out = d.run(new=[(rid, p, len(p), sampling()) for rid, p in prompts.items()])
+            d.run(new=[(rid, p, len(p), sampling()) for rid, p in prompts.items()])
             for _ in range(3):
-                out = d.run(cached=[(rid, 1) for rid in prompts])
+                d.run(cached=[(rid, 1) for rid in prompts])
             runs[pad] = ({rid: d.reqs[rid]["tokens"] for rid in prompts}, seen)
         self.assertEqual(runs[True][0], runs[False][0])
         self.assertEqual(runs[True][1], [4, 4, 4, 4])
