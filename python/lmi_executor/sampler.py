@@ -124,13 +124,13 @@ def _draw(x: torch.Tensor, rows: list, keys=None) -> torch.Tensor:
     temperature orders them the same way, ties included, and a 16-bit sort moves half the radix passes."""
     dev, V = x.device, x.shape[1]
     S = [r.sampling for r in rows]
-    x = x / _dev([s["temperature"] for s in S], dev, x.dtype)[:, None]
+    temp = _dev([s["temperature"] for s in S], dev, x.dtype)[:, None]
     # Stable descending sort: equal logits keep ascending token ids, as the TypeScript sampler does.
     if keys is not None:
-        order = keys.sort(dim=-1, descending=True, stable=True).indices
-        sorted_x = x.gather(1, order)
+        sorted_keys, order = keys.sort(dim=-1, descending=True, stable=True)
+        sorted_x = sorted_keys.to(x.dtype) / temp  # = (x / temp) in sorted order: x widens keys exactly
     else:
-        sorted_x, order = x.sort(dim=-1, descending=True, stable=True)
+        sorted_x, order = (x / temp).sort(dim=-1, descending=True, stable=True)
     probs = sorted_x.softmax(-1)
     cum = probs.cumsum(-1)
     u = _dev([uniform(s["seed"], r.num_generated) for s, r in zip(S, rows)], dev, cum.dtype)[:, None]
@@ -165,6 +165,20 @@ def _draw(x: torch.Tensor, rows: list, keys=None) -> torch.Tensor:
     return order.gather(1, torch.minimum(pick, last)).squeeze(1)
 
 
+def _draw_kernel(keys: torch.Tensor, rows: list) -> torch.Tensor:
+    """_draw for rows whose logits are `keys` (16-bit, CUDA) widened, with no typical-p: the sort, then the draw
+    kernels (kernels/draw.py) instead of the softmax, CDF and search passes over the vocabulary."""
+    from .kernels.draw import draw_sorted
+
+    dev, V = keys.device, keys.shape[1]
+    S = [r.sampling for r in rows]
+    sorted_keys, order = keys.sort(dim=-1, descending=True, stable=True)
+    params = _dev([[s["temperature"], s["topP"], s["minP"], uniform(s["seed"], r.num_generated)]
+                   for s, r in zip(S, rows)], dev, torch.float32).T.contiguous()
+    top_k = _dev([s["topK"] if s["topK"] > 0 else V for s in S], dev, torch.int32)
+    return draw_sorted(sorted_keys, order, params[0], top_k, params[1], params[2], params[3])
+
+
 def modifies_logits(s: dict, num_generated: int) -> bool:
     """Logit bias, EOS suppression before min tokens, or penalties apply to this row's logits."""
     return bool(s["logitBias"]) or num_generated < s["minTokens"] or needs_history(s)
@@ -184,24 +198,40 @@ def greedy(logits: torch.Tensor) -> tuple:
 def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, keys=None) -> tuple:
     """logits [R, V] fp32 -> (token ids, chosen-token logprobs) as device tensors, plus the full log_softmax
     when k > 0; hist: the runner's device token history (penalties read it; None: the rows' host lists); keys:
-    the 16-bit logits that `logits` widens (a faster sort for the draws). Nothing here waits for the device."""
+    the 16-bit logits that `logits` widens (a faster sort, and on CUDA the draw kernels, for the rows whose
+    logits nothing changes). Which way a row is drawn depends on its own settings only. Nothing here waits for
+    the device."""
+    changed = [modifies_logits(r.sampling, r.num_generated) for r in rows]
     # Plain greedy batches (the common case) neither copy the logits nor write a full log_softmax.
-    if any(modifies_logits(r.sampling, r.num_generated) for r in rows):
+    if any(changed):
         x = logits.clone()
         _apply_bias_and_min_tokens(x, rows)
         _apply_penalties(x, rows, hist)
-        keys = None  # the changed logits no longer order like the model's
     else:
         x = logits
-    sample_idx = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
-    if len(sample_idx) == len(rows):
-        tokens = _draw(x, rows, keys)
-    else:
-        tokens = torch.argmax(x, dim=-1)
-        if sample_idx:
-            si = _dev(sample_idx, x.device)
-            sub_keys = None if keys is None else keys.index_select(0, si)
-            tokens.index_copy_(0, si, _draw(x.index_select(0, si), [rows[i] for i in sample_idx], sub_keys))
+    sampled = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
+    on_keys = keys is not None and keys.is_cuda
+    fast = [i for i in sampled if on_keys and not changed[i] and rows[i].sampling["typicalP"] >= 1]
+    slow = [i for i in sampled if not (on_keys and not changed[i] and rows[i].sampling["typicalP"] >= 1)]
+    tokens = torch.argmax(x, dim=-1) if len(sampled) < len(rows) else None
+    for group, kernel in ((fast, True), (slow, False)):
+        if not group:
+            continue
+        whole = len(group) == len(rows)
+        gi = None if whole else _dev(group, x.device)
+        sub = [rows[i] for i in group]
+        if kernel:
+            drawn = _draw_kernel(keys if whole else keys.index_select(0, gi), sub)
+        else:
+            sub_keys = keys if keys is not None and not any(changed[i] for i in group) else None
+            if whole:
+                drawn = _draw(x, sub, sub_keys)
+            else:
+                drawn = _draw(x.index_select(0, gi), sub, None if sub_keys is None else sub_keys.index_select(0, gi))
+        if whole:
+            tokens = drawn
+        else:
+            tokens.index_copy_(0, gi, drawn)
     if k > 0:
         logprobs = torch.log_softmax(logits, dim=-1)
         return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1), logprobs

@@ -1,6 +1,6 @@
 # CUDA-only checks (skipped elsewhere) of the small kernels around a captured decode step: greedy sampling
 # (kernels/greedy.py) against torch's argmax/logsumexp, the step-input kernel (kernels/decode_inputs.py)
-# against the PyTorch ops it replaced.
+# against the PyTorch ops it replaced, the seeded-draw kernels (kernels/draw.py) against sampler._draw.
 import os
 import sys
 import unittest
@@ -77,6 +77,42 @@ class GreedyKernelTest(unittest.TestCase):
         rt, rl = self.reference(x)
         self.assertTrue(torch.equal(out[0].long(), rt))
         torch.testing.assert_close(out[1].float(), rl, rtol=1e-5, atol=1e-5)
+
+
+@unittest.skipUnless(CUDA, "needs a CUDA GPU")
+class DrawKernelTest(unittest.TestCase):
+    def test_draws_equal_the_torch_sampler(self):
+        # Against sampler._draw on the same rows (torch: softmax, CDF, search over the vocabulary). The sums run
+        # in another order, so a draw may differ where u * M lies within rounding of a boundary: then only by one
+        # place in the sorted order. Ragged vocabularies (not a multiple of the chunk) and single-chunk rows too.
+        from lmi_executor.kernels.draw import CHUNK
+        from lmi_executor.sampler import SampleRow, _draw, _draw_kernel
+        from test_executor_model import sampling
+
+        g = torch.Generator(device="cuda").manual_seed(3)
+        settings = [dict(temperature=0.8), dict(temperature=0.8, topP=0.95), dict(temperature=1.2, topK=50),
+                    dict(temperature=0.7, topP=0.5, minP=0.02), dict(temperature=1.0, minP=0.1),
+                    dict(temperature=0.6, topK=1000, topP=0.9), dict(temperature=1.0, topP=1e-6),
+                    dict(temperature=0.9, topK=1)]
+        total = differ = 0
+        for vocab, scale in ((128256, 3.0), (32000, 1.0), (CHUNK, 6.0), (CHUNK + 5, 2.0), (300, 0.3)):
+            for rep in range(4):
+                rows = [SampleRow(sampling(strategy="sample", seed=rep * 100 + j, **st), rep, [], 0)
+                        for j, st in enumerate(settings * 8)]
+                keys = (torch.randn((len(rows), vocab), generator=g, device="cuda") * scale).to(torch.bfloat16)
+                got = _draw_kernel(keys, rows)
+                want = _draw(keys.float(), rows, keys)
+                rank = torch.empty_like(keys, dtype=torch.int64)
+                order = keys.sort(dim=-1, descending=True, stable=True).indices
+                rank.scatter_(1, order, torch.arange(vocab, device="cuda").expand_as(order))
+                gap = (rank.gather(1, got[:, None]) - rank.gather(1, want[:, None])).abs()
+                self.assertLessEqual(int(gap.max()), 1, (vocab, rep))
+                total += len(rows)
+                differ += int((got != want).sum())
+                for j, st in enumerate(settings * 8):  # no boundary to round across: one survivor
+                    if st.get("topK") == 1 or st.get("topP") == 1e-6:
+                        self.assertEqual(int(got[j]), int(order[j, 0]))
+        self.assertLessEqual(differ, total // 100, f"{differ} of {total} draws differ")
 
 
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")

@@ -1,0 +1,86 @@
+# Seeded draws after the sort, in two small kernels: the sampler sorts a step's 16-bit logits (descending,
+# stable) and these find each row's token without writing a probability, a CDF or a mask over the vocabulary.
+# The first kernel spreads each sorted row over CHUNK-wide programs: per chunk, the sum of e = exp(x / T - max)
+# and how many entries pass min-p (e >= min_p: p >= min_p * p_max with the normaliser cancelled). The second
+# takes one row: the survivors are the first n sorted tokens (top-k, top-p and min-p each keep a prefix), the
+# top-p cut is found in the one chunk where the running mass crosses top_p * sum(e), the kept mass M in the
+# chunk holding token n - 1, and the draw (the first token whose running mass exceeds u * M) in the chunk where
+# u * M falls: at most three chunks of the row are read again.
+# Invariant: the same function as sampler._draw's masked-CDF form (tokens equal but where u * M lies within
+# float rounding of a boundary, as the sums are taken in another order).
+import torch
+import triton
+import triton.language as tl
+
+CHUNK = 2048
+
+
+@triton.jit
+def _chunk_kernel(v_ptr, temp_ptr, minp_ptr, s_ptr, n_ptr, V, stride_v, C, CHUNK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    t = tl.load(temp_ptr + row)
+    top = tl.load(v_ptr + row * stride_v).to(tl.float32) / t
+    cols = c * CHUNK + tl.arange(0, CHUNK)
+    ok = cols < V
+    e = tl.where(ok, tl.exp(tl.load(v_ptr + row * stride_v + cols, mask=ok, other=0.0).to(tl.float32) / t - top), 0.0)
+    tl.store(s_ptr + row * C + c, tl.sum(e, 0))
+    tl.store(n_ptr + row * C + c, tl.sum((ok & (e >= tl.load(minp_ptr + row))).to(tl.int32), 0))
+
+
+@triton.jit
+def _chunk_e(v_ptr, row, stride_v, c, t, top, V, CHUNK: tl.constexpr):
+    cols = c * CHUNK + tl.arange(0, CHUNK)
+    ok = cols < V
+    x = tl.load(v_ptr + row * stride_v + cols, mask=ok, other=0.0).to(tl.float32)
+    return cols, ok, tl.where(ok, tl.exp(x / t - top), 0.0)
+
+
+@triton.jit
+def _pick_kernel(v_ptr, order_ptr, s_ptr, n_ptr, temp_ptr, topk_ptr, topp_ptr, u_ptr, out_ptr, V, stride_v, stride_o,
+                 C, CHUNK: tl.constexpr, BLOCK_C: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cc = tl.arange(0, BLOCK_C)
+    okc = cc < C
+    s = tl.load(s_ptr + row * C + cc, mask=okc, other=0.0)
+    before = tl.cumsum(s, 0) - s  # mass of the chunks before each chunk
+    t = tl.load(temp_ptr + row)
+    top = tl.load(v_ptr + row * stride_v).to(tl.float32) / t
+    n = tl.minimum(tl.load(topk_ptr + row), V)
+    n = tl.minimum(n, tl.sum(tl.load(n_ptr + row * C + cc, mask=okc, other=0), 0))
+    top_p = tl.load(topp_ptr + row)
+    if top_p < 1.0:
+        # A token stays while the mass before it is under top_p of the total (the first always stays).
+        tau = top_p * tl.sum(s, 0)
+        c = tl.max(tl.where(okc & (before < tau), cc, 0), 0)
+        cols, ok, e = _chunk_e(v_ptr, row, stride_v, c, t, top, V, CHUNK)
+        excl = tl.sum(tl.where(cc == c, before, 0.0), 0) + tl.cumsum(e, 0) - e
+        n = tl.minimum(n, c * CHUNK + tl.sum((ok & (excl < tau)).to(tl.int32), 0))
+    last = tl.maximum(n, 1) - 1
+    c = last // CHUNK
+    cols, ok, e = _chunk_e(v_ptr, row, stride_v, c, t, top, V, CHUNK)
+    kept = tl.sum(tl.where(cc == c, before, 0.0), 0) + tl.sum(tl.where(cols <= last, e, 0.0), 0)
+    target = tl.load(u_ptr + row) * kept
+    c = tl.max(tl.where(okc & (before <= target), cc, 0), 0)
+    cols, ok, e = _chunk_e(v_ptr, row, stride_v, c, t, top, V, CHUNK)
+    incl = tl.sum(tl.where(cc == c, before, 0.0), 0) + tl.cumsum(e, 0)
+    pick = tl.minimum(c * CHUNK + tl.sum((ok & (incl <= target)).to(tl.int32), 0), last)
+    tl.store(out_ptr + row, tl.load(order_ptr + row * stride_o + pick))
+
+
+def draw_sorted(sorted_keys: torch.Tensor, order: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
+                top_p: torch.Tensor, min_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """sorted_keys [R, V] 16-bit logits sorted descending with `order` (int64, their token ids); per row:
+    temperature, top_p, min_p, u (fp32 [R]) and top_k (int32 [R], V for none) -> the drawn token ids (int64 [R])."""
+    R, V = sorted_keys.shape
+    out = torch.empty(R, dtype=torch.int64, device=sorted_keys.device)
+    if R == 0:
+        return out
+    C = triton.cdiv(V, CHUNK)
+    s = torch.empty((R, C), dtype=torch.float32, device=sorted_keys.device)
+    n = torch.empty((R, C), dtype=torch.int32, device=sorted_keys.device)
+    _chunk_kernel[(R, C)](sorted_keys, temperature, min_p, s, n, V, sorted_keys.stride(0), C, CHUNK=CHUNK,
+                          num_warps=4)
+    _pick_kernel[(R,)](sorted_keys, order, s, n, temperature, top_k, top_p, u, out, V, sorted_keys.stride(0),
+                       order.stride(0), C, CHUNK=CHUNK, BLOCK_C=max(16, triton.next_power_of_2(C)), num_warps=8)
+    return out
