@@ -1,6 +1,8 @@
 # What sampling costs on the GPU outside the decode graph: sampler.sample_on_device for one step's rows (bf16
 # logits widened first, as the runner does for a decode graph's output) at several batch sizes, for greedy with
-# penalties, seeded temperature / top-p / top-k draws, and the pieces of a draw (the stable descending sort).
+# penalties, seeded temperature / top-p / top-k draws, greedy with the log_softmax that 5 logprob
+# alternatives are taken from (the runner's top-k after it not included), and the pieces of a
+# draw (the stable descending sort).
 # Eager launches timed with CUDA events over many calls (sampling runs eagerly in serving too), median of rounds.
 # Usage (GPU machine): python3 bench/gpu-sampler-bench.py [--rows 1,64,256] [--vocab 128256] [--json-out F]
 import argparse
@@ -24,6 +26,7 @@ CASES = {
     "temperature": {"strategy": "sample", "temperature": 0.8},
     "top_p": {"strategy": "sample", "temperature": 0.8, "topP": 0.95},
     "top_k": {"strategy": "sample", "temperature": 0.8, "topK": 50},
+    "logprobs5": {"numTopLogprobs": 5},
 }
 
 
@@ -66,7 +69,8 @@ def main() -> None:
         for name in args.cases.split(","):
             s = {**_BASE, **CASES[name]}
             rows = [SampleRow({**s, "seed": i}, 128, [], args.context - 128, i) for i in range(R)]
-            row_ms[name] = timed(lambda: sample_on_device(logits.float(), rows, 0, hist=hist, **keys))
+            k = s["numTopLogprobs"]
+            row_ms[name] = timed(lambda: sample_on_device(logits.float(), rows, k, hist=hist, **keys))
         x = logits.float()
         row_ms["sort_stable_desc"] = timed(lambda: x.sort(dim=-1, descending=True, stable=True))
         row_ms["sort"] = timed(lambda: x.sort(dim=-1, descending=True))
