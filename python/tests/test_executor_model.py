@@ -1,7 +1,6 @@
 # Executor model path on the CPU (reference attention): paged KV + chunked prefill against a dense fp64
 # forward, batched-vs-alone greedy identity, preemption/resume, and checkpoint loading errors.
 import os
-import random
 import sys
 import tempfile
 import unittest
@@ -13,6 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.worker import Worker  # noqa: E402
+from plan_builder import PlanBuilder  # noqa: E402
 from test_executor_fixtures import dense_forward, make_checkpoint  # noqa: E402
 
 
@@ -34,50 +34,16 @@ def make_worker(model_dir, num_blocks=64, **over):
 
 
 class Driver:
-    """A minimal scheduler stand-in: hands out blocks from a shuffled free list and builds plans."""
+    """A minimal scheduler stand-in: plans from a PlanBuilder (blocks from a shuffled free list), each run at once."""
 
     def __init__(self, worker, seed=0):
-        self.w, self.step = worker, 0
-        self.bs = worker.opts.block_size
-        self.free = list(range(worker.num_blocks))
-        random.Random(seed).shuffle(self.free)
-        self.reqs = {}
-
-    def blocks_for(self, rid, upto):
-        r = self.reqs[rid]
-        need = (upto + self.bs - 1) // self.bs - len(r["blocks"])
-        new = [self.free.pop() for _ in range(max(0, need))]
-        r["blocks"] += new
-        return new
+        self.w = worker
+        self.plans = PlanBuilder(worker.num_blocks, worker.opts.block_size, seed)
+        self.reqs, self.free = self.plans.reqs, self.plans.free
 
     def run(self, new=(), cached=(), finished=(), preempted=()):
-        self.step += 1
-        plan = {"stepId": self.step, "scheduledNewReqs": [], "scheduledCachedReqs": [], "numScheduledTokens": {},
-                "totalNumScheduledTokens": 0, "finishedReqIds": list(finished), "preemptedReqIds": list(preempted)}
-        for rid, prompt, n, s in new:
-            self.reqs[rid] = {"blocks": [], "computed": 0, "tokens": list(prompt)}
-            self.blocks_for(rid, n)
-            plan["scheduledNewReqs"].append({"reqId": rid, "promptTokenIds": list(prompt), "sampling": s,
-                                             "blockIds": list(self.reqs[rid]["blocks"]), "numComputedTokens": 0})
-            plan["numScheduledTokens"][rid] = n
-        for rid, n, *rest in cached:
-            r = self.reqs[rid]
-            resumed = bool(rest and rest[0])
-            if resumed:
-                r["blocks"], r["computed"] = [], 0
-            new_blocks = self.blocks_for(rid, r["computed"] + n)
-            d = {"reqId": rid, "newBlockIds": list(r["blocks"]) if resumed else new_blocks,
-                 "numComputedTokens": r["computed"], "resumedFromPreemption": resumed}
-            if resumed:
-                d["allTokenIds"] = list(r["tokens"])
-            plan["scheduledCachedReqs"].append(d)
-            plan["numScheduledTokens"][rid] = n
-        plan["totalNumScheduledTokens"] = sum(plan["numScheduledTokens"].values())
-        out = self.w.execute({"plan": plan})
-        for rid, n in plan["numScheduledTokens"].items():
-            self.reqs[rid]["computed"] += n
-        for rid, toks in out["sampledTokenIds"].items():
-            self.reqs[rid]["tokens"] += toks
+        out = self.w.execute({"plan": self.plans.plan(new, cached, finished, preempted)})
+        self.plans.record(out)
         return out
 
     def generate(self, rid, prompt, steps, s=None, chunk=None):

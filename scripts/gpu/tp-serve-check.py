@@ -14,8 +14,10 @@ import tempfile
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "python", "tests"))
 
 from lmi_executor.protocol import FrameSocket  # noqa: E402
+from plan_builder import PlanBuilder  # noqa: E402
 
 GREEDY = {"strategy": "greedy", "temperature": 1.0, "topK": 0, "topP": 1.0, "typicalP": 1.0, "minP": 0.0,
           "repetitionPenalty": 1.0, "presencePenalty": 0.0, "frequencyPenalty": 0.0, "logitBias": {}, "seed": 0,
@@ -48,39 +50,6 @@ class Node:
         return self.reply()
 
 
-class Plans:
-    """Blocks and computed counts per request; a decode may follow a step whose sample is still pending."""
-
-    def __init__(self, num_blocks, block_size=16):
-        self.free, self.bs, self.reqs, self.step = list(range(num_blocks))[::-1], block_size, {}, 0
-
-    def _grow(self, r, upto):
-        need = (upto + self.bs - 1) // self.bs - len(r["blocks"])
-        new = [self.free.pop() for _ in range(max(0, need))]
-        r["blocks"] += new
-        return new
-
-    def plan(self, new=(), cached=()):
-        self.step += 1
-        p = {"stepId": self.step, "scheduledNewReqs": [], "scheduledCachedReqs": [], "numScheduledTokens": {},
-             "totalNumScheduledTokens": 0, "finishedReqIds": [], "preemptedReqIds": []}
-        for rid, prompt, n in new:
-            r = self.reqs[rid] = {"blocks": [], "computed": 0, "prompt": list(prompt), "out": []}
-            self._grow(r, n)
-            p["scheduledNewReqs"].append({"reqId": rid, "promptTokenIds": list(prompt), "sampling": GREEDY,
-                                          "blockIds": list(r["blocks"]), "numComputedTokens": 0})
-            p["numScheduledTokens"][rid] = n
-        for rid, n in cached:
-            r = self.reqs[rid]
-            p["scheduledCachedReqs"].append({"reqId": rid, "newBlockIds": self._grow(r, r["computed"] + n),
-                                             "numComputedTokens": r["computed"], "resumedFromPreemption": False})
-            p["numScheduledTokens"][rid] = n
-        for rid, n in p["numScheduledTokens"].items():
-            self.reqs[rid]["computed"] += n
-        p["totalNumScheduledTokens"] = sum(p["numScheduledTokens"].values())
-        return p
-
-
 def run_model(model_dir, tp, device, graphs, port) -> bool:
     with open(os.path.join(model_dir, "golden.json")) as f:
         cases = json.load(f)["cases"]
@@ -103,19 +72,15 @@ def run_model(model_dir, tp, device, graphs, port) -> bool:
             raise RuntimeError(f"rank 0 does not launch steps ahead: {hello['capabilities']}")
         node.call("load")
         node.call("initCache", numBlocks=256)
-        plans = Plans(256)
+        plans = PlanBuilder(256, 16)
         want = {f"c{i}": c for i, c in enumerate(cases)}
         inflight = []  # plans sent whose reply is not read yet (at most two, as the engine keeps)
 
         def collect():
-            out = node.reply()
-            for rid, toks in out["sampledTokenIds"].items():
-                r = plans.reqs[rid]
-                if r["computed"] >= len(r["prompt"]):  # a prompt chunk short of its end samples nothing we keep
-                    r["out"] += toks
+            plans.record(node.reply())
             inflight.pop(0)
 
-        node.send("execute", plan=plans.plan(new=[(rid, c["input_ids"], min(5, len(c["input_ids"])))
+        node.send("execute", plan=plans.plan(new=[(rid, c["input_ids"], min(5, len(c["input_ids"])), GREEDY)
                                                   for rid, c in want.items()]))
         inflight.append(1)
         while True:
@@ -123,9 +88,9 @@ def run_model(model_dir, tp, device, graphs, port) -> bool:
             for rid, c in want.items():
                 r = plans.reqs[rid]
                 total = len(c["input_ids"]) + len(c["greedy"]["ids"])
-                known = len(r["prompt"]) + len(r["out"]) + len(inflight)  # pending samples count as known
-                if r["computed"] < len(r["prompt"]):
-                    runs.append((rid, min(5, len(r["prompt"]) - r["computed"])))
+                known = len(r["tokens"]) + len(inflight)  # pending samples count as known
+                if r["computed"] < r["prompt_len"]:
+                    runs.append((rid, min(5, r["prompt_len"] - r["computed"])))
                 elif r["computed"] < total - 1 and r["computed"] < known:
                     runs.append((rid, 1))
             if not runs:
@@ -137,7 +102,8 @@ def run_model(model_dir, tp, device, graphs, port) -> bool:
         while inflight:
             collect()
         node.call("shutdown")
-        return all(plans.reqs[rid]["out"][: len(c["greedy"]["ids"])] == c["greedy"]["ids"] for rid, c in want.items())
+        return all(plans.reqs[rid]["tokens"][len(c["input_ids"]):][: len(c["greedy"]["ids"])] == c["greedy"]["ids"]
+                   for rid, c in want.items())
     finally:
         for p in procs:
             try:
