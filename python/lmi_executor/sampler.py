@@ -179,6 +179,18 @@ def _draw_kernel(keys: torch.Tensor, rows: list) -> torch.Tensor:
     return draw_sorted(sorted_keys, order, params[0], top_k, params[1], params[2], params[3])
 
 
+def warm_draw_kernels(vocab: int, dtype, device) -> None:
+    """Compiles the draw kernels at startup (CUDA, 16-bit models), so that the first sampled request does not wait
+    for Triton to compile them."""
+    if torch.device(device).type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+        _draw_one(vocab, dtype, device)
+
+
+def _draw_one(vocab: int, dtype, device) -> torch.Tensor:
+    s = {"temperature": 1.0, "topK": 0, "topP": 0.9, "minP": 0.0, "seed": 0}
+    return _draw_kernel(torch.zeros((1, vocab), dtype=dtype, device=device), [SampleRow(s, 0, [], 0)])
+
+
 def modifies_logits(s: dict, num_generated: int) -> bool:
     """Logit bias, EOS suppression before min tokens, or penalties apply to this row's logits."""
     return bool(s["logitBias"]) or num_generated < s["minTokens"] or needs_history(s)

@@ -200,6 +200,12 @@ class Worker:
                 prefill_seconds = time.perf_counter() - t0
                 prefill_bytes = _held_bytes(self.device) - r0
         if self.device.type == "cuda":
+            from .sampler import warm_draw_kernels
+
+            try:
+                warm_draw_kernels(cfg.vocab_size, self.dtype, self.device)
+            except Exception as e:  # noqa: BLE001 - then the first sampled request compiles them: slower, not broken
+                sys.stderr.write(f"lmi_executor rank {self.tp.rank}: draw kernels not compiled at start: {e}\n")
             from .memory_profile import warm_allocator
 
             warm_allocator(self)  # last: nothing may return the blocks it leaves cached (no empty_cache after)

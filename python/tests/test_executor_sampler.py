@@ -182,6 +182,31 @@ class SamplerTest(unittest.TestCase):
             self.assertEqual(_draw(x.clone(), rows).tolist(), want, trial)
             self.assertEqual(_draw(x.clone(), rows, keys=x16).tolist(), want, trial)
 
+    def test_draw_kernels_are_warmed_only_on_cuda_for_16_bit_models(self):
+        # Off CUDA (or for fp32 logits) the warm-up does nothing: the draw kernels need Triton and a GPU.
+        from lmi_executor.sampler import warm_draw_kernels
+
+        self.assertIsNone(warm_draw_kernels(50, torch.bfloat16, "cpu"))
+        self.assertIsNone(warm_draw_kernels(50, torch.float32, "cuda"))
+        # On CUDA it draws one row (_draw_one) with settings that must be all _draw_kernel reads: here on the CPU,
+        # with the kernels replaced by a stand-in that checks what they are given.
+        import types
+        from unittest import mock
+
+        from lmi_executor import sampler
+
+        seen = {}
+
+        def draw_sorted(sorted_keys, order, temperature, top_k, top_p, min_p, u):
+            seen.update(shape=tuple(sorted_keys.shape), k=top_k.tolist(), p=top_p.tolist(), t=temperature.tolist())
+            return torch.zeros(1, dtype=torch.int64)
+
+        fake = types.ModuleType("lmi_executor.kernels.draw")
+        fake.draw_sorted = draw_sorted
+        with mock.patch.dict(sys.modules, {"lmi_executor.kernels.draw": fake}):
+            sampler._draw_one(50, torch.bfloat16, "cpu")
+        self.assertEqual(seen, {"shape": (1, 50), "k": [50], "p": [0.8999999761581421], "t": [1.0]})
+
     def test_logit_bias_and_min_tokens(self):
         logits = torch.tensor([[2.0, 1.0, 0.5]])
         self.assertEqual(sample(logits.clone(), [row(logitBias={"2": 5.0})])[0], [2])
