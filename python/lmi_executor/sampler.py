@@ -179,6 +179,11 @@ def _draw_kernel(keys: torch.Tensor, rows: list) -> torch.Tensor:
     return draw_sorted(sorted_keys, order, params[0], top_k, params[1], params[2], params[3])
 
 
+def _kernel_keys(keys) -> bool:
+    """The draw kernels serve rows whose 16-bit logits are on a CUDA device."""
+    return keys is not None and keys.is_cuda
+
+
 def warm_draw_kernels(vocab: int, dtype, device) -> None:
     """Compiles the draw kernels at startup (CUDA, 16-bit models), so that the first sampled request does not wait
     for Triton to compile them."""
@@ -222,10 +227,13 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, ke
     else:
         x = logits
     sampled = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
-    on_keys = keys is not None and keys.is_cuda
+    on_keys = _kernel_keys(keys)
     fast = [i for i in sampled if on_keys and not changed[i] and rows[i].sampling["typicalP"] >= 1]
     slow = [i for i in sampled if not (on_keys and not changed[i] and rows[i].sampling["typicalP"] >= 1)]
-    tokens = torch.argmax(x, dim=-1) if len(sampled) < len(rows) else None
+    if len(sampled) < len(rows):
+        tokens = torch.argmax(x, dim=-1)
+    elif fast and slow:  # every row samples, some each way: each group fills its rows
+        tokens = torch.empty(len(rows), dtype=torch.int64, device=x.device)
     for group, kernel in ((fast, True), (slow, False)):
         if not group:
             continue

@@ -207,6 +207,30 @@ class SamplerTest(unittest.TestCase):
             sampler._draw_one(50, torch.bfloat16, "cpu")
         self.assertEqual(seen, {"shape": (1, 50), "k": [50], "p": [0.8999999761581421], "t": [1.0]})
 
+    def test_rows_drawn_by_the_kernels_and_by_torch_in_one_batch(self):
+        # On CUDA, rows with unchanged 16-bit logits take the draw kernels and the others (penalties, typical-p)
+        # the torch form. Here the kernels' way is stood in for by the torch form on the same keys, so every
+        # split of a batch must give the tokens of drawing each row alone; the batch where every row samples,
+        # some each way, once failed with nothing to write the kernels' rows into.
+        from unittest import mock
+
+        from lmi_executor import sampler
+        from lmi_executor.sampler import sample_on_device
+
+        g = torch.Generator().manual_seed(2)
+        keys = (torch.randn(4, 64, generator=g) * 2).to(torch.bfloat16)
+        settings = [dict(strategy="sample", temperature=0.9, topP=0.9, seed=1),
+                    dict(strategy="sample", temperature=0.9, seed=2, repetitionPenalty=1.3),
+                    dict(strategy="sample", temperature=0.7, topK=8, seed=3),
+                    dict(strategy="sample", temperature=1.1, typicalP=0.8, seed=4)]
+        for batch in ([0, 1, 2, 3], [0, 2], [1, 3], [0, 1]):
+            rows = [SampleRow(sampling(**settings[i]), 3, [5, 9, 9, 30], 2) for i in batch]
+            with mock.patch.object(sampler, "_kernel_keys", lambda k: k is not None), \
+                    mock.patch.object(sampler, "_draw_kernel", lambda k, rs: sampler._draw(k.float(), rs, k)):
+                got = sample_on_device(keys[batch].float(), rows, 0, keys=keys[batch])[0].tolist()
+            alone = [sample_on_device(keys[i:i + 1].float(), [r])[0].item() for i, r in zip(batch, rows)]
+            self.assertEqual(got, alone, batch)
+
     def test_logit_bias_and_min_tokens(self):
         logits = torch.tensor([[2.0, 1.0, 0.5]])
         self.assertEqual(sample(logits.clone(), [row(logitBias={"2": 5.0})])[0], [2])
