@@ -227,9 +227,11 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, ke
     else:
         x = logits
     sampled = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
-    on_keys = _kernel_keys(keys)
-    fast = [i for i in sampled if on_keys and not changed[i] and rows[i].sampling["typicalP"] >= 1]
-    slow = [i for i in sampled if not (on_keys and not changed[i] and rows[i].sampling["typicalP"] >= 1)]
+    by_kernel = set()
+    if _kernel_keys(keys):
+        by_kernel = {i for i in sampled if not changed[i] and rows[i].sampling["typicalP"] >= 1}
+    fast = [i for i in sampled if i in by_kernel]
+    slow = [i for i in sampled if i not in by_kernel]
     if len(sampled) < len(rows):
         tokens = torch.argmax(x, dim=-1)
     elif fast and slow:  # every row samples, some each way: each group fills its rows
