@@ -13,12 +13,11 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path[:0] = [os.path.join(ROOT, "python"), os.path.join(ROOT, "python", "tests")]
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tp_ranks import reuse_worker, run_ranks  # noqa: E402
+from tp_ranks import hand_in, rank_worker, run_ranks, verdict  # noqa: E402
 
 
 def rank_main(rank, world, device, port, result_q):
-    from lmi_executor.config import SUPPORTED_ARCHITECTURES, ExecutorOptions
-    from lmi_executor.worker import Worker
+    from lmi_executor.config import SUPPORTED_ARCHITECTURES
     from test_executor_model import greedy_goldens_batched
 
     os.environ["LOCAL_RANK"] = str(rank)
@@ -36,18 +35,14 @@ def rank_main(rank, world, device, port, result_q):
         with open(os.path.join(d, "golden.json")) as f:
             cases = json.load(f)["cases"]
         for graphs in (False, True) if device == "cuda" else (False,):
-            opts = ExecutorOptions(model_dir=d, device=device, dtype="fp32", block_size=16, max_num_seqs=16,
-                                   tensor_parallel_degree=world, enable_cuda_graph=graphs,
-                                   dist_init_method=f"tcp://127.0.0.1:{port}" if tp is None else "")
-            w = Worker(opts, rank, world) if tp is None else reuse_worker(opts, rank, tp)
+            w = rank_worker(rank, world, port, tp, model_dir=d, device=device, dtype="fp32", block_size=16,
+                            max_num_seqs=16, enable_cuda_graph=graphs)
             tp = w.tp
             w.load({})
             w.init_cache({"numBlocks": 256})
             ok = greedy_goldens_batched(w, cases)
             report.append({"model": name, "graphs": graphs, "tokenExact": ok})
-    if rank == 0:
-        result_q.put(report)
-    tp.barrier()
+    hand_in(rank, report, result_q, tp)
 
 
 def main():
@@ -58,9 +53,7 @@ def main():
     report, exits = run_ranks(rank_main, a.tp, a.device)
     for r in report:
         print(f"| TP={a.tp} {a.device} | {r['model']} | graphs={r['graphs']} | token-exact={r['tokenExact']} |")
-    bad = [r for r in report if not r["tokenExact"]] or [c for c in exits if c != 0]
-    print("tp-check", "FAILED" if bad or not report else "OK")
-    sys.exit(1 if bad or not report else 0)
+    verdict("tp-check", report, [r for r in report if not r["tokenExact"]], exits)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,12 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path[:0] = [os.path.join(ROOT, "python"), os.path.join(ROOT, "python", "tests")]
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tp_ranks import reuse_worker, run_ranks  # noqa: E402
+from tp_ranks import hand_in, rank_worker, run_ranks, verdict  # noqa: E402
 
 MODELS = ("llama", "mistral", "phi3", "qwen2", "qwen3")
 
 
 def rank_main(rank, world, port, result_q):
-    from lmi_executor.config import ExecutorOptions
-    from lmi_executor.worker import Worker
     from test_executor_model import Driver, sampling
 
     os.environ["LOCAL_RANK"] = str(rank)
@@ -31,10 +29,8 @@ def rank_main(rank, world, port, result_q):
         d = os.path.join(ROOT, "models", "zoo", name)
         with open(os.path.join(d, "golden.json")) as f:
             cases = json.load(f)["cases"]
-        opts = ExecutorOptions(model_dir=d, device="cuda", dtype="bf16", block_size=16, max_num_seqs=16,
-                               tensor_parallel_degree=world, enable_cuda_graph=False,
-                               dist_init_method=f"tcp://127.0.0.1:{port}" if tp is None else "")
-        w = Worker(opts, rank, world) if tp is None else reuse_worker(opts, rank, tp)
+        w = rank_worker(rank, world, port, tp, model_dir=d, device="cuda", dtype="bf16", block_size=16,
+                        max_num_seqs=16, enable_cuda_graph=False)
         tp = w.tp
         w.load({})
         w.init_cache({"numBlocks": 256})
@@ -56,9 +52,7 @@ def rank_main(rank, world, port, result_q):
             agree = int((small.argmax(-1) == general.argmax(-1)).sum())
             report.append({"model": name, "batch": B, "relErr": err, "argmaxAgree": f"{agree}/{B}"})
             drv.run(finished=list(prompts))
-    if rank == 0:
-        result_q.put(report)
-    tp.barrier()
+    hand_in(rank, report, result_q, tp)
 
 
 def main():
@@ -70,9 +64,7 @@ def main():
     for r in report:
         print(f"| TP={a.tp} | {r['model']} | batch {r['batch']} | GEMV vs general logits rel. diff {r['relErr']:.2e} | "
               f"argmax agree {r['argmaxAgree']} |")
-    bad = [r for r in report if r["relErr"] > a.tol] or [c for c in exits if c != 0]
-    print("tp-small-step-check", "FAILED" if bad or not report else "OK")
-    sys.exit(1 if bad or not report else 0)
+    verdict("tp-small-step-check", report, [r for r in report if r["relErr"] > a.tol], exits)
 
 
 if __name__ == "__main__":
