@@ -1,8 +1,8 @@
 # What sampling costs on the GPU outside the decode graph: sampler.sample_on_device for one step's rows (bf16
-# logits widened first, as the runner does for a decode graph's output) at several batch sizes, for greedy with
-# penalties, seeded temperature / top-p / top-k draws, greedy with the log_softmax that 5 logprob
-# alternatives are taken from (the runner's top-k after it not included), and the pieces of a
-# draw (the stable descending sort).
+# logits, passed as the runner of the sampler's version passes a decode graph's output) at several batch sizes,
+# for greedy with penalties, seeded temperature / top-p / top-k draws, greedy with the log_softmax that 5 logprob
+# alternatives are taken from (the runner's top-k after it not included), and the pieces of a draw (the stable
+# descending sort).
 # Eager launches timed with CUDA events over many calls (sampling runs eagerly in serving too), median of rounds.
 # Usage (GPU machine): python3 bench/gpu-sampler-bench.py [--rows 1,64,256] [--vocab 128256] [--json-out F]
 import argparse
@@ -64,13 +64,22 @@ def main() -> None:
         logits = (torch.randn(R, args.vocab, device=dev, generator=g) * 3).to(torch.bfloat16)
         hist = torch.randint(0, args.vocab, (R + 1, args.context + 1), device=dev, generator=g, dtype=torch.int32)
         row_ms = {}
-        # The runner hands the decode graph's 16-bit logits along as sort keys (older samplers take none).
-        keys = {"keys": logits} if "keys" in inspect.signature(sample_on_device).parameters else {}
+        # What the runner passes: the decode graph's 16-bit logits as they are (since the sampler widens them only
+        # where needed), before that widened with the 16-bit ones as sort keys, before those fp32 alone.
+        if "widened to fp32 here only" in " ".join((sample_on_device.__doc__ or "").split()):
+            def call(rows, k):
+                return sample_on_device(logits, rows, k, hist=hist)
+        elif "keys" in inspect.signature(sample_on_device).parameters:
+            def call(rows, k):
+                return sample_on_device(logits.float(), rows, k, hist=hist, keys=logits)
+        else:
+            def call(rows, k):
+                return sample_on_device(logits.float(), rows, k, hist=hist)
         for name in args.cases.split(","):
             s = {**_BASE, **CASES[name]}
             rows = [SampleRow({**s, "seed": i}, 128, [], args.context - 128, i) for i in range(R)]
             k = s["numTopLogprobs"]
-            row_ms[name] = timed(lambda: sample_on_device(logits.float(), rows, k, hist=hist, **keys))
+            row_ms[name] = timed(lambda: call(rows, k))
         x = logits.float()
         row_ms["sort_stable_desc"] = timed(lambda: x.sort(dim=-1, descending=True, stable=True))
         row_ms["sort"] = timed(lambda: x.sort(dim=-1, descending=True))

@@ -368,15 +368,14 @@ class ModelRunner:
                 self._greedy_into(sel, pair, rows=rows_dev, last_token=self.last_token)
                 return self._finish_later(out, states, pair)
             return self._finish_sampled(out, states, rows_dev, *greedy(sel))
-        keys = None
-        if sel.dtype != torch.float32:
-            keys, sel = sel, sel.float()  # a decode graph's logits stay in the model's dtype; widening is exact
+        # A decode graph's logits stay in the model's dtype: the sampler widens them (exactly) only where a row
+        # needs fp32, and uses the 16-bit values as sort keys.
         # Only counts are needed from the host (the n of each seeded draw, min tokens): pending ones count,
         # less the one this step draws.
         rows = [SampleRow(st.sampling, _num_generated(st) - 1, st.token_ids, st.prompt_len, st.row) for st in states]
         if all(is_fast_sampling(st.sampling) for st in states):
             k = max(st.sampling["numTopLogprobs"] for st in states)
-            tok, lp, logprobs = sample_on_device(sel, rows, k, hist=self.hist, keys=keys)
+            tok, lp, logprobs = sample_on_device(sel, rows, k, hist=self.hist)
             self._hist_sampled(states, rows, tok)
             return self._finish_sampled(out, states, rows_dev, tok, lp, logprobs.topk(k, dim=-1) if k else None)
         tokens, chosen, tops = sample(sel, rows, hist=self.hist)

@@ -176,7 +176,7 @@ def _draw_kernel(keys: torch.Tensor, rows: list) -> torch.Tensor:
     params = _dev([[s["temperature"], s["topP"], s["minP"], uniform(s["seed"], r.num_generated)]
                    for s, r in zip(S, rows)], dev, torch.float32).T.contiguous()
     top_k = _dev([s["topK"] if s["topK"] > 0 else V for s in S], dev, torch.int32)
-    return draw_sorted(sorted_keys, order, params[0], top_k, params[1], params[2], params[3])
+    return draw_sorted(sorted_keys, order, params[0], top_k, params[1], params[2], params[3])  # tokens, logprobs
 
 
 def _kernel_keys(keys) -> bool:
@@ -193,7 +193,7 @@ def warm_draw_kernels(vocab: int, dtype, device) -> None:
 
 def _draw_one(vocab: int, dtype, device) -> torch.Tensor:
     s = {"temperature": 1.0, "topK": 0, "topP": 0.9, "minP": 0.0, "seed": 0}
-    return _draw_kernel(torch.zeros((1, vocab), dtype=dtype, device=device), [SampleRow(s, 0, [], 0)])
+    return _draw_kernel(torch.zeros((1, vocab), dtype=dtype, device=device), [SampleRow(s, 0, [], 0)])[0]
 
 
 def modifies_logits(s: dict, num_generated: int) -> bool:
@@ -213,55 +213,73 @@ def greedy(logits: torch.Tensor) -> tuple:
 
 
 def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, keys=None) -> tuple:
-    """logits [R, V] fp32 -> (token ids, chosen-token logprobs) as device tensors, plus the full log_softmax
-    when k > 0; hist: the runner's device token history (penalties read it; None: the rows' host lists); keys:
-    the 16-bit logits that `logits` widens (a faster sort, and on CUDA the draw kernels, for the rows whose
-    logits nothing changes). Which way a row is drawn depends on its own settings only. Nothing here waits for
-    the device."""
+    """logits [R, V] -> (token ids, chosen-token logprobs) as device tensors, plus the full log_softmax when k > 0.
+    logits: fp32, or a decode graph's 16-bit logits, which are widened to fp32 here only when a row needs them
+    (penalties, greedy rows beside sampled ones, the torch form of a draw, logprob alternatives); keys: the 16-bit
+    logits that fp32 `logits` widen (16-bit `logits` are their own keys). Keys give a faster sort and, on CUDA, the
+    draw kernels for the rows whose logits nothing changes; when every row is drawn by the kernels, the chosen
+    tokens' logprobs come from them too. hist: the runner's device token history (penalties read it; None: the
+    rows' host lists). Which way a row is drawn depends on its own settings only. Nothing here waits for the
+    device."""
+    dev = logits.device
+    if logits.dtype != torch.float32:
+        keys, logits = logits, None
+    wide = [logits]
+
+    def raw() -> torch.Tensor:  # the unmodified logits in fp32 (the widening of 16-bit keys is exact)
+        if wide[0] is None:
+            wide[0] = keys.float()
+        return wide[0]
+
     changed = [modifies_logits(r.sampling, r.num_generated) for r in rows]
-    # Plain greedy batches (the common case) neither copy the logits nor write a full log_softmax.
+    x = None  # the logits with bias, min tokens and penalties applied, when a row has any
     if any(changed):
-        x = logits.clone()
+        x = raw().clone()
         _apply_bias_and_min_tokens(x, rows)
         _apply_penalties(x, rows, hist)
-    else:
-        x = logits
     sampled = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
     by_kernel = set()
     if _kernel_keys(keys):
         by_kernel = {i for i in sampled if not changed[i] and rows[i].sampling["typicalP"] >= 1}
     fast = [i for i in sampled if i in by_kernel]
     slow = [i for i in sampled if i not in by_kernel]
+    chosen = None
     if len(sampled) < len(rows):
-        tokens = torch.argmax(x, dim=-1)
+        tokens = torch.argmax(raw() if x is None else x, dim=-1)
     elif fast and slow:  # every row samples, some each way: each group fills its rows
-        tokens = torch.empty(len(rows), dtype=torch.int64, device=x.device)
+        tokens = torch.empty(len(rows), dtype=torch.int64, device=dev)
     for group, kernel in ((fast, True), (slow, False)):
         if not group:
             continue
         whole = len(group) == len(rows)
-        gi = None if whole else _dev(group, x.device)
         sub = [rows[i] for i in group]
+        gi = None if whole else _dev(group, dev)
         if kernel:
-            drawn = _draw_kernel(keys if whole else keys.index_select(0, gi), sub)
+            drawn, lp = _draw_kernel(keys if whole else keys.index_select(0, gi), sub)
+            if whole:
+                chosen = lp
         else:
+            src = raw() if x is None else x
             sub_keys = keys if keys is not None and not any(changed[i] for i in group) else None
             if whole:
-                drawn = _draw(x, sub, sub_keys)
+                drawn = _draw(src, sub, sub_keys)
             else:
-                drawn = _draw(x.index_select(0, gi), sub, None if sub_keys is None else sub_keys.index_select(0, gi))
+                drawn = _draw(src.index_select(0, gi), sub, None if sub_keys is None else sub_keys.index_select(0, gi))
         if whole:
             tokens = drawn
         else:
             tokens.index_copy_(0, gi, drawn)
     if k > 0:
-        logprobs = torch.log_softmax(logits, dim=-1)
+        logprobs = torch.log_softmax(raw(), dim=-1)
         return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1), logprobs
-    return tokens, chosen_logprob(logits, tokens), None
+    if chosen is None:
+        chosen = chosen_logprob(raw(), tokens)
+    return tokens, chosen, None
 
 
 def sample(logits: torch.Tensor, rows: list, hist=None) -> tuple:
-    """logits [R, V] fp32 -> (token ids, chosen-token logprobs, top logprobs per row) as host lists."""
+    """logits [R, V] (fp32, or 16-bit as sample_on_device takes them) -> (token ids, chosen-token logprobs, top
+    logprobs per row) as host lists."""
     k = max((r.sampling["numTopLogprobs"] for r in rows), default=0)
     tokens, chosen, logprobs = sample_on_device(logits, rows, k, hist)
     tops = [[] for _ in rows]

@@ -199,7 +199,7 @@ class SamplerTest(unittest.TestCase):
 
         def draw_sorted(sorted_keys, order, temperature, top_k, top_p, min_p, u):
             seen.update(shape=tuple(sorted_keys.shape), k=top_k.tolist(), p=top_p.tolist(), t=temperature.tolist())
-            return torch.zeros(1, dtype=torch.int64)
+            return torch.zeros(1, dtype=torch.int64), torch.zeros(1)
 
         fake = types.ModuleType("lmi_executor.kernels.draw")
         fake.draw_sorted = draw_sorted
@@ -226,10 +226,33 @@ class SamplerTest(unittest.TestCase):
         for batch in ([0, 1, 2, 3], [0, 2], [1, 3], [0, 1]):
             rows = [SampleRow(sampling(**settings[i]), 3, [5, 9, 9, 30], 2) for i in batch]
             with mock.patch.object(sampler, "_kernel_keys", lambda k: k is not None), \
-                    mock.patch.object(sampler, "_draw_kernel", lambda k, rs: sampler._draw(k.float(), rs, k)):
+                    mock.patch.object(sampler, "_draw_kernel",
+                                      lambda k, rs: (sampler._draw(k.float(), rs, k), torch.zeros(len(rs)))):
                 got = sample_on_device(keys[batch].float(), rows, 0, keys=keys[batch])[0].tolist()
             alone = [sample_on_device(keys[i:i + 1].float(), [r])[0].item() for i, r in zip(batch, rows)]
             self.assertEqual(got, alone, batch)
+
+    def test_16_bit_logits_are_widened_only_where_needed_and_give_the_same_samples(self):
+        # A decode graph hands its 16-bit logits over as they are; the sampler widens them itself where a row needs
+        # fp32. Tokens and logprobs equal those of the widened logits passed with the 16-bit ones as keys.
+        from lmi_executor.sampler import sample_on_device
+
+        g = torch.Generator().manual_seed(4)
+        keys = (torch.randn(5, 80, generator=g) * 2).to(torch.bfloat16)
+        settings = [dict(strategy="sample", temperature=0.8, topP=0.9, seed=1), dict(),
+                    dict(strategy="sample", temperature=1.1, seed=2, repetitionPenalty=1.2),
+                    dict(logitBias={"3": 4.0}), dict(strategy="sample", temperature=0.7, topK=5, typicalP=0.9, seed=3)]
+        for batch in ([0], [1], [0, 4], [0, 1, 2, 3, 4], [2, 3]):
+            for k in (0, 3):
+                rows = [SampleRow(sampling(**settings[i]), 2, [7, 8, 9], 1) for i in batch]
+                want = sample_on_device(keys[batch].float(), rows, k, keys=keys[batch])
+                got = sample_on_device(keys[batch], rows, k)
+                self.assertEqual(got[0].tolist(), want[0].tolist(), (batch, k))
+                self.assertTrue(torch.equal(got[1], want[1]), (batch, k))
+                self.assertEqual(got[2] is None, k == 0)
+                if k:
+                    self.assertTrue(torch.equal(got[2], want[2]))
+        self.assertEqual(keys.dtype, torch.bfloat16)  # the caller's logits are never widened in place
 
     def test_logit_bias_and_min_tokens(self):
         logits = torch.tensor([[2.0, 1.0, 0.5]])

@@ -86,7 +86,7 @@ class DrawKernelTest(unittest.TestCase):
         # in another order, so a draw may differ where u * M lies within rounding of a boundary: then only by one
         # place in the sorted order. Ragged vocabularies (not a multiple of the chunk) and single-chunk rows too.
         from lmi_executor.kernels.draw import CHUNK
-        from lmi_executor.sampler import SampleRow, _draw, _draw_kernel
+        from lmi_executor.sampler import SampleRow, _draw, _draw_kernel, chosen_logprob
         from test_executor_model import sampling
 
         g = torch.Generator(device="cuda").manual_seed(3)
@@ -100,8 +100,10 @@ class DrawKernelTest(unittest.TestCase):
                 rows = [SampleRow(sampling(strategy="sample", seed=rep * 100 + j, **st), rep, [], 0)
                         for j, st in enumerate(settings * 8)]
                 keys = (torch.randn((len(rows), vocab), generator=g, device="cuda") * scale).to(torch.bfloat16)
-                got = _draw_kernel(keys, rows)
+                got, lp = _draw_kernel(keys, rows)
                 want = _draw(keys.float(), rows, keys)
+                # The kernels' logprob of the drawn token: log_softmax of the raw logits, summed in another order.
+                torch.testing.assert_close(lp, chosen_logprob(keys.float(), got), rtol=0, atol=2e-5)
                 rank = torch.empty_like(keys, dtype=torch.int64)
                 order = keys.sort(dim=-1, descending=True, stable=True).indices
                 rank.scatter_(1, order, torch.arange(vocab, device="cuda").expand_as(order))
@@ -113,6 +115,26 @@ class DrawKernelTest(unittest.TestCase):
                     if st.get("topK") == 1 or st.get("topP") == 1e-6:
                         self.assertEqual(int(got[j]), int(order[j, 0]))
         self.assertLessEqual(differ, total // 100, f"{differ} of {total} draws differ")
+
+    def test_a_batch_split_between_the_kernels_and_torch_draws_each_row_as_alone(self):
+        # Rows with unchanged 16-bit logits take the kernels; penalties or typical-p send a row to the torch form.
+        # Whichever group a row's neighbours take, its token is the one it gets alone (its seed, its way).
+        from lmi_executor.sampler import SampleRow, sample_on_device, warm_draw_kernels
+        from test_executor_model import sampling
+
+        warm_draw_kernels(32000, torch.bfloat16, "cuda")
+        g = torch.Generator(device="cuda").manual_seed(5)
+        keys = (torch.randn((4, 32000), generator=g, device="cuda") * 2).to(torch.bfloat16)
+        settings = [dict(strategy="sample", temperature=0.9, topP=0.9, seed=1),
+                    dict(strategy="sample", temperature=0.9, seed=2, repetitionPenalty=1.3),
+                    dict(strategy="sample", temperature=0.7, topK=8, seed=3),
+                    dict(strategy="sample", temperature=1.1, typicalP=0.8, seed=4)]
+        for batch in ([0, 1, 2, 3], [0, 2], [1, 3], [0, 1], [3, 2]):
+            rows = [SampleRow(sampling(**settings[i]), 3, [5, 9, 9, 30], 2) for i in batch]
+            got = sample_on_device(keys[batch].float(), rows, 0, keys=keys[batch])[0].tolist()
+            alone = [sample_on_device(keys[i:i + 1].float(), [r], 0, keys=keys[i:i + 1])[0].item()
+                     for i, r in zip(batch, rows)]
+            self.assertEqual(got, alone, batch)
 
 
 @unittest.skipUnless(CUDA, "needs a CUDA GPU")

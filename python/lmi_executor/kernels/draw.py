@@ -5,7 +5,9 @@
 # takes one row: the survivors are the first n sorted tokens (top-k, top-p and min-p each keep a prefix), the
 # top-p cut is found in the one chunk where the running mass crosses top_p * sum(e), the kept mass M in the
 # chunk holding token n - 1, and the draw (the first token whose running mass exceeds u * M) in the chunk where
-# u * M falls: at most three chunks of the row are read again.
+# u * M falls: at most three chunks of the row are read again. The drawn token's logprob comes out too: the first
+# kernel also sums exp(x - x_max) per chunk (the raw logits, no temperature), the second takes
+# log_softmax(x)[token] = x_token - x_max - log(sum), so a sampled step writes no fp32 copy of its logits.
 # Invariant: the same function as sampler._draw's masked-CDF form (tokens equal but where u * M lies within
 # float rounding of a boundary, as the sums are taken in another order).
 import torch
@@ -16,15 +18,18 @@ CHUNK = 2048
 
 
 @triton.jit
-def _chunk_kernel(v_ptr, temp_ptr, minp_ptr, s_ptr, n_ptr, V, stride_v, C, CHUNK: tl.constexpr):
+def _chunk_kernel(v_ptr, temp_ptr, minp_ptr, s_ptr, n_ptr, z_ptr, V, stride_v, C, CHUNK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
     t = tl.load(temp_ptr + row)
-    top = tl.load(v_ptr + row * stride_v).to(tl.float32) / t
+    x0 = tl.load(v_ptr + row * stride_v).to(tl.float32)
+    top = x0 / t
     cols = c * CHUNK + tl.arange(0, CHUNK)
     ok = cols < V
-    e = tl.where(ok, tl.exp(tl.load(v_ptr + row * stride_v + cols, mask=ok, other=0.0).to(tl.float32) / t - top), 0.0)
+    x = tl.load(v_ptr + row * stride_v + cols, mask=ok, other=0.0).to(tl.float32)
+    e = tl.where(ok, tl.exp(x / t - top), 0.0)
     tl.store(s_ptr + row * C + c, tl.sum(e, 0))
+    tl.store(z_ptr + row * C + c, tl.sum(tl.where(ok, tl.exp(x - x0), 0.0), 0))
     tl.store(n_ptr + row * C + c, tl.sum((ok & (e >= tl.load(minp_ptr + row))).to(tl.int32), 0))
 
 
@@ -37,8 +42,8 @@ def _chunk_e(v_ptr, row, stride_v, c, t, top, V, CHUNK: tl.constexpr):
 
 
 @triton.jit
-def _pick_kernel(v_ptr, order_ptr, s_ptr, n_ptr, temp_ptr, topk_ptr, topp_ptr, u_ptr, out_ptr, V, stride_v, stride_o,
-                 C, CHUNK: tl.constexpr, BLOCK_C: tl.constexpr):
+def _pick_kernel(v_ptr, order_ptr, s_ptr, n_ptr, z_ptr, temp_ptr, topk_ptr, topp_ptr, u_ptr, out_ptr, lp_ptr, V, stride_v,
+                 stride_o, C, CHUNK: tl.constexpr, BLOCK_C: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cc = tl.arange(0, BLOCK_C)
     okc = cc < C
@@ -66,21 +71,28 @@ def _pick_kernel(v_ptr, order_ptr, s_ptr, n_ptr, temp_ptr, topk_ptr, topp_ptr, u
     incl = tl.sum(tl.where(cc == c, before, 0.0), 0) + tl.cumsum(e, 0)
     pick = tl.minimum(c * CHUNK + tl.sum((ok & (incl <= target)).to(tl.int32), 0), last)
     tl.store(out_ptr + row, tl.load(order_ptr + row * stride_o + pick))
+    x0 = tl.load(v_ptr + row * stride_v).to(tl.float32)
+    lse = x0 + tl.log(tl.sum(tl.load(z_ptr + row * C + cc, mask=okc, other=0.0), 0))
+    tl.store(lp_ptr + row, tl.load(v_ptr + row * stride_v + pick).to(tl.float32) - lse)
 
 
 def draw_sorted(sorted_keys: torch.Tensor, order: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
-                top_p: torch.Tensor, min_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+                top_p: torch.Tensor, min_p: torch.Tensor, u: torch.Tensor) -> tuple:
     """sorted_keys [R, V] 16-bit logits sorted descending with `order` (int64, their token ids); per row:
-    temperature, top_p, min_p, u (fp32 [R]) and top_k (int32 [R], V for none) -> the drawn token ids (int64 [R])."""
+    temperature, top_p, min_p, u (fp32 [R]) and top_k (int32 [R], V for none) -> the drawn token ids (int64 [R])
+    and their logprobs under the raw logits (log_softmax, fp32 [R])."""
     R, V = sorted_keys.shape
-    out = torch.empty(R, dtype=torch.int64, device=sorted_keys.device)
+    dev = sorted_keys.device
+    out = torch.empty(R, dtype=torch.int64, device=dev)
+    lp = torch.empty(R, dtype=torch.float32, device=dev)
     if R == 0:
-        return out
+        return out, lp
     C = triton.cdiv(V, CHUNK)
-    s = torch.empty((R, C), dtype=torch.float32, device=sorted_keys.device)
-    n = torch.empty((R, C), dtype=torch.int32, device=sorted_keys.device)
-    _chunk_kernel[(R, C)](sorted_keys, temperature, min_p, s, n, V, sorted_keys.stride(0), C, CHUNK=CHUNK,
+    s = torch.empty((3, R, C), dtype=torch.float32, device=dev)  # masses at T, min-p counts (as int32), raw masses
+    n = s[1].view(torch.int32)
+    _chunk_kernel[(R, C)](sorted_keys, temperature, min_p, s[0], n, s[2], V, sorted_keys.stride(0), C, CHUNK=CHUNK,
                           num_warps=4)
-    _pick_kernel[(R,)](sorted_keys, order, s, n, temperature, top_k, top_p, u, out, V, sorted_keys.stride(0),
-                       order.stride(0), C, CHUNK=CHUNK, BLOCK_C=max(16, triton.next_power_of_2(C)), num_warps=8)
-    return out
+    _pick_kernel[(R,)](sorted_keys, order, s[0], n, s[2], temperature, top_k, top_p, u, out, lp, V,
+                       sorted_keys.stride(0), order.stride(0), C, CHUNK=CHUNK,
+                       BLOCK_C=max(16, triton.next_power_of_2(C)), num_warps=8)
+    return out, lp
