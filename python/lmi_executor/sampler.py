@@ -165,9 +165,10 @@ def _draw(x: torch.Tensor, rows: list, keys=None) -> torch.Tensor:
     return order.gather(1, torch.minimum(pick, last)).squeeze(1)
 
 
-def _draw_kernel(keys: torch.Tensor, rows: list) -> torch.Tensor:
-    """_draw for rows whose logits are `keys` (16-bit, CUDA) widened, with no typical-p: the sort, then the draw
-    kernels (kernels/draw.py) instead of the softmax, CDF and search passes over the vocabulary."""
+def _draw_kernel(keys: torch.Tensor, rows: list) -> tuple:
+    """_draw for rows whose logits are `keys` (CUDA; 16-bit, widened exactly, or fp32), with no typical-p: the sort,
+    then the draw kernels (kernels/draw.py) instead of the softmax, CDF and search passes over the vocabulary.
+    Returns the tokens and their logprobs."""
     from .kernels.draw import draw_sorted
 
     dev, V = keys.device, keys.shape[1]
@@ -180,15 +181,17 @@ def _draw_kernel(keys: torch.Tensor, rows: list) -> torch.Tensor:
 
 
 def _kernel_keys(keys) -> bool:
-    """The draw kernels serve rows whose 16-bit logits are on a CUDA device."""
+    """The draw kernels serve rows whose logits (16-bit, or fp32) are on a CUDA device."""
     return keys is not None and keys.is_cuda
 
 
 def warm_draw_kernels(vocab: int, dtype, device) -> None:
-    """Compiles the draw kernels at startup (CUDA, 16-bit models), so that the first sampled request does not wait
-    for Triton to compile them."""
-    if torch.device(device).type == "cuda" and dtype in (torch.bfloat16, torch.float16):
-        _draw_one(vocab, dtype, device)
+    """Compiles the draw kernels at startup on CUDA, so that the first sampled request does not wait for Triton to
+    compile them: for the model's dtype (a decode graph's logits) and for fp32 (the logits of decode steps of a
+    few rows, whose LM head writes fp32)."""
+    if torch.device(device).type == "cuda":
+        for dt in dict.fromkeys([dtype, torch.float32]):
+            _draw_one(vocab, dt, device)
 
 
 def _draw_one(vocab: int, dtype, device) -> torch.Tensor:
@@ -216,9 +219,9 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, ke
     """logits [R, V] -> (token ids, chosen-token logprobs) as device tensors, plus the full log_softmax when k > 0.
     logits: fp32, or a decode graph's 16-bit logits, which are widened to fp32 here only when a row needs them
     (penalties, greedy rows beside sampled ones, the torch form of a draw, logprob alternatives); keys: the 16-bit
-    logits that fp32 `logits` widen (16-bit `logits` are their own keys). Keys give a faster sort and, on CUDA, the
-    draw kernels for the rows whose logits nothing changes; when every row is drawn by the kernels, the chosen
-    tokens' logprobs come from them too. hist: the runner's device token history (penalties read it; None: the
+    logits that fp32 `logits` widen (16-bit `logits` are their own keys), which the torch form sorts faster. On CUDA
+    the draw kernels take the rows whose logits nothing changes (sorting the keys, or fp32 logits that have none);
+    when every row is drawn by the kernels, the chosen tokens' logprobs come from them too. hist: the runner's device token history (penalties read it; None: the
     rows' host lists). Which way a row is drawn depends on its own settings only. Nothing here waits for the
     device."""
     dev = logits.device
@@ -239,7 +242,8 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, ke
         _apply_penalties(x, rows, hist)
     sampled = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
     by_kernel = set()
-    if _kernel_keys(keys):
+    kernel_keys = keys if keys is not None else logits  # fp32 logits are their own keys for the kernels
+    if _kernel_keys(kernel_keys):
         by_kernel = {i for i in sampled if not changed[i] and rows[i].sampling["typicalP"] >= 1}
     fast = [i for i in sampled if i in by_kernel]
     slow = [i for i in sampled if i not in by_kernel]
@@ -255,7 +259,7 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, ke
         sub = [rows[i] for i in group]
         gi = None if whole else _dev(group, dev)
         if kernel:
-            drawn, lp = _draw_kernel(keys if whole else keys.index_select(0, gi), sub)
+            drawn, lp = _draw_kernel(kernel_keys if whole else kernel_keys.index_select(0, gi), sub)
             if whole:
                 chosen = lp
         else:

@@ -182,18 +182,24 @@ class SamplerTest(unittest.TestCase):
             self.assertEqual(_draw(x.clone(), rows).tolist(), want, trial)
             self.assertEqual(_draw(x.clone(), rows, keys=x16).tolist(), want, trial)
 
-    def test_draw_kernels_are_warmed_only_on_cuda_for_16_bit_models(self):
-        # Off CUDA (or for fp32 logits) the warm-up does nothing: the draw kernels need Triton and a GPU.
-        from lmi_executor.sampler import warm_draw_kernels
-
-        self.assertIsNone(warm_draw_kernels(50, torch.bfloat16, "cpu"))
-        self.assertIsNone(warm_draw_kernels(50, torch.float32, "cuda"))
-        # On CUDA it draws one row (_draw_one) with settings that must be all _draw_kernel reads: here on the CPU,
-        # with the kernels replaced by a stand-in that checks what they are given.
+    def test_draw_kernels_are_warmed_on_cuda_for_the_model_dtype_and_fp32(self):
+        # Off CUDA the warm-up does nothing: the draw kernels need Triton and a GPU. On CUDA it compiles them for the
+        # model's dtype (a decode graph's logits) and for fp32 (the logits of small steps), once each.
         import types
         from unittest import mock
 
         from lmi_executor import sampler
+        from lmi_executor.sampler import warm_draw_kernels
+
+        drawn = []
+        with mock.patch.object(sampler, "_draw_one", lambda vocab, dtype, device: drawn.append((vocab, dtype))):
+            warm_draw_kernels(50, torch.bfloat16, "cpu")
+            self.assertEqual(drawn, [])
+            warm_draw_kernels(50, torch.bfloat16, "cuda")
+            warm_draw_kernels(60, torch.float32, "cuda:0")
+        self.assertEqual(drawn, [(50, torch.bfloat16), (50, torch.float32), (60, torch.float32)])
+        # Each draws one row (_draw_one) with settings that must be all _draw_kernel reads: here on the CPU, with
+        # the kernels replaced by a stand-in that checks what they are given.
 
         seen = {}
 

@@ -99,7 +99,10 @@ class DrawKernelTest(unittest.TestCase):
             for rep in range(4):
                 rows = [SampleRow(sampling(strategy="sample", seed=rep * 100 + j, **st), rep, [], 0)
                         for j, st in enumerate(settings * 8)]
+                # bf16 logits (a decode graph's), or fp32 ones (the LM head of a few rows writes fp32) on odd rounds
                 keys = (torch.randn((len(rows), vocab), generator=g, device="cuda") * scale).to(torch.bfloat16)
+                if rep % 2:
+                    keys = keys.float() + torch.rand(keys.shape, generator=g, device="cuda") * 1e-3
                 got, lp = _draw_kernel(keys, rows)
                 want = _draw(keys.float(), rows, keys)
                 # The kernels' logprob of the drawn token: log_softmax of the raw logits, summed in another order.

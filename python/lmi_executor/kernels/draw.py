@@ -1,4 +1,4 @@
-# Seeded draws after the sort, in two small kernels: the sampler sorts a step's 16-bit logits (descending,
+# Seeded draws after the sort, in two small kernels: the sampler sorts a step's logits (16-bit or fp32; descending,
 # stable) and these find each row's token without writing a probability, a CDF or a mask over the vocabulary.
 # The first kernel spreads each sorted row over CHUNK-wide programs: per chunk, the sum of e = exp(x / T - max)
 # and how many entries pass min-p (e >= min_p: p >= min_p * p_max with the normaliser cancelled). The second
@@ -78,7 +78,7 @@ def _pick_kernel(v_ptr, order_ptr, s_ptr, n_ptr, z_ptr, temp_ptr, topk_ptr, topp
 
 def draw_sorted(sorted_keys: torch.Tensor, order: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
                 top_p: torch.Tensor, min_p: torch.Tensor, u: torch.Tensor) -> tuple:
-    """sorted_keys [R, V] 16-bit logits sorted descending with `order` (int64, their token ids); per row:
+    """sorted_keys [R, V] logits (16-bit or fp32) sorted descending with `order` (int64, their token ids); per row:
     temperature, top_p, min_p, u (fp32 [R]) and top_k (int32 [R], V for none) -> the drawn token ids (int64 [R])
     and their logprobs under the raw logits (log_softmax, fp32 [R])."""
     R, V = sorted_keys.shape
