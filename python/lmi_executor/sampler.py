@@ -217,15 +217,16 @@ def greedy(logits: torch.Tensor) -> tuple:
 
 def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, keys=None) -> tuple:
     """logits [R, V] -> (token ids, chosen-token logprobs) as device tensors, plus the full log_softmax when k > 0.
-    logits: fp32, or a decode graph's 16-bit logits, which are widened to fp32 here only when a row needs them
-    (penalties, greedy rows beside sampled ones, the torch form of a draw, logprob alternatives); keys: the 16-bit
+    logits: fp32, or a decode graph's 16-bit logits, which are widened to fp32 here only where a row needs that
+    (bias, min tokens or penalties, the torch form of a draw, greedy rows beside sampled ones); keys: the 16-bit
     logits that fp32 `logits` widen (16-bit `logits` are their own keys), which the torch form sorts faster. On CUDA
     the draw kernels take the rows whose logits nothing changes (sorting the keys, or fp32 logits that have none);
-    when every row is drawn by the kernels, the chosen tokens' logprobs come from them too. hist: the runner's device token history (penalties read it; None: the
-    rows' host lists). Which way a row is drawn depends on its own settings only. Nothing here waits for the
-    device."""
+    when every row is drawn by the kernels, the chosen tokens' logprobs come from them too. hist: the runner's
+    device token history (penalties read it; None: the rows' host lists). Which way a row is drawn depends on its
+    own settings only. Nothing here waits for the device."""
     dev = logits.device
-    if logits.dtype != torch.float32:
+    own = logits.dtype != torch.float32  # a widening made here may be modified in place: the keys keep the raw values
+    if own:
         keys, logits = logits, None
     wide = [logits]
 
@@ -236,8 +237,14 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, ke
 
     changed = [modifies_logits(r.sampling, r.num_generated) for r in rows]
     x = None  # the logits with bias, min tokens and penalties applied, when a row has any
+    lse = None  # the raw logits' logsumexp, taken before this function's own widening is modified
     if any(changed):
-        x = raw().clone()
+        if own:
+            x = keys.float()
+            if k == 0:
+                lse = torch.logsumexp(x, dim=-1)
+        else:
+            x = logits.clone()
         _apply_bias_and_min_tokens(x, rows)
         _apply_penalties(x, rows, hist)
     sampled = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
@@ -248,8 +255,8 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, ke
     fast = [i for i in sampled if i in by_kernel]
     slow = [i for i in sampled if i not in by_kernel]
     chosen = None
-    if len(sampled) < len(rows):
-        tokens = torch.argmax(raw() if x is None else x, dim=-1)
+    if len(sampled) < len(rows):  # (16-bit keys have the argmax of their exact widening)
+        tokens = torch.argmax(x if x is not None else keys if own else logits, dim=-1)
     elif fast and slow:  # every row samples, some each way: each group fills its rows
         tokens = torch.empty(len(rows), dtype=torch.int64, device=dev)
     for group, kernel in ((fast, True), (slow, False)):
@@ -273,11 +280,14 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, ke
             tokens = drawn
         else:
             tokens.index_copy_(0, gi, drawn)
-    if k > 0:
-        logprobs = torch.log_softmax(raw(), dim=-1)
+    if k > 0:  # 16-bit logits: one pass that reads them and writes fp32
+        logprobs = torch.log_softmax(keys, dim=-1, dtype=torch.float32) if own else torch.log_softmax(logits, dim=-1)
         return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1), logprobs
     if chosen is None:
-        chosen = chosen_logprob(raw(), tokens)
+        if lse is not None:
+            chosen = keys.gather(1, tokens[:, None]).squeeze(1).float() - lse
+        else:
+            chosen = chosen_logprob(raw(), tokens)
     return tokens, chosen, None
 
 

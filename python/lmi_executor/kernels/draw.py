@@ -42,8 +42,8 @@ def _chunk_e(v_ptr, row, stride_v, c, t, top, V, CHUNK: tl.constexpr):
 
 
 @triton.jit
-def _pick_kernel(v_ptr, order_ptr, s_ptr, n_ptr, z_ptr, temp_ptr, topk_ptr, topp_ptr, u_ptr, out_ptr, lp_ptr, V, stride_v,
-                 stride_o, C, CHUNK: tl.constexpr, BLOCK_C: tl.constexpr):
+def _pick_kernel(v_ptr, order_ptr, s_ptr, n_ptr, z_ptr, temp_ptr, topk_ptr, topp_ptr, u_ptr, out_ptr, lp_ptr, V,
+                 stride_v, stride_o, C, CHUNK: tl.constexpr, BLOCK_C: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cc = tl.arange(0, BLOCK_C)
     okc = cc < C
