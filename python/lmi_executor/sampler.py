@@ -180,7 +180,7 @@ def _draw_kernel(keys: torch.Tensor, rows: list) -> tuple:
     return draw_sorted(sorted_keys, order, params[0], top_k, params[1], params[2], params[3])  # tokens, logprobs
 
 
-def _kernel_keys(keys) -> bool:
+def _kernels_take(keys) -> bool:
     """The draw kernels serve rows whose logits (16-bit, or fp32) are on a CUDA device."""
     return keys is not None and keys.is_cuda
 
@@ -250,7 +250,7 @@ def sample_on_device(logits: torch.Tensor, rows: list, k: int = 0, hist=None, ke
     sampled = [i for i, r in enumerate(rows) if r.sampling["strategy"] == "sample"]
     by_kernel = set()
     kernel_keys = keys if keys is not None else logits  # fp32 logits are their own keys for the kernels
-    if _kernel_keys(kernel_keys):
+    if _kernels_take(kernel_keys):
         by_kernel = {i for i in sampled if not changed[i] and rows[i].sampling["typicalP"] >= 1}
     fast = [i for i in sampled if i in by_kernel]
     slow = [i for i in sampled if i not in by_kernel]

@@ -231,7 +231,7 @@ class SamplerTest(unittest.TestCase):
                     dict(strategy="sample", temperature=1.1, typicalP=0.8, seed=4)]
         for batch in ([0, 1, 2, 3], [0, 2], [1, 3], [0, 1]):
             rows = [SampleRow(sampling(**settings[i]), 3, [5, 9, 9, 30], 2) for i in batch]
-            with mock.patch.object(sampler, "_kernel_keys", lambda k: k is not None), \
+            with mock.patch.object(sampler, "_kernels_take", lambda k: k is not None), \
                     mock.patch.object(sampler, "_draw_kernel",
                                       lambda k, rs: (sampler._draw(k.float(), rs, k), torch.zeros(len(rs)))):
                 got = sample_on_device(keys[batch].float(), rows, 0, keys=keys[batch])[0].tolist()
