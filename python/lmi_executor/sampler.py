@@ -165,6 +165,9 @@ def _draw(x: torch.Tensor, rows: list, keys=None) -> torch.Tensor:
     return order.gather(1, torch.minimum(pick, last)).squeeze(1)
 
 
+PARAM_ROW_MULTIPLE = 4  # fp32 entries in 16 bytes
+
+
 def _draw_kernel(keys: torch.Tensor, rows: list) -> tuple:
     """_draw for rows whose logits are `keys` (CUDA; 16-bit, widened exactly, or fp32), with no typical-p: the sort,
     then the draw kernels (kernels/draw.py) instead of the softmax, CDF and search passes over the vocabulary.
@@ -174,8 +177,12 @@ def _draw_kernel(keys: torch.Tensor, rows: list) -> tuple:
     dev, V = keys.device, keys.shape[1]
     S = [r.sampling for r in rows]
     sorted_keys, order = keys.sort(dim=-1, descending=True, stable=True)
+    # One [4, R'] block of per-row settings, R' = R rounded up to 4 rows: each setting's row then starts on a
+    # 16-byte boundary at every batch size, and Triton, which compiles a kernel once per pointer alignment, never
+    # meets one that the start-up warm-up (one row) did not compile (a compile mid-serving stalls the step).
+    pad = [[1.0, 1.0, 0.0, 0.0]] * (-len(rows) % PARAM_ROW_MULTIPLE)
     params = _dev([[s["temperature"], s["topP"], s["minP"], uniform(s["seed"], r.num_generated)]
-                   for s, r in zip(S, rows)], dev, torch.float32).T.contiguous()
+                   for s, r in zip(S, rows)] + pad, dev, torch.float32).T.contiguous()
     top_k = _dev([s["topK"] if s["topK"] > 0 else V for s in S], dev, torch.int32)
     return draw_sorted(sorted_keys, order, params[0], top_k, params[1], params[2], params[3])  # tokens, logprobs
 

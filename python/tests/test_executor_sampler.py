@@ -204,7 +204,9 @@ class SamplerTest(unittest.TestCase):
         seen = {}
 
         def draw_sorted(sorted_keys, order, temperature, top_k, top_p, min_p, u):
-            seen.update(shape=tuple(sorted_keys.shape), k=top_k.tolist(), p=top_p.tolist(), t=temperature.tolist())
+            R = len(top_k)  # the settings' rows are padded (see the alignment test below)
+            seen.update(shape=tuple(sorted_keys.shape), k=top_k.tolist(), p=top_p[:R].tolist(),
+                        t=temperature[:R].tolist())
             return torch.zeros(1, dtype=torch.int64), torch.zeros(1)
 
         fake = types.ModuleType("lmi_executor.kernels.draw")
@@ -212,6 +214,35 @@ class SamplerTest(unittest.TestCase):
         with mock.patch.dict(sys.modules, {"lmi_executor.kernels.draw": fake}):
             sampler._draw_one(50, torch.bfloat16, "cpu")
         self.assertEqual(seen, {"shape": (1, 50), "k": [50], "p": [0.8999999761581421], "t": [1.0]})
+
+    def test_draw_kernel_settings_start_16_byte_aligned_at_every_batch_size(self):
+        # Triton compiles a kernel once per pointer alignment: the per-row settings handed to the draw kernels
+        # must start on 16-byte boundaries at every batch size, as in the one-row warm-up, or a batch of another
+        # size compiles a new variant while serving. Stand-in kernels on the CPU record what they are given.
+        import types
+        from unittest import mock
+
+        from lmi_executor import sampler
+
+        got = []
+
+        def draw_sorted(sorted_keys, order, temperature, top_k, top_p, min_p, u):
+            got.append(([t.data_ptr() % 16 for t in (temperature, top_p, min_p, u)],
+                        temperature[: len(top_k)].tolist(), top_p[: len(top_k)].tolist()))
+            return torch.zeros(len(top_k), dtype=torch.int64), torch.zeros(len(top_k))
+
+        fake = types.ModuleType("lmi_executor.kernels.draw")
+        fake.draw_sorted = draw_sorted
+        keys = torch.zeros((9, 40), dtype=torch.bfloat16)
+        with mock.patch.dict(sys.modules, {"lmi_executor.kernels.draw": fake}):
+            for R in range(1, 10):
+                rows = [SampleRow(sampling(strategy="sample", temperature=0.5 + j / 8, topP=0.9, seed=j), 0, [], 0)
+                        for j in range(R)]
+                sampler._draw_kernel(keys[:R], rows)
+        for R, (align, temps, top_ps) in enumerate(got, start=1):
+            self.assertEqual(align, [0, 0, 0, 0], R)
+            self.assertEqual(temps, [0.5 + j / 8 for j in range(R)])
+            self.assertEqual(top_ps, [torch.tensor(0.9).item()] * R)
 
     def test_rows_drawn_by_the_kernels_and_by_torch_in_one_batch(self):
         # On CUDA, rows with unchanged 16-bit logits take the draw kernels and the others (penalties, typical-p)

@@ -119,6 +119,34 @@ class DrawKernelTest(unittest.TestCase):
                         self.assertEqual(int(got[j]), int(order[j, 0]))
         self.assertLessEqual(differ, total // 100, f"{differ} of {total} draws differ")
 
+    def test_no_batch_size_compiles_a_variant_the_warm_up_did_not(self):
+        # Triton compiles a kernel once per pointer alignment (and dtype): after the start-up warm-up (one row,
+        # bf16 and fp32), draws of 1-9 rows over either dtype must find every variant compiled already, or the
+        # first batch of a new size would stall on a compile while serving.
+        from lmi_executor.kernels import draw
+        from lmi_executor.sampler import SampleRow, _draw_kernel, warm_draw_kernels
+        from test_executor_model import sampling
+
+        def variants():  # compiled kernels in Triton's per-device caches (first item of each device's entry)
+            try:
+                return sum(len(entry[0]) for k in (draw._chunk_kernel, draw._pick_kernel)
+                           for entry in k.device_caches.values())
+            except (AttributeError, TypeError, IndexError, KeyError):
+                self.skipTest("this Triton keeps no per-device kernel cache to count")
+
+        V = 32000
+        warm_draw_kernels(V, torch.bfloat16, "cuda")
+        before = variants()
+        g = torch.Generator(device="cuda").manual_seed(7)
+        for R in range(1, 10):
+            rows = [SampleRow(sampling(strategy="sample", temperature=0.9, topP=0.9, seed=j), 0, [], 0)
+                    for j in range(R)]
+            x = torch.randn((R, V), generator=g, device="cuda")
+            _draw_kernel(x.to(torch.bfloat16), rows)
+            _draw_kernel(x, rows)
+        torch.cuda.synchronize()
+        self.assertEqual(variants(), before)
+
     def test_a_batch_split_between_the_kernels_and_torch_draws_each_row_as_alone(self):
         # Rows with unchanged 16-bit logits take the kernels; penalties or typical-p send a row to the torch form.
         # Whichever group a row's neighbours take, its token is the one it gets alone (its seed, its way).

@@ -88,7 +88,10 @@ def draw_sorted(sorted_keys: torch.Tensor, order: torch.Tensor, temperature: tor
     if R == 0:
         return out, lp
     C = triton.cdiv(V, CHUNK)
-    s = torch.empty((3, R, C), dtype=torch.float32, device=dev)  # masses at T, min-p counts (as int32), raw masses
+    # Per chunk: masses at T, min-p counts (as int32), raw masses; planes of R' = R rounded up to 4 rows, so each
+    # plane starts 16-byte aligned at every R and the kernels keep the one compiled variant (Triton specializes
+    # on pointer alignment). The per-row arguments must be so aligned too (sampler._draw_kernel pads them).
+    s = torch.empty((3, triton.cdiv(R, 4) * 4, C), dtype=torch.float32, device=dev)
     n = s[1].view(torch.int32)
     _chunk_kernel[(R, C)](sorted_keys, temperature, min_p, s[0], n, s[2], V, sorted_keys.stride(0), C, CHUNK=CHUNK,
                           num_warps=4)
