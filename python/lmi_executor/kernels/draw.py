@@ -88,14 +88,15 @@ def draw_sorted(sorted_keys: torch.Tensor, order: torch.Tensor, temperature: tor
     if R == 0:
         return out, lp
     C = triton.cdiv(V, CHUNK)
-    # Per chunk: masses at T, min-p counts (as int32), raw masses; planes of R' = R rounded up to 4 rows, so each
-    # plane starts 16-byte aligned at every R and the kernels keep the one compiled variant (Triton specializes
-    # on pointer alignment). The per-row arguments must be so aligned too (sampler._draw_kernel pads them).
-    s = torch.empty((3, triton.cdiv(R, 4) * 4, C), dtype=torch.float32, device=dev)
-    n = s[1].view(torch.int32)
-    _chunk_kernel[(R, C)](sorted_keys, temperature, min_p, s[0], n, s[2], V, sorted_keys.stride(0), C, CHUNK=CHUNK,
+    # Per chunk: masses at T, min-p counts, raw masses. Each its own allocation, so every pointer the kernels get
+    # starts 16-byte aligned at every R: Triton compiles a kernel once per pointer alignment, and the one-row
+    # warm-up compiles the only variant. The per-row arguments must be so aligned too (sampler._draw_kernel).
+    s = torch.empty((R, C), dtype=torch.float32, device=dev)
+    n = torch.empty((R, C), dtype=torch.int32, device=dev)
+    z = torch.empty((R, C), dtype=torch.float32, device=dev)
+    _chunk_kernel[(R, C)](sorted_keys, temperature, min_p, s, n, z, V, sorted_keys.stride(0), C, CHUNK=CHUNK,
                           num_warps=4)
-    _pick_kernel[(R,)](sorted_keys, order, s[0], n, s[2], temperature, top_k, top_p, u, out, lp, V,
+    _pick_kernel[(R,)](sorted_keys, order, s, n, z, temperature, top_k, top_p, u, out, lp, V,
                        sorted_keys.stride(0), order.stride(0), C, CHUNK=CHUNK,
                        BLOCK_C=max(16, triton.next_power_of_2(C)), num_warps=8)
     return out, lp
