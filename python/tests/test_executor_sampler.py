@@ -2,7 +2,9 @@
 # HF repetition and OpenAI presence/frequency penalties, logit bias, min-tokens EOS suppression, logprobs.
 import os
 import sys
+import types
 import unittest
+from unittest import mock
 
 import torch
 
@@ -15,6 +17,14 @@ from test_executor_model import sampling  # noqa: E402
 
 def row(n=0, prompt=(), out=(), **s):
     return SampleRow(sampling(**s), n, list(prompt) + list(out), len(prompt))
+
+
+def stand_in_draw_kernels(draw_sorted):
+    """Replaces kernels/draw.py (Triton, CUDA only) by a module holding `draw_sorted`, for the CPU tests of what
+    the sampler hands the draw kernels."""
+    fake = types.ModuleType("lmi_executor.kernels.draw")
+    fake.draw_sorted = draw_sorted
+    return mock.patch.dict(sys.modules, {"lmi_executor.kernels.draw": fake})
 
 
 class SamplerTest(unittest.TestCase):
@@ -185,9 +195,6 @@ class SamplerTest(unittest.TestCase):
     def test_draw_kernels_are_warmed_on_cuda_for_the_model_dtype_and_fp32(self):
         # Off CUDA the warm-up does nothing: the draw kernels need Triton and a GPU. On CUDA it compiles them for the
         # model's dtype (a decode graph's logits) and for fp32 (the logits of small steps), once each.
-        import types
-        from unittest import mock
-
         from lmi_executor import sampler
         from lmi_executor.sampler import warm_draw_kernels
 
@@ -209,9 +216,7 @@ class SamplerTest(unittest.TestCase):
                         t=temperature[:R].tolist())
             return torch.zeros(1, dtype=torch.int64), torch.zeros(1)
 
-        fake = types.ModuleType("lmi_executor.kernels.draw")
-        fake.draw_sorted = draw_sorted
-        with mock.patch.dict(sys.modules, {"lmi_executor.kernels.draw": fake}):
+        with stand_in_draw_kernels(draw_sorted):
             sampler._draw_one(50, torch.bfloat16, "cpu")
         self.assertEqual(seen, {"shape": (1, 50), "k": [50], "p": [0.8999999761581421], "t": [1.0]})
 
@@ -219,9 +224,6 @@ class SamplerTest(unittest.TestCase):
         # Triton compiles a kernel once per pointer alignment: the per-row settings handed to the draw kernels
         # must start on 16-byte boundaries at every batch size, as in the one-row warm-up, or a batch of another
         # size compiles a new variant while serving. Stand-in kernels on the CPU record what they are given.
-        import types
-        from unittest import mock
-
         from lmi_executor import sampler
 
         got = []
@@ -231,10 +233,8 @@ class SamplerTest(unittest.TestCase):
                         temperature[: len(top_k)].tolist(), top_p[: len(top_k)].tolist()))
             return torch.zeros(len(top_k), dtype=torch.int64), torch.zeros(len(top_k))
 
-        fake = types.ModuleType("lmi_executor.kernels.draw")
-        fake.draw_sorted = draw_sorted
         keys = torch.zeros((9, 40), dtype=torch.bfloat16)
-        with mock.patch.dict(sys.modules, {"lmi_executor.kernels.draw": fake}):
+        with stand_in_draw_kernels(draw_sorted):
             for R in range(1, 10):
                 rows = [SampleRow(sampling(strategy="sample", temperature=0.5 + j / 8, topP=0.9, seed=j), 0, [], 0)
                         for j in range(R)]
@@ -249,7 +249,6 @@ class SamplerTest(unittest.TestCase):
         # the torch form. Here the kernels' way is stood in for by the torch form on the same keys, so every
         # split of a batch must give the tokens of drawing each row alone; the batch where every row samples,
         # some each way, once failed with nothing to write the kernels' rows into.
-        from unittest import mock
 
         from lmi_executor import sampler
         from lmi_executor.sampler import sample_on_device
