@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ExecutorError } from "../../errors.ts";
+import type { ModelRunnerOutput } from "../types.ts";
 import { createPythonExecutor, type PythonExecutor, type PythonExecutorOptions } from "./python-executor.ts";
 import { greedySettings, PlanBuilder } from "./testing/plan-builder.ts";
 import { denseGreedy, makeTinyCheckpoint, PYTHON, torchMissing } from "./testing/python-env.ts";
@@ -32,42 +33,32 @@ async function started(ex: PythonExecutor): Promise<{ numBlocks: number }> {
   return prof;
 }
 
-/** Generates `steps` greedy tokens for each prompt, all requests in one batch. */
+/** Generates `steps` greedy tokens for each prompt, all requests in one batch; with `ahead`, each step is sent
+ * before the previous one's reply is back (two in flight, as the engine pipelines steps). */
 async function generate(
   ex: PythonExecutor,
   numBlocks: number,
   prompts: Record<string, number[]>,
   steps: number,
+  ahead = false,
 ) {
   const pb = new PlanBuilder(numBlocks, 4);
-  let plan = pb.plan({ add: Object.entries(prompts).map(([id, prompt]) => ({ id, prompt })) });
-  pb.record(plan, await ex.execute(plan));
-  for (let s = 1; s < steps; s++) {
-    plan = pb.plan({ run: Object.keys(prompts).map((id) => ({ id, n: 1 })) });
-    pb.record(plan, await ex.execute(plan));
-  }
-  return Object.fromEntries(Object.keys(prompts).map((id) => [id, pb.generated(id)]));
-}
-
-/** generate() with each step sent before the previous one's reply is back (two in flight). */
-async function generatePipelined(
-  ex: PythonExecutor,
-  numBlocks: number,
-  prompts: Record<string, number[]>,
-  steps: number,
-) {
-  const pb = new PlanBuilder(numBlocks, 4);
-  const first = pb.plan({ add: Object.entries(prompts).map(([id, prompt]) => ({ id, prompt })) });
-  pb.advance(first);
-  let pending = ex.execute(first);
-  for (let s = 1; s < steps; s++) {
-    const plan = pb.plan({ run: Object.keys(prompts).map((id) => ({ id, n: 1 })) });
+  let pending: Promise<ModelRunnerOutput> | null = null;
+  for (let s = 0; s < steps; s++) {
+    const plan =
+      s === 0
+        ? pb.plan({ add: Object.entries(prompts).map(([id, prompt]) => ({ id, prompt })) })
+        : pb.plan({ run: Object.keys(prompts).map((id) => ({ id, n: 1 })) });
     pb.advance(plan);
-    const next = ex.execute(plan);
-    pb.append(await pending);
-    pending = next;
+    const sent = ex.execute(plan);
+    if (!ahead) {
+      pb.append(await sent);
+      continue;
+    }
+    if (pending !== null) pb.append(await pending);
+    pending = sent;
   }
-  pb.append(await pending);
+  if (pending !== null) pb.append(await pending);
   return Object.fromEntries(Object.keys(prompts).map((id) => [id, pb.generated(id)]));
 }
 
@@ -161,7 +152,7 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
       // Every rank launches a step before the previous one finishes (rank 0 relays over a CPU group).
       assert.equal(two.maxStepsInFlight, 2);
       const p3 = await started(three);
-      assert.deepEqual(await generatePipelined(three, p3.numBlocks, prompts, 6), want);
+      assert.deepEqual(await generate(three, p3.numBlocks, prompts, 6, true), want);
     } finally {
       await one.shutdown();
       await two.shutdown();
