@@ -23,6 +23,38 @@ class AttentionMetadata:
     tiles: object = None
 
 
+def last_rows_metadata(q_lens: list, seq_lens: list, seq_lens_dev: torch.Tensor, block_tables: torch.Tensor,
+                       rows: list, to_device) -> "AttentionMetadata | None":
+    """The decode-form metadata of `rows` (token indices into a step whose sequences compute q_lens new tokens
+    each, reaching seq_lens) when every row is the last new token of its sequence: one query per row, which
+    sees its sequence's whole context. A row may repeat (padding to a bucket). None when some row is not a
+    sequence's last new token (prompt logprobs score every prompt row), or when the rows are every token (a
+    decode step: nothing to leave out). to_device(list, device, dtype) copies a host list to the device."""
+    if len(rows) >= sum(q_lens):
+        return None
+    seq_of_end, t = {}, 0
+    for j, n in enumerate(q_lens):
+        t += n
+        seq_of_end[t - 1] = j
+    seqs = [seq_of_end.get(r) for r in rows]
+    if None in seqs:
+        return None
+    dev = seq_lens_dev.device
+    sel = to_device(seqs, dev, torch.int64)
+    lens = [seq_lens[j] for j in seqs]
+    R = len(rows)
+    return AttentionMetadata(
+        slot_mapping=sel,  # (unused: these rows write no K/V)
+        query_start_loc=torch.arange(R + 1, dtype=torch.int32, device=dev),
+        seq_lens=seq_lens_dev.index_select(0, sel).int(),
+        block_tables=block_tables.index_select(0, sel),
+        max_query_len=1,
+        max_seq_len=max(lens),
+        query_start_loc_cpu=list(range(R + 1)),
+        seq_lens_cpu=lens,
+    )
+
+
 def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor):
     kvh, hd = k_cache.shape[2], k_cache.shape[3]
     if k_cache.element_size() == 1:  # an fp8 cache: round to it, then copy the bytes (index_copy_ has no fp8)

@@ -80,6 +80,7 @@ class PrefillGraphs:
         self.inp = torch.zeros(n + 3, dtype=torch.int64, device=dev)
         self.arange = torch.arange(n, dtype=torch.int64, device=dev)
         self.zero = torch.zeros(1, dtype=torch.int32, device=dev)
+        self.one_query = torch.tensor([0, 1], dtype=torch.int32, device=dev)
         with collector_paused():  # one full collection for the whole loop, none per graph
             for b in reversed(self.sizes):  # largest first: the smaller ones reuse its freed pool memory
                 # Warm-up on the scratch row (every block of it is the scratch block): Triton compiles, cuBLAS
@@ -118,7 +119,13 @@ class PrefillGraphs:
         )
         # The query tiles cover all b tokens; the kernel masks rows >= q_len (read from query_start_loc).
         meta.tiles = tiles
-        return r.model.forward(ids, pos, meta, r.kv_caches, q_len - 1), meta
+        last = None
+        if r._trim_last_layer:  # the last layer computes token q_len - 1 only: one decode-form query
+            last = AttentionMetadata(
+                slot_mapping=slots, query_start_loc=self.one_query, seq_lens=meta.seq_lens, block_tables=bt,
+                max_query_len=1, max_seq_len=0, query_start_loc_cpu=[0, 1], seq_lens_cpu=[],
+            )
+        return r.model.forward(ids, pos, meta, r.kv_caches, q_len - 1, logits_meta=last), meta
 
     def size_for(self, q_len: int) -> int:
         return choose_bucket(self.sizes, q_len)

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from .attention import AttentionMetadata
+from .attention import AttentionMetadata, last_rows_metadata
 from .graph_capture import bucket_for, decode_graph_sizes
 from .requests import BlockTable, RequestStore
 from .sampler import SampleRow, greedy, modifies_logits, needs_history, prompt_logprobs, sample, sample_on_device
@@ -118,6 +118,9 @@ class ModelRunner:
         # with copies of the last one: a row count that grows step by step (a burst's prefill steps) otherwise
         # made every other eager launch wait for the GPU inside the LM head's matmul.
         self._lm_buckets = decode_graph_sizes(max_num_seqs)
+        # Prompt steps compute the last layer's attention, o projection and MLP for the sampled rows only (each
+        # sequence's last new token; attention.last_rows_metadata). LMI_TRIM_LAST_LAYER=0: for every row.
+        self._trim_last_layer = os.environ.get("LMI_TRIM_LAST_LAYER", "1") != "0"
         self.graphs = None  # set by cuda_graphs.DecodeGraphs when enabled
         self.prefill_graphs = None  # set by prefill_graphs.PrefillGraphs when enabled
         # The latest sampled token of the request in each block-table row (the scratch row included).
@@ -426,7 +429,8 @@ class ModelRunner:
         qsl[1:] = torch.cumsum(q_len_t, 0)
         max_seq = max(seq_lens)
         nb = (max_seq + bs - 1) // bs
-        block_tables = self.store.bt.table[row_t][:, :nb]
+        tables = self.store.bt.table[row_t]  # [B, max_blocks]: full rows, as the decode graphs' launches read them
+        block_tables = tables[:, :nb]
         req_of_tok = torch.repeat_interleave(torch.arange(B, device=dev), q_len_t, output_size=T)
         positions = torch.arange(T, device=dev) - qsl[req_of_tok] + start_t[req_of_tok]
         slots = block_tables[req_of_tok, positions // bs].long() * bs + positions % bs
@@ -446,6 +450,10 @@ class ModelRunner:
             input_ids.index_copy_(0, tok_idx, self.last_token.index_select(0, row_idx))
         n = len(logits_rows)
         size = (bucket_for(self._lm_buckets, n) or n) if n else 0
-        li = to_device(logits_rows + [logits_rows[-1]] * (size - n) if size > n else logits_rows, dev, torch.int64)
-        logits = self.model.forward(input_ids, positions, meta, self.kv_caches, li)
+        padded = logits_rows + [logits_rows[-1]] * (size - n) if size > n else logits_rows
+        li = to_device(padded, dev, torch.int64)
+        logits_meta = None
+        if self._trim_last_layer and n:
+            logits_meta = last_rows_metadata(q_lens, seq_lens, seq_t, tables, padded, to_device)
+        logits = self.model.forward(input_ids, positions, meta, self.kv_caches, li, logits_meta=logits_meta)
         return logits[:n] if size > n else logits

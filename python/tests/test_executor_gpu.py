@@ -155,6 +155,32 @@ class GpuModelTest(unittest.TestCase):
         for rid, p in prompts.items():
             self.assertEqual(d.reqs[rid]["tokens"][len(p):], alone[rid], rid)
 
+    def test_last_layer_for_the_sampled_rows_only_equals_every_row(self):
+        # Prompt steps compute the last layer for their sampled rows only (the Triton kernel's decode form for
+        # their attention): a step of six prompts (eager), then one prompt alone (a prefill graph), against
+        # LMI_TRIM_LAST_LAYER=0, in fp32 and bf16.
+        prompts = {f"r{i}": [random.Random(10 + i).randrange(3, 97) for _ in range(9 + 7 * i)] for i in range(6)}
+        solo = [random.Random(99).randrange(3, 97) for _ in range(40)]
+        for dtype, tol in (("fp32", 1e-4), ("bf16", 3e-2)):
+            runs = {}
+            for trim in ("1", "0"):
+                os.environ["LMI_TRIM_LAST_LAYER"] = trim
+                try:
+                    w = gpu_worker(self.dir, dtype=dtype, enable_cuda_graph=True)
+                finally:
+                    del os.environ["LMI_TRIM_LAST_LAYER"]
+                self.assertIsNotNone(w.runner.prefill_graphs)
+                d = Driver(w, seed=2)
+                many = d.run(new=[(rid, p, len(p), sampling()) for rid, p in prompts.items()])
+                replays = w.runner.prefill_graphs.replays
+                one = d.run(new=[("solo", solo, len(solo), sampling())])
+                self.assertEqual(w.runner.prefill_graphs.replays, replays + 1)
+                runs[trim] = (many, one)
+            for got, want in zip(runs["1"], runs["0"]):
+                self.assertEqual(got["sampledTokenIds"], want["sampledTokenIds"], dtype)
+                for rid, lp in got["logprobs"].items():
+                    self.assertAlmostEqual(lp[0]["logprob"], want["logprobs"][rid][0]["logprob"], delta=tol)
+
     def test_decode_graph_logits_widened_after_the_replay_sample_as_before(self):
         # Buckets above the one-row kernels' 8 rows keep the LM head's bf16 logits in the graph (greedy widens as
         # it loads, sampling after the replay): the tokens and sampled logprobs widening inside the graph gave, and

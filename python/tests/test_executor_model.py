@@ -133,6 +133,70 @@ class ModelTest(unittest.TestCase):
         finally:
             llama.RESIDUAL_IN_GEMM_ABOVE_ROWS = bound
 
+    def test_last_layer_computes_the_sampled_rows_only_with_the_same_results(self):
+        # One mixed step: a whole prompt, a chunk short of its prompt's end (no sampled row) and a decode. The
+        # last layer then computes attention, o and the MLP for the two sampled rows alone; its tokens and
+        # logprobs are those of computing every row (LMI_TRIM_LAST_LAYER=0) and of the dense forward, for each
+        # residual form: separate adds (the CPU default), added inside the GEMMs, and inside the GEMMs for the
+        # step's 17 rows but separate for the 2 rows left (bound 4).
+        from lmi_executor.models import llama
+
+        a, b, c = [5, 17, 42, 8, 91, 33, 3], [60, 12, 77, 1, 50, 9, 14, 28, 2, 71], [4, 8, 15]
+        bound = llama.RESIDUAL_IN_GEMM_ABOVE_ROWS
+
+        def run(kind, trim):
+            os.environ["LMI_TRIM_LAST_LAYER"] = "1" if trim else "0"
+            try:
+                w = make_worker(os.path.join(self.tmp.name, kind))
+            finally:
+                del os.environ["LMI_TRIM_LAST_LAYER"]
+            metas, fwd = [], w.runner.model.forward
+
+            def spy(*args, **kw):
+                metas.append(kw.get("logits_meta"))
+                return fwd(*args, **kw)
+
+            w.runner.model.forward = spy
+            d = Driver(w)
+            d.run(new=[("c", c, 3, sampling())])  # c's prompt: one sampled row of three
+            out = d.run(new=[("a", a, 7, sampling()), ("b", b, 9, sampling())], cached=[("c", 1)])
+            return out, metas
+
+        try:
+            for bound_now in (256, 0, 4):
+                llama.RESIDUAL_IN_GEMM_ABOVE_ROWS = bound_now
+                for kind in self.ck:
+                    with self.subTest(kind=kind, bound=bound_now):
+                        got, metas = run(kind, True)
+                        want, plain = run(kind, False)
+                        self.assertEqual([m is not None for m in metas], [True, True])
+                        self.assertEqual(plain, [None, None])
+                        # a's last token (new requests come first in a step), then c's decode row.
+                        self.assertEqual(metas[1].seq_lens_cpu, [len(a), len(c) + 1])
+                        self.assertEqual(set(got["sampledTokenIds"]), {"a", "c"})
+                        self.assertEqual(got["sampledTokenIds"], want["sampledTokenIds"])
+                        for rid in ("a", "c"):
+                            self.assertAlmostEqual(got["logprobs"][rid][0]["logprob"],
+                                                   want["logprobs"][rid][0]["logprob"], delta=1e-5)
+                        ref = torch.log_softmax(dense_forward(self.ck[kind], a), -1)[-1]
+                        tok = got["sampledTokenIds"]["a"][0]
+                        self.assertEqual(tok, int(ref.argmax()))
+                        self.assertAlmostEqual(got["logprobs"]["a"][0]["logprob"], ref[tok].item(), delta=2e-4)
+        finally:
+            llama.RESIDUAL_IN_GEMM_ABOVE_ROWS = bound
+
+    def test_prompt_logprobs_keep_every_row_through_the_last_layer(self):
+        w = make_worker(os.path.join(self.tmp.name, "llama"))
+        metas, fwd = [], w.runner.model.forward
+
+        def spy(*args, **kw):
+            metas.append(kw.get("logits_meta"))
+            return fwd(*args, **kw)
+
+        w.runner.model.forward = spy
+        Driver(w).run(new=[("a", [5, 17, 42, 8], 4, sampling(promptLogprobs=True)), ("b", [3, 9], 2, sampling())])
+        self.assertEqual(metas, [None])
+
     def test_step_log_counts_the_collector_passes_between_launches(self):
         import gc
         import json
@@ -197,9 +261,9 @@ class ModelTest(unittest.TestCase):
                 w.runner._lm_buckets = []
             seen, fwd = [], w.runner.model.forward
 
-            def spy(*a, _fwd=fwd, _seen=seen):
+            def spy(*a, _fwd=fwd, _seen=seen, **kw):
                 _seen.append(a[4].shape[0])
-                return _fwd(*a)
+                return _fwd(*a, **kw)
 
             w.runner.model.forward = spy
             d = Driver(w)

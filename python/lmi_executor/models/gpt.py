@@ -130,8 +130,9 @@ class GPTModel(ModelWeights):
         return torch.cat([(x1 * c - x2 * s).to(x.dtype), (x2 * c + x1 * s).to(x.dtype), rest], dim=-1)
 
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices,
-                widen: bool = True) -> torch.Tensor:
-        """fp32 logits [len(logits_indices), vocab]; with widen=False in the model's dtype (the LM head's output)."""
+                widen: bool = True, logits_meta: AttentionMetadata = None) -> torch.Tensor:
+        """fp32 logits [len(logits_indices), vocab]; with widen=False in the model's dtype (the LM head's output).
+        logits_meta: as LlamaModel.forward's (the last layer computes the logits rows only)."""
         cfg, hd, eps, ln = self.cfg, self.cfg.head_dim, self.cfg.rms_norm_eps, torch.nn.functional.layer_norm
         H = cfg.hidden_size
         x = self.params["embed"][input_ids]
@@ -146,6 +147,9 @@ class GPTModel(ModelWeights):
                 q, k = self._rope(q, cs), self._rope(k, cs)
             k_cache, v_cache = kv_caches[i]
             write_kv(k_cache, v_cache, k.contiguous(), v.contiguous(), meta.slot_mapping)
+            if i == len(self.layers) - 1 and logits_meta is not None:
+                q, x = q.index_select(0, logits_indices), x.index_select(0, logits_indices)
+                meta, logits_indices = logits_meta, None
             o = self.attn.forward(q.contiguous(), k_cache, v_cache, meta, self.scale)
             attn_out = self.tp.all_reduce(linear(o.reshape(-1, self.q_size), L["o_w"])) + L["o_b"]
             if cfg.parallel_residual:
@@ -156,6 +160,8 @@ class GPTModel(ModelWeights):
             m = _gelu(linear(h2, L["up_w"], L["up_b"]), cfg.hidden_act)
             mlp_out = self.tp.all_reduce(linear(m, L["down_w"])) + L["down_b"]
             x = x + attn_out + mlp_out if cfg.parallel_residual else x + mlp_out
-        h = ln(x[logits_indices], (H,), self.params["norm_w"], self.params["norm_b"], eps)
+        if logits_indices is not None:  # (None: the last layer computed the logits rows only)
+            x = x[logits_indices]
+        h = ln(x, (H,), self.params["norm_w"], self.params["norm_b"], eps)
         logits = linear(h, self.params["lm_head"])
         return logits.float() if widen else logits

@@ -252,9 +252,13 @@ class LlamaModel(ModelWeights):
         return res + self.tp.all_reduce(g.gemv(x, w)), None
 
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices,
-                widen: bool = True) -> torch.Tensor:
+                widen: bool = True, logits_meta: AttentionMetadata = None) -> torch.Tensor:
         """Returns logits [len(logits_indices), vocab] for the rows the sampler needs: fp32, or with widen=False
-        possibly in the model's dtype (the LM head's own output, before the exact widening to fp32)."""
+        possibly in the model's dtype (the LM head's own output, before the exact widening to fp32).
+        logits_meta: given when every logits row is the last new token of its sequence, the attention metadata
+        of those rows alone in decode form (one query each, seeing its sequence's whole context). The last layer
+        then writes every token's K/V but computes attention, the o projection and the MLP for those rows only:
+        the other rows' outputs of the last layer feed nothing (attention.last_rows_metadata builds it)."""
         g = self._small_step_kernels(input_ids.shape[0])
         if g is not None:
             return self._forward_small(g, input_ids, positions, meta, kv_caches, logits_indices)
@@ -262,6 +266,7 @@ class LlamaModel(ModelWeights):
         x = self.params["embed"][input_ids]  # a gather: a fresh tensor, which the residual may update in place
         residual = None
         fused = self._residual_in_gemm(input_ids.shape[0])
+        last = len(self.layers) - 1
         for i, L in enumerate(self.layers):
             if residual is None:
                 residual, h = x, ops.add_rms_norm(x, None, L["in_norm"], eps)
@@ -273,6 +278,13 @@ class LlamaModel(ModelWeights):
             k_cache, v_cache = kv_caches[i]
             q = ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache,
                                    self.nq, self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps)
+            if i == last and logits_meta is not None:
+                # Every token's K/V is in the cache now; from here on only the logits rows are computed. The
+                # residual stream is whole at this point in either form, so the rows left take the form of their
+                # own count (decode-sized: the separate add, with the decode buckets' GEMMs).
+                q, residual = q.index_select(0, logits_indices), residual.index_select(0, logits_indices)
+                meta, logits_indices = logits_meta, None
+                fused = self._residual_in_gemm(q.shape[0])
             o = self.attn.forward(q, k_cache, v_cache, meta, self.scale).reshape(-1, self.q_size)
             if fused:
                 residual.addmm_(o, L["o_w"].t())
@@ -285,10 +297,13 @@ class LlamaModel(ModelWeights):
                 x = self.tp.all_reduce(self._moe(h, L))
             else:
                 x = self.tp.all_reduce(linear(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"]))
+        if logits_indices is not None:  # (None: the last layer computed the logits rows only)
+            residual = residual[logits_indices]
+            x = None if fused else x[logits_indices]
         if fused:
-            h = ops.add_rms_norm(residual[logits_indices], None, self.params["norm"], eps)
+            h = ops.add_rms_norm(residual, None, self.params["norm"], eps)
         else:
-            h = ops.add_rms_norm(x[logits_indices], residual[logits_indices], self.params["norm"], eps)
+            h = ops.add_rms_norm(x, residual, self.params["norm"], eps)
         logits = linear(h, self.params["lm_head"])
         if widen:
             logits = logits.float()
