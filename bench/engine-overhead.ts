@@ -18,6 +18,9 @@
 // for a step (schedule(), updateFromOutput(), output processing, delivery to the consumers, HTTP
 // formatting and socket writes, event-loop turns); with a model time, only what the model waits for.
 // Phases are timed by wrapping prototype methods, so the engine itself carries no timing code.
+// http mode also prints the burst's start: when requests 1, 16, 64, 128 and 256 reached the server (the
+// "request" event) and the scheduler (addRequest), and the first execute() calls with their new requests
+// and tokens, in ms after the first arrival.
 
 import { fork } from "node:child_process";
 import http from "node:http";
@@ -137,6 +140,25 @@ wrap(RequestState.prototype, "process", "output processing (detokenize, stops)")
 wrap(AsyncQueue.prototype, "push", "queue push");
 wrap(http.ServerResponse.prototype, "write", "res.write()");
 
+/** The burst's start (http mode): when each request reached the server and the scheduler, and the first steps. */
+const burst = { arrivals: [] as number[], admitted: [] as number[], steps: [] as [number, number, number][] };
+const addRequest = Scheduler.prototype.addRequest;
+Scheduler.prototype.addRequest = function (this: Scheduler, ...a: Parameters<Scheduler["addRequest"]>) {
+  burst.admitted.push(performance.now());
+  return addRequest.apply(this, a);
+};
+function reportStart(): void {
+  const t0 = burst.arrivals[0];
+  if (t0 === undefined) return;
+  const at = (xs: number[], i: number) => (xs[Math.min(i, xs.length - 1)] - t0).toFixed(1);
+  const pick = [0, 15, 63, 127, 255];
+  console.log(`  burst start, ms after the first request reached the server:`);
+  console.log(`    arrivals #${pick.map((i) => `${i + 1} ${at(burst.arrivals, i)}`).join(", #")}`);
+  console.log(`    admitted #${pick.map((i) => `${i + 1} ${at(burst.admitted, i)}`).join(", #")}`);
+  const steps = burst.steps.slice(0, 8).map(([t, reqs, tok]) => `${(t - t0).toFixed(1)} (${reqs} new, ${tok} tok)`);
+  console.log(`    first execute() calls: ${steps.join(", ")}`);
+}
+
 /** Answers every step at once with one token per request that reached its end; does the wire work. */
 class InstantExecutor implements Executor {
   readonly maxStepsInFlight = IN_FLIGHT;
@@ -173,6 +195,8 @@ class InstantExecutor implements Executor {
 
   execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
     const now = performance.now();
+    if (burst.steps.length < 8)
+      burst.steps.push([now, plan.scheduledNewReqs.length, plan.totalNumScheduledTokens]);
     if (this.wasDecode) {
       T.stepGaps.push(now - this.lastCall);
       T.periods.push(now - this.lastCallStart);
@@ -334,7 +358,11 @@ async function httpRun(run: number): Promise<void> {
   const app = createApp(ctx);
   await app.listen({ port: 0, host: "127.0.0.1" });
   const port = (app.server.address() as AddressInfo).port;
+  app.server.prependListener("request", () => burst.arrivals.push(performance.now()));
   T.reset();
+  burst.arrivals = [];
+  burst.admitted = [];
+  burst.steps = [];
   const t0 = performance.now();
   const args = [
     "client",
@@ -366,6 +394,7 @@ async function httpRun(run: number): Promise<void> {
   const perStep = clientCpuMs / (row.decodeSteps + (IN * N) / 8192);
   console.log(`  ${"client CPU per step (whole run)".padEnd(42)} ${perStep.toFixed(3)}`);
   console.log(`  ${"median TTFT (http.request clients)".padEnd(42)} ${medianTtftMs.toFixed(1)}`);
+  reportStart();
   await app.close();
   await engine.shutdown();
 }

@@ -207,7 +207,7 @@ class GpuModelTest(unittest.TestCase):
         self.assertEqual(new.runner.graphs.logits[16, 0].dtype, torch.bfloat16)
         self.assertEqual(new.runner.graphs.logits[8, 0].dtype, torch.float32)
         forward = LlamaModel.forward
-        with mock.patch.object(LlamaModel, "forward", lambda m, *a, widen=True: forward(m, *a, widen=True)):
+        with mock.patch.object(LlamaModel, "forward", lambda m, *a, widen=True, **kw: forward(m, *a, widen=True, **kw)):
             old = gpu_worker(self.dir, dtype="bf16", enable_cuda_graph=True, num_blocks=128)
         self.assertEqual(old.runner.graphs.logits[16, 0].dtype, torch.float32)
         (tok_new, lp_new), (tok_old, lp_old) = run(new), run(old)
