@@ -155,7 +155,9 @@ function reportStart(): void {
   console.log(`  burst start, ms after the first request reached the server:`);
   console.log(`    arrivals #${pick.map((i) => `${i + 1} ${at(burst.arrivals, i)}`).join(", #")}`);
   console.log(`    admitted #${pick.map((i) => `${i + 1} ${at(burst.admitted, i)}`).join(", #")}`);
-  const steps = burst.steps.slice(0, 8).map(([t, reqs, tok]) => `${(t - t0).toFixed(1)} (${reqs} new, ${tok} tok)`);
+  const steps = burst.steps
+    .slice(0, 8)
+    .map(([t, reqs, tok]) => `${(t - t0).toFixed(1)} (${reqs} new, ${tok} tok)`);
   console.log(`    first execute() calls: ${steps.join(", ")}`);
 }
 
