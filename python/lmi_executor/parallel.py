@@ -61,3 +61,14 @@ class TensorParallel:
         if n % self.world_size:
             raise ValueError(f"{what}={n} is not divisible by tensor_parallel_degree={self.world_size}")
         return n // self.world_size
+
+    def kv_heads(self, n: int) -> int:
+        """KV heads per rank: n / world_size, or 1 when there are fewer KV heads than ranks and the ranks divide
+        evenly over them: consecutive ranks then hold copies of one KV head (the one their query heads read;
+        reshard.tensor_split places it), as Llama-3-8B's 8 KV heads do at degree 16 or Qwen2-7B's 4 at 8."""
+        if 0 < n < self.world_size and self.world_size % n == 0:
+            return 1
+        if n % self.world_size:
+            raise ValueError(f"num_key_value_heads={n} is neither divisible by tensor_parallel_degree="
+                             f"{self.world_size} nor a divisor of it")
+        return n // self.world_size

@@ -31,13 +31,24 @@ POISON_UNREAD = False
 @dataclass(frozen=True)
 class Split:
     """Split along `axis` into T equal parts; a pre-fused tensor is several `sections` (sizes along the axis) each
-    split into T parts, and part t is the concatenation of every section's t-th piece."""
+    split into T parts, and part t is the concatenation of every section's t-th piece. `pieces`, on the model's
+    side only (never recorded in a checkpoint): how many pieces each section is cut into where that is fewer
+    than the ranks (KV heads fewer than the ranks): rank t of T then keeps piece t * pieces // T, shared with
+    its neighbours."""
 
     axis: int
     sections: tuple
+    pieces: tuple = None
 
     def to_json(self) -> dict:
         return {"axis": self.axis, "sections": list(self.sections)}
+
+    def bounds(self, i: int, T: int, rank: int) -> tuple:
+        """[start, end) within section i of what rank `rank` of T keeps."""
+        p = self.pieces[i] if self.pieces else T
+        n = self.sections[i] // p
+        k = rank * p // T
+        return k * n, (k + 1) * n
 
 
 SKIP = "skip"  # buffers some checkpoints carry that no model reads (causal masks, rotary inv_freq)
@@ -76,11 +87,15 @@ def tensor_split(cfg: ModelConfig, name: str, shape: list, T: int):
         return None
     m = _LLAMA_LAYER.match(name)
     rest = m.group(2) if m else ""
+    # Fewer KV heads than ranks (the ranks dividing evenly over them): K and V are cut into one piece per KV head,
+    # each kept by the ranks whose query heads read it (parallel.TensorParallel.kv_heads).
+    kv = (nkv,) if 0 < nkv < T and T % nkv == 0 else None
     table = {
         "self_attn.q_proj": Split(0, (nh * hd,)),
-        "self_attn.k_proj": Split(0, (nkv * hd,)),
-        "self_attn.v_proj": Split(0, (nkv * hd,)),
-        "self_attn.qkv_proj": Split(0, (nh * hd, nkv * hd, nkv * hd)),  # Phi-3: q|k|v fused in the checkpoint
+        "self_attn.k_proj": Split(0, (nkv * hd,), kv),
+        "self_attn.v_proj": Split(0, (nkv * hd,), kv),
+        # Phi-3: q|k|v fused in the checkpoint
+        "self_attn.qkv_proj": Split(0, (nh * hd, nkv * hd, nkv * hd), kv and (T, nkv, nkv)),
         "self_attn.o_proj": Split(1, (nh * hd,)),
         "mlp.gate_proj": Split(0, (inter,)),
         "mlp.up_proj": Split(0, (inter,)),
@@ -90,7 +105,7 @@ def tensor_split(cfg: ModelConfig, name: str, shape: list, T: int):
     base, _, kind = rest.rpartition(".")
     if base in table and kind in ("weight", "bias") and not (kind == "bias" and table[base].axis == 1):
         s = table[base]
-        return Split(0, s.sections) if kind == "bias" else s
+        return Split(0, s.sections, s.pieces) if kind == "bias" else s
     em = _EXPERT.match(rest)
     if em:  # Mixtral: each expert's intermediate size is split like a dense MLP's
         return Split(1 if em.group(1) == "w2" else 0, (inter,))
@@ -157,9 +172,9 @@ def split_part(t: torch.Tensor, split, T: int, rank: int) -> torch.Tensor:
     if split is None:
         return t
     pieces, start = [], 0
-    for size in split.sections:
-        n = size // T
-        pieces.append(t.narrow(split.axis, start + rank * n, n))
+    for i, size in enumerate(split.sections):
+        lo, hi = split.bounds(i, T, rank)
+        pieces.append(t.narrow(split.axis, start + lo, hi - lo))
         start += size
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=split.axis)
 
@@ -331,16 +346,16 @@ class TpCheckpoint:
                 continue
             s, want = e.split, model_slice(cfg, e.name, e.shape, world)
             sliced = want is not None and want.axis == s.axis and tuple(want.sections) == tuple(s.sections) and \
-                all(x % world == 0 for x in s.sections)
+                all(x % p == 0 for x, p in zip(s.sections, want.pieces or [world] * len(s.sections)))
             dtype = self.parts[0].dtype(e.name)
             buf = torch.empty(e.shape, dtype=dtype)
             if POISON_UNREAD and sliced:
                 buf.fill_(math.nan if dtype.is_floating_point else -1)
             views = {}
             sec_full = sec_part = 0
-            for size in s.sections:
+            for i, size in enumerate(s.sections):
                 per_part = size // T
-                lo, hi = ((rank * size // world, (rank + 1) * size // world) if sliced else (0, size))
+                lo, hi = want.bounds(i, world, rank) if sliced else (0, size)
                 for t in (range(lo // per_part, (hi - 1) // per_part + 1) if hi > lo else ()):
                     a, b = max(lo, t * per_part), min(hi, (t + 1) * per_part)
                     if t not in views:

@@ -185,6 +185,15 @@ class ReshardTest(unittest.TestCase):
         o = torch.arange(64 * 64, dtype=torch.float32).reshape(64, 64)
         self.assertTrue(torch.equal(reshard.local_part(llama, "model.layers.1.self_attn.o_proj.weight", o, 1, 2),
                                     o[:, 32:]))
+        # Fewer KV heads (2) than ranks (4): K and V are cut per KV head, ranks 0-1 keeping the first, 2-3 the second.
+        for rank in range(4):
+            got = reshard.local_part(phi3, "model.layers.0.self_attn.qkv_proj.weight", qkv, rank, 4)
+            kv = 16 * (rank // 2)
+            want = torch.cat([qkv[16 * rank : 16 * rank + 16], qkv[64 + kv : 80 + kv], qkv[96 + kv : 112 + kv]])
+            self.assertTrue(torch.equal(got, want), rank)
+            k = torch.arange(32 * 64, dtype=torch.float32).reshape(32, 64)
+            self.assertTrue(torch.equal(reshard.local_part(llama, "model.layers.0.self_attn.k_proj.weight", k, rank, 4),
+                                        k[kv : kv + 16]), rank)
         # Whole on every rank: D=1, replicated tensors, embeddings, GPT LM heads, a vocabulary that does not divide.
         vocab, norm = torch.zeros(4096, 64), torch.ones(64)
         self.assertIs(reshard.local_part(llama, "model.layers.0.self_attn.o_proj.weight", o, 0, 1), o)
@@ -392,9 +401,24 @@ class ReshardTest(unittest.TestCase):
         self.assertGreaterEqual(len({(r["model"], r["T"]) for r in report if r["T"] == 4}), 2)
 
     def test_t2_to_d4_over_gloo(self):
-        jobs = [[name, 2, self.ck[(name, 2)]] for name in ("gpt2", "gpt_neox")]
+        # The Llama-family zoo models have 2 KV heads: at D=4 each is kept by two ranks (parallel.kv_heads), read
+        # from the T=2 checkpoint's parts (everything a rank does not read is NaN: POISON_UNREAD).
+        names = ("gpt2", "gpt_neox", "llama", "phi3", "qwen2", "mixtral")
+        jobs = [[name, 2, self.ck[(name, 2)]] for name in names]
         report = self.run_ranks(4, jobs)
-        self.assertEqual([r["tokenExact"] for r in report], [True, True], report)
+        self.assertEqual([r["model"] for r in report], list(names))
+        self.assertEqual([r["tokenExact"] for r in report], [True] * len(names), report)
+
+    def test_kv_heads_per_rank(self):
+        from lmi_executor.parallel import TensorParallel
+
+        for world, n, want in ((1, 8, 8), (2, 8, 4), (8, 8, 1), (16, 8, 1), (8, 2, 1), (4, 4, 1)):
+            self.assertEqual(TensorParallel(0, world).kv_heads(n), want, (world, n))
+        with self.assertRaisesRegex(ValueError, "num_key_value_heads=3 is neither divisible by "
+                                                "tensor_parallel_degree=4 nor a divisor of it"):
+            TensorParallel(0, 4).kv_heads(3)
+        with self.assertRaisesRegex(ValueError, "num_key_value_heads=12"):
+            TensorParallel(0, 8).kv_heads(12)
 
 
 def iter_checkpoint_file(path):

@@ -39,7 +39,7 @@ class LlamaModel(ModelWeights):
         self.ops = make_ops(device, fused_ops)
         hd = cfg.head_dim
         self.nq = tp.shard(cfg.num_heads, "num_attention_heads")
-        self.nkv = tp.shard(cfg.num_kv_heads, "num_key_value_heads")
+        self.nkv = tp.kv_heads(cfg.num_kv_heads)
         self.inter = tp.shard(cfg.intermediate_size, "intermediate_size")
         self.q_size, self.kv_size = self.nq * hd, self.nkv * hd
         self.scale = hd**-0.5
