@@ -120,7 +120,7 @@ class PrefillGraphs:
         # The query tiles cover all b tokens; the kernel masks rows >= q_len (read from query_start_loc).
         meta.tiles = tiles
         last = None
-        if r._trim_last_layer:  # the last layer computes token q_len - 1 only: one decode-form query
+        if r.trim_last_layer:  # the last layer computes token q_len - 1 only: one decode-form query
             last = AttentionMetadata(
                 slot_mapping=slots, query_start_loc=self.one_query, seq_lens=meta.seq_lens, block_tables=bt,
                 max_query_len=1, max_seq_len=0, query_start_loc_cpu=[0, 1], seq_lens_cpu=[],

@@ -120,7 +120,7 @@ class ModelRunner:
         self._lm_buckets = decode_graph_sizes(max_num_seqs)
         # Prompt steps compute the last layer's attention, o projection and MLP for the sampled rows only (each
         # sequence's last new token; attention.last_rows_metadata). LMI_TRIM_LAST_LAYER=0: for every row.
-        self._trim_last_layer = os.environ.get("LMI_TRIM_LAST_LAYER", "1") != "0"
+        self.trim_last_layer = os.environ.get("LMI_TRIM_LAST_LAYER", "1") != "0"
         self.graphs = None  # set by cuda_graphs.DecodeGraphs when enabled
         self.prefill_graphs = None  # set by prefill_graphs.PrefillGraphs when enabled
         # The latest sampled token of the request in each block-table row (the scratch row included).
@@ -453,7 +453,7 @@ class ModelRunner:
         padded = logits_rows + [logits_rows[-1]] * (size - n) if size > n else logits_rows
         li = to_device(padded, dev, torch.int64)
         logits_meta = None
-        if self._trim_last_layer and n:
+        if self.trim_last_layer and n:
             logits_meta = last_rows_metadata(q_lens, seq_lens, seq_t, tables, padded, to_device)
         logits = self.model.forward(input_ids, positions, meta, self.kv_caches, li, logits_meta=logits_meta)
         return logits[:n] if size > n else logits
