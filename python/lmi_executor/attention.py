@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .transfer import to_device
+
 
 @dataclass
 class AttentionMetadata:
@@ -24,12 +26,12 @@ class AttentionMetadata:
 
 
 def last_rows_metadata(q_lens: list, seq_lens: list, seq_lens_dev: torch.Tensor, block_tables: torch.Tensor,
-                       rows: list, to_device) -> "AttentionMetadata | None":
+                       rows: list) -> "AttentionMetadata | None":
     """The decode-form metadata of `rows` (token indices into a step whose sequences compute q_lens new tokens
     each, reaching seq_lens) when every row is the last new token of its sequence: one query per row, which
     sees its sequence's whole context. A row may repeat (padding to a bucket). None when some row is not a
     sequence's last new token (prompt logprobs score every prompt row), or when the rows are every token (a
-    decode step: nothing to leave out). to_device(list, device, dtype) copies a host list to the device."""
+    decode step: nothing to leave out)."""
     if len(rows) >= sum(q_lens):
         return None
     seq_of_end, t = {}, 0

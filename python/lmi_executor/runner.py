@@ -454,6 +454,6 @@ class ModelRunner:
         li = to_device(padded, dev, torch.int64)
         logits_meta = None
         if self.trim_last_layer and n:
-            logits_meta = last_rows_metadata(q_lens, seq_lens, seq_t, tables, padded, to_device)
+            logits_meta = last_rows_metadata(q_lens, seq_lens, seq_t, tables, padded)
         logits = self.model.forward(input_ids, positions, meta, self.kv_caches, li, logits_meta=logits_meta)
         return logits[:n] if size > n else logits
