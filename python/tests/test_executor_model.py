@@ -33,6 +33,18 @@ def make_worker(model_dir, num_blocks=64, **over):
     return w
 
 
+def spy_logits_meta(worker) -> list:
+    """The logits_meta each of worker's model forwards is called with, in order (the list fills as they run)."""
+    metas, forward = [], worker.runner.model.forward
+
+    def spy(*args, **kw):
+        metas.append(kw.get("logits_meta"))
+        return forward(*args, **kw)
+
+    worker.runner.model.forward = spy
+    return metas
+
+
 class Driver:
     """A minimal scheduler stand-in: plans from a PlanBuilder (blocks from a shuffled free list), each run at once."""
 
@@ -150,13 +162,7 @@ class ModelTest(unittest.TestCase):
                 w = make_worker(os.path.join(self.tmp.name, kind))
             finally:
                 del os.environ["LMI_TRIM_LAST_LAYER"]
-            metas, fwd = [], w.runner.model.forward
-
-            def spy(*args, **kw):
-                metas.append(kw.get("logits_meta"))
-                return fwd(*args, **kw)
-
-            w.runner.model.forward = spy
+            metas = spy_logits_meta(w)
             d = Driver(w)
             d.run(new=[("c", c, 3, sampling())])  # c's prompt: one sampled row of three
             out = d.run(new=[("a", a, 7, sampling()), ("b", b, 9, sampling())], cached=[("c", 1)])
@@ -187,13 +193,7 @@ class ModelTest(unittest.TestCase):
 
     def test_prompt_logprobs_keep_every_row_through_the_last_layer(self):
         w = make_worker(os.path.join(self.tmp.name, "llama"))
-        metas, fwd = [], w.runner.model.forward
-
-        def spy(*args, **kw):
-            metas.append(kw.get("logits_meta"))
-            return fwd(*args, **kw)
-
-        w.runner.model.forward = spy
+        metas = spy_logits_meta(w)
         Driver(w).run(new=[("a", [5, 17, 42, 8], 4, sampling(promptLogprobs=True)), ("b", [3, 9], 2, sampling())])
         self.assertEqual(metas, [None])
 
