@@ -11,6 +11,7 @@ from .graph_capture import decode_graph_sizes
 from .kernels.attention_launch import context_bounds
 from .prefill_graphs import enabled as prefill_graphs_enabled
 from .prefill_graphs import graph_sizes
+from .runner import HISTORY_DTYPE, history_shape
 from .sampler import SampleRow, sample
 
 # What the CUDA graphs hold beyond the profiled peak: every bucket's static logits ([b, vocab] for each
@@ -82,9 +83,10 @@ def warm_allocator(worker) -> None:
 
 
 def history_reserve_bytes(worker) -> int:
-    """The runner's device token history for penalties (ModelRunner.hist: int32, a row per sequence slot and a
-    column per position), allocated with the first request that has penalties, after the KV cache."""
-    return (worker.opts.max_num_seqs + 1) * (worker.max_model_len + 1) * 4
+    """The runner's device token history for penalties (ModelRunner.hist), allocated with the first request that
+    has penalties, after the KV cache."""
+    rows, cols = history_shape(worker.opts.max_num_seqs, worker.max_model_len)
+    return rows * cols * torch.empty((), dtype=HISTORY_DTYPE).element_size()
 
 
 def profile_cuda_blocks(worker, bytes_per_block: int) -> int:

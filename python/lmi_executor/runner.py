@@ -28,6 +28,12 @@ from .transfer import to_device
 # Pinned host buffers for the sampled tokens of launched steps; more than the engine ever keeps in flight.
 _RING = 4
 MAX_TOP = 20  # logprob alternatives a pipelined step copies out with its samples (the engine's MAX_TOP_N_TOKENS)
+HISTORY_DTYPE = torch.int32  # ModelRunner.hist's token ids
+
+
+def history_shape(max_num_seqs: int, max_model_len: int) -> tuple:
+    """ModelRunner.hist's shape: a row per sequence slot (the scratch row too), a column per position."""
+    return (max_num_seqs + 1, max_model_len + 1)
 
 
 def is_fast_sampling(s: dict) -> bool:
@@ -220,7 +226,7 @@ class ModelRunner:
         if not needs_history(st.sampling):
             return
         if self.hist is None:
-            self.hist = torch.zeros((self._max_num_seqs + 1, self.max_model_len + 1), dtype=torch.int32,
+            self.hist = torch.zeros(history_shape(self._max_num_seqs, self.max_model_len), dtype=HISTORY_DTYPE,
                                     device=self.device)
         rows, cols, vals = self._hist_pending
         rows.extend([st.row] * len(st.token_ids))
@@ -231,7 +237,7 @@ class ModelRunner:
         rows, cols, vals = self._hist_pending
         if rows:
             idx = to_device([rows, cols, vals], self.device, torch.int64)  # one copy (non-blocking)
-            self.hist.index_put_((idx[0], idx[1]), idx[2].to(torch.int32))
+            self.hist.index_put_((idx[0], idx[1]), idx[2].to(HISTORY_DTYPE))
             self._hist_pending = ([], [], [])
 
     def _hist_sampled(self, states, rows, tok) -> None:
@@ -241,7 +247,7 @@ class ModelRunner:
             return
         at = to_device([[states[i].row for i in pick], [rows[i].prompt_len + rows[i].num_generated for i in pick],
                         pick], self.device, torch.int64)
-        self.hist.index_put_((at[0], at[1]), tok.index_select(0, at[2]).to(torch.int32))
+        self.hist.index_put_((at[0], at[1]), tok.index_select(0, at[2]).to(HISTORY_DTYPE))
 
     def finish(self, h: StepHandle) -> dict:
         """Waits for a launched step and records its sampled tokens. Steps finish in launch order."""
