@@ -4,6 +4,12 @@
 import torch
 
 
+def shares_kv_heads(num_kv_heads: int, world_size: int) -> bool:
+    """Whether ranks share KV heads at this degree: fewer KV heads than ranks, the ranks dividing evenly over them
+    (consecutive ranks then keep copies of the KV head their query heads read)."""
+    return 0 < num_kv_heads < world_size and world_size % num_kv_heads == 0
+
+
 class TensorParallel:
     def __init__(self, rank: int = 0, world_size: int = 1):
         self.rank = rank
@@ -66,7 +72,7 @@ class TensorParallel:
         """KV heads per rank: n / world_size, or 1 when there are fewer KV heads than ranks and the ranks divide
         evenly over them: consecutive ranks then hold copies of one KV head (the one their query heads read;
         reshard.tensor_split places it), as Llama-3-8B's 8 KV heads do at degree 16 or Qwen2-7B's 4 at 8."""
-        if 0 < n < self.world_size and self.world_size % n == 0:
+        if shares_kv_heads(n, self.world_size):
             return 1
         if n % self.world_size:
             raise ValueError(f"num_key_value_heads={n} is neither divisible by tensor_parallel_degree="

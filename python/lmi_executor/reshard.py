@@ -19,6 +19,7 @@ import torch
 
 from .config import ExecutorOptions, ModelConfig
 from .loader import SafetensorsFile, iter_checkpoint
+from .parallel import shares_kv_heads
 
 FORMAT_TYPE = "lmi-tp-safetensors"
 FORMAT_VERSION = 1.0
@@ -89,7 +90,7 @@ def tensor_split(cfg: ModelConfig, name: str, shape: list, T: int):
     rest = m.group(2) if m else ""
     # Fewer KV heads than ranks (the ranks dividing evenly over them): K and V are cut into one piece per KV head,
     # each kept by the ranks whose query heads read it (parallel.TensorParallel.kv_heads).
-    kv = (nkv,) if 0 < nkv < T and T % nkv == 0 else None
+    kv = (nkv,) if shares_kv_heads(nkv, T) else None
     table = {
         "self_attn.q_proj": Split(0, (nh * hd,)),
         "self_attn.k_proj": Split(0, (nkv * hd,), kv),
