@@ -5,6 +5,7 @@ import random
 import sys
 import tempfile
 import unittest
+from unittest import mock
 
 import torch
 
@@ -164,11 +165,8 @@ class GpuModelTest(unittest.TestCase):
         for dtype, tol in (("fp32", 1e-4), ("bf16", 3e-2)):
             runs = {}
             for trim in ("1", "0"):
-                os.environ["LMI_TRIM_LAST_LAYER"] = trim
-                try:
+                with mock.patch.dict(os.environ, {"LMI_TRIM_LAST_LAYER": trim}):
                     w = gpu_worker(self.dir, dtype=dtype, enable_cuda_graph=True)
-                finally:
-                    del os.environ["LMI_TRIM_LAST_LAYER"]
                 self.assertIsNotNone(w.runner.prefill_graphs)
                 d = Driver(w, seed=2)
                 many = d.run(new=[(rid, p, len(p), sampling()) for rid, p in prompts.items()])
@@ -186,8 +184,6 @@ class GpuModelTest(unittest.TestCase):
         # it loads, sampling after the replay): the tokens and sampled logprobs widening inside the graph gave, and
         # greedy logprobs to fp32 rounding. Against a worker whose graphs widen inside (the code before): greedy,
         # seeded sampling and top logprobs, 12 requests (bucket 16).
-        from unittest import mock
-
         from lmi_executor.memory_profile import FP32_LOGIT_ROWS
         from lmi_executor.kernels.gemv import MAX_ROWS
         from lmi_executor.models.llama import LlamaModel

@@ -4,6 +4,7 @@ import os
 import sys
 import tempfile
 import unittest
+from unittest import mock
 
 import torch
 
@@ -157,11 +158,8 @@ class ModelTest(unittest.TestCase):
         bound = llama.RESIDUAL_IN_GEMM_ABOVE_ROWS
 
         def run(kind, trim):
-            os.environ["LMI_TRIM_LAST_LAYER"] = "1" if trim else "0"
-            try:
+            with mock.patch.dict(os.environ, {"LMI_TRIM_LAST_LAYER": "1" if trim else "0"}):
                 w = make_worker(os.path.join(self.tmp.name, kind))
-            finally:
-                del os.environ["LMI_TRIM_LAST_LAYER"]
             metas = spy_logits_meta(w)
             d = Driver(w)
             d.run(new=[("c", c, 3, sampling())])  # c's prompt: one sampled row of three
