@@ -2,7 +2,8 @@
 # starts them (`python -m lmi_executor`, rank 0 on a Unix socket, the others following rank 0's relay), and this
 # script plays Node: hello (the "pipelined-steps" capability), load, initCache, then every golden case of a zoo
 # model at once, prompts chunked by 5 tokens, each step sent before the previous step's reply is back (the
-# engine's two steps in flight). The greedy continuations must equal the transformers goldens.
+# engine's two steps in flight). The greedy continuations must equal the transformers goldens, and after the
+# shutdown call every rank must exit by itself with status 0.
 #   python3 scripts/gpu/tp-serve-check.py [--tp 2] [--device cuda] [--models llama,qwen3,mixtral] [--graphs 0,1]
 import argparse
 import json
@@ -102,8 +103,10 @@ def run_model(model_dir, tp, device, graphs, port) -> bool:
         while inflight:
             collect()
         node.call("shutdown")
-        return all(plans.reqs[rid]["tokens"][len(c["input_ids"]):][: len(c["greedy"]["ids"])] == c["greedy"]["ids"]
-                   for rid, c in want.items())
+        exact = all(plans.reqs[rid]["tokens"][len(c["input_ids"]):][: len(c["greedy"]["ids"])] == c["greedy"]["ids"]
+                    for rid, c in want.items())
+        # After the shutdown reply every rank must end by itself, with status 0 (an abort in the teardown is -6).
+        return exact, [p.wait(timeout=60) for p in procs]
     finally:
         for p in procs:
             try:
@@ -124,9 +127,10 @@ def main():
     for name in a.models.split(","):
         for graphs in (g == "1" for g in a.graphs.split(",")):
             port += 1
-            exact = run_model(os.path.join(ROOT, "models", "zoo", name), a.tp, a.device, graphs, port)
-            print(f"| TP={a.tp} {a.device} served, pipelined | {name} | graphs={graphs} | token-exact={exact} |", flush=True)
-            ok &= exact
+            exact, exits = run_model(os.path.join(ROOT, "models", "zoo", name), a.tp, a.device, graphs, port)
+            print(f"| TP={a.tp} {a.device} served, pipelined | {name} | graphs={graphs} | token-exact={exact} | "
+                  f"rank exit codes {exits} |", flush=True)
+            ok &= exact and all(c == 0 for c in exits)
     print("tp-serve-check OK" if ok else "tp-serve-check FAILED")
     sys.exit(0 if ok else 1)
 
