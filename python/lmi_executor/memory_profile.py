@@ -11,7 +11,7 @@ from .graph_capture import decode_graph_sizes
 from .kernels.attention_launch import context_bounds
 from .prefill_graphs import enabled as prefill_graphs_enabled
 from .prefill_graphs import graph_sizes
-from .runner import HISTORY_DTYPE, history_shape
+from .runner import EXECUTOR_BLOCKS, HISTORY_DTYPE, history_shape
 from .sampler import SampleRow, sample
 
 # What the CUDA graphs hold beyond the profiled peak: every bucket's static logits ([b, vocab] for each
@@ -101,7 +101,9 @@ def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
     outside_torch = (total - free) - torch.cuda.memory_reserved(dev)
     reserve = graph_reserve_bytes(worker)
     history = history_reserve_bytes(worker)
-    budget = int(total * o.gpu_memory_utilization) - peak - outside_torch - reserve - history
+    # The cache also holds the executor's own blocks past the engine's (runner.EXECUTOR_BLOCKS).
+    budget = int(total * o.gpu_memory_utilization) - peak - outside_torch - reserve - history \
+        - EXECUTOR_BLOCKS * bytes_per_block
     if budget < bytes_per_block:
         raise MemoryError(
             f"out of memory for the KV cache: {total * o.gpu_memory_utilization / 2**30:.1f} GiB allowed "

@@ -18,6 +18,9 @@ class RequestState:
     block_ids: list = field(default_factory=list)
     row: int = -1  # row in BlockTable; assigned on admission
     num_pending: int = 0  # sampled by launched steps whose tokens have not reached token_ids yet
+    # Contrastive search: unit-length final hidden states of positions 0 .. hidden_len - 1 (contrastive.py).
+    hidden: object = None
+    hidden_len: int = 0
 
 
 class BlockTable:
@@ -66,8 +69,6 @@ class RequestStore:
         self.bt = block_table
 
     def add_new(self, d: dict) -> RequestState:
-        if d["sampling"]["strategy"] == "contrastive":
-            raise ValueError("contrastive search is not supported by the GPU executor")
         st = RequestState(d["reqId"], list(d["promptTokenIds"]), len(d["promptTokenIds"]), d["sampling"])
         self._admit(st, list(d["blockIds"]))
         return st

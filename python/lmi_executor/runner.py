@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from . import contrastive
 from .attention import AttentionMetadata, last_rows_metadata
 from .graph_capture import bucket_for, decode_graph_sizes
 from .requests import BlockTable, RequestStore
@@ -29,6 +30,8 @@ from .transfer import to_device
 _RING = 4
 MAX_TOP = 20  # logprob alternatives a pipelined step copies out with its samples (the engine's MAX_TOP_N_TOKENS)
 HISTORY_DTYPE = torch.int32  # ModelRunner.hist's token ids
+# KV blocks the executor keeps past the engine's: the one padded graph rows write to, then contrastive search's.
+EXECUTOR_BLOCKS = 1 + contrastive.SCRATCH_BLOCKS
 
 
 def history_shape(max_num_seqs: int, max_model_len: int) -> tuple:
@@ -41,9 +44,9 @@ def is_fast_sampling(s: dict) -> bool:
     sampling with temperature / top-k / top-p / min-p / typical-p, logit bias, min tokens, penalties, which
     read the device's token history, and up to MAX_TOP logprob alternatives, which go out with the samples):
     such steps can be launched while earlier ones are still running. More alternatives are read back on the
-    host: those steps wait for the earlier ones. (Prompt logprobs need no earlier sample: a step that makes
+    host, and contrastive search picks on the host: those steps wait for the earlier ones. (Prompt logprobs need no earlier sample: a step that makes
     them launches ahead too, its launch waiting for the GPU while it reads them.)"""
-    return s["numTopLogprobs"] <= MAX_TOP
+    return s["numTopLogprobs"] <= MAX_TOP and s["strategy"] != "contrastive"
 
 
 def _num_generated(st) -> int:
@@ -108,8 +111,10 @@ class StepHandle:
 
 class ModelRunner:
     def __init__(self, model, kv_caches, block_size: int, max_num_seqs: int, max_model_len: int, device,
-                 scratch_block: int = 0):
+                 scratch_block: int = 0, contrastive_blocks: list = ()):
         self.model, self.kv_caches, self.block_size, self.device = model, kv_caches, block_size, device
+        # KV blocks past the engine's for contrastive search's look-ahead (contrastive.SCRATCH_BLOCKS of them).
+        self.contrastive_blocks = list(contrastive_blocks)
         self.max_model_len = max_model_len
         self.max_blocks = (max_model_len + block_size - 1) // block_size
         self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device, scratch_block))
@@ -160,7 +165,8 @@ class ModelRunner:
 
     def waits_for_earlier_steps(self, plan: dict) -> bool:
         """True when this plan samples for a request whose settings are not is_fast_sampling (more logprob
-        alternatives than MAX_TOP, read back on the host): then earlier steps must finish before it is launched."""
+        alternatives than MAX_TOP, read back on the host; contrastive search, which picks on the host): then earlier
+        steps must finish before it is launched."""
         for d in plan["scheduledNewReqs"]:
             if not is_fast_sampling(d["sampling"]):
                 return True
@@ -288,6 +294,8 @@ class ModelRunner:
     # ---- launch internals ----------------------------------------------------------------------------------
 
     def _run(self, batch: list, out: dict) -> StepHandle:
+        if any(contrastive.is_contrastive(st) for st, _, _ in batch):
+            return self._run_contrastive(batch, out)
         ids, q_lens, starts, seq_lens, rows = [], [], [], [], []
         logits_rows, sample_rows, sample_states, plp = [], [], [], []
         pend_tok, pend_rows = [], []  # step tokens whose id is a pending sample: read from last_token[row]
@@ -354,6 +362,58 @@ class ModelRunner:
                 logits[first : first + count], st.token_ids[nc + 1 : nc + 1 + count], st.sampling["numTopLogprobs"]
             )
             out["promptLogprobs"][st.req_id] = ([None] if nc == 0 else []) + entries
+        return handle
+
+    def _run_contrastive(self, batch: list, out: dict) -> StepHandle:
+        """A step with contrastive requests: eager, every row's last layer, the contrastive requests' hidden states
+        kept, and their picks (contrastive.pick) recorded before this returns; the other requests sample as in any
+        step. A contrastive request computes again the positions whose hidden states it lacks (those a prefix-cache
+        hit skipped: their K/V come out the same)."""
+        ids, q_lens, starts, seq_lens, rows, logits_rows, plp = [], [], [], [], [], [], []
+        hidden_rows, keep, samples = [], [], []
+        t = 0
+        for st, nc, n in batch:
+            if st.num_pending:
+                raise RuntimeError(f"{st.req_id}: a contrastive step was launched before earlier steps finished")
+            start = min(nc, st.hidden_len) if contrastive.is_contrastive(st) else nc
+            m = nc + n - start
+            if nc + n > len(st.token_ids):
+                raise ValueError(f"{st.req_id}: scheduled {nc}+{n} tokens but only {len(st.token_ids)} are known")
+            ids.extend(st.token_ids[start : nc + n])
+            q_lens.append(m)
+            starts.append(start)
+            seq_lens.append(nc + n)
+            rows.append(st.row)
+            if contrastive.is_contrastive(st):
+                keep.append((st, start, len(hidden_rows), m))
+                hidden_rows.extend(range(t, t + m))
+            if st.sampling["promptLogprobs"] and nc < st.prompt_len - 1:
+                e = min(nc + n, st.prompt_len - 1)
+                plp.append((st, nc, len(logits_rows), e - nc))
+                logits_rows.extend(range(t + nc - start, t + e - start))
+            if nc + n == len(st.token_ids):
+                samples.append((st, len(logits_rows)))
+                logits_rows.append(t + m - 1)
+            t += m
+        logits, hidden = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows, hidden_rows=hidden_rows)
+        for st, start, first, m in keep:
+            contrastive.keep_hidden(st, start, hidden[first : first + m])
+        for st, nc, first, count in plp:
+            entries = prompt_logprobs(
+                logits[first : first + count], st.token_ids[nc + 1 : nc + 1 + count], st.sampling["numTopLogprobs"]
+            )
+            out["promptLogprobs"][st.req_id] = ([None] if nc == 0 else []) + entries
+        picked = [(st, r) for st, r in samples if contrastive.is_contrastive(st)]
+        others = [(st, r) for st, r in samples if not contrastive.is_contrastive(st)]
+        handle = self._sample(logits, [r for _, r in others], [st for st, _ in others], out) if others \
+            else StepHandle(out)
+        if picked:
+            chosen = contrastive.pick(self, [(st, logits[r].float()) for st, r in picked])
+            toks = to_device([tok for tok, _, _ in chosen], self.device, torch.int64)
+            self.last_token.index_copy_(0, to_device([st.row for st, _ in picked], self.device, torch.int64), toks)
+            for (st, _), (tok, lp, top) in zip(picked, chosen):
+                st.num_pending += 1
+                self._record(out, st, tok, lp, top)
         return handle
 
     def _sample(self, logits, sample_rows, states, out, graph_greedy=None) -> StepHandle:
@@ -423,7 +483,9 @@ class ModelRunner:
             event.record()
         return StepHandle(out, states, host, event, n, top_k)
 
-    def _forward_eager(self, ids, q_lens, starts, seq_lens, rows, logits_rows, pending=None):
+    def _forward_eager(self, ids, q_lens, starts, seq_lens, rows, logits_rows, pending=None, hidden_rows=None):
+        """Logits of logits_rows (fp32); with hidden_rows (contrastive search), (logits, their final hidden states),
+        every row's last layer computed."""
         dev, bs = self.device, self.block_size
         B = len(q_lens)
         q_len_t, start_t, seq_t, row_t = to_device([q_lens, starts, seq_lens, rows], dev, torch.int64)
@@ -458,6 +520,10 @@ class ModelRunner:
         size = (bucket_for(self._lm_buckets, n) or n) if n else 0
         padded = logits_rows + [logits_rows[-1]] * (size - n) if size > n else logits_rows
         li = to_device(padded, dev, torch.int64)
+        if hidden_rows is not None:
+            logits, hidden = self.model.forward(input_ids, positions, meta, self.kv_caches, li,
+                                                hidden_rows=to_device(hidden_rows, dev, torch.int64))
+            return (logits[:n] if size > n else logits), hidden
         logits_meta = None
         if self.trim_last_layer and n:
             logits_meta = last_rows_metadata(q_lens, seq_lens, seq_t, tables, padded)

@@ -14,7 +14,7 @@ from .models.gpt import GPTModel
 from .models.llama import LlamaModel
 from .parallel import TensorParallel
 from .reshard import iter_weights
-from .runner import ModelRunner
+from .runner import EXECUTOR_BLOCKS, ModelRunner
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
            "fp32": torch.float32, "float32": torch.float32}
@@ -173,13 +173,14 @@ class Worker:
     def init_cache(self, msg) -> dict:
         n = int(msg["numBlocks"])
         cfg, m = self.cfg, self.model
-        # One extra block at index n: padded rows of captured decode graphs write there, never into real blocks.
-        shape = (cfg.num_layers, 2, n + 1, self.opts.block_size, m.nkv, cfg.head_dim)
+        # Blocks past the engine's n: index n, where padded rows of captured graphs write (never into real blocks),
+        # then contrastive search's look-ahead blocks (runner.EXECUTOR_BLOCKS: the memory profile leaves room for them).
+        shape = (cfg.num_layers, 2, n + EXECUTOR_BLOCKS, self.opts.block_size, m.nkv, cfg.head_dim)
         self.kv = torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
         caches = [(self.kv[i, 0], self.kv[i, 1]) for i in range(cfg.num_layers)]
         self.num_blocks = n
         self.runner = ModelRunner(m, caches, self.opts.block_size, self.opts.max_num_seqs, self.max_model_len, self.device,
-                                  scratch_block=n)
+                                  scratch_block=n, contrastive_blocks=range(n + 1, n + EXECUTOR_BLOCKS))
         graph_seconds = prefill_seconds = 0.0
         decode_bytes = prefill_bytes = 0
         if self.opts.enable_cuda_graph and self.device.type == "cuda" and m.attn.backend == "triton":

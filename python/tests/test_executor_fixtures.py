@@ -61,8 +61,9 @@ def make_checkpoint(path: str, model_type: str = "llama", seed: int = 0, dtype=t
     return {"config": cfg, "weights": w}
 
 
-def dense_forward(ck: dict, ids: list) -> torch.Tensor:
-    """Logits [len(ids), V] in fp64 for one sequence, straight from the HF definition."""
+def dense_forward(ck: dict, ids: list, hidden: bool = False):
+    """Logits [len(ids), V] in fp64 for one sequence, straight from the HF definition; hidden=True: (logits, the
+    final-normed hidden states [len(ids), H], HF's hidden_states[-1])."""
     cfg, w = ck["config"], {k: v.double() for k, v in ck["weights"].items()}
     H, nh, nkv, hd, eps = 64, 4, 2, 16, cfg["rms_norm_eps"]
     T = len(ids)
@@ -116,4 +117,5 @@ def dense_forward(ck: dict, ids: list) -> torch.Tensor:
         g, u = h @ w[p + "mlp.gate_proj.weight"].t(), h @ w[p + "mlp.up_proj.weight"].t()
         x = x + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].t()
     head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
-    return norm(x, w["model.norm.weight"]) @ head.t()
+    h = norm(x, w["model.norm.weight"])
+    return (h @ head.t(), h) if hidden else h @ head.t()

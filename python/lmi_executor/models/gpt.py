@@ -130,9 +130,11 @@ class GPTModel(ModelWeights):
         return torch.cat([(x1 * c - x2 * s).to(x.dtype), (x2 * c + x1 * s).to(x.dtype), rest], dim=-1)
 
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices,
-                widen: bool = True, logits_meta: AttentionMetadata = None) -> torch.Tensor:
+                widen: bool = True, logits_meta: AttentionMetadata = None, hidden_rows: torch.Tensor = None):
         """fp32 logits [len(logits_indices), vocab]; with widen=False in the model's dtype (the LM head's output).
-        logits_meta: as LlamaModel.forward's (the last layer computes the logits rows only)."""
+        logits_meta, hidden_rows: as LlamaModel.forward's."""
+        if hidden_rows is not None and logits_meta is not None:
+            raise ValueError("hidden_rows needs every row's last layer: logits_meta must be None")
         cfg, hd, eps, ln = self.cfg, self.cfg.head_dim, self.cfg.rms_norm_eps, torch.nn.functional.layer_norm
         H = cfg.hidden_size
         x = self.params["embed"][input_ids]
@@ -160,8 +162,15 @@ class GPTModel(ModelWeights):
             m = _gelu(linear(h2, L["up_w"], L["up_b"]), cfg.hidden_act)
             mlp_out = self.tp.all_reduce(linear(m, L["down_w"])) + L["down_b"]
             x = x + attn_out + mlp_out if cfg.parallel_residual else x + mlp_out
-        if logits_indices is not None:  # (None: the last layer computed the logits rows only)
-            x = x[logits_indices]
-        h = ln(x, (H,), self.params["norm_w"], self.params["norm_b"], eps)
+        hidden = None
+        if hidden_rows is not None:
+            h = ln(x, (H,), self.params["norm_w"], self.params["norm_b"], eps)
+            hidden = h.index_select(0, hidden_rows).float()
+            h = h.index_select(0, logits_indices)
+        else:
+            if logits_indices is not None:  # (None: the last layer computed the logits rows only)
+                x = x[logits_indices]
+            h = ln(x, (H,), self.params["norm_w"], self.params["norm_b"], eps)
         logits = linear(h, self.params["lm_head"])
-        return logits.float() if widen else logits
+        logits = logits.float() if widen else logits
+        return logits if hidden is None else (logits, hidden)

@@ -252,14 +252,18 @@ class LlamaModel(ModelWeights):
         return res + self.tp.all_reduce(g.gemv(x, w)), None
 
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_caches, logits_indices,
-                widen: bool = True, logits_meta: AttentionMetadata = None) -> torch.Tensor:
+                widen: bool = True, logits_meta: AttentionMetadata = None, hidden_rows: torch.Tensor = None):
         """Returns logits [len(logits_indices), vocab] for the rows the sampler needs: fp32, or with widen=False
         possibly in the model's dtype (the LM head's own output, before the exact widening to fp32).
         logits_meta: given when every logits row is the last new token of its sequence, the attention metadata
         of those rows alone in decode form (one query each, seeing its sequence's whole context). The last layer
         then writes every token's K/V but computes attention, the o projection and the MLP for those rows only:
-        the other rows' outputs of the last layer feed nothing (attention.last_rows_metadata builds it)."""
-        g = self._small_step_kernels(input_ids.shape[0])
+        the other rows' outputs of the last layer feed nothing (attention.last_rows_metadata builds it).
+        hidden_rows: row indices whose final-normed hidden states (HF's hidden_states[-1]) are returned too, in fp32:
+        then (logits, hidden); every layer runs for every row (no logits_meta, not the decode-sized kernels)."""
+        if hidden_rows is not None and logits_meta is not None:
+            raise ValueError("hidden_rows needs every row's last layer: logits_meta must be None")
+        g = self._small_step_kernels(input_ids.shape[0]) if hidden_rows is None else None
         if g is not None:
             return self._forward_small(g, input_ids, positions, meta, kv_caches, logits_indices)
         cfg, hd, ops, eps = self.cfg, self.cfg.head_dim, self.ops, self.cfg.rms_norm_eps
@@ -297,16 +301,23 @@ class LlamaModel(ModelWeights):
                 x = self.tp.all_reduce(self._moe(h, L))
             else:
                 x = self.tp.all_reduce(linear(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"]))
-        if logits_indices is not None:  # (None: the last layer computed the logits rows only)
-            residual = residual[logits_indices]
-            x = None if fused else x[logits_indices]
-        if fused:
-            h = ops.add_rms_norm(residual, None, self.params["norm"], eps)
+        hidden = None
+        if hidden_rows is not None:  # every row's final norm (it is row-wise), then the rows each output needs
+            h = ops.add_rms_norm(residual, None, self.params["norm"], eps) if fused else \
+                ops.add_rms_norm(x, residual, self.params["norm"], eps)
+            hidden = h.index_select(0, hidden_rows).float()
+            h = h.index_select(0, logits_indices)
         else:
-            h = ops.add_rms_norm(x, residual, self.params["norm"], eps)
+            if logits_indices is not None:  # (None: the last layer computed the logits rows only)
+                residual = residual[logits_indices]
+                x = None if fused else x[logits_indices]
+            if fused:
+                h = ops.add_rms_norm(residual, None, self.params["norm"], eps)
+            else:
+                h = ops.add_rms_norm(x, residual, self.params["norm"], eps)
         logits = linear(h, self.params["lm_head"])
         if widen:
             logits = logits.float()
         if self.vocab_parallel:
             logits = self.tp.all_gather_last_dim(logits)
-        return logits
+        return logits if hidden is None else (logits, hidden)

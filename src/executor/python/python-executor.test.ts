@@ -3,8 +3,10 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { PlanDriver, samplingSettings } from "../../../test/conformance/plan-driver.ts";
 import { ExecutorError } from "../../errors.ts";
-import type { ModelRunnerOutput } from "../types.ts";
+import { InThreadCpuExecutor } from "../cpu/in-thread-executor.ts";
+import type { Executor, ModelRunnerOutput } from "../types.ts";
 import { createPythonExecutor, type PythonExecutor, type PythonExecutorOptions } from "./python-executor.ts";
 import { greedySettings, PlanBuilder } from "./testing/plan-builder.ts";
 import { denseGreedy, makeTinyCheckpoint, PYTHON, torchMissing } from "./testing/python-env.ts";
@@ -157,6 +159,31 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
       await one.shutdown();
       await two.shutdown();
       await three.shutdown();
+    }
+  });
+
+  it("contrastive search picks what the TypeScript CPU executor picks, alone, beside greedy and at degree 2", async () => {
+    const q2 = makeTinyCheckpoint("qwen2", 6);
+    const s = samplingSettings({ strategy: "contrastive", topK: 4, penaltyAlpha: 0.6 });
+    const run = async (ex: Executor, numBlocks: number) => {
+      const d = new PlanDriver(ex, 4, numBlocks, 7); // a 7-token budget: the 10-token prompt is chunked
+      d.add("c", [9, 8, 7, 6, 5, 4, 3, 2, 1, 11], s, 9);
+      d.add("g", [4, 5, 6], samplingSettings(), 9);
+      await d.runToCompletion();
+      return { c: d.reqs.get("c")!.generated, g: d.reqs.get("g")!.generated };
+    };
+    const ts = new InThreadCpuExecutor({ modelDir: q2, blockSize: 4 });
+    await ts.load();
+    await ts.initCache(64);
+    const want = await run(ts, 64);
+    const one = cpuExecutor(q2);
+    const two = cpuExecutor(q2, { tensorParallelDegree: 2 });
+    try {
+      assert.deepEqual(await run(one, (await started(one)).numBlocks), want);
+      assert.deepEqual(await run(two, (await started(two)).numBlocks), want);
+    } finally {
+      await one.shutdown();
+      await two.shutdown();
     }
   });
 

@@ -1,0 +1,131 @@
+# Contrastive search (option.decoding_strategy=contrastive; HF's `penalty_alpha` + `top_k`) in the runner. When a
+# step samples for a contrastive request, its top-k candidates come from the processed logits (logit bias, min
+# tokens, penalties; no temperature), one look-ahead forward runs every candidate as the next token, and the pick is
+# argmax (1 - alpha) * p(candidate) - alpha * max cosine(candidate's hidden state, each earlier position's). Hidden
+# states are the final-normed last-layer outputs (HF's hidden_states[-1]); the runner keeps them per request
+# (RequestState.hidden) from the steps that compute its positions. The look-ahead writes the candidates' K/V into
+# the executor's own scratch blocks past the engine's (a candidate's block starts as a copy of the request's partial
+# block), never into an engine block; the chosen token is computed again by the next step like any generated
+# token. Contrastive steps run eagerly and pick on the host before the launch returns, after every earlier step
+# has finished (ModelRunner.waits_for_earlier_steps). Same function as src/executor/cpu/contrastive.ts.
+import torch
+
+from .attention import AttentionMetadata
+from .sampler import SampleRow, _apply_bias_and_min_tokens, _apply_penalties
+from .transfer import to_device
+
+SCRATCH_BLOCKS = 32  # KV blocks past the engine's for the look-ahead: also the most candidates a request gets
+DEFAULT_TOP_K = 4  # HF's and LMI's default when top_k is 0
+
+
+def is_contrastive(st) -> bool:
+    return st.sampling["strategy"] == "contrastive"
+
+
+def num_candidates(sampling: dict) -> int:
+    """top_k (DEFAULT_TOP_K when 0), at most SCRATCH_BLOCKS, as the CPU executor caps it."""
+    k = sampling["topK"] if sampling["topK"] > 0 else DEFAULT_TOP_K
+    return max(1, min(k, SCRATCH_BLOCKS))
+
+
+def keep_hidden(st, start: int, h: torch.Tensor) -> None:
+    """Stores the final hidden states h [n, H] of positions start .. start + n - 1 as unit vectors (a cosine is then
+    a dot product); positions from start on replace what was kept for them."""
+    h = torch.nn.functional.normalize(h.float(), dim=-1)
+    end = start + h.shape[0]
+    cap = 0 if st.hidden is None else st.hidden.shape[0]
+    if cap < end:
+        grown = torch.zeros((max(end, 2 * cap, 64), h.shape[1]), dtype=torch.float32, device=h.device)
+        if start > 0:
+            grown[:start] = st.hidden[:start]
+        st.hidden = grown
+    st.hidden[start:end] = h
+    st.hidden_len = end
+
+
+def pick(runner, items: list) -> list:
+    """items: (request state, fp32 logits [V] of its last known position), every token of each request known on the
+    host and its hidden states kept through that position. Returns (token, logprob, top alternatives) per item: the
+    logprob and alternatives are of the raw logits, as for every other strategy."""
+    rows = [SampleRow(st.sampling, len(st.token_ids) - st.prompt_len, st.token_ids, st.prompt_len) for st, _ in items]
+    raw = torch.stack([logits for _, logits in items])
+    x = raw.clone()
+    _apply_bias_and_min_tokens(x, rows)
+    _apply_penalties(x, rows)  # from the host token lists
+    probs = torch.softmax(x, dim=-1)
+    ks = [num_candidates(st.sampling) for st, _ in items]
+    top_p, top_i = probs.topk(max(ks), dim=-1)
+    top_p, top_i = top_p.tolist(), top_i.tolist()
+    picks = []  # one device scalar per item
+    group, used = [], 0
+    for i, (st, _) in enumerate(items):
+        if used + ks[i] > SCRATCH_BLOCKS:
+            picks.extend(_look_ahead(runner, group))
+            group, used = [], 0
+        group.append((st, top_i[i][: ks[i]], top_p[i][: ks[i]]))
+        used += ks[i]
+    picks.extend(_look_ahead(runner, group))
+    tokens = torch.stack(picks)
+    logprobs = torch.log_softmax(raw, dim=-1)
+    chosen = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
+    tokens = tokens.tolist()
+    m = max(st.sampling["numTopLogprobs"] for st, _ in items)
+    tops = [[] for _ in items]
+    if m:
+        vals, ids = logprobs.topk(m, dim=-1)
+        vals, ids = vals.tolist(), ids.tolist()
+        tops = [[[ids[i][j], vals[i][j]] for j in range(st.sampling["numTopLogprobs"])] for i, (st, _) in enumerate(items)]
+    return list(zip(tokens, chosen, tops))
+
+
+def _look_ahead(runner, group: list) -> list:
+    """One forward of every candidate of `group` ((state, candidate ids, their probabilities)) as its request's next
+    token, in scratch blocks; returns each request's pick as a device scalar (a token id)."""
+    dev, bs = runner.device, runner.block_size
+    ids, positions, slots, tables, seq_lens = [], [], [], [], []
+    scratch = iter(runner.contrastive_blocks)
+    width = runner.max_blocks
+    for st, cand, _ in group:
+        pos = len(st.token_ids)
+        bi, off = divmod(pos, bs)
+        blocks = [next(scratch) for _ in cand]
+        if off:  # the request's partial block, copied into each candidate's block
+            dst = to_device(blocks, dev, torch.int64)
+            for k_cache, v_cache in runner.kv_caches:
+                k_cache[dst, :off] = k_cache[st.block_ids[bi]][None, :off]
+                v_cache[dst, :off] = v_cache[st.block_ids[bi]][None, :off]
+        for tok, b in zip(cand, blocks):
+            ids.append(tok)
+            positions.append(pos)
+            slots.append(b * bs + off)
+            row = st.block_ids[:bi] + [b]
+            tables.append(row + [b] * (width - len(row)))  # full-width rows, as every other step's
+            seq_lens.append(pos + 1)
+    R = len(ids)
+    ids_t, pos_t, slots_t, seq_t = to_device([ids, positions, slots, seq_lens], dev, torch.int64)
+    meta = AttentionMetadata(
+        slot_mapping=slots_t,
+        query_start_loc=torch.arange(R + 1, dtype=torch.int32, device=dev),
+        seq_lens=seq_t.int(),
+        block_tables=to_device(tables, dev, torch.int32),
+        max_query_len=1,
+        max_seq_len=max(seq_lens),
+        query_start_loc_cpu=list(range(R + 1)),
+        seq_lens_cpu=seq_lens,
+    )
+    every = torch.arange(R, device=dev)
+    _, hidden = runner.model.forward(ids_t, pos_t, meta, runner.kv_caches, every[:1], hidden_rows=every)
+    hidden = torch.nn.functional.normalize(hidden, dim=-1)
+    picks, r = [], 0
+    for st, cand, p in group:
+        k = len(cand)
+        h = hidden[r : r + k]
+        r += k
+        alpha = st.sampling["penaltyAlpha"]
+        if st.hidden_len:
+            degeneration = (h @ st.hidden[: st.hidden_len].T).max(dim=1).values
+        else:
+            degeneration = torch.zeros(k, device=dev)
+        score = (1 - alpha) * torch.tensor(p, device=dev) - alpha * degeneration
+        picks.append(to_device(cand, dev, torch.int64)[torch.argmax(score)])
+    return picks
