@@ -368,7 +368,7 @@ class ModelRunner:
         """A step with contrastive requests: eager, every row's last layer, the contrastive requests' hidden states
         kept, and their picks (contrastive.pick) recorded before this returns; the other requests sample as in any
         step. A contrastive request computes again the positions whose hidden states it lacks (those a prefix-cache
-        hit skipped: their K/V come out the same)."""
+        hit skipped: their K/V come out the same up to rounding)."""
         ids, q_lens, starts, seq_lens, rows, logits_rows, plp = [], [], [], [], [], [], []
         hidden_rows, keep, samples = [], [], []
         t = 0

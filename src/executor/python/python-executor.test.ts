@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { PlanDriver, samplingSettings } from "../../../test/conformance/plan-driver.ts";
 import { ExecutorError } from "../../errors.ts";
 import { InThreadCpuExecutor } from "../cpu/in-thread-executor.ts";
-import type { Executor, ModelRunnerOutput } from "../types.ts";
+import type { Executor, ModelRunnerOutput, SamplingSettings } from "../types.ts";
 import { createPythonExecutor, type PythonExecutor, type PythonExecutorOptions } from "./python-executor.ts";
 import { greedySettings, PlanBuilder } from "./testing/plan-builder.ts";
 import { denseGreedy, makeTinyCheckpoint, PYTHON, torchMissing } from "./testing/python-env.ts";
@@ -35,21 +35,25 @@ async function started(ex: PythonExecutor): Promise<{ numBlocks: number }> {
   return prof;
 }
 
-/** Generates `steps` greedy tokens for each prompt, all requests in one batch; with `ahead`, each step is sent
- * before the previous one's reply is back (two in flight, as the engine pipelines steps). */
+/** Generates `steps` tokens for each prompt (greedy unless `sampling` names the request's settings), all
+ * requests in one batch; with `ahead`, each step is sent before the previous one's reply is back (two in flight,
+ * as the engine pipelines steps). */
 async function generate(
   ex: PythonExecutor,
   numBlocks: number,
   prompts: Record<string, number[]>,
   steps: number,
   ahead = false,
+  sampling: Record<string, SamplingSettings> = {},
 ) {
   const pb = new PlanBuilder(numBlocks, 4);
   let pending: Promise<ModelRunnerOutput> | null = null;
   for (let s = 0; s < steps; s++) {
     const plan =
       s === 0
-        ? pb.plan({ add: Object.entries(prompts).map(([id, prompt]) => ({ id, prompt })) })
+        ? pb.plan({
+            add: Object.entries(prompts).map(([id, prompt]) => ({ id, prompt, sampling: sampling[id] })),
+          })
         : pb.plan({ run: Object.keys(prompts).map((id) => ({ id, n: 1 })) });
     pb.advance(plan);
     const sent = ex.execute(plan);
@@ -179,8 +183,19 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     const one = cpuExecutor(q2);
     const two = cpuExecutor(q2, { tensorParallelDegree: 2 });
     try {
-      assert.deepEqual(await run(one, (await started(one)).numBlocks), want);
+      const p1 = (await started(one)).numBlocks;
+      assert.deepEqual(await run(one, p1), want);
       assert.deepEqual(await run(two, (await started(two)).numBlocks), want);
+      // Steps sent two at a time, as the engine pipelines them: a contrastive step waits for the one before it.
+      // (Each call's requests take ids of their own: the executor keeps the earlier ones' rows.)
+      const [c, g] = [
+        [3, 1, 4, 1, 5, 9, 2],
+        [2, 7, 1, 8],
+      ];
+      const seq = await generate(one, p1, { c1: c, g1: g }, 7, false, { c1: s });
+      const ahead = await generate(one, p1, { c2: c, g2: g }, 7, true, { c2: s });
+      assert.deepEqual([ahead.c2, ahead.g2], [seq.c1, seq.g1]);
+      assert.notDeepEqual(seq.c1, (await generate(one, p1, { c3: c }, 7)).c3); // (greedy continues otherwise)
     } finally {
       await one.shutdown();
       await two.shutdown();
