@@ -74,7 +74,8 @@ def pick(runner, items: list) -> list:
     if m:
         vals, ids = logprobs.topk(m, dim=-1)
         vals, ids = vals.tolist(), ids.tolist()
-        tops = [[[ids[i][j], vals[i][j]] for j in range(st.sampling["numTopLogprobs"])] for i, (st, _) in enumerate(items)]
+        tops = [[[ids[i][j], vals[i][j]] for j in range(st.sampling["numTopLogprobs"])]
+                for i, (st, _) in enumerate(items)]
     return list(zip(tokens, chosen, tops))
 
 

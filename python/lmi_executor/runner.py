@@ -44,8 +44,9 @@ def is_fast_sampling(s: dict) -> bool:
     sampling with temperature / top-k / top-p / min-p / typical-p, logit bias, min tokens, penalties, which
     read the device's token history, and up to MAX_TOP logprob alternatives, which go out with the samples):
     such steps can be launched while earlier ones are still running. More alternatives are read back on the
-    host, and contrastive search picks on the host: those steps wait for the earlier ones. (Prompt logprobs need no earlier sample: a step that makes
-    them launches ahead too, its launch waiting for the GPU while it reads them.)"""
+    host, and contrastive search picks on the host: those steps wait for the earlier ones. (Prompt logprobs need
+    no earlier sample: a step that makes them launches ahead too, its launch waiting for the GPU while it reads
+    them.)"""
     return s["numTopLogprobs"] <= MAX_TOP and s["strategy"] != "contrastive"
 
 
