@@ -149,7 +149,8 @@ class ModelRunner:
         self._ring_next = 0
         self._unfinished = 0  # launched steps whose ring buffer finish() has not read yet
         # LMI_STEP_LOG=path: one JSON line per step: tokens, requests, host launch ms, GPU span (first to last
-        # operation of the step), GPU idle between the previous step's end and this one's start.
+        # operation of the step), GPU idle between the previous step's end and this one's start; served, the
+        # message loop's wait for the plan and rank 0's relay of it (note_host_wait).
         log = os.environ.get("LMI_STEP_LOG")
         self._step_log = open(log, "a", buffering=1) if log else None  # noqa: SIM115 - lives as long as the runner
         # With the step log, LMI_SLOW_LAUNCH_DUMP_MS=n prints every thread's Python stack to stderr when a launch
@@ -157,6 +158,7 @@ class ModelRunner:
         self._dump_after_s = float(os.environ.get("LMI_SLOW_LAUNCH_DUMP_MS", "0")) / 1e3
         self._prev_end = None
         self._gc = _GcClock() if self._step_log is not None else None
+        self._host_wait = None  # (plan wait, relay) seconds of the next launch, from note_host_wait
 
     # ---- the two halves of a step ------------------------------------------------------------------------
 
@@ -178,6 +180,12 @@ class ModelRunner:
                 return True
         return False
 
+    def note_host_wait(self, wait_s: float, relay_s: float) -> None:
+        """The message loop's times before the next launch, for the step log: how long it waited for the plan (rank
+        0: for Node's message; other ranks: for rank 0's relay) and how long rank 0 took to relay it to the others."""
+        if self._step_log is not None:
+            self._host_wait = (wait_s, relay_s)
+
     def launch(self, plan: dict) -> StepHandle:
         if self._step_log is None:
             return self._launch(plan)
@@ -198,6 +206,9 @@ class ModelRunner:
         facts = {"step": plan["stepId"], "tokens": sum(sched.values()), "reqs": len(sched),
                  "decode": all(n == 1 for n in sched.values()), "launchMs": (time.perf_counter() - t0) * 1e3,
                  "t": time.time(), **self._gc.take()}
+        if self._host_wait is not None:
+            facts["planWaitMs"], facts["relayMs"] = self._host_wait[0] * 1e3, self._host_wait[1] * 1e3
+            self._host_wait = None
         h.timing = (facts, start, end, self._prev_end)
         self._prev_end = end
         return h

@@ -14,6 +14,7 @@ import queue
 import socket
 import sys
 import threading
+import time
 import traceback
 
 from .protocol import FrameSocket
@@ -134,11 +135,13 @@ def serve_rank0(worker: Worker, socket_path: str) -> None:
         # launches the next step (a prefill launch holds it for ~10 ms): switch threads within 0.2 ms.
         sys.setswitchinterval(0.0002)
     while True:
+        t_wait = time.perf_counter()
         try:
             msg, _payload = fs.read()
         except EOFError:
             worker.tp.broadcast_object({"type": "shutdown"})
             return
+        t_read = time.perf_counter()
         kind = msg.get("type")
         if finisher is not None and kind != "execute" and kind != "health":
             finisher.drain()  # every other call sees the state of all steps sent before it
@@ -148,6 +151,8 @@ def serve_rank0(worker: Worker, socket_path: str) -> None:
             return
         if kind != "health":
             worker.tp.broadcast_object(msg)
+        if kind == "execute" and worker.runner is not None:
+            worker.runner.note_host_wait(t_read - t_wait, time.perf_counter() - t_read)
         try:
             if kind == "execute" and finisher is not None and worker.runner is not None:
                 finisher.launch(msg.get("id"), msg["plan"])
@@ -166,8 +171,11 @@ def serve_follower(worker: Worker) -> None:
     drains, so both queue the same steps, and so the same collectives, in the same order)."""
     finisher = _Finisher(worker, None) if worker.pipelined else None
     while True:
+        t_wait = time.perf_counter()
         msg = worker.tp.broadcast_object(None)
         kind = msg.get("type")
+        if kind == "execute" and worker.runner is not None:
+            worker.runner.note_host_wait(time.perf_counter() - t_wait, 0.0)  # (rank 0's relay is in the wait)
         if finisher is not None and kind != "execute":
             finisher.drain()
         if kind == "shutdown":

@@ -1,6 +1,7 @@
 # Summarises an executor step log (LMI_STEP_LOG=path, one JSON line per step) for the burst part of a
 # benchmark: from the first step of at least --burst-tokens tokens to the end. Prints, for prefill-carrying
-# steps and pure-decode steps: count, GPU span total and median, GPU idle before steps, host launch time.
+# steps and pure-decode steps: count, GPU span total and median, GPU idle before steps, host launch time; for a
+# served executor, the message loop's wait for each plan and rank 0's relay (all steps, and those after GPU idle).
 # --server-log F --requests N (the server's log of the same run, text format): when the burst's N requests reached
 # the server (from its access log: end time minus duration) against the previous request's end and the launch of
 # the first full prompt step.
@@ -58,6 +59,16 @@ def main() -> None:
     if dec:
         print(f"decode steps with >= 200 requests: {len(dec)}, median GPU span "
               f"{statistics.median(s.get('gpuSpanMs', 0.0) for s in dec):.2f} ms")
+    served = [s for s in burst if "planWaitMs" in s]
+    if served:  # the message loop's waits (served executors): is an idle GPU waiting for Node or for the relay?
+        idle = [s for s in served if s.get("idleBeforeMs", 0.0) > 1.0]
+
+        def waits(sel):
+            return (f"plan wait median {statistics.median(s['planWaitMs'] for s in sel):.2f} ms, relay median "
+                    f"{statistics.median(s['relayMs'] for s in sel):.2f} ms")
+
+        print(f"message loop: all {len(served)} steps {waits(served)}"
+              + (f"; the {len(idle)} after > 1 ms of GPU idle {waits(idle)}" if idle else ""))
     if a.server_log:
         print(arrivals(a.server_log, a.requests, burst[0]["t"]))
 

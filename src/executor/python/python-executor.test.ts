@@ -202,6 +202,31 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     }
   });
 
+  it("the step log has each rank's wait for its plan and rank 0's relay time", async () => {
+    const log = join(mkdtempSync(join(tmpdir(), "lmi-steplog-")), "steps.jsonl");
+    const ex = cpuExecutor(makeTinyCheckpoint("llama", 7), {
+      tensorParallelDegree: 2,
+      env: { LMI_STEP_LOG: log },
+    });
+    try {
+      const { numBlocks } = await started(ex);
+      await generate(ex, numBlocks, { a: [1, 2, 3], b: [4, 5] }, 4, true);
+    } finally {
+      await ex.shutdown();
+    }
+    const lines = readFileSync(log, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.equal(lines.length, 8, "4 steps on each of 2 ranks");
+    for (const l of lines) {
+      assert.ok(l.planWaitMs >= 0 && l.relayMs >= 0, JSON.stringify(l));
+    }
+    // Only rank 0 relays; a follower's relay is inside its wait (0 here).
+    assert.ok(lines.some((l) => l.relayMs > 0));
+    assert.ok(lines.some((l) => l.relayMs === 0));
+  });
+
   it("mpi_mode starts the ranks through mpirun with Open MPI's rank variables", async () => {
     // A stand-in for mpirun: records its arguments, then starts -np copies with OMPI_COMM_WORLD_* set.
     const bin = mkdtempSync(join(tmpdir(), "lmi-fake-mpirun-"));
