@@ -16,6 +16,7 @@ from .transfer import to_device
 
 SCRATCH_BLOCKS = 32  # KV blocks past the engine's for the look-ahead: also the most candidates a request gets
 DEFAULT_TOP_K = 4  # HF's and LMI's default when top_k is 0
+_HIDDEN_CHUNK = 256  # positions by which a request's kept hidden states grow
 
 
 def is_contrastive(st) -> bool:
@@ -34,8 +35,9 @@ def keep_hidden(st, start: int, h: torch.Tensor) -> None:
     h = torch.nn.functional.normalize(h.float(), dim=-1)
     end = start + h.shape[0]
     cap = 0 if st.hidden is None else st.hidden.shape[0]
-    if cap < end:
-        grown = torch.zeros((max(end, 2 * cap, 64), h.shape[1]), dtype=torch.float32, device=h.device)
+    if cap < end:  # grows by whole chunks, not doubling: this memory is not in the KV cache's budget
+        grown = torch.zeros((-(-end // _HIDDEN_CHUNK) * _HIDDEN_CHUNK, h.shape[1]), dtype=torch.float32,
+                            device=h.device)
         if start > 0:
             grown[:start] = st.hidden[:start]
         st.hidden = grown
@@ -54,8 +56,9 @@ def pick(runner, items: list) -> list:
     _apply_penalties(x, rows)  # from the host token lists
     probs = torch.softmax(x, dim=-1)
     ks = [num_candidates(st.sampling) for st, _ in items]
-    top_p, top_i = probs.topk(max(ks), dim=-1)
-    top_p, top_i = top_p.tolist(), top_i.tolist()
+    # A stable sort, not topk: among equal probabilities the lower token id comes first, as the CPU executor's.
+    top_p, top_i = probs.sort(dim=-1, descending=True, stable=True)
+    top_p, top_i = top_p[:, : max(ks)].tolist(), top_i[:, : max(ks)].tolist()
     picks = []  # one device scalar per item
     group, used = [], 0
     for i, (st, _) in enumerate(items):
@@ -79,6 +82,15 @@ def pick(runner, items: list) -> list:
     return list(zip(tokens, chosen, tops))
 
 
+def copy_block_prefix(kv_caches: list, src: int, dst: list, n: int) -> None:
+    """Copies the first n token slots of block src into each block of dst, in every layer's K and V cache (an fp8
+    cache through its bytes: fp8 tensors have no index kernels everywhere)."""
+    dst_t = to_device(dst, kv_caches[0][0].device, torch.int64)
+    for cache in (c for pair in kv_caches for c in pair):
+        raw = cache.view(torch.uint8) if cache.element_size() == 1 else cache
+        raw[dst_t, :n] = raw[src][None, :n]
+
+
 def _look_ahead(runner, group: list) -> list:
     """One forward of every candidate of `group` ((state, candidate ids, their probabilities)) as its request's next
     token, in scratch blocks; returns each request's pick as a device scalar (a token id)."""
@@ -91,10 +103,7 @@ def _look_ahead(runner, group: list) -> list:
         bi, off = divmod(pos, bs)
         blocks = [next(scratch) for _ in cand]
         if off:  # the request's partial block, copied into each candidate's block
-            dst = to_device(blocks, dev, torch.int64)
-            for k_cache, v_cache in runner.kv_caches:
-                k_cache[dst, :off] = k_cache[st.block_ids[bi]][None, :off]
-                v_cache[dst, :off] = v_cache[st.block_ids[bi]][None, :off]
+            copy_block_prefix(runner.kv_caches, st.block_ids[bi], blocks, off)
         for tok, b in zip(cand, blocks):
             ids.append(tok)
             positions.append(pos)

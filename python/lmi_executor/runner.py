@@ -379,18 +379,20 @@ class ModelRunner:
     def _run_contrastive(self, batch: list, out: dict) -> StepHandle:
         """A step with contrastive requests: eager, every row's last layer, the contrastive requests' hidden states
         kept, and their picks (contrastive.pick) recorded before this returns; the other requests sample as in any
-        step. A contrastive request computes again the positions whose hidden states it lacks (those a prefix-cache
-        hit skipped: their K/V come out the same up to rounding)."""
+        step. A contrastive request's positions are all computed by its own steps (the engine's scheduler gives
+        such requests no prefix-cache hit), so its kept hidden states always reach the step's first position."""
         ids, q_lens, starts, seq_lens, rows, logits_rows, plp = [], [], [], [], [], [], []
         hidden_rows, keep, samples = [], [], []
         t = 0
         for st, nc, n in batch:
             if st.num_pending:
                 raise RuntimeError(f"{st.req_id}: a contrastive step was launched before earlier steps finished")
-            start = min(nc, st.hidden_len) if contrastive.is_contrastive(st) else nc
-            m = nc + n - start
+            if contrastive.is_contrastive(st) and nc != st.hidden_len:
+                raise ValueError(f"{st.req_id}: contrastive search needs the hidden state of every position, but the "
+                                 f"step starts at position {nc} and they reach {st.hidden_len} (a prefix-cache hit?)")
             if nc + n > len(st.token_ids):
                 raise ValueError(f"{st.req_id}: scheduled {nc}+{n} tokens but only {len(st.token_ids)} are known")
+            start, m = nc, n
             ids.extend(st.token_ids[start : nc + n])
             q_lens.append(m)
             starts.append(start)

@@ -154,8 +154,9 @@ class Worker:
     def profile(self, _msg) -> dict:
         per_block = self._bytes_per_block()
         if self.device.type != "cuda":
-            return {"numBlocks": max(1, self.opts.cpu_kv_cache_bytes // per_block), "blockSize": self.opts.block_size,
-                    "bytesPerBlock": per_block}
+            # The cache also holds the executor's own blocks past the engine's (runner.EXECUTOR_BLOCKS).
+            n = max(1, self.opts.cpu_kv_cache_bytes // per_block - EXECUTOR_BLOCKS)
+            return {"numBlocks": n, "blockSize": self.opts.block_size, "bytesPerBlock": per_block}
         from .kernels import lt_gemm
         from .memory_profile import profile_cuda_blocks
 

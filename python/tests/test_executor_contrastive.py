@@ -133,6 +133,33 @@ class ContrastiveTest(unittest.TestCase):
         self.assertTrue(torch.equal(calls[0], w.kv[:, :, : w.num_blocks]))
         self.assertFalse(torch.equal(before, w.kv[:, :, : w.num_blocks]))
 
+    def test_a_step_past_the_kept_hidden_states_is_refused_by_name(self):
+        # The engine gives contrastive requests no prefix-cache hit; a plan that starts past the positions whose
+        # hidden states the executor keeps is an error that says so, and the executor keeps serving.
+        d = Driver(make_worker(os.path.join(self.tmp.name, "llama")))
+        s = sampling(strategy="contrastive", topK=4, penaltyAlpha=0.6)
+        plan = d.plans.plan(new=[("a", PROMPT, 3, s)])
+        plan["scheduledNewReqs"][0]["numComputedTokens"] = 8  # as if 8 prompt tokens came from the cache
+        with self.assertRaisesRegex(ValueError, "hidden state of every position"):
+            d.w.execute({"plan": plan})
+        got, _ = d.generate("b", PROMPT, 2, s)
+        self.assertEqual(got, reference(self.ck["llama"], PROMPT, 2, 4, 0.6))
+
+    def test_block_prefix_copy_keeps_bytes_for_every_cache_dtype(self):
+        dtypes = [torch.float32, torch.bfloat16] + ([torch.float8_e4m3fn] if hasattr(torch, "float8_e4m3fn") else [])
+        for dtype in dtypes:
+            with self.subTest(dtype=dtype):
+                caches = [tuple(torch.randn(6, 4, 2, 8).to(dtype) for _ in range(2)) for _ in range(3)]
+                before = [tuple(c.clone() for c in pair) for pair in caches]
+                contrastive.copy_block_prefix(caches, 1, [4, 5], 3)
+                for pair, old in zip(caches, before):
+                    for c, o in zip(pair, old):
+                        raw, raw_old = c.view(torch.uint8), o.view(torch.uint8)
+                        for b in (4, 5):
+                            self.assertTrue(torch.equal(raw[b, :3], raw_old[1, :3]))
+                            self.assertTrue(torch.equal(raw[b, 3:], raw_old[b, 3:]))
+                        self.assertTrue(torch.equal(raw[:4], raw_old[:4]))
+
     def test_top_k_is_capped_by_the_scratch_blocks(self):
         self.assertEqual(contrastive.num_candidates(sampling(topK=0)), contrastive.DEFAULT_TOP_K)
         self.assertEqual(contrastive.num_candidates(sampling(topK=1000)), contrastive.SCRATCH_BLOCKS)

@@ -51,7 +51,16 @@ class Node:
         return self.reply()
 
 
-def run_model(model_dir, tp, device, graphs, port) -> bool:
+def _exit_status(p):
+    """The rank's exit status, or "hung" when it is still running 60 s after the shutdown (then it is killed)."""
+    try:
+        return p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return "hung"
+
+
+def run_model(model_dir, tp, device, graphs, port) -> tuple:
     with open(os.path.join(model_dir, "golden.json")) as f:
         cases = json.load(f)["cases"]
     sock_dir = tempfile.mkdtemp()
@@ -106,7 +115,7 @@ def run_model(model_dir, tp, device, graphs, port) -> bool:
         exact = all(plans.reqs[rid]["tokens"][len(c["input_ids"]):][: len(c["greedy"]["ids"])] == c["greedy"]["ids"]
                     for rid, c in want.items())
         # After the shutdown reply every rank must end by itself, with status 0 (an abort in the teardown is -6).
-        return exact, [p.wait(timeout=60) for p in procs]
+        return exact, [_exit_status(p) for p in procs]
     finally:
         for p in procs:
             try:

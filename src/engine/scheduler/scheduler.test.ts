@@ -339,6 +339,27 @@ describe("Scheduler prefix caching", () => {
     assert.equal(st.prefixCacheQueries, 66);
   });
 
+  it("computes every prompt position of prompt-logprobs and contrastive requests", () => {
+    const sched = createScheduler({ blockSize: 16 });
+    const prompt = Array.from({ length: 33 }, (_, i) => 700 + i);
+    const [a] = createRequests(1, { prompt, maxTokens: 2, idPrefix: "a" });
+    sched.addRequest(a);
+    while (sched.hasUnfinishedRequests) step(sched);
+    const kinds = [
+      { promptLogprobs: true },
+      { strategy: "contrastive" as const, topK: 4, penaltyAlpha: 0.6 },
+      {},
+    ];
+    const got = kinds.map((sampling, i) => {
+      const [r] = createRequests(1, { prompt, maxTokens: 2, idPrefix: `k${i}`, sampling });
+      sched.addRequest(r);
+      const { plan } = step(sched);
+      while (sched.hasUnfinishedRequests) step(sched);
+      return plan.scheduledNewReqs[0].numComputedTokens;
+    });
+    assert.deepEqual(got, [0, 0, 32]); // (the last, greedy, does take the cached blocks)
+  });
+
   it("shares prefix blocks with a running request (reference count 2)", () => {
     const sched = createScheduler({ blockSize: 4 });
     const prompt = Array.from({ length: 9 }, (_, i) => 900 + i);

@@ -204,8 +204,10 @@ export class Scheduler extends RequestBook {
       const req = this.waiting.peek();
       if (req === null) break;
       if (this.running.length > 0 && this.stepId - 1 - req.arrivalStep < waitingSteps) break;
-      // Prompt logprobs need every prompt position computed, so such requests skip the prefix cache.
-      const hit = req.sampling.promptLogprobs ? NO_HIT : this.kv.getComputedBlocks(req);
+      // Prompt logprobs need every prompt position computed, and contrastive search every position's hidden
+      // state (the executor keeps them from the steps that compute them), so such requests skip the prefix cache.
+      const everyPosition = req.sampling.promptLogprobs || req.sampling.strategy === "contrastive";
+      const hit = everyPosition ? NO_HIT : this.kv.getComputedBlocks(req);
       const numComputed = req.numComputedTokens + hit.numComputedTokens;
       const n = Math.min(req.numTokens - numComputed, budget);
       const added = this.kv.allocateSlots(req, n, hit.blocks);
