@@ -297,7 +297,7 @@ export const MODEL_KEYS = [
     backends: ["vllm"],
     default: true,
     description: "Reuse KV blocks of shared prompt prefixes.",
-    here: "same",
+    here: "same; requests with prompt logprobs or contrastive search compute their whole prompt (they need every position's logits or hidden state)",
   }),
   def("option.enable_chunked_prefill", "enableChunkedPrefill", bool(), {
     backends: ["vllm", "lmi-dist"],
