@@ -320,13 +320,19 @@ describe("Scheduler preemption", () => {
   });
 });
 
+/** A scheduler (16-token blocks) whose cache holds the two full blocks of a finished 33-token prompt. */
+function afterOnePrompt(first: number) {
+  const sched = createScheduler({ blockSize: 16 });
+  const prompt = Array.from({ length: 33 }, (_, i) => first + i);
+  const [a] = createRequests(1, { prompt, maxTokens: 2, idPrefix: "a" });
+  sched.addRequest(a);
+  while (sched.hasUnfinishedRequests) step(sched);
+  return { sched, prompt };
+}
+
 describe("Scheduler prefix caching", () => {
   it("serves a repeated prompt's full blocks from the cache", () => {
-    const sched = createScheduler({ blockSize: 16 });
-    const prompt = Array.from({ length: 33 }, (_, i) => 500 + i);
-    const [a] = createRequests(1, { prompt, maxTokens: 2, idPrefix: "a" });
-    sched.addRequest(a);
-    while (sched.hasUnfinishedRequests) step(sched);
+    const { sched, prompt } = afterOnePrompt(500);
     const [b] = createRequests(1, { prompt, maxTokens: 2, idPrefix: "b" });
     sched.addRequest(b);
     const { plan } = step(sched);
@@ -340,11 +346,7 @@ describe("Scheduler prefix caching", () => {
   });
 
   it("computes every prompt position of prompt-logprobs and contrastive requests", () => {
-    const sched = createScheduler({ blockSize: 16 });
-    const prompt = Array.from({ length: 33 }, (_, i) => 700 + i);
-    const [a] = createRequests(1, { prompt, maxTokens: 2, idPrefix: "a" });
-    sched.addRequest(a);
-    while (sched.hasUnfinishedRequests) step(sched);
+    const { sched, prompt } = afterOnePrompt(700);
     const kinds = [
       { promptLogprobs: true },
       { strategy: "contrastive" as const, topK: 4, penaltyAlpha: 0.6 },
