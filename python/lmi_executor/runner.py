@@ -392,26 +392,26 @@ class ModelRunner:
                                  f"step starts at position {nc} and they reach {st.hidden_len} (a prefix-cache hit?)")
             if nc + n > len(st.token_ids):
                 raise ValueError(f"{st.req_id}: scheduled {nc}+{n} tokens but only {len(st.token_ids)} are known")
-            start, m = nc, n
-            ids.extend(st.token_ids[start : nc + n])
-            q_lens.append(m)
-            starts.append(start)
+            ids.extend(st.token_ids[nc : nc + n])
+            q_lens.append(n)
+            starts.append(nc)
             seq_lens.append(nc + n)
             rows.append(st.row)
             if contrastive.is_contrastive(st):
-                keep.append((st, start, len(hidden_rows), m))
-                hidden_rows.extend(range(t, t + m))
+                keep.append((st, nc, len(hidden_rows), n))
+                hidden_rows.extend(range(t, t + n))
             if st.sampling["promptLogprobs"] and nc < st.prompt_len - 1:
+                # Rows nc..e-1 score prompt tokens nc+1..e (chunk boundaries included: the prompt is known).
                 e = min(nc + n, st.prompt_len - 1)
                 plp.append((st, nc, len(logits_rows), e - nc))
-                logits_rows.extend(range(t + nc - start, t + e - start))
+                logits_rows.extend(range(t, t + e - nc))
             if nc + n == len(st.token_ids):
                 samples.append((st, len(logits_rows)))
-                logits_rows.append(t + m - 1)
-            t += m
+                logits_rows.append(t + n - 1)
+            t += n
         logits, hidden = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows, hidden_rows=hidden_rows)
-        for st, start, first, m in keep:
-            contrastive.keep_hidden(st, start, hidden[first : first + m])
+        for st, nc, first, n in keep:
+            contrastive.keep_hidden(st, nc, hidden[first : first + n])
         for st, nc, first, count in plp:
             entries = prompt_logprobs(
                 logits[first : first + count], st.token_ids[nc + 1 : nc + 1 + count], st.sampling["numTopLogprobs"]

@@ -83,6 +83,20 @@ class ContrastiveTest(unittest.TestCase):
         self.assertAlmostEqual(entry["logprob"], lsm[tok].item(), delta=2e-4)
         self.assertEqual([i for i, _ in entry["top"]], lsm.topk(3).indices.tolist())
 
+    def test_prompt_logprobs_with_a_chunked_prompt(self):
+        s = sampling(strategy="contrastive", topK=4, penaltyAlpha=0.6, promptLogprobs=True)
+        d = Driver(make_worker(os.path.join(self.tmp.name, "qwen3")))
+        outs = [d.run(new=[("a", PROMPT, 4, s)]), d.run(cached=[("a", 4)]), d.run(cached=[("a", 3)])]
+        got = [e for o in outs for e in o["promptLogprobs"]["a"]]
+        self.assertIsNone(got[0])
+        ref = torch.log_softmax(dense_forward(self.ck["qwen3"], PROMPT), -1)
+        self.assertEqual(len(got), len(PROMPT))
+        for p, g in enumerate(got[1:], start=1):
+            self.assertAlmostEqual(g["logprob"], ref[p - 1, PROMPT[p]].item(), delta=2e-4)
+        for _ in range(3):
+            d.run(cached=[("a", 1)])
+        self.assertEqual(d.reqs["a"]["tokens"][len(PROMPT):], reference(self.ck["qwen3"], PROMPT, 4, 4, 0.6))
+
     def test_other_requests_in_the_same_steps_are_untouched(self):
         w = make_worker(os.path.join(self.tmp.name, "qwen3"))
         alone, _ = Driver(make_worker(os.path.join(self.tmp.name, "qwen3"))).generate("g", PROMPT[:7], 8)
