@@ -11,7 +11,7 @@
 import torch
 
 from .attention import AttentionMetadata
-from .sampler import SampleRow, _apply_bias_and_min_tokens, _apply_penalties
+from .sampler import SampleRow, _apply_bias_and_min_tokens, _apply_penalties, chosen_logprob, top_logprobs
 from .transfer import to_device
 
 SCRATCH_BLOCKS = 32  # KV blocks past the engine's for the look-ahead: also the most candidates a request gets
@@ -54,32 +54,25 @@ def pick(runner, items: list) -> list:
     x = raw.clone()
     _apply_bias_and_min_tokens(x, rows)
     _apply_penalties(x, rows)  # from the host token lists
-    probs = torch.softmax(x, dim=-1)
     ks = [num_candidates(st.sampling) for st, _ in items]
     # A stable sort, not topk: among equal probabilities the lower token id comes first, as the CPU executor's.
-    top_p, top_i = probs.sort(dim=-1, descending=True, stable=True)
-    top_p, top_i = top_p[:, : max(ks)].tolist(), top_i[:, : max(ks)].tolist()
+    top_p, top_i = torch.softmax(x, dim=-1).sort(dim=-1, descending=True, stable=True)
+    top_p, top_i = top_p[:, : max(ks)], top_i[:, : max(ks)]
+    cand_ids = top_i.tolist()
     picks = []  # one device scalar per item
     group, used = [], 0
     for i, (st, _) in enumerate(items):
         if used + ks[i] > SCRATCH_BLOCKS:
             picks.extend(_look_ahead(runner, group))
             group, used = [], 0
-        group.append((st, top_i[i][: ks[i]], top_p[i][: ks[i]]))
+        group.append((st, cand_ids[i][: ks[i]], top_i[i, : ks[i]], top_p[i, : ks[i]]))
         used += ks[i]
     picks.extend(_look_ahead(runner, group))
     tokens = torch.stack(picks)
-    logprobs = torch.log_softmax(raw, dim=-1)
-    chosen = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
-    tokens = tokens.tolist()
-    m = max(st.sampling["numTopLogprobs"] for st, _ in items)
-    tops = [[] for _ in items]
-    if m:
-        vals, ids = logprobs.topk(m, dim=-1)
-        vals, ids = vals.tolist(), ids.tolist()
-        tops = [[[ids[i][j], vals[i][j]] for j in range(st.sampling["numTopLogprobs"])]
-                for i, (st, _) in enumerate(items)]
-    return list(zip(tokens, chosen, tops))
+    chosen = chosen_logprob(raw, tokens).tolist()
+    counts = [st.sampling["numTopLogprobs"] for st, _ in items]
+    tops = top_logprobs(torch.log_softmax(raw, dim=-1) if any(counts) else None, counts)
+    return list(zip(tokens.tolist(), chosen, tops))
 
 
 def copy_block_prefix(kv_caches: list, src: int, dst: list, n: int) -> None:
@@ -92,13 +85,14 @@ def copy_block_prefix(kv_caches: list, src: int, dst: list, n: int) -> None:
 
 
 def _look_ahead(runner, group: list) -> list:
-    """One forward of every candidate of `group` ((state, candidate ids, their probabilities)) as its request's next
-    token, in scratch blocks; returns each request's pick as a device scalar (a token id)."""
+    """One forward of every candidate of `group` ((state, candidate ids on the host, the same on the device, their
+    probabilities on the device)) as its request's next token, in scratch blocks; returns each request's pick as a
+    device scalar (a token id)."""
     dev, bs = runner.device, runner.block_size
     ids, positions, slots, tables, seq_lens = [], [], [], [], []
     scratch = iter(runner.contrastive_blocks)
     width = runner.max_blocks
-    for st, cand, _ in group:
+    for st, cand, _, _ in group:
         pos = len(st.token_ids)
         bi, off = divmod(pos, bs)
         blocks = [next(scratch) for _ in cand]
@@ -127,7 +121,7 @@ def _look_ahead(runner, group: list) -> list:
     _, hidden = runner.model.forward(ids_t, pos_t, meta, runner.kv_caches, every[:1], hidden_rows=every)
     hidden = torch.nn.functional.normalize(hidden, dim=-1)
     picks, r = [], 0
-    for st, cand, p in group:
+    for st, cand, cand_dev, p in group:
         k = len(cand)
         h = hidden[r : r + k]
         r += k
@@ -136,6 +130,5 @@ def _look_ahead(runner, group: list) -> list:
             degeneration = (h @ st.hidden[: st.hidden_len].T).max(dim=1).values
         else:
             degeneration = torch.zeros(k, device=dev)
-        score = (1 - alpha) * torch.tensor(p, device=dev) - alpha * degeneration
-        picks.append(to_device(cand, dev, torch.int64)[torch.argmax(score)])
+        picks.append(cand_dev[torch.argmax((1 - alpha) * p - alpha * degeneration)])
     return picks

@@ -306,11 +306,10 @@ class ModelRunner:
     # ---- launch internals ----------------------------------------------------------------------------------
 
     def _run(self, batch: list, out: dict) -> StepHandle:
-        if any(contrastive.is_contrastive(st) for st, _, _ in batch):
-            return self._run_contrastive(batch, out)
         ids, q_lens, starts, seq_lens, rows = [], [], [], [], []
         logits_rows, sample_rows, sample_states, plp = [], [], [], []
         pend_tok, pend_rows = [], []  # step tokens whose id is a pending sample: read from last_token[row]
+        hidden_rows, keep = [], []  # contrastive requests' rows, whose final hidden states are kept
         t = 0
         for st, nc, n in batch:
             known = len(st.token_ids)
@@ -330,6 +329,15 @@ class ModelRunner:
             starts.append(nc)
             seq_lens.append(nc + n)
             rows.append(st.row)
+            if contrastive.is_contrastive(st):
+                # Every position's hidden state is kept by the steps that compute it (the engine's scheduler gives
+                # contrastive requests no prefix-cache hit), so they reach this step's first position.
+                if nc != st.hidden_len:
+                    raise ValueError(f"{st.req_id}: contrastive search needs the hidden state of every position, but "
+                                     f"the step starts at position {nc} and they reach {st.hidden_len} (a prefix-cache "
+                                     f"hit?)")
+                keep.append((st, nc, len(hidden_rows), n))
+                hidden_rows.extend(range(t, t + n))
             if st.sampling["promptLogprobs"] and nc < st.prompt_len - 1:
                 # Rows nc..e-1 score prompt tokens nc+1..e (chunk boundaries included: the prompt is known).
                 e = min(nc + n, st.prompt_len - 1)
@@ -341,6 +349,11 @@ class ModelRunner:
                 logits_rows.append(t + n - 1)
             t += n
         pending = (pend_tok, pend_rows) if pend_tok else None
+        if keep:
+            if pending is not None:
+                raise RuntimeError("a contrastive step was launched before earlier steps finished")
+            return self._run_contrastive(out, (ids, q_lens, starts, seq_lens, rows), logits_rows, plp, sample_rows,
+                                         sample_states, hidden_rows, keep)
         # One sequence computing several tokens (a prompt or a prompt chunk) without prompt logprobs: replay
         # a prefill graph when a bucket holds it with little padding. Its logits are those of the last token,
         # the one row logits_rows names (or none, for a chunk short of its prompt's end).
@@ -360,8 +373,8 @@ class ModelRunner:
             if len(logits_rows) != len(batch):
                 # A one-token prompt chunk short of its prompt's end samples nothing: keep the rows that
                 # do, so logits (and greedy) line up with logits_rows as the eager path returns them.
-                keep = to_device(logits_rows, self.device, torch.int64)
-                logits, graph_greedy = logits.index_select(0, keep), graph_greedy.index_select(1, keep)
+                keep_rows = to_device(logits_rows, self.device, torch.int64)
+                logits, graph_greedy = logits.index_select(0, keep_rows), graph_greedy.index_select(1, keep_rows)
                 # (the graph wrote the dropped rows' argmax into last_token: those rows sample nothing, and a
                 # row's last_token entry is only read for a token that a later sample replaced)
         elif prefill_size:
@@ -369,56 +382,30 @@ class ModelRunner:
         else:
             logits = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows, pending)
         handle = self._sample(logits, sample_rows, sample_states, out, graph_greedy)
-        for st, nc, first, count in plp:
-            entries = prompt_logprobs(
-                logits[first : first + count], st.token_ids[nc + 1 : nc + 1 + count], st.sampling["numTopLogprobs"]
-            )
-            out["promptLogprobs"][st.req_id] = ([None] if nc == 0 else []) + entries
+        self._prompt_logprobs_out(out, logits, plp)
         return handle
 
-    def _run_contrastive(self, batch: list, out: dict) -> StepHandle:
-        """A step with contrastive requests: eager, every row's last layer, the contrastive requests' hidden states
-        kept, and their picks (contrastive.pick) recorded before this returns; the other requests sample as in any
-        step. A contrastive request's positions are all computed by its own steps (the engine's scheduler gives
-        such requests no prefix-cache hit), so its kept hidden states always reach the step's first position."""
-        ids, q_lens, starts, seq_lens, rows, logits_rows, plp = [], [], [], [], [], [], []
-        hidden_rows, keep, samples = [], [], []
-        t = 0
-        for st, nc, n in batch:
-            if st.num_pending:
-                raise RuntimeError(f"{st.req_id}: a contrastive step was launched before earlier steps finished")
-            if contrastive.is_contrastive(st) and nc != st.hidden_len:
-                raise ValueError(f"{st.req_id}: contrastive search needs the hidden state of every position, but the "
-                                 f"step starts at position {nc} and they reach {st.hidden_len} (a prefix-cache hit?)")
-            if nc + n > len(st.token_ids):
-                raise ValueError(f"{st.req_id}: scheduled {nc}+{n} tokens but only {len(st.token_ids)} are known")
-            ids.extend(st.token_ids[nc : nc + n])
-            q_lens.append(n)
-            starts.append(nc)
-            seq_lens.append(nc + n)
-            rows.append(st.row)
-            if contrastive.is_contrastive(st):
-                keep.append((st, nc, len(hidden_rows), n))
-                hidden_rows.extend(range(t, t + n))
-            if st.sampling["promptLogprobs"] and nc < st.prompt_len - 1:
-                # Rows nc..e-1 score prompt tokens nc+1..e (chunk boundaries included: the prompt is known).
-                e = min(nc + n, st.prompt_len - 1)
-                plp.append((st, nc, len(logits_rows), e - nc))
-                logits_rows.extend(range(t, t + e - nc))
-            if nc + n == len(st.token_ids):
-                samples.append((st, len(logits_rows)))
-                logits_rows.append(t + n - 1)
-            t += n
-        logits, hidden = self._forward_eager(ids, q_lens, starts, seq_lens, rows, logits_rows, hidden_rows=hidden_rows)
-        for st, nc, first, n in keep:
-            contrastive.keep_hidden(st, nc, hidden[first : first + n])
+    @staticmethod
+    def _prompt_logprobs_out(out: dict, logits, plp: list) -> None:
+        """The step's prompt logprobs: plp holds (request, first prompt position, first logits row, row count)."""
         for st, nc, first, count in plp:
             entries = prompt_logprobs(
                 logits[first : first + count], st.token_ids[nc + 1 : nc + 1 + count], st.sampling["numTopLogprobs"]
             )
             out["promptLogprobs"][st.req_id] = ([None] if nc == 0 else []) + entries
-        picked = [(st, r) for st, r in samples if contrastive.is_contrastive(st)]
-        others = [(st, r) for st, r in samples if not contrastive.is_contrastive(st)]
+
+    def _run_contrastive(self, out: dict, fwd: tuple, logits_rows: list, plp: list, sample_rows: list,
+                         sample_states: list, hidden_rows: list, keep: list) -> StepHandle:
+        """The rest of a step with contrastive requests (fwd: _forward_eager's first five arguments): eager, every
+        row's last layer, the contrastive requests' hidden states kept (keep: request, first position, first hidden
+        row, count), and their picks (contrastive.pick) recorded before this returns; the other requests sample as
+        in any step."""
+        logits, hidden = self._forward_eager(*fwd, logits_rows, hidden_rows=hidden_rows)
+        for st, nc, first, n in keep:
+            contrastive.keep_hidden(st, nc, hidden[first : first + n])
+        self._prompt_logprobs_out(out, logits, plp)
+        picked = [(st, r) for st, r in zip(sample_states, sample_rows) if contrastive.is_contrastive(st)]
+        others = [(st, r) for st, r in zip(sample_states, sample_rows) if not contrastive.is_contrastive(st)]
         handle = self._sample(logits, [r for _, r in others], [st for st, _ in others], out) if others \
             else StepHandle(out)
         if picked:

@@ -303,14 +303,18 @@ def sample(logits: torch.Tensor, rows: list, hist=None) -> tuple:
     logprobs per row) as host lists."""
     k = max((r.sampling["numTopLogprobs"] for r in rows), default=0)
     tokens, chosen, logprobs = sample_on_device(logits, rows, k, hist)
-    tops = [[] for _ in rows]
-    if k > 0:
-        vals, ids = logprobs.topk(k, dim=-1)
-        vals, ids = vals.tolist(), ids.tolist()
-        for i, r in enumerate(rows):
-            n = r.sampling["numTopLogprobs"]
-            tops[i] = [[ids[i][j], vals[i][j]] for j in range(n)]
-    return tokens.tolist(), chosen.tolist(), tops
+    return tokens.tolist(), chosen.tolist(), top_logprobs(logprobs, [r.sampling["numTopLogprobs"] for r in rows])
+
+
+def top_logprobs(logprobs, counts: list) -> list:
+    """Row i's counts[i] most likely [token id, logprob] pairs of logprobs [R, V], as host lists (logprobs is not
+    read when every count is 0)."""
+    m = max(counts, default=0)
+    if m == 0:
+        return [[] for _ in counts]
+    vals, ids = logprobs.topk(m, dim=-1)
+    vals, ids = vals.tolist(), ids.tolist()
+    return [[[ids[i][j], vals[i][j]] for j in range(n)] for i, n in enumerate(counts)]
 
 
 def prompt_logprobs(logits: torch.Tensor, next_ids: list, num_top: int) -> list:
@@ -318,9 +322,5 @@ def prompt_logprobs(logits: torch.Tensor, next_ids: list, num_top: int) -> list:
     logprobs = torch.log_softmax(logits, dim=-1)
     ids = torch.tensor(next_ids, device=logits.device)
     chosen = logprobs.gather(1, ids[:, None]).squeeze(1).tolist()
-    tops = [[] for _ in next_ids]
-    if num_top > 0:
-        vals, top_ids = logprobs.topk(num_top, dim=-1)
-        vals, top_ids = vals.tolist(), top_ids.tolist()
-        tops = [[[top_ids[i][j], vals[i][j]] for j in range(num_top)] for i in range(len(next_ids))]
+    tops = top_logprobs(logprobs, [num_top] * len(next_ids))
     return [{"logprob": c, "top": t} for c, t in zip(chosen, tops)]
