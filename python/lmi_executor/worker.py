@@ -175,7 +175,7 @@ class Worker:
         n = int(msg["numBlocks"])
         cfg, m = self.cfg, self.model
         # Blocks past the engine's n: index n, where padded rows of captured graphs write (never into real blocks),
-        # then contrastive search's look-ahead blocks (runner.EXECUTOR_BLOCKS: the memory profile leaves room for them).
+        # then contrastive search's look-ahead blocks (runner.EXECUTOR_BLOCKS: the profiles leave room for them).
         shape = (cfg.num_layers, 2, n + EXECUTOR_BLOCKS, self.opts.block_size, m.nkv, cfg.head_dim)
         self.kv = torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
         caches = [(self.kv[i, 0], self.kv[i, 1]) for i in range(cfg.num_layers)]

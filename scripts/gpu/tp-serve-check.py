@@ -118,10 +118,7 @@ def run_model(model_dir, tp, device, graphs, port) -> tuple:
         return exact, [_exit_status(p) for p in procs]
     finally:
         for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            _exit_status(p)
         srv.close()
 
 
