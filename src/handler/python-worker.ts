@@ -16,6 +16,9 @@ import type { DjlInput, DjlOutput } from "./protocol.ts";
 export const STARTED_LINE = "Python engine started.";
 const STOPPED_MESSAGE = "Backend Python process is stopped.";
 const TAIL_LINES = 30;
+/** After a worker exits, how long its last output may take to come out of the pipes (a process it started may
+ * hold them open, so this is not waited for without bound). */
+const OUTPUT_DRAIN_MS = 500;
 
 export type WorkerLog = (level: "info" | "warn" | "error", line: string) => void;
 
@@ -84,11 +87,26 @@ export class PythonWorker {
       detached: true,
     });
     this.proc = proc;
-    const started = this.watchOutput(proc, launch.socketPaths.length);
-    proc.once("exit", (code, signal) => this.onExit(code, signal));
+    const { started, drained } = this.watchOutput(proc, launch.socketPaths.length);
+    proc.once("exit", (code, signal) => {
+      this.onExit(code, signal);
+      // Its last lines (often the error) may still be in the pipes: they belong in the error messages that
+      // `exited` leads to.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((r) => {
+        timer = setTimeout(r, OUTPUT_DRAIN_MS);
+      });
+      void Promise.race([drained, late]).then(() => {
+        clearTimeout(timer);
+        this.resolveExited({ code, signal });
+      });
+    });
     // A spawn that fails (no such executable) may never emit "exit"; nothing runs, so it has exited.
     proc.once("error", () => {
-      if (proc.pid === undefined) this.onExit(null, null);
+      if (proc.pid === undefined) {
+        this.onExit(null, null);
+        this.resolveExited({ code: null, signal: null });
+      }
     });
     const spawnFailed = new Promise<never>((_, reject) =>
       proc.once("error", (e) =>
@@ -262,17 +280,23 @@ export class PythonWorker {
     });
   }
 
-  /** Relays stdout/stderr line by line; resolves once `numRanks` startup lines were seen. */
-  private watchOutput(proc: ChildProcess, numRanks: number): Promise<void> {
+  /** Relays stdout/stderr line by line. `started` resolves once `numRanks` startup lines were seen, `drained` once
+   * both streams have ended (every line relayed). */
+  private watchOutput(
+    proc: ChildProcess,
+    numRanks: number,
+  ): { started: Promise<void>; drained: Promise<void> } {
     let seen = 0;
     let resolveStarted!: () => void;
     const started = new Promise<void>((r) => {
       resolveStarted = r;
     });
     const prefix = `W-${proc.pid}-${this.opts.modelName}`;
-    const relay = (stream: NodeJS.ReadableStream | null, name: "stdout" | "stderr") => {
-      if (!stream) return;
-      createInterface({ input: stream }).on("line", (line) => {
+    const relay = (stream: NodeJS.ReadableStream | null, name: "stdout" | "stderr"): Promise<void> => {
+      if (!stream) return Promise.resolve();
+      const lines = createInterface({ input: stream });
+      const closed = new Promise<void>((r) => lines.once("close", () => r()));
+      lines.on("line", (line) => {
         this.tail.push(line);
         if (this.tail.length > TAIL_LINES) this.tail.shift();
         // Under mpirun --tag-output each line starts with `[1,<rank>]<stdout>:`.
@@ -280,10 +304,10 @@ export class PythonWorker {
         if (text.trim() === STARTED_LINE && ++seen === numRanks) resolveStarted();
         this.opts.log(levelOf(text, name), `${prefix}-${name}: ${line}`);
       });
+      return closed;
     };
-    relay(proc.stdout, "stdout");
-    relay(proc.stderr, "stderr");
-    return started;
+    const drained = Promise.all([relay(proc.stdout, "stdout"), relay(proc.stderr, "stderr")]).then(() => {});
+    return { started, drained };
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
@@ -294,7 +318,6 @@ export class PythonWorker {
     for (const p of this.opts.launch.socketPaths) {
       for (const f of [p, `${p}.pid`]) rmSync(f, { force: true });
     }
-    this.resolveExited({ code, signal });
   }
 }
 
