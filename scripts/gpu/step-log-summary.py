@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--burst-tokens", type=int, default=4096, help="first step of the burst has at least this many")
     ap.add_argument("--server-log", default="", help="the server's log of the same run (request arrivals)")
     ap.add_argument("--requests", type=int, default=256, help="requests in the burst (with --server-log)")
+    ap.add_argument("--loop-log", default="", help="the server's LMI_LOOP_LOG of the same run (Node's load)")
     a = ap.parse_args()
     steps = [json.loads(line) for line in open(a.log)]
     first = next((i for i, s in enumerate(steps) if s["tokens"] >= a.burst_tokens), None)
@@ -71,6 +72,23 @@ def main() -> None:
               + (f"; the {len(idle)} after > 1 ms of GPU idle {waits(idle)}" if idle else ""))
     if a.server_log:
         print(arrivals(a.server_log, a.requests, burst[0]["t"]))
+    if a.loop_log:
+        print(loop_load(a.loop_log, burst))
+
+
+def loop_load(loop_log: str, burst: list) -> str:
+    """Node's event-loop busy fraction over the burst's prompt phase (first step to the first pure-decode step)
+    and its decode phase (from there to the last step), from 100 ms samples that lie wholly inside each."""
+    samples = [json.loads(line) for line in open(loop_log)]
+    t0 = burst[0]["t"] * 1000
+    t1 = next((s["t"] for s in burst if s["decode"]), burst[-1]["t"]) * 1000
+    t2 = burst[-1]["t"] * 1000
+    out = []
+    for name, lo, hi in (("prompt phase", t0, t1), ("decode phase", t1, t2)):
+        sel = [x["busy"] for x in samples if x["t"] - x["ms"] >= lo and x["t"] <= hi]
+        if sel:
+            out.append(f"{name} {statistics.mean(sel):.2f} mean, {max(sel):.2f} max over {len(sel)} samples")
+    return "Node event loop busy: " + ("; ".join(out) if out else "no samples inside the burst")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import { createModelLoader, type ExecutorKind } from "../registry/model-loader.t
 import { ModelRegistry } from "../registry/registry.ts";
 import type { ModelSpec } from "../registry/types.ts";
 import { startGcLog } from "./gc-log.ts";
+import { startLoopLog } from "./loop-log.ts";
 import { isLogLevel, Logger, type LogLevel } from "./log.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { type RunningServer, startServer } from "./start.ts";
@@ -104,6 +105,7 @@ export async function runServe(
     sink: { write: (l) => process.stdout.write(l) },
   });
   if (env.LMI_GC_LOG) startGcLog(env.LMI_GC_LOG); // diagnostic: the process's GC pauses (docs/gpu-executor.md)
+  if (env.LMI_LOOP_LOG) startLoopLog(env.LMI_LOOP_LOG); // diagnostic: how busy the event loop is (same doc)
   let server: ServerConfig;
   let specs: ModelSpec[];
   try {
