@@ -153,6 +153,31 @@ test("contrastive search matches a brute-force HF-style reference and leaves oth
   assert.deepEqual(d.reqs.get("g")!.generated, refGreedy(ex, P1, 6));
 });
 
+test("a contrastive request whose step starts past its kept hidden states is refused by name", async () => {
+  const ex = await executor();
+  const plan = {
+    stepId: 0,
+    scheduledNewReqs: [
+      {
+        reqId: "c",
+        promptTokenIds: P3,
+        sampling: samplingSettings({ strategy: "contrastive", topK: 4, penaltyAlpha: 0.6 }),
+        blockIds: [0, 1, 2],
+        numComputedTokens: 8, // as if a prefix-cache hit had covered two blocks
+      },
+    ],
+    scheduledCachedReqs: [],
+    numScheduledTokens: { c: 3 },
+    totalNumScheduledTokens: 3,
+    finishedReqIds: [],
+    preemptedReqIds: [],
+  };
+  await assert.rejects(
+    ex.execute(plan),
+    /request c: contrastive search needs the hidden state of every position.*position 8.*reach 0/,
+  );
+});
+
 test("errors name the problem: unknown request, too many tokens, no cache", async () => {
   const ex = new InThreadCpuExecutor({ modelDir: dir, blockSize: BS });
   await ex.load();

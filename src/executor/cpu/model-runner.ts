@@ -164,17 +164,20 @@ export class CpuModelRunner {
       }
       const sample = done + n === st.tokenIds.length;
       const contrastive = st.sampling.strategy === "contrastive";
-      // Contrastive search needs every earlier position's hidden state: recompute positions a prefix-cache
-      // hit skipped (their K/V come out identical, so rewriting shared blocks is harmless).
-      const start = contrastive ? Math.min(done, st.hidden.length) : done;
-      if (contrastive) st.hidden.length = start;
+      // Every position's hidden state is kept by the steps that compute it (the scheduler gives contrastive
+      // requests no prefix-cache hit), so they reach this step's first position.
+      if (contrastive && done !== st.hidden.length) {
+        throw new Error(
+          `request ${reqId}: contrastive search needs the hidden state of every position, but the step starts at position ${done} and they reach ${st.hidden.length} (a prefix-cache hit?)`,
+        );
+      }
       ids.push(reqId);
-      starts.push(start);
+      starts.push(done);
       work.push({
-        tokens: st.tokenIds.slice(start, done + n),
-        startPos: start,
+        tokens: st.tokenIds.slice(done, done + n),
+        startPos: done,
         blockTable: st.blockTable,
-        logits: st.sampling.promptLogprobs && start < st.promptLen ? "all" : sample ? "last" : "none",
+        logits: st.sampling.promptLogprobs && done < st.promptLen ? "all" : sample ? "last" : "none",
         hidden: contrastive,
       });
       if (!sample) {
