@@ -14,8 +14,8 @@ import { createModelLoader, type ExecutorKind } from "../registry/model-loader.t
 import { ModelRegistry } from "../registry/registry.ts";
 import type { ModelSpec } from "../registry/types.ts";
 import { startGcLog } from "./gc-log.ts";
-import { startLoopLog } from "./loop-log.ts";
 import { isLogLevel, Logger, type LogLevel } from "./log.ts";
+import { startLoopLog } from "./loop-log.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { type RunningServer, startServer } from "./start.ts";
 
