@@ -2,6 +2,8 @@
 # config.json with Llama-3-8B's shape, serving.properties, and a synthetic 128,256-entry word-level
 # tokenizer (the GPU machine has no Llama-3 tokenizer and cannot download one; benchmarks send token ids).
 # Usage: python3 scripts/gpu/make-dummy-model-dir.py OUT_DIR [key=value serving.properties overrides...]
+#   config.KEY=VALUE changes config.json instead (VALUE as JSON), e.g. Llama-3.2-1B's shape: config.hidden_size=2048
+#   config.intermediate_size=8192 config.num_hidden_layers=16 config.head_dim=64 config.tie_word_embeddings=true
 import json
 import os
 import sys
@@ -14,8 +16,13 @@ LLAMA3_8B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "voca
 
 def main(out: str, overrides: list) -> None:
     os.makedirs(out, exist_ok=True)
+    config = dict(LLAMA3_8B)
+    for kv in [o for o in overrides if o.startswith("config.")]:
+        k, _, v = kv.partition("=")
+        config[k[len("config."):]] = json.loads(v)
+    overrides = [o for o in overrides if not o.startswith("config.")]
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(LLAMA3_8B, f)
+        json.dump(config, f)
     vocab = {f"w{i}": i for i in range(LLAMA3_8B["vocab_size"])}
     tok = {"version": "1.0", "truncation": None, "padding": None,
            "added_tokens": [{"id": 128000, "content": "w128000", "single_word": False, "lstrip": False, "rstrip": False,

@@ -13,7 +13,9 @@ xz -dc .gpu-node/node.xz >/tmp/node && chmod +x /tmp/node
 python3 scripts/gpu/make-dummy-model-dir.py /tmp/m8b "$@"
 export LMI_EXECUTOR_PYTHONPATH="${LMI_EXECUTOR_PYTHONPATH:-$PWD/python}"  # another python/ copy: an A/B
 # LMI_BUNDLE=path: another build of the server (an A/B of TypeScript changes; default .gpu-node/lmi.mjs).
-/tmp/node "${LMI_BUNDLE:-.gpu-node/lmi.mjs}" serve /tmp/m8b --executor gpu --port 8080 >"$OUT/server.log" 2>&1 &
+# LMI_NODE_ARGS: options for the server's node (e.g. "--cpu-prof --cpu-prof-dir=$OUT/prof": written at shutdown).
+# shellcheck disable=SC2086
+/tmp/node ${LMI_NODE_ARGS:-} "${LMI_BUNDLE:-.gpu-node/lmi.mjs}" serve /tmp/m8b --executor gpu --port 8080 >"$OUT/server.log" 2>&1 &
 srv=$!
 ready=0
 for _ in $(seq 1 300); do

@@ -8,6 +8,7 @@
 import argparse
 import datetime
 import json
+import os
 import re
 import statistics
 
@@ -73,22 +74,27 @@ def main() -> None:
     if a.server_log:
         print(arrivals(a.server_log, a.requests, burst[0]["t"]))
     if a.loop_log:
-        print(loop_load(a.loop_log, burst))
+        print("Node event loop busy: " + loop_load(a.loop_log, burst))
+        if os.path.exists(a.loop_log + ".engine"):  # the engine thread's (option.engine_thread)
+            print("engine thread loop busy: " + loop_load(a.loop_log + ".engine", burst))
 
 
 def loop_load(loop_log: str, burst: list) -> str:
-    """Node's event-loop busy fraction over the burst's prompt phase (first step to the first pure-decode step)
-    and its decode phase (from there to the last step), from 100 ms samples that lie wholly inside each."""
+    """An event loop's busy fraction over the burst's prompt phase (first step to the first pure-decode step) and
+    its decode phase (from there to the last step): the mean of the samples weighted by their overlap with each
+    phase (a loop that saturates may write one long sample for the whole phase), and the most busy sample."""
     samples = [json.loads(line) for line in open(loop_log)]
     t0 = burst[0]["t"] * 1000
     t1 = next((s["t"] for s in burst if s["decode"]), burst[-1]["t"]) * 1000
     t2 = burst[-1]["t"] * 1000
     out = []
     for name, lo, hi in (("prompt phase", t0, t1), ("decode phase", t1, t2)):
-        sel = [x["busy"] for x in samples if x["t"] - x["ms"] >= lo and x["t"] <= hi]
-        if sel:
-            out.append(f"{name} {statistics.mean(sel):.2f} mean, {max(sel):.2f} max over {len(sel)} samples")
-    return "Node event loop busy: " + ("; ".join(out) if out else "no samples inside the burst")
+        parts = [(min(x["t"], hi) - max(x["t"] - x["ms"], lo), x["busy"]) for x in samples]
+        parts = [(w, b) for w, b in parts if w > 0]
+        if parts:
+            mean = sum(w * b for w, b in parts) / sum(w for w, _ in parts)
+            out.append(f"{name} {mean:.2f} mean, {max(b for _, b in parts):.2f} max over {len(parts)} samples")
+    return "; ".join(out) if out else "no samples inside the burst"
 
 
 if __name__ == "__main__":

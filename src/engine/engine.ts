@@ -50,7 +50,8 @@ export interface CreateEngineArgs {
 
 interface LiveRequest {
   state: RequestState;
-  queue: AsyncQueue<RequestOutput>;
+  /** Where this request's deltas go (a generate() queue, or a start() caller's sink). */
+  push: (out: RequestOutput) => void;
 }
 
 export async function createLlmEngine(args: CreateEngineArgs): Promise<Engine> {
@@ -196,13 +197,14 @@ export class Engine implements LlmEngine {
   }
 
   async *generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<RequestOutput> {
-    const live = this.submit(request);
+    const queue = new AsyncQueue<RequestOutput>();
+    const live = this.submit(request, (out) => queue.push(out));
     const onAbort = () => this.abort(request.requestId);
     signal?.addEventListener("abort", onAbort, { once: true });
     if (signal?.aborted) onAbort();
     try {
       while (true) {
-        const out = await live.queue.next();
+        const out = await queue.next();
         yield out;
         if (out.finished) return;
       }
@@ -213,11 +215,20 @@ export class Engine implements LlmEngine {
     }
   }
 
+  /**
+   * generate() without an iterator: validates and enqueues the request (throwing what generate()'s first
+   * iteration would reject with), then hands each delta to `sink` synchronously from the step loop, the last
+   * one with finished=true. End it early with abort(). (The engine thread delivers outputs this way.)
+   */
+  start(request: GenerateRequest, sink: (out: RequestOutput) => void): void {
+    this.submit(request, sink);
+  }
+
   /** Ends a request now (finishReason "abort"); its KV blocks are freed at the next step. */
   abort(requestId: string): void {
     const live = this.live.get(requestId);
     if (live === undefined || live.state.finished) return;
-    live.queue.push(live.state.finish("abort"));
+    live.push(live.state.finish("abort"));
     this.live.delete(requestId);
     this.pendingAborts.add(requestId);
     this.wakeLoop();
@@ -247,7 +258,7 @@ export class Engine implements LlmEngine {
   }
 
   /** Validates and enqueues a request; throws the errors the server maps to 4xx/5xx. */
-  private submit(request: GenerateRequest): LiveRequest {
+  private submit(request: GenerateRequest, push: (out: RequestOutput) => void): LiveRequest {
     if (this.deadReason !== null || this.scheduler === null || this.info === null) {
       throw new EngineDeadError(this.deadReason ?? undefined);
     }
@@ -284,7 +295,7 @@ export class Engine implements LlmEngine {
       stopTokenIds: params.stopTokenIds,
     });
     this.scheduler.addRequest(req);
-    const live: LiveRequest = { state, queue: new AsyncQueue() };
+    const live: LiveRequest = { state, push };
     this.live.set(requestId, live);
     this.numPromptTokensTotal += ids.length;
     this.wakeLoop();
@@ -457,7 +468,7 @@ export class Engine implements LlmEngine {
   private emit(live: LiveRequest, core: EngineCoreOutput): boolean {
     const { output: out, stopped } = live.state.process(core);
     // A prefill chunk (prompt logprobs only) has nothing for the client yet.
-    if (out.finished || out.tokens.length > 0 || out.textDelta !== "") live.queue.push(out);
+    if (out.finished || out.tokens.length > 0 || out.textDelta !== "") live.push(out);
     if (out.finished) this.live.delete(core.reqId);
     return stopped;
   }
@@ -468,7 +479,7 @@ export class Engine implements LlmEngine {
     this.processDeferred(); // what the last step computed still reaches its clients
     this.generation++;
     this.deadReason = reason;
-    for (const live of this.live.values()) live.queue.push(live.state.finish("error", reason));
+    for (const live of this.live.values()) live.push(live.state.finish("error", reason));
     this.live.clear();
     this.pendingAborts.clear();
     this.scheduler = null;

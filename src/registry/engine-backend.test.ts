@@ -15,7 +15,8 @@ import { ConfigError, ExecutorError } from "../errors.ts";
 import { createPythonExecutor } from "../executor/python/python-executor.ts";
 import { PlanBuilder } from "../executor/python/testing/plan-builder.ts";
 import { PYTHON, PYTHON_DIR, torchMissing } from "../executor/python/testing/python-env.ts";
-import { buildEngine, pythonExecutorOptionsOf } from "./engine-backend.ts";
+import { buildEngine } from "./engine-backend.ts";
+import { pythonExecutorOptionsOf } from "./executor-spec.ts";
 
 const ZOO_LLAMA = fileURLToPath(new URL("../../models/zoo/llama", import.meta.url));
 

@@ -63,6 +63,46 @@ describe("lmi serve wiring", () => {
     }
   });
 
+  it("OPTION_ENGINE_THREAD=true: the engine on its own thread streams, answers, refuses, and exits on SIGTERM", async () => {
+    const s = await startServe([testModelDir()], { OPTION_ENGINE_THREAD: "true" });
+    try {
+      const body = { prompt: "In the beginning", max_tokens: 6, stream: true, ignore_eos: true };
+      const streams = await Promise.all(
+        [0, 1, 2].map(async () => {
+          const r = await fetch(`${s.url}/v1/completions`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(body),
+          });
+          assert.equal(r.status, 200);
+          return (await r.text()).split("\n").filter((l) => l.startsWith("data: {"));
+        }),
+      );
+      for (const events of streams) assert.equal(events.length, 6, events.join("\n"));
+      const r = await fetch(`${s.url}/invocations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          inputs: "In the beginning",
+          parameters: { max_new_tokens: 4, details: true },
+        }),
+      });
+      assert.equal(r.status, 200);
+      const out = (await r.json()) as { details: { generated_tokens: number } };
+      assert.equal(out.details.generated_tokens, 4);
+      const bad = await fetch(`${s.url}/invocations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ inputs: "x ".repeat(5000), parameters: { max_new_tokens: 4 } }),
+      });
+      assert.equal(bad.status, 424);
+      assert.match(await bad.text(), /Input too long/);
+    } finally {
+      await s.stop();
+    }
+    assert.equal(s.proc.exitCode, 0, s.logs.join(""));
+  });
+
   it("a bad configuration exits with status 2 and names the key", () => {
     const r = spawnSync(
       process.execPath,

@@ -331,4 +331,11 @@ export const MODEL_KEYS = [
     description: "This server only: KV-cache budget in bytes for the CPU executor.",
     here: "sizes the CPU executor's KV cache (the GPU executor uses gpu_memory_utilization)",
   }),
+  def("option.engine_thread", "engineThread", boolOr(["auto"]), {
+    backends: [],
+    default: "auto",
+    description:
+      "This server only: run the engine (step loop, scheduler, executor I/O, detokenization) on a thread of its own, so HTTP formatting and socket writes overlap the model's next step. auto: on with the GPU executor, off with the CPU one.",
+    here: "true / false / auto (on with --executor gpu). Pays where the model steps faster than one thread serves every stream's delta (small models, tensor parallelism: docs/gpu-executor.md)",
+  }),
 ] as const;

@@ -1,0 +1,88 @@
+// The engine thread: builds the executor and the Engine from workerData (EngineThreadData) and runs them,
+// taking generate / abort / shutdown messages from the HTTP thread's ThreadEngine. Every delta the engine
+// hands its sinks during one turn of this thread's event loop goes back in one "outputs" message, with the
+// engine's stats, so the HTTP thread's per-step work is one message however many requests run.
+// Invariants: outputs are posted in the order the engine produced them; a request refused at submission is
+// answered in "rejected" (never with outputs); everything produced before a death is posted before "death".
+
+import type { MessagePort } from "node:worker_threads";
+import { createExecutor } from "../../registry/executor-spec.ts";
+import { startLoopLog } from "../../server/loop-log.ts";
+import { HfTokenizer } from "../../tokenizer/tokenizer.ts";
+import { createLlmEngine, type Engine } from "../engine.ts";
+import type { RequestOutput } from "../protocol.ts";
+import { serializeError } from "./errors.ts";
+import type { EngineThreadData, FromEngineThread, SerializedError, ToEngineThread } from "./messages.ts";
+
+export async function runEngineThread(port: MessagePort, data: EngineThreadData): Promise<void> {
+  const post = (m: FromEngineThread) => port.postMessage(m);
+  // Diagnostic (docs/gpu-executor.md): this thread's event loop load, beside the HTTP thread's.
+  if (process.env.LMI_LOOP_LOG) startLoopLog(`${process.env.LMI_LOOP_LOG}.engine`);
+  const logger = {
+    warn: (message: string) => post({ type: "log", level: "warn", message }),
+    info: (message: string) => post({ type: "log", level: "info", message }),
+  };
+  let engine: Engine;
+  try {
+    const executor = await createExecutor(data.executor);
+    engine = await createLlmEngine({
+      executor,
+      modelDir: data.modelDir,
+      options: { ...data.options, logger },
+      tokenizer: HfTokenizer.fromDir(data.modelDir),
+    });
+  } catch (err) {
+    post({ type: "loadFailed", error: serializeError(err) });
+    port.close();
+    return;
+  }
+
+  let outputs: RequestOutput[] = [];
+  let rejected: Array<{ requestId: string; error: SerializedError }> = [];
+  let flushQueued = false;
+  const flush = () => {
+    flushQueued = false;
+    const m: FromEngineThread = { type: "outputs", outputs, rejected, stats: engine.stats() };
+    outputs = [];
+    rejected = [];
+    post(m);
+  };
+  const queueFlush = () => {
+    if (flushQueued) return;
+    flushQueued = true;
+    setImmediate(flush);
+  };
+  const sink = (out: RequestOutput) => {
+    outputs.push(out);
+    queueFlush();
+  };
+  engine.onDeath((reason) => {
+    // The engine has just ended every request with an error delta: those go first.
+    flush();
+    post({ type: "death", reason });
+  });
+
+  port.on("message", (m: ToEngineThread) => {
+    switch (m.type) {
+      case "generate":
+        try {
+          engine.start(m.request, sink);
+        } catch (err) {
+          rejected.push({ requestId: m.request.requestId, error: serializeError(err) });
+        }
+        queueFlush(); // the new stats (a waiting request) go back even before a step runs
+        return;
+      case "abort":
+        engine.abort(m.requestId);
+        return;
+      case "shutdown":
+        void engine.shutdown().finally(() => {
+          if (flushQueued) flush();
+          post({ type: "closed" });
+          port.close();
+        });
+        return;
+    }
+  });
+  post({ type: "ready", modelInfo: engine.modelInfo, stats: engine.stats() });
+}

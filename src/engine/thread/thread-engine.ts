@@ -1,0 +1,246 @@
+// ThreadEngine: the LlmEngine the HTTP thread sees when the engine runs on a thread of its own
+// (option.engine_thread). The step loop, the scheduler, the executor's I/O and detokenization run on the
+// engine thread (engine-worker.ts); this side keeps what requests need before they reach the engine
+// (tokenizer, chat template, parameter validation) and what they need after (per-request queues the HTTP
+// writers drain), so formatting and socket writes for a step overlap the engine's next step instead of
+// delaying it. Invariants: each request's deltas arrive in order and end with one finished delta; a request
+// the engine refused rejects its stream's first iteration with the same ServerError class; if the thread
+// dies, every open stream ends with finishReason "error", new requests get EngineDeadError, and onDeath
+// listeners run once. shutdown() is not a death.
+
+import { Worker } from "node:worker_threads";
+import { EngineDeadError, ValidationError } from "../../errors.ts";
+import type { ModelInfo } from "../../executor/types.ts";
+import type { ExecutorSpec } from "../../registry/executor-spec.ts";
+import type { ChatTemplateOptions } from "../../tokenizer/chat-template.ts";
+import { HfTokenizer } from "../../tokenizer/tokenizer.ts";
+import { AsyncQueue } from "../async-queue.ts";
+import { type EngineOptions, resolveEngineOptions } from "../engine-options.ts";
+import type { ChatMessage, EngineStats, GenerateRequest, LlmEngine, RequestOutput } from "../protocol.ts";
+import { type ValidatedParameters, validateParameters } from "../sampling-params.ts";
+import { reviveError } from "./errors.ts";
+import type { EngineThreadData, FromEngineThread, ToEngineThread } from "./messages.ts";
+
+export interface ThreadEngineArgs {
+  modelDir: string;
+  executor: ExecutorSpec;
+  options?: EngineOptions;
+  /** How long shutdown() waits for the thread to stop its executor before terminating it. */
+  shutdownTimeoutMs?: number;
+}
+
+type Item = RequestOutput | Error;
+
+const EMPTY_STATS: EngineStats = {
+  numRunning: 0,
+  numWaiting: 0,
+  kvCacheUsage: 0,
+  numPreemptions: 0,
+  numPromptTokensTotal: 0,
+  numGenerationTokensTotal: 0,
+  prefixCacheHitRate: 0,
+};
+
+/** The single-file bundle sets this to its own URL, so the thread runs the bundle (bundle-entry.ts). */
+declare global {
+  var __lmiBundleUrl: string | undefined;
+}
+
+export class ThreadEngine implements LlmEngine {
+  readonly tokenizer: HfTokenizer;
+  private readonly parameterDefaults;
+  /** The engine thread; exposed for tests that kill it. */
+  readonly worker: Worker;
+  private readonly live = new Map<string, AsyncQueue<Item>>();
+  private readonly deathListeners: Array<(reason: string) => void> = [];
+  private readonly logger: NonNullable<EngineOptions["logger"]> | undefined;
+  private info: ModelInfo | null = null;
+  private latestStats: EngineStats = EMPTY_STATS;
+  private deadReason: string | null = null;
+  private stopping = false;
+  private exited = false;
+  private closed: Promise<void>;
+  private onClosed: () => void = () => {};
+  private readonly shutdownTimeoutMs: number;
+
+  /** Starts the thread and resolves once its executor is loaded (rejects with the load's error). */
+  static async start(args: ThreadEngineArgs): Promise<ThreadEngine> {
+    const engine = new ThreadEngine(args);
+    await engine.ready;
+    return engine;
+  }
+
+  private readonly ready: Promise<void>;
+
+  private constructor(args: ThreadEngineArgs) {
+    const { logger, ...options } = args.options ?? {};
+    this.logger = logger;
+    const resolved = resolveEngineOptions(args.options);
+    this.parameterDefaults = {
+      strategy: resolved.defaultStrategy,
+      maxNewTokens: resolved.defaultMaxNewTokens,
+    };
+    this.shutdownTimeoutMs = args.shutdownTimeoutMs ?? 60_000;
+    this.tokenizer = HfTokenizer.fromDir(args.modelDir);
+    const data: EngineThreadData = {
+      kind: "lmi-engine-thread",
+      modelDir: args.modelDir,
+      executor: args.executor,
+      options,
+    };
+    const bundle = globalThis.__lmiBundleUrl;
+    this.worker = new Worker(
+      bundle !== undefined ? new URL(bundle) : new URL("./worker-entry.mjs", import.meta.url),
+      {
+        workerData: data,
+        // --input-type (node -e scripts) is rejected by workers, so it is the one parent flag not passed on.
+        execArgv: process.execArgv.filter((a) => !a.startsWith("--input-type")),
+      },
+    );
+    this.closed = new Promise((resolve) => {
+      this.onClosed = resolve;
+    });
+    this.ready = new Promise<void>((resolve, reject) => {
+      const fail = (err: Error) => {
+        if (this.info === null) reject(err);
+      };
+      this.worker.on("message", (m: FromEngineThread) => {
+        if (m.type === "ready") {
+          this.info = m.modelInfo;
+          this.latestStats = m.stats;
+          resolve();
+        } else if (m.type === "loadFailed") {
+          this.stopping = true;
+          fail(reviveError(m.error));
+        } else this.onMessage(m);
+      });
+      this.worker.on("error", (err) => {
+        fail(err);
+        this.die(`The engine thread crashed: ${err.message}`);
+      });
+      this.worker.on("exit", (code) => {
+        this.exited = true;
+        this.onClosed();
+        fail(new EngineDeadError(`The engine thread exited with code ${code} while loading the model.`));
+        this.die(`The engine thread exited with code ${code}.`);
+      });
+    });
+  }
+
+  get modelInfo(): ModelInfo {
+    if (this.info === null) throw new EngineDeadError(this.deadReason ?? undefined);
+    return this.info;
+  }
+
+  onDeath(listener: (reason: string) => void): void {
+    this.deathListeners.push(listener);
+  }
+
+  validateParameters(raw: unknown): ValidatedParameters {
+    return validateParameters(raw, this.parameterDefaults);
+  }
+
+  encode(text: string, addSpecialTokens = true): number[] {
+    return this.tokenizer.encode(text, addSpecialTokens);
+  }
+
+  decode(ids: number[], skipSpecialTokens = true): string {
+    return this.tokenizer.decode(ids, skipSpecialTokens);
+  }
+
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): string {
+    return this.tokenizer.applyChatTemplate(messages, options);
+  }
+
+  async *generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<RequestOutput> {
+    if (this.deadReason !== null || this.stopping) {
+      throw new EngineDeadError(this.deadReason ?? "The inference engine is shutting down.");
+    }
+    const id = request.requestId;
+    if (this.live.has(id))
+      throw new ValidationError(`A request with id ${id} is already running`, "requestId");
+    const queue = new AsyncQueue<Item>();
+    this.live.set(id, queue);
+    this.send({ type: "generate", request });
+    let finished = false;
+    const onAbort = () => this.send({ type: "abort", requestId: id });
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    try {
+      while (true) {
+        const item = await queue.next();
+        if (item instanceof Error) {
+          finished = true; // refused at submission: the engine holds nothing for it
+          throw item;
+        }
+        if (item.finished) finished = true;
+        yield item;
+        if (item.finished) return;
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      this.live.delete(id);
+      // The consumer stopped early (break, return, throw): that is an abort.
+      if (!finished) this.send({ type: "abort", requestId: id });
+    }
+  }
+
+  /** The engine's counters as of its latest message (they change only as it steps or takes requests). */
+  stats(): EngineStats {
+    return this.latestStats;
+  }
+
+  async shutdown(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = true;
+      this.send({ type: "shutdown" });
+    }
+    const timer = setTimeout(() => void this.worker.terminate(), this.shutdownTimeoutMs);
+    await this.closed;
+    clearTimeout(timer);
+  }
+
+  private send(m: ToEngineThread): void {
+    if (!this.exited) this.worker.postMessage(m);
+  }
+
+  private onMessage(m: FromEngineThread): void {
+    switch (m.type) {
+      case "outputs":
+        this.latestStats = m.stats;
+        for (const r of m.rejected) this.live.get(r.requestId)?.push(reviveError(r.error));
+        for (const out of m.outputs) this.live.get(out.requestId)?.push(out);
+        return;
+      case "log":
+        this.logger?.[m.level](m.message);
+        return;
+      case "death":
+        this.die(m.reason);
+        return;
+      case "closed":
+        this.onClosed();
+        void this.worker.terminate();
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** The thread is gone or its engine died: end every open stream, refuse new requests, tell listeners. */
+  private die(reason: string): void {
+    if (this.deadReason !== null) return;
+    this.deadReason = this.stopping ? "The inference engine is shut down." : reason;
+    for (const [requestId, queue] of this.live) {
+      queue.push({
+        requestId,
+        tokens: [],
+        textDelta: "",
+        finished: true,
+        finishReason: "error",
+        error: reason,
+      });
+    }
+    this.live.clear();
+    if (!this.stopping && this.info !== null) for (const l of this.deathListeners) l(reason);
+  }
+}

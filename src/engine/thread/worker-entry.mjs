@@ -1,0 +1,9 @@
+// Plain-JS entry of the engine thread when the server runs from source: registers tsx inside the thread
+// (module hooks do not reach worker threads from the parent in Node 20), then runs engine-worker.ts.
+// (The single-file bundle starts the thread from itself instead: scripts/gpu/bundle-entry.ts.)
+import { parentPort, workerData } from "node:worker_threads";
+import { register } from "tsx/esm/api";
+
+register();
+const { runEngineThread } = await import("./engine-worker.ts");
+await runEngineThread(parentPort, workerData);
