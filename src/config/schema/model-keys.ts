@@ -336,6 +336,6 @@ export const MODEL_KEYS = [
     default: "auto",
     description:
       "This server only: run the engine (step loop, scheduler, executor I/O, detokenization) on a thread of its own, so HTTP formatting and socket writes overlap the model's next step. auto: on with the GPU executor, off with the CPU one.",
-    here: "true / false / auto (on with --executor gpu). Pays where the model steps faster than one thread serves every stream's delta (small models, tensor parallelism: docs/gpu-executor.md)",
+    here: "true / false / auto (on with --executor gpu). Pays where the model steps faster than one thread serves every stream's delta (small models: docs/gpu-executor.md)",
   }),
 ] as const;
