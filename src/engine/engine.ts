@@ -79,6 +79,8 @@ export class Engine implements LlmEngine {
   /** Bumped on every attach/death, so a stale loop or death callback does nothing. */
   private generation = 0;
   private wake: (() => void) | null = null;
+  /** Set by setDeliveryGate: while closed, no new step is launched (the steps in flight still finish). */
+  private gate: DeliveryGate | null = null;
   /** Outputs awaited in a row with no setImmediate turn between them (see awaitOutput). */
   private turnlessWaits = 0;
   private isShutDown = false;
@@ -224,6 +226,16 @@ export class Engine implements LlmEngine {
     this.submit(request, sink);
   }
 
+  /**
+   * Lets the consumer of the deltas hold the loop back: while gate.open() is false no new step is scheduled
+   * (the executor's steps in flight still finish and are applied), and gate.wait() resolves when it opens.
+   * The engine thread closes it while the HTTP thread has not taken the previous step's deltas, so a model
+   * that steps faster than the server can write never lets undelivered deltas pile up.
+   */
+  setDeliveryGate(gate: DeliveryGate): void {
+    this.gate = gate;
+  }
+
   /** Ends a request now (finishReason "abort"); its KV blocks are freed at the next step. */
   abort(requestId: string): void {
     const live = this.live.get(requestId);
@@ -364,7 +376,15 @@ export class Engine implements LlmEngine {
         sched.finishRequests(this.pendingAborts, "abort");
         this.pendingAborts.clear();
       }
-      if (inflight.length < depth && sched.hasPendingWork) {
+      const gateOpen = this.gate === null || this.gate.open();
+      if (!gateOpen && sched.hasPendingWork && inflight.length < depth) {
+        // The consumer is behind: wait for it, or for the oldest step's output if that comes first.
+        if (inflight.length === 0 || !inflight[0].settled) {
+          await this.waitForGate(inflight[0]?.output);
+          continue;
+        }
+      }
+      if (gateOpen && inflight.length < depth && sched.hasPendingWork) {
         const plan = sched.schedule();
         if (
           plan.totalNumScheduledTokens > 0 ||
@@ -406,6 +426,16 @@ export class Engine implements LlmEngine {
       if (this.generation !== gen) return;
       this.deliver(sched, step.plan, output);
     }
+  }
+
+  /** Resolves when the delivery gate opens, the loop is woken (a request, an abort, a death) or `output` settles. */
+  private waitForGate(output: Promise<unknown> | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => resolve();
+      this.wake = done;
+      this.gate!.wait().then(done);
+      output?.then(done, done);
+    });
   }
 
   /**
@@ -494,6 +524,13 @@ export class Engine implements LlmEngine {
     this.wake = null;
     w?.();
   }
+}
+
+/** A consumer's hold on the step loop (Engine.setDeliveryGate). */
+export interface DeliveryGate {
+  open(): boolean;
+  /** Resolves once open() is true again. */
+  wait(): Promise<void>;
 }
 
 /** A step sent to the executor; settled once its output promise has resolved or rejected. */

@@ -120,6 +120,35 @@ describe("ThreadEngine (the engine on its own thread)", () => {
     }
   });
 
+  it("an HTTP thread slower than the engine still runs its timers (the engine waits for each batch to be taken)", async () => {
+    const engine = await start("llama");
+    try {
+      let last = performance.now();
+      let maxGap = 0;
+      const timer = setInterval(() => {
+        const now = performance.now();
+        maxGap = Math.max(maxGap, now - last);
+        last = now;
+      }, 20);
+      const params = validateParameters({ max_new_tokens: 60, ignore_eos: true }).params;
+      const streams = [0, 1, 2, 3, 4, 5].map(async (i) => {
+        let n = 0;
+        for await (const o of engine.generate({ requestId: `s${i}`, prompt: "hello there", params })) {
+          n += o.tokens.length;
+          const end = performance.now() + 4; // a slow consumer: 6 streams x 4 ms per delta
+          while (performance.now() < end);
+        }
+        return n;
+      });
+      const counts = await Promise.all(streams);
+      clearInterval(timer);
+      assert.deepEqual(counts, [60, 60, 60, 60, 60, 60]);
+      assert.ok(maxGap < 250, `the HTTP thread's 20 ms timer waited ${maxGap.toFixed(0)} ms`);
+    } finally {
+      await engine.shutdown();
+    }
+  });
+
   it("a dead thread ends open streams with an error, refuses new requests, and calls onDeath once", async () => {
     const engine = await start("llama");
     const deaths: string[] = [];

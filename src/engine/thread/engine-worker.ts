@@ -40,15 +40,21 @@ export async function runEngineThread(port: MessagePort, data: EngineThreadData)
   let outputs: RequestOutput[] = [];
   let rejected: Array<{ requestId: string; error: SerializedError }> = [];
   let flushQueued = false;
+  // An "outputs" message the HTTP thread has not answered yet: what comes meanwhile waits and goes in one.
+  let unanswered = false;
+  let dirty = false;
   const flush = () => {
     flushQueued = false;
+    dirty = false;
     const m: FromEngineThread = { type: "outputs", outputs, rejected, stats: engine.stats() };
     outputs = [];
     rejected = [];
+    unanswered = true;
     post(m);
   };
   const queueFlush = () => {
-    if (flushQueued) return;
+    dirty = true;
+    if (flushQueued || unanswered) return;
     flushQueued = true;
     setImmediate(flush);
   };
@@ -56,8 +62,14 @@ export async function runEngineThread(port: MessagePort, data: EngineThreadData)
     outputs.push(out);
     queueFlush();
   };
+  // The loop launches no new step while the HTTP thread has the last batch and more deltas wait behind it.
+  let gateWaiters: Array<() => void> = [];
+  engine.setDeliveryGate({
+    open: () => !(unanswered && dirty),
+    wait: () => new Promise<void>((resolve) => gateWaiters.push(resolve)),
+  });
   engine.onDeath((reason) => {
-    // The engine has just ended every request with an error delta: those go first.
+    // The engine has just ended every request with an error delta: those go first (answered or not).
     flush();
     post({ type: "death", reason });
   });
@@ -75,9 +87,20 @@ export async function runEngineThread(port: MessagePort, data: EngineThreadData)
       case "abort":
         engine.abort(m.requestId);
         return;
+      case "outputsTaken": {
+        unanswered = false;
+        if (dirty && !flushQueued) {
+          flushQueued = true;
+          setImmediate(flush);
+        }
+        const waiters = gateWaiters;
+        gateWaiters = [];
+        for (const w of waiters) w();
+        return;
+      }
       case "shutdown":
         void engine.shutdown().finally(() => {
-          if (flushQueued) flush();
+          if (dirty) flush();
           post({ type: "closed" });
           port.close();
         });

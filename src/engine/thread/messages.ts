@@ -1,7 +1,11 @@
 // The messages between the HTTP thread's ThreadEngine and the engine thread (engine-worker.ts). Everything
 // here is plain data (structured clone). One "outputs" message carries every delta the engine produced in
 // one turn of its loop (one step, typically), so the HTTP thread gets one message per step, not one per
-// request. Errors cross as SerializedError and are rebuilt as the same ServerError class (errors.ts).
+// request. At most one "outputs" message is unanswered: the engine thread sends the next only after
+// "outputsTaken", collecting meanwhile. (A MessagePort's messages are handled ahead of the thread's timers and
+// sockets while more keep arriving: without this, an HTTP thread that falls behind stops answering /ping and
+// firing its timeouts for as long as the model outpaces it.) Errors cross as SerializedError and are rebuilt
+// as the same ServerError class (errors.ts).
 
 import type { ModelInfo } from "../../executor/types.ts";
 import type { ExecutorSpec } from "../../registry/executor-spec.ts";
@@ -19,6 +23,8 @@ export interface EngineThreadData {
 
 export type ToEngineThread =
   | { type: "generate"; request: GenerateRequest }
+  /** The HTTP thread has handled the last "outputs" message and let its own I/O run: the next may come. */
+  | { type: "outputsTaken" }
   | { type: "abort"; requestId: string }
   | { type: "shutdown" };
 

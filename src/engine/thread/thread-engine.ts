@@ -210,6 +210,9 @@ export class ThreadEngine implements LlmEngine {
         this.latestStats = m.stats;
         for (const r of m.rejected) this.live.get(r.requestId)?.push(reviveError(r.error));
         for (const out of m.outputs) this.live.get(out.requestId)?.push(out);
+        // The streams write these deltas in the microtasks that follow; the answer waits one turn more, so
+        // this thread's sockets and timers run before the next message can (messages.ts).
+        setImmediate(() => this.send({ type: "outputsTaken" }));
         return;
       case "log":
         this.logger?.[m.level](m.message);
