@@ -3,6 +3,7 @@
 // with its loader, /ping reports FAILED (retry_threshold 0, as LMI HEAD) and the model serves again.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import { ThreadEngine } from "../../src/engine/thread/thread-engine.ts";
 import { testModelDir } from "../e2e/serve-process.ts";
 import { realHarness } from "./real-model-harness.ts";
 
@@ -49,5 +50,34 @@ describe("engine death -> restart", () => {
     });
     assert.equal(ok.statusCode, 200);
     assert.ok(h.logLines.some((l) => /backend died \(1 failures\)/.test(l)));
+  });
+
+  it("option.engine_thread: a dead engine thread is a death, and the registry restarts the model", async () => {
+    const t = realHarness({ OPTION_ENGINE_THREAD: "true" });
+    after(async () => {
+      await t.registry.closeAll();
+    });
+    await t.registry.register(
+      { name: "threaded", url: MODEL, modelDir: MODEL, overrides: {} },
+      { loadedAtStartup: true },
+    ).ready;
+    const entry = t.registry.get("threaded");
+    const first = entry.backend;
+    assert.ok(first?.kind === "engine" && first.engine instanceof ThreadEngine);
+    if (first?.kind !== "engine" || !(first.engine instanceof ThreadEngine)) return;
+    await first.engine.worker.terminate();
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && !(entry.backend && entry.backend !== first && entry.status === "READY")) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.notEqual(entry.backend, first);
+    assert.equal(entry.failed, 1);
+    const ok = await t.app.inject({
+      method: "POST",
+      url: "/models/threaded/invoke",
+      headers: json,
+      payload: { inputs: "In the", parameters: { max_new_tokens: 3 } },
+    });
+    assert.equal(ok.statusCode, 200, ok.body);
   });
 });
