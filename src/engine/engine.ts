@@ -20,22 +20,14 @@ import type {
   SamplingSettings,
   SchedulerOutput,
 } from "../executor/types.ts";
-import type { ChatTemplateOptions } from "../tokenizer/chat-template.ts";
 import { HfTokenizer } from "../tokenizer/tokenizer.ts";
 import { AsyncQueue } from "./async-queue.ts";
+import { EngineFront } from "./engine-front.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./engine-options.ts";
 import { RequestState } from "./output/output-processor.ts";
 import { PaddedScheduler } from "./padded/padded-scheduler.ts";
-import type {
-  ChatMessage,
-  EngineStats,
-  GenerateRequest,
-  GenerationParams,
-  LlmEngine,
-  RequestOutput,
-} from "./protocol.ts";
+import type { EngineStats, GenerateRequest, GenerationParams, LlmEngine, RequestOutput } from "./protocol.ts";
 import { Request } from "./request.ts";
-import { type ParameterDefaults, type ValidatedParameters, validateParameters } from "./sampling-params.ts";
 import { type EngineCoreOutput, Scheduler } from "./scheduler/scheduler.ts";
 
 export type { EngineOptions } from "./engine-options.ts";
@@ -61,11 +53,8 @@ export async function createLlmEngine(args: CreateEngineArgs): Promise<Engine> {
   return engine;
 }
 
-export class Engine implements LlmEngine {
-  readonly tokenizer: HfTokenizer;
+export class Engine extends EngineFront implements LlmEngine {
   readonly options: ResolvedEngineOptions;
-  /** Pass to validateParameters so server defaults (decoding_strategy, max_new_tokens) apply. */
-  readonly parameterDefaults: ParameterDefaults;
   private info: ModelInfo | null = null;
   private executor: Executor | null = null;
   /** The paged scheduler, or the padded one for rolling_batch=scheduler (same surface). */
@@ -89,9 +78,8 @@ export class Engine implements LlmEngine {
   private numGenerationTokensTotal = 0;
 
   constructor(tokenizer: HfTokenizer, options: ResolvedEngineOptions) {
-    this.tokenizer = tokenizer;
+    super(tokenizer, { strategy: options.defaultStrategy, maxNewTokens: options.defaultMaxNewTokens });
     this.options = options;
-    this.parameterDefaults = { strategy: options.defaultStrategy, maxNewTokens: options.defaultMaxNewTokens };
   }
 
   get modelInfo(): ModelInfo {
@@ -179,23 +167,6 @@ export class Engine implements LlmEngine {
    */
   onDeath(listener: (reason: string) => void): void {
     this.deathListeners.push(listener);
-  }
-
-  /** validateParameters with this engine's server defaults. */
-  validateParameters(raw: unknown): ValidatedParameters {
-    return validateParameters(raw, this.parameterDefaults);
-  }
-
-  encode(text: string, addSpecialTokens = true): number[] {
-    return this.tokenizer.encode(text, addSpecialTokens);
-  }
-
-  decode(ids: number[], skipSpecialTokens = true): string {
-    return this.tokenizer.decode(ids, skipSpecialTokens);
-  }
-
-  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): string {
-    return this.tokenizer.applyChatTemplate(messages, options);
   }
 
   async *generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<RequestOutput> {

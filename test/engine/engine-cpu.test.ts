@@ -11,6 +11,7 @@ import { validateParameters } from "../../src/engine/sampling-params.ts";
 import { EngineDeadError } from "../../src/errors.ts";
 import { createCpuExecutor, createInThreadCpuExecutor } from "../../src/executor/cpu/index.ts";
 import { REPO_ROOT } from "./fixtures.ts";
+import { runGeneration } from "./run-generation.ts";
 
 const ZOO = join(REPO_ROOT, "models", "zoo");
 const quiet = { warn: () => {}, info: () => {} };
@@ -36,22 +37,7 @@ async function engineFor(model: string, options: EngineOptions = {}, kvCacheByte
   });
 }
 
-async function run(
-  engine: Engine,
-  id: string,
-  prompt: string,
-  raw: Record<string, unknown>,
-  signal?: AbortSignal,
-) {
-  const outs: RequestOutput[] = [];
-  for await (const o of engine.generate(
-    { requestId: id, prompt, params: validateParameters(raw).params },
-    signal,
-  )) {
-    outs.push(o);
-  }
-  return { ids: outs.flatMap((o) => o.tokens.map((t) => t.id)), last: outs.at(-1)!, outs };
-}
+const run = runGeneration;
 
 describe("engine + CPU executor: greedy matches the transformers goldens", () => {
   for (const model of readdirSync(ZOO).sort()) {

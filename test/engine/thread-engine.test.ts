@@ -12,6 +12,7 @@ import { validateParameters } from "../../src/engine/sampling-params.ts";
 import { ThreadEngine } from "../../src/engine/thread/thread-engine.ts";
 import { EngineDeadError, PromptTooLongError, ValidationError } from "../../src/errors.ts";
 import { REPO_ROOT } from "./fixtures.ts";
+import { runGeneration } from "./run-generation.ts";
 
 const ZOO = join(REPO_ROOT, "models", "zoo");
 const quiet = { warn: () => {}, info: () => {} };
@@ -25,22 +26,7 @@ function start(model: string, opts: { maxModelLen?: number } = {}) {
   });
 }
 
-async function run(
-  engine: ThreadEngine,
-  id: string,
-  prompt: string,
-  raw: Record<string, unknown>,
-  signal?: AbortSignal,
-) {
-  const outs: RequestOutput[] = [];
-  for await (const o of engine.generate(
-    { requestId: id, prompt, params: validateParameters(raw).params },
-    signal,
-  )) {
-    outs.push(o);
-  }
-  return { ids: outs.flatMap((o) => o.tokens.map((t) => t.id)), last: outs.at(-1)!, outs };
-}
+const run = runGeneration;
 
 describe("ThreadEngine (the engine on its own thread)", () => {
   it("llama: every golden case in one batch, token- and text-exact, one finished delta each", async () => {

@@ -12,12 +12,11 @@ import { Worker } from "node:worker_threads";
 import { EngineDeadError, ValidationError } from "../../errors.ts";
 import type { ModelInfo } from "../../executor/types.ts";
 import type { ExecutorSpec } from "../../registry/executor-spec.ts";
-import type { ChatTemplateOptions } from "../../tokenizer/chat-template.ts";
 import { HfTokenizer } from "../../tokenizer/tokenizer.ts";
 import { AsyncQueue } from "../async-queue.ts";
+import { EngineFront } from "../engine-front.ts";
 import { type EngineOptions, resolveEngineOptions } from "../engine-options.ts";
-import type { ChatMessage, EngineStats, GenerateRequest, LlmEngine, RequestOutput } from "../protocol.ts";
-import { type ValidatedParameters, validateParameters } from "../sampling-params.ts";
+import type { EngineStats, GenerateRequest, LlmEngine, RequestOutput } from "../protocol.ts";
 import { reviveError } from "./errors.ts";
 import type { EngineThreadData, FromEngineThread, ToEngineThread } from "./messages.ts";
 
@@ -46,9 +45,7 @@ declare global {
   var __lmiBundleUrl: string | undefined;
 }
 
-export class ThreadEngine implements LlmEngine {
-  readonly tokenizer: HfTokenizer;
-  private readonly parameterDefaults;
+export class ThreadEngine extends EngineFront implements LlmEngine {
   /** The engine thread; exposed for tests that kill it. */
   readonly worker: Worker;
   private readonly live = new Map<string, AsyncQueue<Item>>();
@@ -73,15 +70,14 @@ export class ThreadEngine implements LlmEngine {
   private readonly ready: Promise<void>;
 
   private constructor(args: ThreadEngineArgs) {
-    const { logger, ...options } = args.options ?? {};
-    this.logger = logger;
     const resolved = resolveEngineOptions(args.options);
-    this.parameterDefaults = {
+    super(HfTokenizer.fromDir(args.modelDir), {
       strategy: resolved.defaultStrategy,
       maxNewTokens: resolved.defaultMaxNewTokens,
-    };
+    });
+    const { logger, ...options } = args.options ?? {};
+    this.logger = logger;
     this.shutdownTimeoutMs = args.shutdownTimeoutMs ?? 60_000;
-    this.tokenizer = HfTokenizer.fromDir(args.modelDir);
     const data: EngineThreadData = {
       kind: "lmi-engine-thread",
       modelDir: args.modelDir,
@@ -134,22 +130,6 @@ export class ThreadEngine implements LlmEngine {
 
   onDeath(listener: (reason: string) => void): void {
     this.deathListeners.push(listener);
-  }
-
-  validateParameters(raw: unknown): ValidatedParameters {
-    return validateParameters(raw, this.parameterDefaults);
-  }
-
-  encode(text: string, addSpecialTokens = true): number[] {
-    return this.tokenizer.encode(text, addSpecialTokens);
-  }
-
-  decode(ids: number[], skipSpecialTokens = true): string {
-    return this.tokenizer.decode(ids, skipSpecialTokens);
-  }
-
-  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): string {
-    return this.tokenizer.applyChatTemplate(messages, options);
   }
 
   async *generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<RequestOutput> {
