@@ -1,11 +1,15 @@
 # Tensor-parallel check: every supported zoo model (fp32) at tensor_parallel_degree=N, one process per rank
 # (NCCL on GPUs, gloo with --device cpu), greedy continuations alone and batched with chunked prefill must
-# equal the transformers goldens, with CUDA graphs on and off. Each rank drives the same plans in the same
-# order, as rank 0's relay would make them. Usage: python3 scripts/gpu/tp-check.py [--tp 2] [--device cuda]
+# equal the transformers goldens, with CUDA graphs on and off. Then contrastive search (its look-ahead forward
+# and kept hidden states under tensor parallelism): on tiny random llama and qwen3 checkpoints, a contrastive
+# request beside a greedy one must pick what the brute-force fp64 reference of the CPU suite picks
+# (tests/test_executor_contrastive.py). Each rank drives the same plans in the same order, as rank 0's relay
+# would make them. Usage: python3 scripts/gpu/tp-check.py [--tp 2] [--device cuda] [--contrastive-only]
 import argparse
 import json
 import os
 import sys
+import tempfile
 
 import torch
 
@@ -25,7 +29,7 @@ def rank_main(rank, world, device, port, result_q):
     report = []
     zoo = os.path.join(ROOT, "models", "zoo")
     tp = None  # the first Worker's process group, which later models reuse
-    for name in sorted(os.listdir(zoo)):
+    for name in [] if os.environ.get("LMI_TP_CHECK_CONTRASTIVE_ONLY") else sorted(os.listdir(zoo)):
         d = os.path.join(zoo, name)
         if not os.path.exists(os.path.join(d, "golden.json")):
             continue
@@ -42,15 +46,52 @@ def rank_main(rank, world, device, port, result_q):
             w.init_cache({"numBlocks": 256})
             ok = greedy_goldens_batched(w, cases)
             report.append({"model": name, "graphs": graphs, "tokenExact": ok})
-    hand_in(rank, report, result_q, tp)
+    rows, tp = contrastive_rows(rank, world, device, port, tp)
+    hand_in(rank, report + rows, result_q, tp)
+
+
+def contrastive_rows(rank, world, device, port, tp) -> tuple:
+    """The contrastive rows of the report, and the rank's process group (started here when no zoo model ran)."""
+    from test_executor_contrastive import PROMPT, reference
+    from test_executor_fixtures import make_checkpoint
+    from test_executor_model import Driver, sampling
+
+    rows = []
+    s = sampling(strategy="contrastive", topK=4, penaltyAlpha=0.6)
+    for kind in ("llama", "qwen3"):
+        # Each rank writes its own copy (the checkpoint is a function of its seed), so no rank reads a half-written one.
+        d = os.path.join(os.environ["LMI_TP_CHECK_TMP"], f"rank{rank}", kind)
+        ck = make_checkpoint(d, kind, seed=len(kind))
+        want = reference(ck, PROMPT, 8, 4, 0.6)
+        for graphs in (False, True) if device == "cuda" else (False,):
+            w = rank_worker(rank, world, port, tp, model_dir=d, device=device, dtype="fp32", block_size=4,
+                            max_num_seqs=16, enable_cuda_graph=graphs)
+            tp = w.tp
+            w.load({})
+            w.init_cache({"numBlocks": 64})
+            drv = Driver(w)
+            drv.run(new=[("c", PROMPT, 4, s), ("g", PROMPT, 4, sampling())])  # prompts chunked by 4 tokens
+            while drv.reqs["c"]["computed"] < len(PROMPT):
+                n = min(4, len(PROMPT) - drv.reqs["c"]["computed"])
+                drv.run(cached=[("c", n), ("g", n)])
+            for _ in range(7):
+                drv.run(cached=[("c", 1), ("g", 1)])
+            got = drv.reqs["c"]["tokens"][len(PROMPT):]
+            rows.append({"model": f"{kind} (random, contrastive)", "graphs": graphs, "tokenExact": got == want})
+    return rows, tp
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tp", type=int, default=2)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--contrastive-only", action="store_true", help="skip the zoo's greedy goldens")
     a = ap.parse_args()
-    report, exits = run_ranks(rank_main, a.tp, a.device)
+    if a.contrastive_only:
+        os.environ["LMI_TP_CHECK_CONTRASTIVE_ONLY"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LMI_TP_CHECK_TMP"] = tmp  # the ranks (spawned) inherit it
+        report, exits = run_ranks(rank_main, a.tp, a.device)
     for r in report:
         print(f"| TP={a.tp} {a.device} | {r['model']} | graphs={r['graphs']} | token-exact={r['tokenExact']} |")
     verdict("tp-check", report, [r for r in report if not r["tokenExact"]], exits)
