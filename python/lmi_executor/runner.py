@@ -148,9 +148,10 @@ class ModelRunner:
                       for _ in range(_RING)]
         self._ring_next = 0
         self._unfinished = 0  # launched steps whose ring buffer finish() has not read yet
-        # LMI_STEP_LOG=path: one JSON line per step: tokens, requests, host launch ms, GPU span (first to last
-        # operation of the step), GPU idle between the previous step's end and this one's start; served, the
-        # message loop's wait for the plan and rank 0's relay of it (note_host_wait).
+        # LMI_STEP_LOG=path: one JSON line per step: tokens, requests, rank, host launch ms and the wall time at its
+        # end (t), GPU span (first to last operation of the step), GPU idle between the previous step's end and this
+        # one's start, the wall time the host saw it done (doneAt); served, the message loop's wait for the plan
+        # and rank 0's relay of it (note_host_wait).
         log = os.environ.get("LMI_STEP_LOG")
         self._step_log = open(log, "a", buffering=1) if log else None  # noqa: SIM115 - lives as long as the runner
         # With the step log, LMI_SLOW_LAUNCH_DUMP_MS=n prints every thread's Python stack to stderr when a launch
@@ -159,6 +160,7 @@ class ModelRunner:
         self._prev_end = None
         self._gc = _GcClock() if self._step_log is not None else None
         self._host_wait = None  # (plan wait, relay) seconds of the next launch, from note_host_wait
+        self.rank = 0  # set by the worker under tensor parallelism
 
     # ---- the two halves of a step ------------------------------------------------------------------------
 
@@ -205,7 +207,7 @@ class ModelRunner:
         sched = plan["numScheduledTokens"]
         facts = {"step": plan["stepId"], "tokens": sum(sched.values()), "reqs": len(sched),
                  "decode": all(n == 1 for n in sched.values()), "launchMs": (time.perf_counter() - t0) * 1e3,
-                 "t": time.time(), **self._gc.take()}
+                 "t": time.time(), "rank": self.rank, **self._gc.take()}
         if self._host_wait is not None:
             facts["planWaitMs"], facts["relayMs"] = self._host_wait[0] * 1e3, self._host_wait[1] * 1e3
             self._host_wait = None
@@ -301,6 +303,7 @@ class ModelRunner:
             facts["gpuSpanMs"] = start.elapsed_time(end)
             if prev_end is not None:
                 facts["idleBeforeMs"] = prev_end.elapsed_time(start)
+        facts["doneAt"] = time.time()  # when the host (the finisher, while serving) saw the step done
         self._step_log.write(json.dumps(facts) + "\n")
 
     # ---- launch internals ----------------------------------------------------------------------------------

@@ -182,6 +182,7 @@ class Worker:
         self.num_blocks = n
         self.runner = ModelRunner(m, caches, self.opts.block_size, self.opts.max_num_seqs, self.max_model_len, self.device,
                                   scratch_block=n, contrastive_blocks=range(n + 1, n + EXECUTOR_BLOCKS))
+        self.runner.rank = self.tp.rank  # the step log's rank field
         graph_seconds = prefill_seconds = 0.0
         decode_bytes = prefill_bytes = 0
         if self.opts.enable_cuda_graph and self.device.type == "cuda" and m.attn.backend == "triton":

@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--server-log", default="", help="the server's log of the same run (request arrivals)")
     ap.add_argument("--requests", type=int, default=256, help="requests in the burst (with --server-log)")
     ap.add_argument("--loop-log", default="", help="the server's LMI_LOOP_LOG of the same run (Node's load)")
+    ap.add_argument("--wire-log", default="", help="the server's LMI_WIRE_LOG of the same run (plan and reply times)")
     a = ap.parse_args()
     steps = [json.loads(line) for line in open(a.log)]
     first = next((i for i, s in enumerate(steps) if s["tokens"] >= a.burst_tokens), None)
@@ -73,10 +74,35 @@ def main() -> None:
               + (f"; the {len(idle)} after > 1 ms of GPU idle {waits(idle)}" if idle else ""))
     if a.server_log:
         print(arrivals(a.server_log, a.requests, burst[0]["t"]))
+    if a.wire_log:
+        print(round_trip(a.wire_log, burst))
     if a.loop_log:
         print("Node event loop busy: " + loop_load(a.loop_log, burst))
         if os.path.exists(a.loop_log + ".engine"):  # the engine thread's (option.engine_thread)
             print("engine thread loop busy: " + loop_load(a.loop_log + ".engine", burst))
+
+
+def round_trip(wire_log: str, burst: list) -> str:
+    """Where the time between step S-2 finishing and step S being launched goes, on rank 0 (see the header)."""
+    wire = {w["stepId"]: w for w in (json.loads(line) for line in open(wire_log))}
+    r0 = {s["step"]: s for s in burst if s.get("rank", 0) == 0}
+    parts = []
+    for step, s in r0.items():
+        prev, w, wp = r0.get(step - 2), wire.get(step), wire.get(step - 2)
+        if not s["decode"] or prev is None or w is None or wp is None or "doneAt" not in prev:
+            continue
+        start = s["t"] - s["launchMs"] / 1e3
+        parts.append((s.get("idleBeforeMs", 0.0) > 1.0, wp["replyAt"] - prev["doneAt"] * 1e3, w["sentAt"] - wp["replyAt"],
+                      start * 1e3 - w["sentAt"], s["launchMs"]))
+    if not parts:
+        return "round trip: no decode steps with both logs"
+
+    def med(sel):
+        return " / ".join(f"{statistics.median(p[i] for p in sel):.2f}" for i in range(1, 5))
+
+    idle = [p for p in parts if p[0]]
+    return ("round trip (rank 0, ms, reply / Node / plan / launch): " + f"all {len(parts)} decode steps {med(parts)}"
+            + (f"; the {len(idle)} after > 1 ms of GPU idle {med(idle)}" if idle else ""))
 
 
 def loop_load(loop_log: str, burst: list) -> str:

@@ -203,11 +203,13 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     }
   });
 
-  it("the step log has each rank's wait for its plan and rank 0's relay time", async () => {
-    const log = join(mkdtempSync(join(tmpdir(), "lmi-steplog-")), "steps.jsonl");
+  it("the step log has each rank's wait for its plan and rank 0's relay time; the wire log each plan's round trip", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lmi-steplog-"));
+    const log = join(dir, "steps.jsonl");
+    const wire = join(dir, "wire.jsonl");
     const ex = cpuExecutor(makeTinyCheckpoint("llama", 7), {
       tensorParallelDegree: 2,
-      env: { LMI_STEP_LOG: log },
+      env: { LMI_STEP_LOG: log, LMI_WIRE_LOG: wire },
     });
     try {
       const { numBlocks } = await started(ex);
@@ -226,6 +228,21 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     // Only rank 0 relays; a follower's relay is inside its wait (0 here).
     assert.ok(lines.some((l) => l.relayMs > 0));
     assert.ok(lines.some((l) => l.relayMs === 0));
+    assert.deepEqual(lines.map((l) => l.rank).sort(), [0, 0, 0, 0, 1, 1, 1, 1]);
+    const sent = readFileSync(wire, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.equal(sent.length, 4);
+    for (const w of sent) {
+      const r0 = lines.find((l) => l.rank === 0 && l.step === w.stepId);
+      assert.ok(r0, `step ${w.stepId} in rank 0's log`);
+      // plan sent <= launch ended <= seen done <= reply back (epoch ms against epoch s; 5 ms of clock slack)
+      assert.ok(
+        w.ok && w.sentAt <= r0.t * 1e3 + 5 && r0.t <= r0.doneAt && r0.doneAt * 1e3 <= w.replyAt + 5,
+        JSON.stringify([w, r0]),
+      );
+    }
   });
 
   it("mpi_mode starts the ranks through mpirun with Open MPI's rank variables", async () => {

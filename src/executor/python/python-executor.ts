@@ -4,7 +4,7 @@
 // rank 0 says it launches steps ahead: capability "pipelined-steps"), every other call runs alone; a
 // rank's death rejects every pending call with ExecutorError and fires onDeath once; shutdown() leaves
 // no process or socket behind.
-import { mkdtempSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -132,8 +132,12 @@ class PythonExecutorImpl implements PythonExecutor {
   private shuttingDown = false;
   private readonly deathListeners: Array<(err: Error) => void> = [];
   private readonly recentLog: string[] = [];
+  /** LMI_WIRE_LOG=path (the server's environment or options.env): one JSON line per execute call (execute()). */
+  private readonly wireLog: string | null;
 
-  constructor(private readonly opts: PythonExecutorOptions) {}
+  constructor(private readonly opts: PythonExecutorOptions) {
+    this.wireLog = opts.env?.LMI_WIRE_LOG || process.env.LMI_WIRE_LOG || null;
+  }
 
   get pids(): number[] {
     return this.supervisor?.pids ?? [];
@@ -167,7 +171,22 @@ class PythonExecutorImpl implements PythonExecutor {
   }
 
   execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
-    return this.call({ type: "execute", plan }, null);
+    const out = this.call({ type: "execute", plan }, null);
+    const wireLog = this.wireLog;
+    if (wireLog !== null) {
+      // Diagnostic (LMI_WIRE_LOG, docs/gpu-executor.md): when each plan left and its reply came back, in epoch
+      // ms, to line up with the executor's step log (its launch end `t` and `doneAt`, in epoch s).
+      const sentAt = performance.timeOrigin + performance.now();
+      const log = (ok: boolean) => {
+        const replyAt = performance.timeOrigin + performance.now();
+        appendFileSync(wireLog, `${JSON.stringify({ stepId: plan.stepId, sentAt, replyAt, ok })}\n`);
+      };
+      out.then(
+        () => log(true),
+        () => log(false),
+      );
+    }
+    return out;
   }
 
   async health(): Promise<ExecutorHealth> {
