@@ -96,13 +96,12 @@ class StepHandle:
     chosen-token logprobs, then with top_k > 0 the alternatives' ids (top_k rows) and logprobs (top_k rows),
     the step's b sampling requests in the first b columns."""
 
-    __slots__ = ("out", "states", "host", "event", "width", "top_k", "done", "tokens", "timing")
+    __slots__ = ("out", "states", "host", "event", "width", "top_k", "done", "timing")
 
     def __init__(self, out: dict, states=None, host=None, event=None, width=0, top_k=0):
         self.out, self.states, self.host, self.event, self.width = out, states, host, event, width
         self.top_k = top_k
-        self.done = states is None  # the samples are in the requests' tokens (record())
-        self.tokens = None  # the sampled token ids, once reply_of() has read them
+        self.done = states is None
         self.timing = None  # (facts dict, start event, end event) with LMI_STEP_LOG
 
     def wait(self) -> None:
@@ -271,46 +270,22 @@ class ModelRunner:
         self.hist.index_put_((at[0], at[1]), tok.index_select(0, at[2]).to(HISTORY_DTYPE))
 
     def finish(self, h: StepHandle) -> dict:
-        """Waits for a launched step and records its sampled tokens (reply_of, then record). Steps finish in launch
-        order."""
-        out = self.reply_of(h)
-        self.record(h)
-        return out
-
-    def reply_of(self, h: StepHandle) -> dict:
-        """Waits for a launched step and returns its reply without touching any request's state, so the message loop
-        sends it before taking the lock that record() needs (a launch may hold that lock for a millisecond or more at
-        256 requests). Idempotent."""
+        """Waits for a launched step and records its sampled tokens. Steps finish in launch order."""
         if h.timing is not None:
             self._log_step(h)
-        if h.done or h.tokens is not None:
+        if h.done:
             return h.out
         h.wait()
+        self._unfinished -= 1
         n, k = h.width, h.top_k
-        flat = h.host[: (2 + 2 * k) * n].tolist()  # read before record() lets a launch reuse this ring buffer
+        flat = h.host[: (2 + 2 * k) * n].tolist()
         rows = [flat[r * n : (r + 1) * n] for r in range(2 + 2 * k)]
-        sampled, logprobs, tokens = h.out["sampledTokenIds"], h.out["logprobs"], []
         for i, st in enumerate(h.states):
             m = st.sampling["numTopLogprobs"]
             top = [[int(rows[2 + j][i]), rows[2 + k + j][i]] for j in range(m)] if m else []
-            token = int(rows[0][i])
-            sampled[st.req_id] = [token]
-            logprobs[st.req_id] = [{"logprob": rows[1][i], "top": top}]
-            tokens.append(token)
-        h.tokens = tokens
-        return h.out
-
-    def record(self, h: StepHandle) -> None:
-        """The step's samples join their requests' tokens (request state: under the message loop's lock while
-        serving). Steps are recorded in launch order."""
-        if h.done:
-            return
-        self.reply_of(h)
-        self._unfinished -= 1
-        for st, token in zip(h.states, h.tokens):
-            st.token_ids.append(token)
-            st.num_pending -= 1
+            self._record(h.out, st, int(rows[0][i]), rows[1][i], top)
         h.done = True
+        return h.out
 
     @staticmethod
     def _record(out: dict, st, token: int, logprob: float, top: list) -> None:

@@ -104,44 +104,24 @@ class _Finisher:
     def _loop(self) -> None:
         while True:
             msg_id, handle = self.queue.get()
-            runner = self.worker.runner
-            recorded = False
             try:
                 handle.wait()  # outside the lock: the main thread launches the next step meanwhile
-                # The reply reads only this step's own buffers, so it goes out before the lock, which the main thread
-                # holds while it launches the next step (~1.5 ms at 256 requests): waiting for it delayed every
-                # reply, and so Node's next plan, by that much (LMI_WIRE_LOG, docs/benchmarks.md fifteenth session).
-                # A launch that comes before record() below is fine: it reads a request's pending samples from the
-                # device, whatever the host has recorded.
-                if self.replies is None:
-                    self._record(runner, handle)
-                    recorded = True
-                frame = {"id": msg_id, "ok": True, "result": runner.reply_of(handle)}
+                with self.lock:
+                    result = self.worker.runner.finish(handle)
+                frame = {"id": msg_id, "ok": True, "result": result}
             except Exception as e:  # noqa: BLE001 - reported to Node with its traceback
                 if self.replies is None:
                     traceback.print_exc()
                     sys.stderr.flush()
                     os._exit(1)
                 frame = _error_reply(msg_id, e)
-                recorded = True  # nothing to record: the step failed (as when finish() raised before)
             try:
                 if self.replies is not None:
                     self.replies.send(frame)
             finally:
-                if not recorded:
-                    self._record(runner, handle)
                 with self.cv:
                     self.outstanding -= 1
                     self.cv.notify_all()
-
-    def _record(self, runner, handle) -> None:
-        try:
-            with self.lock:
-                runner.record(handle)
-        except Exception:  # noqa: BLE001 - the requests' state would no longer match Node's: end the executor
-            traceback.print_exc()
-            sys.stderr.flush()
-            os._exit(1)
 
 
 def serve_rank0(worker: Worker, socket_path: str) -> None:

@@ -182,26 +182,6 @@ class PipelinedTest(unittest.TestCase):
         self.assertEqual(runner.store.running["a"].token_ids, pa + alone_a)
         self.assertEqual(runner.store.running["b"].num_pending, 0)
 
-    def test_a_reply_read_before_its_record_leaves_requests_alone_and_a_launch_may_come_between(self):
-        # The served message loop sends a step's reply (reply_of) before it takes the lock to record the samples
-        # (record), and the main thread may launch the next step in between (server.py).
-        pa = [5, 17, 42, 8, 91, 33]
-        alone_a, _ = Driver(make_worker(self.model)).generate("a", pa, 3)
-        runner = make_worker(self.model).runner
-        h1 = runner.launch(plan(1, new=[("a", pa, [0, 1, 2])]))
-        h2 = runner.launch(plan(2, cached=[("a", 6)]))
-        st = runner.store.running["a"]
-        out1 = runner.reply_of(h1)
-        self.assertEqual(out1["sampledTokenIds"], {"a": alone_a[:1]})
-        self.assertEqual((st.token_ids, st.num_pending), (pa, 2))  # the reply changed no request state
-        h3 = runner.launch(plan(3, cached=[("a", 7)]))  # before h1 is recorded: reads its input on the device
-        runner.record(h1)
-        self.assertEqual((st.token_ids, st.num_pending), (pa + alone_a[:1], 2))
-        self.assertIs(runner.reply_of(h1), out1)  # idempotent, also after the record
-        got = [runner.finish(h)["sampledTokenIds"]["a"][0] for h in (h2, h3)]
-        self.assertEqual(alone_a[:1] + got, alone_a)
-        self.assertEqual((st.token_ids, st.num_pending), (pa + alone_a, 0))
-
     def test_a_step_past_the_pending_samples_is_refused(self):
         runner = make_worker(self.model).runner
         runner.launch(plan(1, new=[("a", [5, 17, 42], [0])]))
