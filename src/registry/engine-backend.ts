@@ -7,12 +7,8 @@ import type { ModelConfig } from "../config/model-config.ts";
 import { createLlmEngine, type EngineOptions } from "../engine/engine.ts";
 import type { DecodingStrategy } from "../engine/protocol.ts";
 import { ThreadEngine } from "../engine/thread/thread-engine.ts";
-import { batchingOf, createExecutor, executorSpecOf } from "./executor-spec.ts";
+import { batchingOf, createExecutor, executorSpecOf, num } from "./executor-spec.ts";
 import type { EngineBuilder } from "./model-loader.ts";
-
-function num(v: unknown): number | undefined {
-  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
-}
 
 export function engineOptionsOf(config: ModelConfig): EngineOptions {
   const batching = batchingOf(config);

@@ -14,7 +14,8 @@ export type ExecutorSpec =
 
 type PythonDtype = NonNullable<PythonExecutorOptions["dtype"]>;
 
-function num(v: unknown): number | undefined {
+/** A config value that is a finite number, else undefined. */
+export function num(v: unknown): number | undefined {
   return typeof v === "number" && Number.isFinite(v) ? v : undefined;
 }
 

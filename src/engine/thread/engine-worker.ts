@@ -104,10 +104,7 @@ export async function runEngineThread(port: MessagePort, data: EngineThreadData)
         return;
       case "outputsTaken": {
         unanswered = false;
-        if (dirty && !flushQueued) {
-          flushQueued = true;
-          setImmediate(flush);
-        }
+        if (dirty) queueFlush();
         const waiters = gateWaiters;
         gateWaiters = [];
         for (const w of waiters) w();
