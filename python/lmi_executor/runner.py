@@ -27,7 +27,7 @@ from .sampler import SampleRow, greedy, modifies_logits, needs_history, prompt_l
 from .transfer import to_device
 
 # Pinned host buffers for the sampled tokens of launched steps; more than the engine ever keeps in flight.
-_RING = 4
+RING_STEPS = 4
 MAX_TOP = 20  # logprob alternatives a pipelined step copies out with its samples (the engine's MAX_TOP_N_TOKENS)
 HISTORY_DTYPE = torch.int32  # ModelRunner.hist's token ids
 # KV blocks the executor keeps past the engine's: the one padded graph rows write to, then contrastive search's.
@@ -145,7 +145,7 @@ class ModelRunner:
         # Per launched step: b sampled token ids, b logprobs, then up to MAX_TOP rows of alternative ids and of their
         # logprobs (float64 holds every token id exactly).
         self._ring = [torch.zeros((2 + 2 * MAX_TOP) * max_num_seqs, dtype=torch.float64, pin_memory=cuda)
-                      for _ in range(_RING)]
+                      for _ in range(RING_STEPS)]
         self._ring_next = 0
         self._unfinished = 0  # launched steps whose ring buffer finish() has not read yet
         # LMI_STEP_LOG=path: one JSON line per step: tokens, requests, rank, host launch ms and the wall time at its
@@ -474,11 +474,11 @@ class ModelRunner:
         then top_k rows of alternative ids and top_k of their logprobs, this step's samples in the first columns.
         The tokens stay on the device (the next step reads them from last_token, already written); one contiguous
         copy takes the rows to a pinned ring buffer, marked by an event that finish() waits for."""
-        if self._unfinished >= _RING:
-            raise RuntimeError(f"more than {_RING} launched steps are unfinished")
+        if self._unfinished >= RING_STEPS:
+            raise RuntimeError(f"more than {RING_STEPS} launched steps are unfinished")
         self._unfinished += 1
         host = self._ring[self._ring_next]
-        self._ring_next = (self._ring_next + 1) % _RING
+        self._ring_next = (self._ring_next + 1) % RING_STEPS
         n = pair.shape[1]
         host[: pair.numel()].copy_(pair.reshape(-1), non_blocking=True)  # one copy out
         event = None

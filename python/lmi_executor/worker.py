@@ -14,7 +14,7 @@ from .models.gpt import GPTModel
 from .models.llama import LlamaModel
 from .parallel import TensorParallel
 from .reshard import iter_weights
-from .runner import EXECUTOR_BLOCKS, ModelRunner
+from .runner import EXECUTOR_BLOCKS, RING_STEPS, ModelRunner
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
            "fp32": torch.float32, "float32": torch.float32}
@@ -106,7 +106,11 @@ class Worker:
         return {"version": PROTOCOL_VERSION, "pid": os.getpid(), "torch": torch.__version__,
                 "device": str(self.device), "worldSize": self.tp.world_size,
                 "capabilities": ["paged-kv", "prompt-logprobs", "seeded-sampling", "cuda-graphs", "tensor-parallel"]
-                + (["pipelined-steps"] if self.pipelined else [])}
+                + (["pipelined-steps"] if self.pipelined else []),
+                # How many execute calls may be in flight at once: each launched step holds one of the runner's
+                # output ring buffers until its reply is read, and one is kept for a step launched while the
+                # others finish.
+                "maxStepsInFlight": RING_STEPS - 1 if self.pipelined else 1}
 
     def load(self, _msg) -> dict:
         o = self.opts

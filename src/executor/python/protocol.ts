@@ -21,6 +21,8 @@ export interface HelloResult {
   device: string;
   worldSize: number;
   capabilities: string[];
+  /** With "pipelined-steps": how many execute calls may be in flight at once (older executors: 2). */
+  maxStepsInFlight?: number;
 }
 
 export interface LoadResult extends ModelInfo {

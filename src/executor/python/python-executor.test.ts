@@ -149,7 +149,7 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     const prompts = { a: [9, 8, 7, 6, 5, 4], b: [1, 2, 3] };
     const one = cpuExecutor(q3);
     const two = cpuExecutor(q3, { tensorParallelDegree: 2 });
-    const three = cpuExecutor(q3, { tensorParallelDegree: 2 });
+    const three = cpuExecutor(q3, { tensorParallelDegree: 2, env: { LMI_STEPS_IN_FLIGHT: "3" } });
     try {
       const p1 = await started(one);
       const want = await generate(one, p1.numBlocks, prompts, 6);
@@ -159,6 +159,9 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
       // Every rank launches a step before the previous one finishes (rank 0 relays over a CPU group).
       assert.equal(two.maxStepsInFlight, 2);
       const p3 = await started(three);
+      // LMI_STEPS_IN_FLIGHT=3, which the executor's hello allows (its output ring holds four steps).
+      assert.equal(three.hello?.maxStepsInFlight, 3);
+      assert.equal(three.maxStepsInFlight, 3);
       assert.deepEqual(await generate(three, p3.numBlocks, prompts, 6, true), want);
     } finally {
       await one.shutdown();

@@ -135,8 +135,13 @@ class PythonExecutorImpl implements PythonExecutor {
   /** LMI_WIRE_LOG=path (the server's environment or options.env): one JSON line per execute call (execute()). */
   private readonly wireLog: string | null;
 
+  /** LMI_STEPS_IN_FLIGHT=n: execute calls the engine keeps in flight (at most what the executor's hello allows). */
+  private readonly stepsInFlight: number;
+
   constructor(private readonly opts: PythonExecutorOptions) {
     this.wireLog = opts.env?.LMI_WIRE_LOG || process.env.LMI_WIRE_LOG || null;
+    const depth = opts.env?.LMI_STEPS_IN_FLIGHT || process.env.LMI_STEPS_IN_FLIGHT;
+    this.stepsInFlight = depth ? Math.max(1, Number.parseInt(depth, 10) || 2) : 2;
   }
 
   get pids(): number[] {
@@ -167,7 +172,9 @@ class PythonExecutorImpl implements PythonExecutor {
   }
 
   get maxStepsInFlight(): number {
-    return this.hello?.capabilities.includes("pipelined-steps") ? 2 : 1;
+    const hello = this.hello;
+    if (!hello?.capabilities.includes("pipelined-steps")) return 1;
+    return Math.min(this.stepsInFlight, hello.maxStepsInFlight ?? 2);
   }
 
   execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
