@@ -52,11 +52,22 @@ export async function writeGeneration(
   let watchdog: NodeJS.Timeout | undefined;
   const arm = () => {
     if (limitMs <= 0) return;
-    clearTimeout(watchdog);
+    if (watchdog !== undefined) {
+      watchdog.refresh(); // re-arms the same timer: no new one per delta
+      return;
+    }
     watchdog = setTimeout(() => {
       timedOut = true;
       abort.abort(new Error("read chunk timeout"));
     }, limitMs);
+  };
+  // The deltas a stream gets in one turn of the event loop (several steps' worth when this thread fell behind the
+  // engine's) go to the socket in one write: the first write of a turn corks the response, the check phase of the
+  // same turn uncorks it. One system call per stream per turn instead of one per delta (docs/gpu-executor.md).
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    if (!res.writableEnded && !res.destroyed) res.uncork();
   };
   let started = false;
   try {
@@ -76,7 +87,14 @@ export async function writeGeneration(
         reply.hijack();
         res.writeHead(200, { ...headersOf(reply), "content-type": formatter.contentType });
       }
-      if (chunk !== "" && !res.write(chunk)) await drained(res);
+      if (chunk !== "") {
+        if (!corked) {
+          corked = true;
+          res.cork();
+          setImmediate(uncork);
+        }
+        if (!res.write(chunk)) await drained(res);
+      }
       if (out.finished) break;
     }
     if (timedOut) throw new ReadChunkTimeoutError(limitMs, ctx.http.timeoutHttpCode);
