@@ -149,19 +149,20 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     const prompts = { a: [9, 8, 7, 6, 5, 4], b: [1, 2, 3] };
     const one = cpuExecutor(q3);
     const two = cpuExecutor(q3, { tensorParallelDegree: 2 });
-    const three = cpuExecutor(q3, { tensorParallelDegree: 2, env: { LMI_STEPS_IN_FLIGHT: "3" } });
+    const three = cpuExecutor(q3, { tensorParallelDegree: 2, env: { LMI_STEPS_IN_FLIGHT: "2" } });
     try {
       const p1 = await started(one);
       const want = await generate(one, p1.numBlocks, prompts, 6);
       const p2 = await started(two);
       assert.equal(two.pids.length, 2);
       assert.deepEqual(await generate(two, p2.numBlocks, prompts, 6), want);
-      // Every rank launches a step before the previous one finishes (rank 0 relays over a CPU group).
-      assert.equal(two.maxStepsInFlight, 2);
+      // Every rank launches a step before the previous one finishes (rank 0 relays over a CPU group); the engine
+      // keeps three in flight by default.
+      assert.equal(two.maxStepsInFlight, 3);
       const p3 = await started(three);
-      // LMI_STEPS_IN_FLIGHT=3, which the executor's hello allows (its output ring holds four steps).
+      // The executor's hello allows three (its output ring holds four steps); LMI_STEPS_IN_FLIGHT=2 asks for two.
       assert.equal(three.hello?.maxStepsInFlight, 3);
-      assert.equal(three.maxStepsInFlight, 3);
+      assert.equal(three.maxStepsInFlight, 2);
       assert.deepEqual(await generate(three, p3.numBlocks, prompts, 6, true), want);
     } finally {
       await one.shutdown();

@@ -31,6 +31,7 @@ import {
 } from "./protocol.ts";
 import { RankSupervisor } from "./supervisor.ts";
 
+const DEFAULT_STEPS_IN_FLIGHT = 3;
 export interface PythonExecutorOptions {
   modelDir: string;
   /** Interpreter with PyTorch; on Debian CI /usr/bin/python3 (the pyenv python3 first on PATH has none). */
@@ -135,13 +136,20 @@ class PythonExecutorImpl implements PythonExecutor {
   /** LMI_WIRE_LOG=path (the server's environment or options.env): one JSON line per execute call (execute()). */
   private readonly wireLog: string | null;
 
-  /** LMI_STEPS_IN_FLIGHT=n: execute calls the engine keeps in flight (at most what the executor's hello allows). */
+  /**
+   * Execute calls the engine keeps in flight: 3, or LMI_STEPS_IN_FLIGHT=n (A/B runs), and never more than the
+   * executor's hello allows (2 for an executor that does not say). With two, the host round trip that feeds a step
+   * (the reply of step S-2 to Node, Node's plan for S, its launch) had one step's GPU time to hide in, which a 1B
+   * model's 3.7 ms decode step on an H100 did not cover; with three it has two (docs/gpu-executor.md).
+   */
   private readonly stepsInFlight: number;
 
   constructor(private readonly opts: PythonExecutorOptions) {
     this.wireLog = opts.env?.LMI_WIRE_LOG || process.env.LMI_WIRE_LOG || null;
     const depth = opts.env?.LMI_STEPS_IN_FLIGHT || process.env.LMI_STEPS_IN_FLIGHT;
-    this.stepsInFlight = depth ? Math.max(1, Number.parseInt(depth, 10) || 2) : 2;
+    this.stepsInFlight = depth
+      ? Math.max(1, Number.parseInt(depth, 10) || DEFAULT_STEPS_IN_FLIGHT)
+      : DEFAULT_STEPS_IN_FLIGHT;
   }
 
   get pids(): number[] {
