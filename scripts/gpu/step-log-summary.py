@@ -6,6 +6,7 @@
 # the server (from its access log: end time minus duration) against the previous request's end and the launch of
 # the first full prompt step.
 import argparse
+import bisect
 import datetime
 import json
 import os
@@ -83,13 +84,24 @@ def main() -> None:
 
 
 def round_trip(wire_log: str, burst: list) -> str:
-    """Where the time between step S-2 finishing and step S being launched goes, on rank 0 (see the header)."""
+    """Where the time between a step finishing and the step it let Node send being launched goes, on rank 0 (see the
+    header). The step whose reply let Node send plan S is the last one replied before S was sent: S-2 with two steps
+    in flight, S-3 with three."""
     wire = {w["stepId"]: w for w in (json.loads(line) for line in open(wire_log))}
+    replies = sorted((w["replyAt"], k) for k, w in wire.items() if "replyAt" in w)
+    reply_times = [t for t, _ in replies]
     r0 = {s["step"]: s for s in burst if s.get("rank", 0) == 0}
     parts = []
     for step, s in r0.items():
-        prev, w, wp = r0.get(step - 2), wire.get(step), wire.get(step - 2)
-        if not s["decode"] or prev is None or w is None or wp is None or "doneAt" not in prev:
+        w = wire.get(step)
+        if not s["decode"] or w is None:
+            continue
+        i = bisect.bisect_right(reply_times, w["sentAt"]) - 1
+        if i < 0:
+            continue
+        trigger = replies[i][1]
+        prev, wp = r0.get(trigger), wire[trigger]
+        if prev is None or "doneAt" not in prev:
             continue
         start = s["t"] - s["launchMs"] / 1e3
         parts.append((s.get("idleBeforeMs", 0.0) > 1.0, wp["replyAt"] - prev["doneAt"] * 1e3, w["sentAt"] - wp["replyAt"],
