@@ -341,6 +341,10 @@ export class Engine extends EngineFront implements LlmEngine {
   private async runLoop(gen: number): Promise<void> {
     const depth = this.scheduler instanceof Scheduler ? Math.max(1, this.executor!.maxStepsInFlight ?? 1) : 1;
     const inflight: InFlightStep[] = [];
+    // Past two, a step goes out only behind decode steps: their short GPU time is what a deeper pipeline hides
+    // the host round trip in, while a prompt step already gives it tens of ms, and a third plan sent during one
+    // only makes the executor launch it while the prompt's first token is on its way back (idle TTFT +~1 ms).
+    const room = () => inflight.length < (depth > 2 && inflight.some((s) => !s.decodeOnly) ? 2 : depth);
     while (this.generation === gen) {
       const sched = this.scheduler!;
       if (this.pendingAborts.size > 0) {
@@ -348,14 +352,14 @@ export class Engine extends EngineFront implements LlmEngine {
         this.pendingAborts.clear();
       }
       const gateOpen = this.gate === null || this.gate.open();
-      if (!gateOpen && sched.hasPendingWork && inflight.length < depth) {
+      if (!gateOpen && sched.hasPendingWork && room()) {
         // The consumer is behind: wait for it, or for the oldest step's output if that comes first.
         if (inflight.length === 0 || !inflight[0].settled) {
           await this.waitForGate(inflight[0]?.output);
           continue;
         }
       }
-      if (gateOpen && inflight.length < depth && sched.hasPendingWork) {
+      if (gateOpen && room() && sched.hasPendingWork) {
         const plan = sched.schedule();
         if (
           plan.totalNumScheduledTokens > 0 ||
@@ -363,7 +367,7 @@ export class Engine extends EngineFront implements LlmEngine {
           plan.preemptedReqIds.length > 0
         ) {
           const output = this.executor!.execute(plan);
-          const entry: InFlightStep = { plan, output, settled: false };
+          const entry: InFlightStep = { plan, output, settled: false, decodeOnly: isDecodeOnly(plan) };
           const settle = () => {
             entry.settled = true;
           };
@@ -509,6 +513,14 @@ interface InFlightStep {
   plan: SchedulerOutput;
   output: Promise<ModelRunnerOutput>;
   settled: boolean;
+  /** Every request in the plan computes one token (no prompt, no prompt chunk). */
+  decodeOnly: boolean;
+}
+
+function isDecodeOnly(plan: SchedulerOutput): boolean {
+  if (plan.scheduledNewReqs.length > 0) return false;
+  for (const id in plan.numScheduledTokens) if (plan.numScheduledTokens[id] !== 1) return false;
+  return true;
 }
 
 /** Outputs in a row that may arrive with no setImmediate turn between them before the loop takes one. */

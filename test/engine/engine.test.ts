@@ -219,6 +219,32 @@ describe("Engine generate", () => {
     await engine.shutdown();
   });
 
+  it("keeps three steps in flight only behind decode steps, with the same tokens as one at a time", async () => {
+    const want = await Promise.all(
+      PROMPTS.map(async (p, i) => {
+        const { engine } = await engineWith({ stepDelayMs: 1 });
+        const r = await textOf(engine, `r${i}`, p, { max_new_tokens: 12 });
+        await engine.shutdown();
+        return r.ids;
+      }),
+    );
+    const { engine, exec } = await engineWith({ stepDelayMs: 1, maxStepsInFlight: 3 });
+    const got = await Promise.all(
+      PROMPTS.map(async (p, i) => (await textOf(engine, `r${i}`, p, { max_new_tokens: 12 })).ids),
+    );
+    assert.deepEqual(got, want);
+    const decodeOnly = (p: SchedulerOutput) =>
+      p.scheduledNewReqs.length === 0 && Object.values(p.numScheduledTokens).every((n) => n === 1);
+    const third = exec.inFlightAtCall.filter((f) => f.length === 3);
+    assert.ok(third.length > 0, "three steps were in flight during the decode steps");
+    for (const f of exec.inFlightAtCall) assert.ok(f.length <= 3);
+    for (const f of third)
+      assert.ok(f.slice(0, 2).every(decodeOnly), "a third step went out behind a prompt step");
+    // Behind a prompt step only one more goes out (the first plan carries every prompt here).
+    assert.ok(exec.inFlightAtCall.some((f) => f.length === 2 && !decodeOnly(f[0])));
+    await engine.shutdown();
+  });
+
   for (const settle of ["now", "microtasks"] as const) {
     it(`lets timers and I/O run while it generates, with an executor that settles ${settle === "now" ? "at once" : "after microtasks"}`, async () => {
       const { engine } = await engineWith({ settle });

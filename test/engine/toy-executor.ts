@@ -36,6 +36,8 @@ export interface ToyExecutorOptions {
   /** How an output settles: after a timer (default), at once (an in-process executor's way), or after a
    * few microtasks with no event-loop turn (an async executor that never waits on I/O). */
   settle?: "timer" | "now" | "microtasks";
+  /** Execute calls the engine may keep in flight (default 1); they still run in call order. */
+  maxStepsInFlight?: number;
 }
 
 /** Lowercase ASCII letters: byte tokens 97..122 in the byte-bpe fixture, so output is readable text. */
@@ -49,6 +51,9 @@ export class ToyExecutor implements Executor {
   private readonly deathListeners: Array<(err: Error) => void> = [];
   private failNextWith: Error | null = null;
   readonly plans: SchedulerOutput[] = [];
+  /** The plans in flight when each execute() call arrived (its own last), in call order. */
+  readonly inFlightAtCall: SchedulerOutput[][] = [];
+  private readonly inFlight: SchedulerOutput[] = [];
   isShutDown = false;
 
   constructor(opts: ToyExecutorOptions = {}) {
@@ -59,6 +64,7 @@ export class ToyExecutor implements Executor {
       eosTokenId: 275, // "</s>" in the byte-bpe fixture
       stepDelayMs: 0,
       settle: "timer",
+      maxStepsInFlight: 1,
       ...opts,
     };
   }
@@ -113,7 +119,21 @@ export class ToyExecutor implements Executor {
     return [...this.reqs.keys()];
   }
 
-  async execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
+  get maxStepsInFlight(): number {
+    return this.opts.maxStepsInFlight;
+  }
+
+  execute(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
+    this.inFlight.push(plan);
+    this.inFlightAtCall.push([...this.inFlight]);
+    // The promise run() made, not a wrapper: an output that settles at once must look settled to the engine.
+    const out = this.run(plan);
+    const done = () => void this.inFlight.splice(this.inFlight.indexOf(plan), 1);
+    out.then(done, done);
+    return out;
+  }
+
+  private async run(plan: SchedulerOutput): Promise<ModelRunnerOutput> {
     if (this.opts.settle === "timer") await new Promise((r) => setTimeout(r, this.opts.stepDelayMs));
     else if (this.opts.settle === "microtasks") for (let i = 0; i < 3; i++) await null;
     if (this.failNextWith !== null) {
