@@ -7,6 +7,9 @@
 # --secs seconds, timed over the last 60% with CUDA events, with the SM clock and the power read meanwhile (NVML
 # through torch.cuda); --rounds rounds, the candidates' order rotating each round. Prints TFLOP/s, MHz and W per
 # candidate (medians over rounds).
+# --enumerate N adds up to N configurations cuBLASLt accepts beyond its heuristic's list (gpu-cublaslt-algos.py's
+# enumeration, no split-K), each screened alone for --screen-secs; the --top fastest of those go on to the rounds. The
+# shipped table's entry for the shape and row count, if any, is a candidate too ("table").
 # --table-out F writes, as kernels/lt_gemm.py table entries (for the --rows row count), each shape's fastest candidate
 # that beat F.linear by --margin in the median and in every round.
 #   python3 bench/gpu-gemm-sustained.py [--rows 8192] [--shapes qkv,o,gate_up,down] [--algos 12] [--secs 0.6]
@@ -17,10 +20,14 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from lmi_executor.kernels import lt_gemm  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("algos", os.path.join(_HERE, "gpu-cublaslt-algos.py"))
@@ -83,6 +90,9 @@ def main():
     ap.add_argument("--json-out", default="")
     ap.add_argument("--table-out", default="")
     ap.add_argument("--margin", type=float, default=0.015)
+    ap.add_argument("--enumerate", type=int, default=0)
+    ap.add_argument("--screen-secs", type=float, default=0.25)
+    ap.add_argument("--top", type=int, default=5)
     args = ap.parse_args()
     lib = algos.load_lt()
     workspace = torch.empty(algos.WORKSPACE, dtype=torch.uint8, device="cuda")
@@ -117,6 +127,35 @@ def main():
             cands[key] = [lambda w=w, a=h.algo: lt.matmul(a, w, x, y, workspace) for w in ws]
             configs[key] = cfg
             algo_hex[key] = bytes(h.algo).hex()
+        if args.enumerate:
+            screened = []
+            for a in lt.enumerate(args.enumerate, split_k=False):
+                y.fill_(float("nan"))
+                try:
+                    lt.matmul(a, ws[0], x, y, workspace)
+                    torch.cuda.synchronize()
+                except RuntimeError:
+                    continue
+                err = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+                if not err <= 1e-2:
+                    continue
+                fns = [lambda w=w, a=a: lt.matmul(a, w, x, y, workspace) for w in ws]
+                screened.append((sustained(fns, args.screen_secs)[0], a, fns))
+            screened.sort(key=lambda t: t[0])
+            print(f"  {name}: {len(screened)} enumerated configurations screened, best "
+                  f"{screened[0][0] * 1e3 if screened else float('nan'):.1f} us", flush=True)
+            for i, (_, a, fns) in enumerate(screened[: args.top]):
+                cands[f"en#{i}"] = fns
+                configs[f"en#{i}"] = lt.config(a)
+                algo_hex[f"en#{i}"] = bytes(a).hex()
+        table = lt_gemm.table_for(lt_gemm.load_tables(lt_gemm.table_paths()), torch.cuda.get_device_name(),
+                                  lib.cublasLtGetVersion())
+        shipped = table.lookup(N, K, "bf16", M) if table is not None else None
+        if shipped is not None:
+            a = algos.Algo.from_buffer_copy(shipped)
+            cands["table"] = [lambda w=w, a=a: lt.matmul(a, w, x, y, workspace) for w in ws]
+            configs["table"] = lt.config(a)
+            algo_hex["table"] = shipped.hex()
         names = list(cands)
         res = {k: [] for k in names}
         for r in range(args.rounds):
@@ -139,7 +178,7 @@ def main():
             if k == "F.linear":
                 break
             ms = statistics.median(v[0] for v in res[k])
-            if ms <= base * (1 - args.margin) and all(v[0] < b for v, b in zip(res[k], base_rounds)):
+            if k != "table" and ms <= base * (1 - args.margin) and all(v[0] < b for v, b in zip(res[k], base_rounds)):
                 entries.append({"name": name, "n": N, "k": K, "m": M, "dtype": "bf16", "algo": algo_hex[k],
                                 "us": round(ms * 1e3, 1), "torch_us": round(base * 1e3, 1), "config": configs[k],
                                 "sustained": True})
