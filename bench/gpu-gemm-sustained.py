@@ -30,6 +30,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from lmi_executor.kernels import lt_gemm  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+from gpu_timing import graph_of  # noqa: E402
+
 _spec = importlib.util.spec_from_file_location("algos", os.path.join(_HERE, "gpu-cublaslt-algos.py"))
 algos = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(algos)
@@ -38,19 +41,7 @@ _spec.loader.exec_module(algos)
 def sustained(fns, secs):
     """Replays the graph of fns (one call each) for secs seconds; TFLOP-free timing: ms per call over the last 60%,
     and the median SM clock (MHz) and power (W) read while it ran."""
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for f in fns:
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    with torch.cuda.graph(g):
-        for f in fns:
-            f()
-    torch.cuda.synchronize()
-    g.replay()
-    torch.cuda.synchronize()
+    g = graph_of(fns)
     t0 = time.perf_counter()
     n = 0
     while time.perf_counter() - t0 < 0.05:  # one replay's length, to size the run
@@ -107,21 +98,23 @@ def main():
         y = torch.empty(M, N, device="cuda", dtype=torch.bfloat16)
         ref = F.linear(x, ws[0]).float()
         lt = algos.Lt(lib, M, N, K)
+
+        def correct(a, lt=lt, w=ws[0], x=x, y=y, ref=ref):
+            """The configuration runs and matches F.linear (a NaN-filled output first, so a skipped write shows)."""
+            y.fill_(float("nan"))
+            try:
+                lt.matmul(a, w, x, y, workspace)
+                torch.cuda.synchronize()
+            except RuntimeError:
+                return False
+            return ((y.float() - ref).abs().max() / ref.abs().max()).item() <= 1e-2
+
         cands = {"F.linear": [lambda w=w: F.linear(x, w) for w in ws]}
         configs = {"F.linear": None}
         algo_hex = {}
         for rank, h in enumerate(lt.heuristics(args.algos)):
             cfg = lt.config(h.algo)
-            if cfg.get("reduction") == 1:
-                continue
-            y.fill_(float("nan"))
-            try:
-                lt.matmul(h.algo, ws[0], x, y, workspace)
-                torch.cuda.synchronize()
-            except RuntimeError:
-                continue
-            err = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-            if not err <= 1e-2:
+            if cfg.get("reduction") == 1 or not correct(h.algo):
                 continue
             key = f"lt#{rank}"
             cands[key] = [lambda w=w, a=h.algo: lt.matmul(a, w, x, y, workspace) for w in ws]
@@ -130,14 +123,7 @@ def main():
         if args.enumerate:
             screened = []
             for a in lt.enumerate(args.enumerate, split_k=False):
-                y.fill_(float("nan"))
-                try:
-                    lt.matmul(a, ws[0], x, y, workspace)
-                    torch.cuda.synchronize()
-                except RuntimeError:
-                    continue
-                err = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-                if not err <= 1e-2:
+                if not correct(a):
                     continue
                 fns = [lambda w=w, a=a: lt.matmul(a, w, x, y, workspace) for w in ws]
                 screened.append((sustained(fns, args.screen_secs)[0], a, fns))

@@ -5,24 +5,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createLlmEngine } from "../../src/engine/engine.ts";
-import { createPythonExecutor } from "../../src/executor/python/python-executor.ts";
-import { PYTHON, torchMissing } from "../../src/executor/python/testing/python-env.ts";
+import { cpuTorchExecutor } from "../../src/executor/python/testing/cpu-torch-executor.ts";
+import { torchMissing } from "../../src/executor/python/testing/python-env.ts";
 import { runGeneration } from "./run-generation.ts";
 
 const ZOO_LLAMA = fileURLToPath(new URL("../../models/zoo/llama", import.meta.url));
 
 async function generateAll(depth: number, stopC?: number) {
-  const executor = createPythonExecutor({
-    modelDir: ZOO_LLAMA,
-    pythonExecutable: PYTHON,
-    device: "cpu",
-    blockSize: 4,
-    maxNumSeqs: 8,
-    cpuKvCacheBytes: 1 << 20,
-    startupTimeoutMs: 60_000,
-    onLog: () => {},
-    env: { LMI_STEPS_IN_FLIGHT: String(depth) },
-  });
+  const executor = cpuTorchExecutor(ZOO_LLAMA, { env: { LMI_STEPS_IN_FLIGHT: String(depth) } });
   const engine = await createLlmEngine({ executor, modelDir: ZOO_LLAMA });
   try {
     assert.equal(executor.maxStepsInFlight, depth);

@@ -7,26 +7,13 @@ import { PlanDriver, samplingSettings } from "../../../test/conformance/plan-dri
 import { ExecutorError } from "../../errors.ts";
 import { InThreadCpuExecutor } from "../cpu/in-thread-executor.ts";
 import type { Executor, ModelRunnerOutput, SamplingSettings } from "../types.ts";
-import { createPythonExecutor, type PythonExecutor, type PythonExecutorOptions } from "./python-executor.ts";
+import { createPythonExecutor, type PythonExecutor } from "./python-executor.ts";
+import { cpuTorchExecutor } from "./testing/cpu-torch-executor.ts";
 import { greedySettings, PlanBuilder } from "./testing/plan-builder.ts";
-import { denseGreedy, makeTinyCheckpoint, PYTHON, torchMissing } from "./testing/python-env.ts";
+import { denseGreedy, makeTinyCheckpoint, torchMissing } from "./testing/python-env.ts";
 
 const skip = torchMissing ?? false;
 const quiet = () => {};
-
-function cpuExecutor(modelDir: string, over: Partial<PythonExecutorOptions> = {}): PythonExecutor {
-  return createPythonExecutor({
-    modelDir,
-    pythonExecutable: PYTHON,
-    device: "cpu",
-    blockSize: 4,
-    maxNumSeqs: 8,
-    cpuKvCacheBytes: 1 << 20,
-    startupTimeoutMs: 60_000,
-    onLog: quiet,
-    ...over,
-  });
-}
 
 async function started(ex: PythonExecutor): Promise<{ numBlocks: number }> {
   await ex.load();
@@ -75,7 +62,7 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
   });
 
   it("loads, profiles and generates the dense reference's greedy tokens", async () => {
-    const ex = cpuExecutor(dir);
+    const ex = cpuTorchExecutor(dir);
     try {
       const info = await ex.load();
       assert.equal(info.architecture, "LlamaForCausalLM");
@@ -98,7 +85,7 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
   });
 
   it("answers a bad plan with an ExecutorError and keeps serving", async () => {
-    const ex = cpuExecutor(dir);
+    const ex = cpuTorchExecutor(dir);
     try {
       const { numBlocks } = await started(ex);
       const pb = new PlanBuilder(numBlocks, 4);
@@ -115,7 +102,7 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
   });
 
   it("reports prompt logprobs with none for position 0 and sampled-token logprobs", async () => {
-    const ex = cpuExecutor(dir);
+    const ex = cpuTorchExecutor(dir);
     try {
       const { numBlocks } = await started(ex);
       const pb = new PlanBuilder(numBlocks, 4);
@@ -147,9 +134,9 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
   it("tensor parallel degree 2 (gloo on the CPU) generates what degree 1 does, with steps launched ahead too", async () => {
     const q3 = makeTinyCheckpoint("qwen3", 4);
     const prompts = { a: [9, 8, 7, 6, 5, 4], b: [1, 2, 3] };
-    const one = cpuExecutor(q3);
-    const two = cpuExecutor(q3, { tensorParallelDegree: 2 });
-    const three = cpuExecutor(q3, { tensorParallelDegree: 2, env: { LMI_STEPS_IN_FLIGHT: "2" } });
+    const one = cpuTorchExecutor(q3);
+    const two = cpuTorchExecutor(q3, { tensorParallelDegree: 2 });
+    const three = cpuTorchExecutor(q3, { tensorParallelDegree: 2, env: { LMI_STEPS_IN_FLIGHT: "2" } });
     try {
       const p1 = await started(one);
       const want = await generate(one, p1.numBlocks, prompts, 6);
@@ -185,8 +172,8 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     await ts.load();
     await ts.initCache(64);
     const want = await run(ts, 64);
-    const one = cpuExecutor(q2);
-    const two = cpuExecutor(q2, { tensorParallelDegree: 2 });
+    const one = cpuTorchExecutor(q2);
+    const two = cpuTorchExecutor(q2, { tensorParallelDegree: 2 });
     try {
       const p1 = (await started(one)).numBlocks;
       assert.deepEqual(await run(one, p1), want);
@@ -211,7 +198,7 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     const dir = mkdtempSync(join(tmpdir(), "lmi-steplog-"));
     const log = join(dir, "steps.jsonl");
     const wire = join(dir, "wire.jsonl");
-    const ex = cpuExecutor(makeTinyCheckpoint("llama", 7), {
+    const ex = cpuTorchExecutor(makeTinyCheckpoint("llama", 7), {
       tensorParallelDegree: 2,
       env: { LMI_STEP_LOG: log, LMI_WIRE_LOG: wire },
     });
@@ -269,8 +256,8 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
     );
     const q3 = makeTinyCheckpoint("qwen3", 5);
     const prompts = { a: [4, 5, 6, 7], b: [9, 9, 9] };
-    const one = cpuExecutor(q3);
-    const mpi = cpuExecutor(q3, { tensorParallelDegree: 2, mpiMode: true, mpirunExecutable: fake });
+    const one = cpuTorchExecutor(q3);
+    const mpi = cpuTorchExecutor(q3, { tensorParallelDegree: 2, mpiMode: true, mpirunExecutable: fake });
     try {
       const p1 = await started(one);
       const want = await generate(one, p1.numBlocks, prompts, 5);
@@ -288,7 +275,7 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
   });
 
   it("a killed rank fails the executor once, through onDeath and later calls", async () => {
-    const ex = cpuExecutor(dir);
+    const ex = cpuTorchExecutor(dir);
     const deaths: Error[] = [];
     ex.onDeath((e) => deaths.push(e));
     const { numBlocks } = await started(ex);
@@ -306,7 +293,7 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
   });
 
   it("names the missing config when the model folder is wrong", async () => {
-    const ex = cpuExecutor(join(tmpdir(), "no-such-model-dir"));
+    const ex = cpuTorchExecutor(join(tmpdir(), "no-such-model-dir"));
     try {
       await assert.rejects(ex.load(), /config\.json/);
     } finally {
