@@ -1,6 +1,7 @@
 // The engine with the Python executor (CPU torch) keeping one, two or three steps in flight
 // (LMI_STEPS_IN_FLIGHT): the same greedy tokens, the same finish reasons, and a stop token that
-// arrives while later steps for its request are already sent ends the request at that token.
+// arrives while later steps for its request are already sent ends the request at that token; the same at tensor
+// parallel degree 2.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -11,8 +12,11 @@ import { runGeneration } from "./run-generation.ts";
 
 const ZOO_LLAMA = fileURLToPath(new URL("../../models/zoo/llama", import.meta.url));
 
-async function generateAll(depth: number, stopC?: number) {
-  const executor = cpuTorchExecutor(ZOO_LLAMA, { env: { LMI_STEPS_IN_FLIGHT: String(depth) } });
+async function generateAll(depth: number, stopC?: number, tensorParallelDegree = 1) {
+  const executor = cpuTorchExecutor(ZOO_LLAMA, {
+    tensorParallelDegree,
+    env: { LMI_STEPS_IN_FLIGHT: String(depth) },
+  });
   const engine = await createLlmEngine({ executor, modelDir: ZOO_LLAMA });
   try {
     assert.equal(executor.maxStepsInFlight, depth);
@@ -47,5 +51,7 @@ describe("steps in flight with the Python executor (CPU torch)", { skip: torchMi
       d: { ids: one.c.ids.slice(0, one.c.ids.indexOf(stop) + 1), reason: "stop_sequence" },
     };
     for (const depth of [2, 3]) assert.deepEqual(await generateAll(depth, stop), want, `depth ${depth}`);
+    // Two ranks (gloo): rank 0 relays each of the three plans in flight, and the other rank launches them ahead too.
+    assert.deepEqual(await generateAll(3, stop, 2), want, "depth 3, tensor parallel degree 2");
   });
 });
