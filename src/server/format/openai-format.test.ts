@@ -44,11 +44,21 @@ function deltas(): RequestOutput[] {
   return outs;
 }
 
-/** The frame the object path writes for a chunk: parse ours, rebuild the object with the keys in their order. */
-function reframe(frame: string, sse: boolean): string {
-  const body = sse ? frame.slice("data: ".length, -2) : frame.slice(0, -1);
-  const o = JSON.parse(body) as Record<string, unknown>;
-  return sse ? `data: ${JSON.stringify(o)}\n\n` : `${JSON.stringify(o)}\n`;
+/** The JSON of a token's chunk object as the object path builds it: keys in this order. */
+function chunkJson(
+  first: { id: string; created: number },
+  object: string,
+  choice: object,
+  includeUsage: boolean,
+) {
+  return JSON.stringify({
+    id: first.id,
+    object,
+    created: first.created,
+    model: 'm "x"',
+    choices: [{ index: 0, ...choice, logprobs: null, finish_reason: null }],
+    ...(includeUsage ? { usage: null } : {}),
+  });
 }
 
 describe("streamed OpenAI chunks", () => {
@@ -58,15 +68,8 @@ describe("streamed OpenAI chunks", () => {
       const frames = deltas().map((d) => f.delta(d));
       const first = JSON.parse(frames[0].slice(6, -2));
       for (const [i, frame] of frames.slice(0, TEXTS.length).entries()) {
-        const want = {
-          id: first.id,
-          object: "text_completion",
-          created: first.created,
-          model: 'm "x"',
-          choices: [{ index: 0, text: TEXTS[i], logprobs: null, finish_reason: null }],
-          ...(includeUsage ? { usage: null } : {}),
-        };
-        assert.equal(frame, `data: ${JSON.stringify(want)}\n\n`);
+        const want = chunkJson(first, "text_completion", { text: TEXTS[i] }, includeUsage);
+        assert.equal(frame, `data: ${want}\n\n`);
       }
       assert.ok(frames.at(-1)!.endsWith("data: [DONE]\n\n"));
     });
@@ -79,17 +82,13 @@ describe("streamed OpenAI chunks", () => {
         const first = JSON.parse(sse ? frames[0].slice(6, -2) : frames[0].slice(0, -1));
         assert.equal(first.choices[0].delta.role, "assistant");
         for (const [i, frame] of frames.slice(1, TEXTS.length).entries()) {
-          const want = {
-            id: first.id,
-            object: "chat.completion.chunk",
-            created: first.created,
-            model: 'm "x"',
-            choices: [{ index: 0, delta: { content: TEXTS[i + 1] }, logprobs: null, finish_reason: null }],
-            ...(includeUsage ? { usage: null } : {}),
-          };
-          const json = JSON.stringify(want);
+          const json = chunkJson(
+            first,
+            "chat.completion.chunk",
+            { delta: { content: TEXTS[i + 1] } },
+            includeUsage,
+          );
           assert.equal(frame, sse ? `data: ${json}\n\n` : `${json}\n`);
-          assert.equal(frame, reframe(frame, sse));
         }
       });
     }
