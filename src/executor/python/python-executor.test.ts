@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { PlanDriver, samplingSettings } from "../../../test/conformance/plan-driver.ts";
-import { ExecutorError } from "../../errors.ts";
+import { ConfigError, ExecutorError } from "../../errors.ts";
 import { InThreadCpuExecutor } from "../cpu/in-thread-executor.ts";
 import type { Executor, ModelRunnerOutput, SamplingSettings } from "../types.ts";
 import { createPythonExecutor, type PythonExecutor } from "./python-executor.ts";
@@ -305,6 +305,16 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
 });
 
 describe("python executor supervision without torch", () => {
+  it("refuses an LMI_STEPS_IN_FLIGHT that is not a whole number of at least 1, by name", () => {
+    for (const bad of ["0", "-1", "two", "2.5"]) {
+      assert.throws(
+        () => createPythonExecutor({ modelDir: ".", env: { LMI_STEPS_IN_FLIGHT: bad } }),
+        (e: Error) =>
+          e instanceof ConfigError && e.message.includes(`LMI_STEPS_IN_FLIGHT`) && e.message.includes(bad),
+      );
+    }
+  });
+
   it("times out a rank that never connects and kills it", async () => {
     const fake = mkdtempSync(join(tmpdir(), "lmi-fake-exec-"));
     mkdirSync(join(fake, "lmi_executor"));

@@ -9,7 +9,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ExecutorError } from "../../errors.ts";
+import { ConfigError, ExecutorError } from "../../errors.ts";
 import type {
   CacheProfile,
   Executor,
@@ -31,7 +31,9 @@ import {
 } from "./protocol.ts";
 import { RankSupervisor } from "./supervisor.ts";
 
+/** Execute calls the engine keeps in flight when the executor allows it (PythonExecutorImpl.stepsInFlight). */
 const DEFAULT_STEPS_IN_FLIGHT = 3;
+
 export interface PythonExecutorOptions {
   modelDir: string;
   /** Interpreter with PyTorch; on Debian CI /usr/bin/python3 (the pyenv python3 first on PATH has none). */
@@ -147,9 +149,10 @@ class PythonExecutorImpl implements PythonExecutor {
   constructor(private readonly opts: PythonExecutorOptions) {
     this.wireLog = opts.env?.LMI_WIRE_LOG || process.env.LMI_WIRE_LOG || null;
     const depth = opts.env?.LMI_STEPS_IN_FLIGHT || process.env.LMI_STEPS_IN_FLIGHT;
-    this.stepsInFlight = depth
-      ? Math.max(1, Number.parseInt(depth, 10) || DEFAULT_STEPS_IN_FLIGHT)
-      : DEFAULT_STEPS_IN_FLIGHT;
+    if (depth && !/^[1-9][0-9]*$/.test(depth)) {
+      throw new ConfigError([`LMI_STEPS_IN_FLIGHT must be a whole number of at least 1, got "${depth}"`]);
+    }
+    this.stepsInFlight = depth ? Number(depth) : DEFAULT_STEPS_IN_FLIGHT;
   }
 
   get pids(): number[] {
