@@ -38,16 +38,24 @@ def rank_main(rank, world, device, port, result_q):
                 continue
         with open(os.path.join(d, "golden.json")) as f:
             cases = json.load(f)["cases"]
-        for graphs in (False, True) if device == "cuda" else (False,):
-            w = rank_worker(rank, world, port, tp, model_dir=d, device=device, dtype="fp32", block_size=16,
-                            max_num_seqs=16, enable_cuda_graph=graphs)
+        for graphs, w in loaded_workers(rank, world, port, tp, device, d, block_size=16, num_blocks=256):
             tp = w.tp
-            w.load({})
-            w.init_cache({"numBlocks": 256})
             ok = greedy_goldens_batched(w, cases)
             report.append({"model": name, "graphs": graphs, "tokenExact": ok})
     rows, tp = contrastive_rows(rank, world, device, port, tp)
     hand_in(rank, report + rows, result_q, tp)
+
+
+def loaded_workers(rank, world, port, tp, device, model_dir, block_size, num_blocks):
+    """This rank's fp32 worker for model_dir, loaded with its cache, CUDA graphs off and then (on CUDA) on: yields
+    (graphs, worker); every worker after the first joins the first one's process group."""
+    for graphs in (False, True) if device == "cuda" else (False,):
+        w = rank_worker(rank, world, port, tp, model_dir=model_dir, device=device, dtype="fp32",
+                        block_size=block_size, max_num_seqs=16, enable_cuda_graph=graphs)
+        tp = w.tp
+        w.load({})
+        w.init_cache({"numBlocks": num_blocks})
+        yield graphs, w
 
 
 def contrastive_rows(rank, world, device, port, tp) -> tuple:
@@ -63,12 +71,8 @@ def contrastive_rows(rank, world, device, port, tp) -> tuple:
         d = os.path.join(os.environ["LMI_TP_CHECK_TMP"], f"rank{rank}", kind)
         ck = make_checkpoint(d, kind, seed=len(kind))
         want = reference(ck, PROMPT, 8, 4, 0.6)
-        for graphs in (False, True) if device == "cuda" else (False,):
-            w = rank_worker(rank, world, port, tp, model_dir=d, device=device, dtype="fp32", block_size=4,
-                            max_num_seqs=16, enable_cuda_graph=graphs)
+        for graphs, w in loaded_workers(rank, world, port, tp, device, d, block_size=4, num_blocks=64):
             tp = w.tp
-            w.load({})
-            w.init_cache({"numBlocks": 64})
             drv = Driver(w)
             drv.run(new=[("c", PROMPT, 4, s), ("g", PROMPT, 4, sampling())])  # prompts chunked by 4 tokens
             while drv.reqs["c"]["computed"] < len(PROMPT):

@@ -4,15 +4,20 @@
 
 import type { ChatTemplateOptions } from "../tokenizer/chat-template.ts";
 import type { HfTokenizer } from "../tokenizer/tokenizer.ts";
+import type { ResolvedEngineOptions } from "./engine-options.ts";
 import type { ChatMessage } from "./protocol.ts";
 import { type ParameterDefaults, type ValidatedParameters, validateParameters } from "./sampling-params.ts";
 
 export class EngineFront {
+  /** Pass to validateParameters so server defaults (decoding_strategy, max_new_tokens) apply. */
+  readonly parameterDefaults: ParameterDefaults;
+
   constructor(
     readonly tokenizer: HfTokenizer,
-    /** Pass to validateParameters so server defaults (decoding_strategy, max_new_tokens) apply. */
-    readonly parameterDefaults: ParameterDefaults,
-  ) {}
+    options: ResolvedEngineOptions,
+  ) {
+    this.parameterDefaults = { strategy: options.defaultStrategy, maxNewTokens: options.defaultMaxNewTokens };
+  }
 
   /** validateParameters with this engine's server defaults. */
   validateParameters(raw: unknown): ValidatedParameters {

@@ -78,7 +78,7 @@ export class Engine extends EngineFront implements LlmEngine {
   private numGenerationTokensTotal = 0;
 
   constructor(tokenizer: HfTokenizer, options: ResolvedEngineOptions) {
-    super(tokenizer, { strategy: options.defaultStrategy, maxNewTokens: options.defaultMaxNewTokens });
+    super(tokenizer, options);
     this.options = options;
   }
 
@@ -351,15 +351,14 @@ export class Engine extends EngineFront implements LlmEngine {
         sched.finishRequests(this.pendingAborts, "abort");
         this.pendingAborts.clear();
       }
+      const wantsStep = room() && sched.hasPendingWork;
       const gateOpen = this.gate === null || this.gate.open();
-      if (!gateOpen && sched.hasPendingWork && room()) {
+      if (wantsStep && !gateOpen && (inflight.length === 0 || !inflight[0].settled)) {
         // The consumer is behind: wait for it, or for the oldest step's output if that comes first.
-        if (inflight.length === 0 || !inflight[0].settled) {
-          await this.waitForGate(inflight[0]?.output);
-          continue;
-        }
+        await this.waitForGate(inflight[0]?.output);
+        continue;
       }
-      if (gateOpen && room() && sched.hasPendingWork) {
+      if (wantsStep && gateOpen) {
         const plan = sched.schedule();
         if (
           plan.totalNumScheduledTokens > 0 ||

@@ -37,8 +37,6 @@ async function engineFor(model: string, options: EngineOptions = {}, kvCacheByte
   });
 }
 
-const run = runGeneration;
-
 describe("engine + CPU executor: greedy matches the transformers goldens", () => {
   for (const model of readdirSync(ZOO).sort()) {
     it(`${model}: every golden case, all in one batch`, async () => {
@@ -47,7 +45,9 @@ describe("engine + CPU executor: greedy matches the transformers goldens", () =>
       for (const c of cases)
         assert.deepEqual(engine.encode(c.prompt), c.input_ids, `tokenization of ${c.prompt}`);
       const results = await Promise.all(
-        cases.map((c, i) => run(engine, `g${i}`, c.prompt, { max_new_tokens: c.greedy.max_new_tokens })),
+        cases.map((c, i) =>
+          runGeneration(engine, `g${i}`, c.prompt, { max_new_tokens: c.greedy.max_new_tokens }),
+        ),
       );
       results.forEach((r, i) => {
         assert.deepEqual(r.ids, cases[i].greedy.ids, `case ${i}: ${cases[i].prompt}`);
@@ -67,7 +67,9 @@ describe("engine + CPU executor: greedy matches the transformers goldens", () =>
     const engine = await engineFor("llama", { numBlocks: 28, maxNumBatchedTokens: 16, maxNumSeqs: 4 });
     const all = [...cases, ...cases];
     const results = await Promise.all(
-      all.map((c, i) => run(engine, `p${i}`, c.prompt, { max_new_tokens: c.greedy.max_new_tokens })),
+      all.map((c, i) =>
+        runGeneration(engine, `p${i}`, c.prompt, { max_new_tokens: c.greedy.max_new_tokens }),
+      ),
     );
     for (const [i, r] of results.entries()) assert.deepEqual(r.ids, all[i].greedy.ids, `request ${i}`);
     const st = engine.stats();
@@ -75,7 +77,7 @@ describe("engine + CPU executor: greedy matches the transformers goldens", () =>
     assert.equal(st.kvCacheUsage, 0);
     // One after the other, the long prompt's freed blocks are still cached: the second run reuses them.
     for (const id of ["again1", "again2"]) {
-      const r = await run(engine, id, cases[4].prompt, { max_new_tokens: 32 });
+      const r = await runGeneration(engine, id, cases[4].prompt, { max_new_tokens: 32 });
       assert.deepEqual(r.ids, cases[4].greedy.ids);
     }
     assert.ok(engine.stats().prefixCacheHitRate > 0, "the repeated prompt must hit the prefix cache");
@@ -93,7 +95,7 @@ describe("engine + CPU executor: logprobs", () => {
       "two prompt positions and the last one",
     );
     const engine = await engineFor("llama", { maxNumBatchedTokens: 4 });
-    const r = await run(engine, "lp", c.prompt, {
+    const r = await runGeneration(engine, "lp", c.prompt, {
       max_new_tokens: 2,
       decoder_input_details: true,
       top_n_tokens: 3,
@@ -138,15 +140,15 @@ describe("engine + CPU executor: sampling, abort and failure", () => {
   it("a seeded request gives the same tokens alone and in a busy batch", async () => {
     const engine = await engineFor("qwen2");
     const p = { do_sample: true, temperature: 0.9, top_p: 0.95, seed: 1234, max_new_tokens: 20 };
-    const solo = await run(engine, "solo", "In the beginning", p);
+    const solo = await runGeneration(engine, "solo", "In the beginning", p);
     const [batched] = await Promise.all([
-      run(engine, "b", "In the beginning", p),
-      run(engine, "x", "And God said", { do_sample: true, max_new_tokens: 25 }),
-      run(engine, "y", "The LORD is my shepherd", { max_new_tokens: 7 }),
+      runGeneration(engine, "b", "In the beginning", p),
+      runGeneration(engine, "x", "And God said", { do_sample: true, max_new_tokens: 25 }),
+      runGeneration(engine, "y", "The LORD is my shepherd", { max_new_tokens: 7 }),
     ]);
     assert.deepEqual(batched.ids, solo.ids);
     assert.equal(batched.last.seed, 1234);
-    const other = await run(engine, "o", "In the beginning", { ...p, seed: 99 });
+    const other = await runGeneration(engine, "o", "In the beginning", { ...p, seed: 99 });
     assert.notDeepEqual(other.ids, solo.ids);
     await engine.shutdown();
   });
@@ -155,10 +157,12 @@ describe("engine + CPU executor: sampling, abort and failure", () => {
     const cases = golden("mistral");
     const p = { decoding_strategy: "contrastive", penalty_alpha: 0.6, top_k: 4, max_new_tokens: 16 };
     const roomy = await engineFor("mistral");
-    const solo = await run(roomy, "c", cases[2].prompt, p);
+    const solo = await runGeneration(roomy, "c", cases[2].prompt, p);
     await roomy.shutdown();
     const tight = await engineFor("mistral", { numBlocks: 14, maxNumBatchedTokens: 8, maxNumSeqs: 3 });
-    const batch = await Promise.all(cases.slice(0, 4).map((c, i) => run(tight, `b${i}`, c.prompt, p)));
+    const batch = await Promise.all(
+      cases.slice(0, 4).map((c, i) => runGeneration(tight, `b${i}`, c.prompt, p)),
+    );
     assert.ok(tight.stats().numPreemptions > 0, "the tight cache must preempt");
     await tight.shutdown();
     assert.deepEqual(batch[2].ids, solo.ids);
@@ -181,7 +185,7 @@ describe("engine + CPU executor: sampling, abort and failure", () => {
       if (outs.length === 3) ac.abort();
     }
     assert.equal(outs.at(-1)!.finishReason, "abort");
-    const after = await run(engine, "b", "And God said", { max_new_tokens: 4 });
+    const after = await runGeneration(engine, "b", "And God said", { max_new_tokens: 4 });
     assert.deepEqual(after.ids, golden("llama")[0].greedy.ids.slice(0, 4));
     assert.equal(engine.stats().kvCacheUsage, 0);
     await engine.shutdown();
@@ -199,9 +203,9 @@ describe("engine + CPU executor: sampling, abort and failure", () => {
     }
     assert.equal(outs.at(-1)!.finishReason, "error");
     assert.match(outs.at(-1)!.error!, /exited|crashed|died|failed/);
-    await assert.rejects(run(engine, "d", "And God said", { max_new_tokens: 2 }), EngineDeadError);
+    await assert.rejects(runGeneration(engine, "d", "And God said", { max_new_tokens: 2 }), EngineDeadError);
     await engine.attachExecutor(createCpuExecutor({ modelDir, blockSize: 4 }));
-    const again = await run(engine, "e", "And God said", { max_new_tokens: 4 });
+    const again = await runGeneration(engine, "e", "And God said", { max_new_tokens: 4 });
     assert.deepEqual(again.ids, golden("llama")[0].greedy.ids.slice(0, 4));
     await engine.shutdown();
   });

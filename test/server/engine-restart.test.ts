@@ -10,6 +10,21 @@ import { realHarness } from "./real-model-harness.ts";
 const MODEL = testModelDir();
 const json = { "content-type": "application/json" };
 
+/** Registers the test model under `name`, loaded at once, and returns its registry entry. */
+async function registered(h: ReturnType<typeof realHarness>, name: string) {
+  await h.registry.register({ name, url: MODEL, modelDir: MODEL, overrides: {} }, { loadedAtStartup: true })
+    .ready;
+  return h.registry.get(name);
+}
+
+/** Waits (up to 30 s) until the registry has replaced the backend `first` and the model is READY again. */
+async function restarted(entry: { backend: unknown; status: string }, first: unknown) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && !(entry.backend && entry.backend !== first && entry.status === "READY")) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe("engine death -> restart", () => {
   const h = realHarness();
   after(async () => {
@@ -17,11 +32,7 @@ describe("engine death -> restart", () => {
   });
 
   it("fails fast while dead, restarts, counts the failure, serves again", async () => {
-    await h.registry.register(
-      { name: "tiny", url: MODEL, modelDir: MODEL, overrides: {} },
-      { loadedAtStartup: true },
-    ).ready;
-    const entry = h.registry.get("tiny");
+    const entry = await registered(h, "tiny");
     const first = entry.backend;
     assert.equal(first?.kind, "engine");
     if (first?.kind !== "engine") return;
@@ -33,10 +44,7 @@ describe("engine death -> restart", () => {
       payload: { inputs: "In the" },
     });
     assert.equal(dead.statusCode, 503);
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && !(entry.backend && entry.backend !== first && entry.status === "READY")) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await restarted(entry, first);
     assert.notEqual(entry.backend, first);
     assert.equal(entry.failed, 1);
     const ping = await h.app.inject({ method: "GET", url: "/ping" });
@@ -57,19 +65,12 @@ describe("engine death -> restart", () => {
     after(async () => {
       await t.registry.closeAll();
     });
-    await t.registry.register(
-      { name: "threaded", url: MODEL, modelDir: MODEL, overrides: {} },
-      { loadedAtStartup: true },
-    ).ready;
-    const entry = t.registry.get("threaded");
+    const entry = await registered(t, "threaded");
     const first = entry.backend;
     assert.ok(first?.kind === "engine" && first.engine instanceof ThreadEngine);
     if (first?.kind !== "engine" || !(first.engine instanceof ThreadEngine)) return;
     await first.engine.worker.terminate();
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && !(entry.backend && entry.backend !== first && entry.status === "READY")) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await restarted(entry, first);
     assert.notEqual(entry.backend, first);
     assert.equal(entry.failed, 1);
     const ok = await t.app.inject({

@@ -70,11 +70,7 @@ export class ThreadEngine extends EngineFront implements LlmEngine {
   private readonly ready: Promise<void>;
 
   private constructor(args: ThreadEngineArgs) {
-    const resolved = resolveEngineOptions(args.options);
-    super(HfTokenizer.fromDir(args.modelDir), {
-      strategy: resolved.defaultStrategy,
-      maxNewTokens: resolved.defaultMaxNewTokens,
-    });
+    super(HfTokenizer.fromDir(args.modelDir), resolveEngineOptions(args.options));
     const { logger, ...options } = args.options ?? {};
     this.logger = logger;
     this.shutdownTimeoutMs = args.shutdownTimeoutMs ?? 60_000;

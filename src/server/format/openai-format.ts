@@ -122,14 +122,17 @@ export function createChatFormatter(
       }
       let s = "";
       if (out.tokens.length > 0 || out.textDelta !== "" || out.finished) {
-        const delta: Record<string, unknown> = { content: out.textDelta };
-        if (!sentRole) {
-          delta.role = "assistant";
-          sentRole = true;
-        }
         const lp = ctx.logprobs && out.tokens.length > 0 ? chatLogprobs(out.tokens) : null;
-        if (lp === null && !out.finished && delta.role === undefined) s += contentChunk(out.textDelta);
-        else s += chunk(delta, lp, out.finished ? openAiFinishReason(out.finishReason) : null);
+        if (sentRole && lp === null && !out.finished) {
+          s += contentChunk(out.textDelta);
+        } else {
+          const delta: Record<string, unknown> = { content: out.textDelta };
+          if (!sentRole) {
+            delta.role = "assistant";
+            sentRole = true;
+          }
+          s += chunk(delta, lp, out.finished ? openAiFinishReason(out.finishReason) : null);
+        }
       }
       if (out.finished) {
         if (ctx.includeUsage) {
