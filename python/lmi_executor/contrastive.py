@@ -2,9 +2,10 @@
 # step samples for a contrastive request, its top-k candidates come from the processed logits (logit bias, min
 # tokens, penalties; no temperature), one look-ahead forward runs every candidate as the next token, and the pick is
 # argmax (1 - alpha) * p(candidate) - alpha * max cosine(candidate's hidden state, each earlier position's). Hidden
-# states are the final-normed last-layer outputs (HF's hidden_states[-1]); the runner keeps them per request
-# (RequestState.hidden) from the steps that compute its positions. The look-ahead writes the candidates' K/V into
-# the executor's own scratch blocks past the engine's (a candidate's block starts as a copy of the request's partial
+# states are the final-normed last-layer outputs (HF's hidden_states[-1]); the runner keeps them per request, from
+# the steps that compute its positions, in a pool allocated once (HiddenPool: the memory profile reserves it, and the
+# engine admits contrastive requests only while their positions fit, CacheProfile.contrastivePositions). The
+# look-ahead writes the candidates' K/V into the executor's own scratch blocks past the engine's (a candidate's block starts as a copy of the request's partial
 # block), never into an engine block; the chosen token is computed again by the next step like any generated
 # token. Contrastive steps run eagerly and pick on the host before the launch returns, after every earlier step
 # has finished (ModelRunner.waits_for_earlier_steps). Same function as src/executor/cpu/contrastive.ts.
@@ -16,7 +17,7 @@ from .transfer import to_device
 
 SCRATCH_BLOCKS = 32  # KV blocks past the engine's for the look-ahead: also the most candidates a request gets
 DEFAULT_TOP_K = 4  # HF's and LMI's default when top_k is 0
-_HIDDEN_CHUNK = 256  # positions by which a request's kept hidden states grow
+HIDDEN_CHUNK = 256  # positions by which a request's share of the hidden-state pool grows
 
 
 def is_contrastive(st) -> bool:
@@ -29,19 +30,63 @@ def num_candidates(sampling: dict) -> int:
     return max(1, min(k, SCRATCH_BLOCKS))
 
 
-def keep_hidden(st, start: int, h: torch.Tensor) -> None:
+def pool_positions(max_num_batched_tokens: int, max_model_len: int) -> int:
+    """Positions of hidden states the executor keeps at once across contrastive requests: two steps' worth of
+    tokens, and never less than one request of the model's full length (so any request fits alone), in whole
+    chunks. Reported to the engine as CacheProfile.contrastivePositions."""
+    n = max(2 * max_num_batched_tokens, max_model_len)
+    return -(-n // HIDDEN_CHUNK) * HIDDEN_CHUNK
+
+
+class HiddenPool:
+    """Device memory for contrastive requests' kept hidden states: pool_positions() rows of fp32 unit vectors,
+    allocated once and handed out by HIDDEN_CHUNK rows, so that a contrastive request never allocates while
+    serving (and cannot run the device out of memory mid-step). A request's positions map to pool rows through
+    its chunk list (RequestState.hidden_chunks; hidden_index: their row numbers, on the device). The engine's
+    scheduler reserves ceil((prompt + max tokens) / chunk) chunks per admitted contrastive request against the
+    same capacity, so grow() finds free chunks; it raises if not (an engine/executor mismatch, never a user error)."""
+
+    def __init__(self, positions: int, hidden_size: int, device):
+        self.positions, self.hidden_size, self.device = positions, hidden_size, device
+        self.data = None  # [positions, hidden_size] fp32, on first use (CPU tests); CUDA workers call allocate()
+        self.free = list(range(positions // HIDDEN_CHUNK - 1, -1, -1))
+
+    def allocate(self) -> None:
+        if self.data is None:
+            self.data = torch.zeros((self.positions, self.hidden_size), dtype=torch.float32, device=self.device)
+
+    def grow(self, st, end: int) -> None:
+        """Gives st chunks for positions [0, end)."""
+        need = -(-end // HIDDEN_CHUNK) - len(st.hidden_chunks)
+        if need <= 0:
+            return
+        if need > len(self.free):
+            raise RuntimeError(f"{st.req_id}: contrastive search's hidden-state pool ({self.positions} positions) is "
+                               f"full: the engine admitted more contrastive positions than the executor reported")
+        self.allocate()
+        st.hidden_chunks.extend(self.free.pop() for _ in range(need))
+        rows = [c * HIDDEN_CHUNK + i for c in st.hidden_chunks for i in range(HIDDEN_CHUNK)]
+        st.hidden_index = to_device(rows, self.device, torch.int64)
+
+    def release(self, st) -> None:
+        """Returns st's chunks (the request finished, was preempted, or resumed from the start)."""
+        self.free.extend(st.hidden_chunks)
+        st.hidden_chunks = []
+        st.hidden_index = None
+        st.hidden_len = 0
+
+    def kept(self, st) -> torch.Tensor:
+        """The unit hidden states of st's positions 0 .. hidden_len - 1, [hidden_len, H] (a gathered copy)."""
+        return self.data.index_select(0, st.hidden_index[: st.hidden_len])
+
+
+def keep_hidden(pool: HiddenPool, st, start: int, h: torch.Tensor) -> None:
     """Stores the final hidden states h [n, H] of positions start .. start + n - 1 as unit vectors (a cosine is then
     a dot product); positions from start on replace what was kept for them."""
     h = torch.nn.functional.normalize(h.float(), dim=-1)
     end = start + h.shape[0]
-    cap = 0 if st.hidden is None else st.hidden.shape[0]
-    if cap < end:  # grows by whole chunks, not doubling: this memory is not in the KV cache's budget
-        grown = torch.zeros((-(-end // _HIDDEN_CHUNK) * _HIDDEN_CHUNK, h.shape[1]), dtype=torch.float32,
-                            device=h.device)
-        if start > 0:
-            grown[:start] = st.hidden[:start]
-        st.hidden = grown
-    st.hidden[start:end] = h
+    pool.grow(st, end)
+    pool.data.index_copy_(0, st.hidden_index[start:end], h)
     st.hidden_len = end
 
 
@@ -127,7 +172,7 @@ def _look_ahead(runner, group: list) -> list:
         r += k
         alpha = st.sampling["penaltyAlpha"]
         if st.hidden_len:
-            degeneration = (h @ st.hidden[: st.hidden_len].T).max(dim=1).values
+            degeneration = (h @ runner.hidden_pool.kept(st).T).max(dim=1).values
         else:
             degeneration = torch.zeros(k, device=dev)
         picks.append(cand_dev[torch.argmax((1 - alpha) * p - alpha * degeneration)])

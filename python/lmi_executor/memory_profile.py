@@ -2,8 +2,8 @@
 # send (max_num_batched_tokens) plus a full sampler pass, reads the peak, and gives the KV cache what is
 # left of gpu_memory_utilization x total memory; after the cache and the graphs exist, the same step runs
 # once more so the allocator keeps blocks for it (warm_allocator). Invariant: weights, peak activations,
-# memory outside PyTorch's allocator (CUDA context, NCCL) and a graph reserve all come out of the budget
-# before KV does.
+# memory outside PyTorch's allocator (CUDA context, NCCL), a graph reserve, the penalties' token history and
+# contrastive search's hidden-state pool all come out of the budget before KV does.
 import torch
 
 from .attention import AttentionMetadata
@@ -89,6 +89,12 @@ def history_reserve_bytes(worker) -> int:
     return rows * cols * torch.empty((), dtype=HISTORY_DTYPE).element_size()
 
 
+def hidden_pool_bytes(worker) -> int:
+    """Contrastive search's hidden-state pool (contrastive.HiddenPool: fp32 rows of the hidden size), allocated with
+    the KV cache."""
+    return worker.hidden_positions() * worker.cfg.hidden_size * 4
+
+
 def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
     o, dev = worker.opts, worker.device
     torch.cuda.synchronize(dev)
@@ -101,8 +107,9 @@ def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
     outside_torch = (total - free) - torch.cuda.memory_reserved(dev)
     reserve = graph_reserve_bytes(worker)
     history = history_reserve_bytes(worker)
+    hidden = hidden_pool_bytes(worker)
     # The cache also holds the executor's own blocks past the engine's (runner.EXECUTOR_BLOCKS).
-    budget = int(total * o.gpu_memory_utilization) - peak - outside_torch - reserve - history \
+    budget = int(total * o.gpu_memory_utilization) - peak - outside_torch - reserve - history - hidden \
         - EXECUTOR_BLOCKS * bytes_per_block
     if budget < bytes_per_block:
         raise MemoryError(
@@ -110,5 +117,5 @@ def profile_cuda_blocks(worker, bytes_per_block: int) -> int:
             f"(gpu_memory_utilization={o.gpu_memory_utilization}), weights + activations peak at {peak / 2**30:.1f} GiB"
         )
     worker.profile_info = {"peakBytes": peak, "outsideTorchBytes": outside_torch, "graphReserveBytes": reserve,
-                           "historyReserveBytes": history, "kvBudgetBytes": budget}
+                           "historyReserveBytes": history, "hiddenPoolBytes": hidden, "kvBudgetBytes": budget}
     return budget // bytes_per_block

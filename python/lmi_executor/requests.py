@@ -18,8 +18,10 @@ class RequestState:
     block_ids: list = field(default_factory=list)
     row: int = -1  # row in BlockTable; assigned on admission
     num_pending: int = 0  # sampled by launched steps whose tokens have not reached token_ids yet
-    # Contrastive search: unit-length final hidden states of positions 0 .. hidden_len - 1 (contrastive.py).
-    hidden: object = None
+    # Contrastive search: the chunks of the executor's hidden-state pool holding the unit-length final hidden states
+    # of positions 0 .. hidden_len - 1, and their pool rows on the device (contrastive.HiddenPool).
+    hidden_chunks: list = field(default_factory=list)
+    hidden_index: object = None
     hidden_len: int = 0
 
 
@@ -63,10 +65,11 @@ class BlockTable:
 
 
 class RequestStore:
-    def __init__(self, block_table: BlockTable):
+    def __init__(self, block_table: BlockTable, on_drop=None):
         self.running = {}
         self.parked = {}  # req_id -> (prompt_len, sampling) while preempted
         self.bt = block_table
+        self.on_drop = on_drop  # called with each state the store lets go of (finish, preempt, resume)
 
     def add_new(self, d: dict) -> RequestState:
         st = RequestState(d["reqId"], list(d["promptTokenIds"]), len(d["promptTokenIds"]), d["sampling"])
@@ -78,7 +81,7 @@ class RequestStore:
         if d.get("resumedFromPreemption"):
             old = self.running.pop(rid, None)
             if old is not None:
-                self.bt.release(old.row)
+                self._drop(old)
                 prompt_len, sampling = old.prompt_len, old.sampling
             else:
                 prompt_len, sampling = self.parked.pop(rid)
@@ -100,11 +103,16 @@ class RequestStore:
     def finish(self, rid: str) -> None:
         st = self.running.pop(rid, None)
         if st is not None:
-            self.bt.release(st.row)
+            self._drop(st)
         self.parked.pop(rid, None)
 
     def preempt(self, rid: str) -> None:
         st = self.running.pop(rid, None)
         if st is not None:
-            self.bt.release(st.row)
+            self._drop(st)
             self.parked[rid] = (st.prompt_len, st.sampling)
+
+    def _drop(self, st: RequestState) -> None:
+        self.bt.release(st.row)
+        if self.on_drop is not None:
+            self.on_drop(st)

@@ -112,13 +112,18 @@ class StepHandle:
 
 class ModelRunner:
     def __init__(self, model, kv_caches, block_size: int, max_num_seqs: int, max_model_len: int, device,
-                 scratch_block: int = 0, contrastive_blocks: list = ()):
+                 scratch_block: int = 0, contrastive_blocks: list = (), hidden_positions: int = 0):
         self.model, self.kv_caches, self.block_size, self.device = model, kv_caches, block_size, device
         # KV blocks past the engine's for contrastive search's look-ahead (contrastive.SCRATCH_BLOCKS of them).
         self.contrastive_blocks = list(contrastive_blocks)
         self.max_model_len = max_model_len
         self.max_blocks = (max_model_len + block_size - 1) // block_size
-        self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device, scratch_block))
+        # Contrastive requests' kept hidden states (hidden_positions: contrastive.pool_positions, what the engine
+        # was told; 0 = one request of the model's length, for runners made outside a worker).
+        self.hidden_pool = contrastive.HiddenPool(hidden_positions or contrastive.pool_positions(0, max_model_len),
+                                                  model.cfg.hidden_size, device)
+        self.store = RequestStore(BlockTable(max_num_seqs, self.max_blocks, device, scratch_block),
+                                  on_drop=self.hidden_pool.release)
         # Token history on the device, for requests with penalties (sampler.needs_history): row r holds request r's
         # prompt and every sampled token at its position, each sample written in stream order by the step that
         # draws it, so a step launched before the previous one finished still sees every earlier token.
@@ -405,7 +410,7 @@ class ModelRunner:
         in any step."""
         logits, hidden = self._forward_eager(*fwd, logits_rows, hidden_rows=hidden_rows)
         for st, nc, first, n in keep:
-            contrastive.keep_hidden(st, nc, hidden[first : first + n])
+            contrastive.keep_hidden(self.hidden_pool, st, nc, hidden[first : first + n])
         self._prompt_logprobs_out(out, logits, plp)
         picked = [(st, r) for st, r in zip(sample_states, sample_rows) if contrastive.is_contrastive(st)]
         others = [(st, r) for st, r in zip(sample_states, sample_rows) if not contrastive.is_contrastive(st)]

@@ -10,6 +10,7 @@ import torch
 from . import PROTOCOL_VERSION
 from .attention import Attention
 from .config import ExecutorOptions, load_model_config
+from . import contrastive
 from .models.gpt import GPTModel
 from .models.llama import LlamaModel
 from .parallel import TensorParallel
@@ -155,12 +156,17 @@ class Worker:
         m = self.model
         return 2 * self.cfg.num_layers * self.opts.block_size * m.nkv * self.cfg.head_dim * torch.empty((), dtype=self.kv_dtype).element_size()
 
+    def hidden_positions(self) -> int:
+        """Capacity of the contrastive hidden-state pool (contrastive.pool_positions), in positions."""
+        return contrastive.pool_positions(self.opts.max_num_batched_tokens, self.max_model_len)
+
     def profile(self, _msg) -> dict:
         per_block = self._bytes_per_block()
         if self.device.type != "cuda":
             # The cache also holds the executor's own blocks past the engine's (runner.EXECUTOR_BLOCKS).
             n = max(1, self.opts.cpu_kv_cache_bytes // per_block - EXECUTOR_BLOCKS)
-            return {"numBlocks": n, "blockSize": self.opts.block_size, "bytesPerBlock": per_block}
+            return {"numBlocks": n, "blockSize": self.opts.block_size, "bytesPerBlock": per_block,
+                    "contrastivePositions": self.hidden_positions(), "contrastiveChunk": contrastive.HIDDEN_CHUNK}
         from .kernels import lt_gemm
         from .memory_profile import profile_cuda_blocks
 
@@ -173,7 +179,8 @@ class Worker:
             t = torch.tensor([n], device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MIN)
             n = int(t.item())
-        return {"numBlocks": n, "blockSize": self.opts.block_size, "bytesPerBlock": per_block}
+        return {"numBlocks": n, "blockSize": self.opts.block_size, "bytesPerBlock": per_block,
+                "contrastivePositions": self.hidden_positions(), "contrastiveChunk": contrastive.HIDDEN_CHUNK}
 
     def init_cache(self, msg) -> dict:
         n = int(msg["numBlocks"])
@@ -185,7 +192,10 @@ class Worker:
         caches = [(self.kv[i, 0], self.kv[i, 1]) for i in range(cfg.num_layers)]
         self.num_blocks = n
         self.runner = ModelRunner(m, caches, self.opts.block_size, self.opts.max_num_seqs, self.max_model_len, self.device,
-                                  scratch_block=n, contrastive_blocks=range(n + 1, n + EXECUTOR_BLOCKS))
+                                  scratch_block=n, contrastive_blocks=range(n + 1, n + EXECUTOR_BLOCKS),
+                                  hidden_positions=self.hidden_positions())
+        if self.device.type == "cuda":
+            self.runner.hidden_pool.allocate()  # now, from the room the memory profile left for it
         self.runner.rank = self.tp.rank  # the step log's rank field
         graph_seconds = prefill_seconds = 0.0
         decode_bytes = prefill_bytes = 0

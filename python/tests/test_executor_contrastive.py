@@ -159,6 +159,51 @@ class ContrastiveTest(unittest.TestCase):
         got, _ = d.generate("b", PROMPT, 2, s)
         self.assertEqual(got, reference(self.ck["llama"], PROMPT, 2, 4, 0.6))
 
+    def test_hidden_states_in_pool_chunks_of_two_requests_and_returned_when_they_end(self):
+        # 4-position chunks: two requests growing in turn take interleaved chunks of the pool, so every pick reads
+        # its request's states through the chunk map; finishing and preempting give the chunks back.
+        saved = contrastive.HIDDEN_CHUNK
+        contrastive.HIDDEN_CHUNK = 4
+        try:
+            w = make_worker(os.path.join(self.tmp.name, "qwen2"))
+            pool = w.runner.hidden_pool
+            total = len(pool.free)
+            self.assertEqual(pool.positions, contrastive.pool_positions(w.opts.max_num_batched_tokens,
+                                                                        w.max_model_len))
+            d = Driver(w)
+            s = sampling(strategy="contrastive", topK=4, penaltyAlpha=0.6)
+            d.run(new=[("a", PROMPT, 3, s), ("b", PROMPT[:5], 3, s)])
+            d.run(cached=[("a", 3), ("b", 2)])
+            d.run(cached=[("a", 5)])
+            for _ in range(7):
+                d.run(cached=[("a", 1), ("b", 1)])
+            a, b = (w.runner.store.running[r] for r in ("a", "b"))
+            self.assertEqual(a.hidden_len, len(PROMPT) + 7)
+            self.assertEqual(len(a.hidden_chunks), -(-a.hidden_len // 4))
+            first = a.hidden_chunks[0]
+            self.assertNotEqual(a.hidden_chunks, list(range(first, first + len(a.hidden_chunks))))  # b's between
+            self.assertEqual(d.reqs["a"]["tokens"][len(PROMPT):], reference(self.ck["qwen2"], PROMPT, 8, 4, 0.6))
+            self.assertEqual(d.reqs["b"]["tokens"][5:], reference(self.ck["qwen2"], PROMPT[:5], 8, 4, 0.6))
+            d.run(preempted=["b"])
+            self.assertEqual(len(pool.free), total - len(a.hidden_chunks))
+            d.run(finished=["a", "b"])
+            self.assertEqual(len(pool.free), total)
+        finally:
+            contrastive.HIDDEN_CHUNK = saved
+
+    def test_a_full_hidden_pool_is_an_error_that_says_so(self):
+        d = Driver(make_worker(os.path.join(self.tmp.name, "llama")))
+        pool = d.w.runner.hidden_pool
+        pool.free = pool.free[:1]  # one chunk left: the engine would not admit more than that
+        s = sampling(strategy="contrastive", topK=4, penaltyAlpha=0.6)
+        st = type("S", (), {"req_id": "x", "hidden_chunks": [], "hidden_index": None, "hidden_len": 0})()
+        pool.grow(st, contrastive.HIDDEN_CHUNK)
+        with self.assertRaisesRegex(RuntimeError, "hidden-state pool .* is full"):
+            pool.grow(st, contrastive.HIDDEN_CHUNK + 1)
+        pool.release(st)
+        got, _ = d.generate("b", PROMPT, 2, s)
+        self.assertEqual(got, reference(self.ck["llama"], PROMPT, 2, 4, 0.6))
+
     def test_block_prefix_copy_keeps_bytes_for_every_cache_dtype(self):
         dtypes = [torch.float32, torch.bfloat16] + ([torch.float8_e4m3fn] if hasattr(torch, "float8_e4m3fn") else [])
         for dtype in dtypes:

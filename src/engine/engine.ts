@@ -131,6 +131,14 @@ export class Engine extends EngineFront implements LlmEngine {
       );
       maxModelLen = numBlocks * blockSize;
     }
+    const chunk = profile.contrastiveChunk ?? 1;
+    const longest = Math.ceil(maxModelLen / chunk) * chunk;
+    if (profile.contrastivePositions !== undefined && profile.contrastivePositions < longest) {
+      // Every request must fit alone, or a contrastive one could wait forever (the executor sizes its pool so).
+      throw new ConfigError([
+        `the executor keeps contrastive-search hidden states for ${profile.contrastivePositions} positions, fewer than one request of the max model length (${maxModelLen})`,
+      ]);
+    }
     await executor.initCache(numBlocks);
     executor.onDeath((err) => {
       if (this.generation === gen) this.die(`The executor died: ${err.message}`);
@@ -154,6 +162,8 @@ export class Engine extends EngineFront implements LlmEngine {
           maxModelLen,
           waitingSteps: this.options.waitingSteps,
           mixPrefillAndDecode: this.options.enableChunkedPrefill,
+          contrastivePositions: profile.contrastivePositions,
+          contrastiveChunk: profile.contrastiveChunk,
         });
     this.executor = executor;
     this.info = { ...info, maxModelLen };

@@ -117,6 +117,13 @@ export interface CacheProfile {
    * and numBlocks x blockSize is its token-slot budget. Absent means "paged".
    */
   kvLayout?: "paged" | "padded";
+  /**
+   * Positions of hidden states the executor keeps at once for contrastive search, across requests, in whole
+   * chunks of contrastiveChunk positions (the GPU executor's fixed pool). The scheduler admits a contrastive
+   * request only while every admitted one's prompt + max tokens, each rounded up to chunks, fit. Absent: no limit.
+   */
+  contrastivePositions?: number;
+  contrastiveChunk?: number;
 }
 
 export interface ExecutorHealth {

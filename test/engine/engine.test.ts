@@ -330,6 +330,33 @@ describe("Engine abort and admission", () => {
     await engine.shutdown();
   });
 
+  it("refuses an executor whose contrastive hidden-state pool cannot hold one full-length request", async () => {
+    await assert.rejects(engineWith({ maxModelLen: 64, contrastivePositions: 48 }), (e: unknown) => {
+      assert.match(
+        String((e as Error).message),
+        /contrastive-search hidden states for 48 positions.*max model length \(64\)/,
+      );
+      return true;
+    });
+  });
+
+  it("runs contrastive requests that exceed the hidden-state pool together one after another", async () => {
+    // 64 pool positions, 16-position chunks: each request (a few prompt tokens + 40 max tokens) holds 48.
+    const { engine, exec } = await engineWith({ maxModelLen: 64, contrastivePositions: 64 });
+    const params = { decoding_strategy: "contrastive", max_new_tokens: 40 };
+    const outs = await Promise.all(["a", "b"].map((id) => textOf(engine, id, "Hi", params)));
+    for (const { last } of outs) assert.equal(last.numGeneratedTokens, 40);
+    const starts = ["a", "b"].map((id) =>
+      exec.plans.findIndex((p) => p.scheduledNewReqs.some((r) => r.reqId === id)),
+    );
+    const aEnd = exec.plans.findIndex((p) => p.finishedReqIds.includes("a"));
+    assert.ok(
+      starts[1] >= aEnd && aEnd > starts[0],
+      `b admitted at step ${starts[1]}, after a finished (${aEnd})`,
+    );
+    await engine.shutdown();
+  });
+
   it("rejects a prompt that reaches the max model length with 424, at once", async () => {
     const { engine } = await engineWith({ maxModelLen: 16 });
     const long = "the ".repeat(20);

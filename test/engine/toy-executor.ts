@@ -38,6 +38,8 @@ export interface ToyExecutorOptions {
   settle?: "timer" | "now" | "microtasks";
   /** Execute calls the engine may keep in flight (default 1); they still run in call order. */
   maxStepsInFlight?: number;
+  /** Reported as CacheProfile.contrastivePositions (in 16-position chunks); absent: no limit. */
+  contrastivePositions?: number;
 }
 
 /** Lowercase ASCII letters: byte tokens 97..122 in the byte-bpe fixture, so output is readable text. */
@@ -45,7 +47,8 @@ const FIRST = 97;
 const SPAN = 26;
 
 export class ToyExecutor implements Executor {
-  readonly opts: Required<Omit<ToyExecutorOptions, "eosWhen">> & Pick<ToyExecutorOptions, "eosWhen">;
+  readonly opts: Required<Omit<ToyExecutorOptions, "eosWhen" | "contrastivePositions">> &
+    Pick<ToyExecutorOptions, "eosWhen" | "contrastivePositions">;
   private kv: Int32Array = new Int32Array(0);
   private readonly reqs = new Map<string, ReqState>();
   private readonly deathListeners: Array<(err: Error) => void> = [];
@@ -86,6 +89,9 @@ export class ToyExecutor implements Executor {
       numBlocks: this.opts.numBlocks,
       blockSize: this.opts.blockSize,
       bytesPerBlock: 4 * this.opts.blockSize,
+      ...(this.opts.contrastivePositions === undefined
+        ? {}
+        : { contrastivePositions: this.opts.contrastivePositions, contrastiveChunk: 16 }),
     };
   }
 

@@ -419,3 +419,65 @@ describe("Scheduler abort", () => {
     assert.equal(sched.getRequest("req-1"), undefined);
   });
 });
+
+describe("Scheduler and the executor's contrastive hidden-state pool", () => {
+  const contrastive = { strategy: "contrastive" as const, topK: 4, penaltyAlpha: 0.6 };
+
+  it("admits contrastive requests only while their positions fit, FCFS, and frees them when they finish", () => {
+    // Chunks of 8 positions, 32 in all: a request of 10 prompt + 6 max tokens holds 16.
+    const sched = createScheduler({ contrastivePositions: 32, contrastiveChunk: 8 });
+    const [a, b, c] = createRequests(3, { numTokens: 10, maxTokens: 6, sampling: contrastive });
+    const [g] = createRequests(1, { numTokens: 10, maxTokens: 6, idPrefix: "greedy" });
+    for (const r of [a, b, c, g]) sched.addRequest(r);
+    const first = step(sched);
+    assert.deepEqual(
+      first.plan.scheduledNewReqs.map((r) => r.reqId),
+      ["req-0", "req-1"],
+      "the third contrastive request does not fit, and nobody jumps it",
+    );
+    assert.equal(sched.contrastivePositionsInUse, 32);
+    let steps = 0;
+    while (a.status !== "finished" && steps++ < 20) step(sched);
+    assert.equal(b.status, "finished");
+    assert.equal(sched.contrastivePositionsInUse, 0);
+    const next = step(sched);
+    assert.deepEqual(
+      next.plan.scheduledNewReqs.map((r) => r.reqId),
+      ["req-2", "greedy-0"],
+    );
+    assert.equal(sched.contrastivePositionsInUse, 16, "greedy requests hold none");
+  });
+
+  it("releases a preempted request's positions and takes them again when it resumes", () => {
+    const sched = createScheduler({
+      numBlocks: 4,
+      blockSize: 4,
+      enablePrefixCaching: false,
+      contrastivePositions: 64,
+      contrastiveChunk: 4,
+    });
+    const [a, b] = createRequests(2, { numTokens: 6, maxTokens: 6, sampling: contrastive });
+    sched.addRequest(a);
+    sched.addRequest(b);
+    let sawPreempt = false;
+    let steps = 0;
+    while (sched.hasUnfinishedRequests && steps++ < 50) {
+      const { plan } = step(sched);
+      if (plan.preemptedReqIds.length > 0) {
+        sawPreempt = true;
+        assert.equal(sched.contrastivePositionsInUse, 12, "only the running request holds its 6 + 6");
+      }
+      assert.equal(sched.contrastivePositionsInUse, 12 * sched.numRunning);
+    }
+    assert.ok(sawPreempt);
+    assert.equal(sched.contrastivePositionsInUse, 0);
+  });
+
+  it("counts a request's positions up to the max model length only", () => {
+    const sched = createScheduler({ maxModelLen: 20, contrastivePositions: 24, contrastiveChunk: 8 });
+    const [a] = createRequests(1, { numTokens: 10, maxTokens: 100, sampling: contrastive });
+    sched.addRequest(a);
+    step(sched);
+    assert.equal(sched.contrastivePositionsInUse, 24, "min(10 + 100, 20) rounded up to 8-position chunks");
+  });
+});

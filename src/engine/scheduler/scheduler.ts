@@ -41,6 +41,12 @@ export interface SchedulerOptions {
    * still split over consecutive such steps.
    */
   mixPrefillAndDecode?: boolean;
+  /**
+   * CacheProfile.contrastivePositions / contrastiveChunk: contrastive requests are admitted only while their
+   * prompt + max tokens (each rounded up to whole chunks) fit in these positions together. Absent: no limit.
+   */
+  contrastivePositions?: number;
+  contrastiveChunk?: number;
 }
 
 /** What one step did to one request (vLLM EngineCoreOutput). */
@@ -72,6 +78,9 @@ export class Scheduler extends RequestBook {
   private numPreemptions = 0;
   private prefixQueries = 0;
   private prefixHits = 0;
+  /** Positions of the executor's contrastive hidden-state pool held by running contrastive requests. */
+  private readonly contrastiveHeld = new Map<string, number>();
+  private contrastiveInUse = 0;
 
   constructor(opts: SchedulerOptions) {
     super(opts.maxModelLen);
@@ -210,8 +219,14 @@ export class Scheduler extends RequestBook {
       const hit = everyPosition ? NO_HIT : this.kv.getComputedBlocks(req);
       const numComputed = req.numComputedTokens + hit.numComputedTokens;
       const n = Math.min(req.numTokens - numComputed, budget);
+      const hidden = this.contrastivePositionsFor(req);
+      if (hidden > 0 && this.contrastiveInUse + hidden > this.opts.contrastivePositions!) break; // FCFS, as below
       const added = this.kv.allocateSlots(req, n, hit.blocks);
       if (added === null) break; // FCFS: nobody jumps the head of the queue
+      if (hidden > 0) {
+        this.contrastiveHeld.set(req.reqId, hidden);
+        this.contrastiveInUse += hidden;
+      }
       this.waiting.popFront();
       req.numComputedTokens = numComputed;
       if (req.numCachedTokens < 0) {
@@ -315,8 +330,33 @@ export class Scheduler extends RequestBook {
     return [...this.running, ...this.waiting.toArray()].map((r) => r.reqId);
   }
 
+  /**
+   * Positions of the executor's contrastive hidden-state pool that req needs when admitted: its longest
+   * possible sequence in whole chunks; 0 for other strategies or without a pool limit.
+   */
+  private contrastivePositionsFor(req: Request): number {
+    const cap = this.opts.contrastivePositions;
+    if (cap === undefined || req.sampling.strategy !== "contrastive") return 0;
+    const chunk = this.opts.contrastiveChunk ?? 1;
+    const longest = Math.min(req.promptTokenIds.length + req.maxTokens, this.opts.maxModelLen);
+    return Math.ceil(longest / chunk) * chunk;
+  }
+
+  private releaseContrastive(req: Request): void {
+    const held = this.contrastiveHeld.get(req.reqId);
+    if (held === undefined) return;
+    this.contrastiveHeld.delete(req.reqId);
+    this.contrastiveInUse -= held;
+  }
+
+  /** Contrastive pool positions held by running requests (tests, stats). */
+  get contrastivePositionsInUse(): number {
+    return this.contrastiveInUse;
+  }
+
   private preempt(req: Request): void {
     this.kv.free(req);
+    this.releaseContrastive(req);
     req.numComputedTokens = 0;
     // Samples of steps already sent are dropped: the request recomputes from the tokens it has.
     req.numPendingSamples = 0;
@@ -332,6 +372,7 @@ export class Scheduler extends RequestBook {
 
   private finish(req: Request, reason: FinishReason): void {
     this.kv.free(req);
+    this.releaseContrastive(req);
     req.status = "finished";
     req.finishReason = reason;
     if (req.isKnownToExecutor) this.finishedSinceLastStep.push(req.reqId);
