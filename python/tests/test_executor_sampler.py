@@ -199,18 +199,24 @@ class SamplerTest(unittest.TestCase):
         from lmi_executor.sampler import warm_draw_kernels
 
         drawn = []
-        with mock.patch.object(sampler, "_draw_one", lambda vocab, dtype, device: drawn.append((vocab, dtype))):
+        with mock.patch.object(sampler, "_draw_one",
+                               lambda vocab, dtype, device, rows=1, top_k=0: drawn.append((vocab, dtype, rows))):
             warm_draw_kernels(50, torch.bfloat16, "cpu")
             self.assertEqual(drawn, [])
             warm_draw_kernels(50, torch.bfloat16, "cuda")
             warm_draw_kernels(60, torch.float32, "cuda:0")
-        self.assertEqual(drawn, [(50, torch.bfloat16), (50, torch.float32), (60, torch.float32)])
+            # A vocabulary past the prefix: the prefix form is compiled too, for each dtype.
+            warm_draw_kernels(5000, torch.bfloat16, "cuda")
+        m = sampler.PREFIX_MIN_ROWS
+        self.assertEqual(drawn, [(50, torch.bfloat16, 1), (50, torch.float32, 1), (60, torch.float32, 1),
+                                 (5000, torch.bfloat16, 1), (5000, torch.bfloat16, m), (5000, torch.float32, 1),
+                                 (5000, torch.float32, m)])
         # Each draws one row (_draw_one) with settings that must be all _draw_kernel reads: here on the CPU, with
         # the kernels replaced by a stand-in that checks what they are given.
 
         seen = {}
 
-        def draw_sorted(sorted_keys, order, temperature, top_k, top_p, min_p, u):
+        def draw_sorted(sorted_keys, order, temperature, top_k, top_p, min_p, u, full_keys):
             R = len(top_k)  # the settings' rows are padded (see the alignment test below)
             seen.update(shape=tuple(sorted_keys.shape), k=top_k.tolist(), p=top_p[:R].tolist(),
                         t=temperature[:R].tolist())
@@ -228,7 +234,7 @@ class SamplerTest(unittest.TestCase):
 
         got = []
 
-        def draw_sorted(sorted_keys, order, temperature, top_k, top_p, min_p, u):
+        def draw_sorted(sorted_keys, order, temperature, top_k, top_p, min_p, u, full_keys):
             got.append(([t.data_ptr() % 16 for t in (temperature, top_p, min_p, u)],
                         temperature[: len(top_k)].tolist(), top_p[: len(top_k)].tolist()))
             return torch.zeros(len(top_k), dtype=torch.int64), torch.zeros(len(top_k))
@@ -243,6 +249,52 @@ class SamplerTest(unittest.TestCase):
             self.assertEqual(align, [0, 0, 0, 0], R)
             self.assertEqual(temps, [0.5 + j / 8 for j in range(R)])
             self.assertEqual(top_ps, [torch.tensor(0.9).item()] * R)
+
+    def test_sorted_prefix_is_the_stable_sort_s_first_columns_with_ties_at_its_end(self):
+        from lmi_executor.sampler import sorted_prefix
+
+        g = torch.Generator().manual_seed(1)
+        x = (torch.randn(6, 3000, generator=g) * 2).to(torch.bfloat16)  # bf16: many equal values
+        x[1, 100:2900] = 0.5  # a tie group of 2,800 across the prefix's end
+        x[2] = 1.0  # every value equal
+        x[3, ::2] = x[3, 1]  # half the row one value
+        x[4, 50:60] = x[4].max()  # ties at the top
+        for dt in (torch.bfloat16, torch.float32):
+            keys = x.to(dt)
+            want_vals, want_ids = keys.sort(dim=-1, descending=True, stable=True)
+            for k in (1, 7, 512, 1000, 2999):
+                vals, ids = sorted_prefix(keys, k)
+                self.assertTrue(torch.equal(vals, want_vals[:, :k]), (dt, k))
+                self.assertTrue(torch.equal(ids, want_ids[:, :k]), (dt, k))
+
+    def test_steps_whose_rows_all_have_top_k_hand_the_kernels_a_sorted_prefix(self):
+        # The kernels get the first PREFIX sorted tokens and the full rows when every row has 1 <= top_k <= PREFIX
+        # and the step has PREFIX_MIN_ROWS rows or more; the whole sorted rows otherwise.
+        from lmi_executor import sampler
+
+        V, P, m = 300, 64, 4
+        g = torch.Generator().manual_seed(2)
+        keys = (torch.randn(m, V, generator=g) * 3).to(torch.bfloat16)
+        got = []
+
+        def draw_sorted(sorted_keys, order, temperature, top_k, top_p, min_p, u, full_keys):
+            got.append((tuple(sorted_keys.shape), full_keys is keys, sorted_keys, order))
+            return torch.zeros(len(top_k), dtype=torch.int64), torch.zeros(len(top_k))
+
+        def rows(top_ks):
+            return [SampleRow(sampling(strategy="sample", topK=k, seed=j), 0, [], 0) for j, k in enumerate(top_ks)]
+
+        with stand_in_draw_kernels(draw_sorted), mock.patch.object(sampler, "PREFIX", P), \
+                mock.patch.object(sampler, "PREFIX_MIN_ROWS", m):
+            sampler._draw_kernel(keys, rows([5, 50, P, 1]))
+            sampler._draw_kernel(keys, rows([5, 50, P + 1, 1]))  # one row's top-k past the prefix
+            sampler._draw_kernel(keys, rows([5, 0, 8, 1]))  # one row without top-k
+            sampler._draw_kernel(keys[:3], rows([5, 8, 1]))  # too few rows
+        self.assertEqual([shape for shape, _, _, _ in got], [(m, P), (m, V), (m, V), (3, V)])
+        self.assertTrue(all(full for _, full, _, _ in got[:3]))  # the unsorted rows go along: the totals
+        want_vals, want_ids = keys.sort(dim=-1, descending=True, stable=True)
+        self.assertTrue(torch.equal(got[0][2], want_vals[:, :P]))
+        self.assertTrue(torch.equal(got[0][3], want_ids[:, :P]))
 
     def test_rows_drawn_by_the_kernels_and_by_torch_in_one_batch(self):
         # On CUDA, rows with unchanged 16-bit logits take the draw kernels and the others (penalties, typical-p)

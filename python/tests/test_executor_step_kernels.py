@@ -144,8 +144,50 @@ class DrawKernelTest(unittest.TestCase):
             x = torch.randn((R, V), generator=g, device="cuda")
             _draw_kernel(x.to(torch.bfloat16), rows)
             _draw_kernel(x, rows)
+        for R in (16, 17, 23, 64):  # the prefix form (every row has top-k)
+            rows = [SampleRow(sampling(strategy="sample", temperature=0.9, topK=50, seed=j), 0, [], 0)
+                    for j in range(R)]
+            x = torch.randn((R, V), generator=g, device="cuda")
+            _draw_kernel(x.to(torch.bfloat16), rows)
+            _draw_kernel(x, rows)
         torch.cuda.synchronize()
         self.assertEqual(variants(), before)
+
+    def test_the_prefix_form_draws_what_the_whole_sort_draws(self):
+        # Steps whose rows all have top-k sort only a prefix (sampler.sorted_prefix). Both forms take the totals
+        # over the unsorted rows and the kept mass and draw target over the same first chunks of the sorted order,
+        # so a seeded draw does not depend on which form its batch took: tokens and logprobs equal bit for bit.
+        # Ties across the prefix's end (bf16 logits, and a row of one value) must not change a draw.
+        from unittest import mock
+
+        from lmi_executor import sampler
+        from lmi_executor.sampler import SampleRow, _draw_kernel, chosen_logprob
+        from test_executor_model import sampling
+
+        g = torch.Generator(device="cuda").manual_seed(5)
+        settings = [dict(temperature=0.8, topK=50), dict(temperature=1.2, topK=4096), dict(temperature=0.7, topK=1),
+                    dict(temperature=1.0, topK=1000, topP=0.9), dict(temperature=0.6, topK=3, minP=0.1),
+                    dict(temperature=1.5, topK=4096, topP=0.5, minP=0.01), dict(temperature=1.0, topK=200, topP=0.3)]
+        for vocab, scale in ((128256, 3.0), (32000, 0.3), (5000, 1.0)):
+            for rep in range(4):
+                rows = [SampleRow(sampling(strategy="sample", seed=rep * 100 + j, **st), rep, [], 0)
+                        for j, st in enumerate(settings * 6)]
+                keys = (torch.randn((len(rows), vocab), generator=g, device="cuda") * scale).to(torch.bfloat16)
+                keys[0, 10:9000] = keys[0].max()  # 8,990 tied maxima, across the prefix's end
+                keys[1] = 0.25  # every logit equal
+                keys[2, ::3] = keys[2].max() - 0.5
+                if rep % 2:
+                    keys = keys.float()
+                want_vals, want_ids = keys.sort(dim=-1, descending=True, stable=True)
+                vals, ids = sampler.sorted_prefix(keys, sampler.PREFIX)
+                self.assertTrue(torch.equal(vals, want_vals[:, : sampler.PREFIX]), (vocab, rep))
+                self.assertTrue(torch.equal(ids, want_ids[:, : sampler.PREFIX]), (vocab, rep))
+                got, lp = _draw_kernel(keys, rows)
+                with mock.patch.object(sampler, "PREFIX_MIN_ROWS", 1 << 30):
+                    want, want_lp = _draw_kernel(keys, rows)
+                torch.testing.assert_close(lp, chosen_logprob(keys.float(), got), rtol=0, atol=2e-5)
+                self.assertTrue(torch.equal(got, want), (vocab, rep))
+                self.assertTrue(torch.equal(lp, want_lp), (vocab, rep))
 
     def test_a_batch_split_between_the_kernels_and_torch_draws_each_row_as_alone(self):
         # Rows with unchanged 16-bit logits take the kernels; penalties or typical-p send a row to the torch form.

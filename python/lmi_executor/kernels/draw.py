@@ -8,6 +8,10 @@
 # u * M falls: at most three chunks of the row are read again. The drawn token's logprob comes out too: the first
 # kernel also sums exp(x - x_max) per chunk (the raw logits, no temperature), the second takes
 # log_softmax(x)[token] = x_token - x_max - log(sum), so a sampled step writes no fp32 copy of its logits.
+# The row totals (the mass at T for the top-p threshold, the min-p count, the raw mass for the logprob) are taken
+# by the first kernel over the unsorted rows, in the same chunks whatever is sorted: so the prefix form
+# (sampler._draw_kernel, steps whose every row has top-k), which hands over only the first K sorted tokens
+# (sampler.sorted_prefix: every top-k survivor lies there), draws bit for bit what the whole sort draws.
 # Invariant: the same function as sampler._draw's masked-CDF form (tokens equal but where u * M lies within
 # float rounding of a boundary, as the sums are taken in another order).
 import torch
@@ -18,11 +22,13 @@ CHUNK = 2048
 
 
 @triton.jit
-def _chunk_kernel(v_ptr, temp_ptr, minp_ptr, s_ptr, n_ptr, z_ptr, V, stride_v, C, CHUNK: tl.constexpr):
+def _chunk_kernel(v_ptr, x0_ptr, stride_x0, temp_ptr, minp_ptr, s_ptr, n_ptr, z_ptr, V, stride_v, C,
+                  CHUNK: tl.constexpr):
+    # x0: the row's largest logit (the first sorted one), against which every exp is taken.
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
     t = tl.load(temp_ptr + row)
-    x0 = tl.load(v_ptr + row * stride_v).to(tl.float32)
+    x0 = tl.load(x0_ptr + row * stride_x0).to(tl.float32)
     top = x0 / t
     cols = c * CHUNK + tl.arange(0, CHUNK)
     ok = cols < V
@@ -42,21 +48,25 @@ def _chunk_e(v_ptr, row, stride_v, c, t, top, V, CHUNK: tl.constexpr):
 
 
 @triton.jit
-def _pick_kernel(v_ptr, order_ptr, s_ptr, n_ptr, z_ptr, temp_ptr, topk_ptr, topp_ptr, u_ptr, out_ptr, lp_ptr, V,
-                 stride_v, stride_o, C, CHUNK: tl.constexpr, BLOCK_C: tl.constexpr):
+def _pick_kernel(v_ptr, order_ptr, s_ptr, ts_ptr, tn_ptr, tz_ptr, temp_ptr, topk_ptr, topp_ptr, u_ptr, out_ptr, lp_ptr,
+                 V, stride_v, stride_o, C, CT, CHUNK: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_CT: tl.constexpr):
+    # s: per-chunk masses of the sorted row (or prefix) handed over, C chunks; ts, tn, tz: the unsorted row's
+    # per-chunk masses, min-p counts and raw masses, CT chunks, whose sums are the row's totals.
     row = tl.program_id(0).to(tl.int64)
     cc = tl.arange(0, BLOCK_C)
     okc = cc < C
     s = tl.load(s_ptr + row * C + cc, mask=okc, other=0.0)
     before = tl.cumsum(s, 0) - s  # mass of the chunks before each chunk
+    ct = tl.arange(0, BLOCK_CT)
+    okt = ct < CT
     t = tl.load(temp_ptr + row)
     top = tl.load(v_ptr + row * stride_v).to(tl.float32) / t
     n = tl.minimum(tl.load(topk_ptr + row), V)
-    n = tl.minimum(n, tl.sum(tl.load(n_ptr + row * C + cc, mask=okc, other=0), 0))
+    n = tl.minimum(n, tl.sum(tl.load(tn_ptr + row * CT + ct, mask=okt, other=0), 0))
     top_p = tl.load(topp_ptr + row)
     if top_p < 1.0:
         # A token stays while the mass before it is under top_p of the total (the first always stays).
-        tau = top_p * tl.sum(s, 0)
+        tau = top_p * tl.sum(tl.load(ts_ptr + row * CT + ct, mask=okt, other=0.0), 0)
         c = tl.max(tl.where(okc & (before < tau), cc, 0), 0)
         cols, ok, e = _chunk_e(v_ptr, row, stride_v, c, t, top, V, CHUNK)
         excl = tl.sum(tl.where(cc == c, before, 0.0), 0) + tl.cumsum(e, 0) - e
@@ -72,13 +82,44 @@ def _pick_kernel(v_ptr, order_ptr, s_ptr, n_ptr, z_ptr, temp_ptr, topk_ptr, topp
     pick = tl.minimum(c * CHUNK + tl.sum((ok & (incl <= target)).to(tl.int32), 0), last)
     tl.store(out_ptr + row, tl.load(order_ptr + row * stride_o + pick))
     x0 = tl.load(v_ptr + row * stride_v).to(tl.float32)
-    lse = x0 + tl.log(tl.sum(tl.load(z_ptr + row * C + cc, mask=okc, other=0.0), 0))
+    lse = x0 + tl.log(tl.sum(tl.load(tz_ptr + row * CT + ct, mask=okt, other=0.0), 0))
     tl.store(lp_ptr + row, tl.load(v_ptr + row * stride_v + pick).to(tl.float32) - lse)
 
 
+@triton.jit
+def _tie_fill_kernel(keys_ptr, stride_k, last_ptr, stride_last, above_ptr, ids_ptr, stride_ids, V, K,
+                     BLOCK: tl.constexpr):
+    """Row r: writes the ids of the entries equal to last[r], smallest first, into ids[r, above[r] : K] (the tie
+    group a top-k prefix ends with, in the stable sort's order); stops scanning once they are all found."""
+    row = tl.program_id(0).to(tl.int64)
+    last = tl.load(last_ptr + row * stride_last)
+    above = tl.load(above_ptr + row).to(tl.int32)
+    want = K - above
+    found = 0
+    start = 0
+    while (found < want) & (start < V):
+        cols = start + tl.arange(0, BLOCK)
+        x = tl.load(keys_ptr + row * stride_k + cols, mask=cols < V, other=0.0)
+        tie = (cols < V) & (x == last)
+        pos = found + tl.cumsum(tie.to(tl.int32), 0) - 1
+        tl.store(ids_ptr + row * stride_ids + above + pos, cols.to(tl.int64), mask=tie & (pos < want))
+        found += tl.sum(tie.to(tl.int32), 0)
+        start += BLOCK
+
+
+def fill_ties(keys: torch.Tensor, last: torch.Tensor, above: torch.Tensor, ids: torch.Tensor) -> None:
+    """ids [R, K] int64: positions above[r] .. K - 1 of each row get the ids of keys' entries equal to last[r]
+    ([R, 1], keys' dtype), ascending (see _tie_fill_kernel)."""
+    R, V = keys.shape
+    if R:
+        _tie_fill_kernel[(R,)](keys, keys.stride(0), last, last.stride(0), above, ids, ids.stride(0), V, ids.shape[1],
+                               BLOCK=4096, num_warps=8)
+
+
 def draw_sorted(sorted_keys: torch.Tensor, order: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
-                top_p: torch.Tensor, min_p: torch.Tensor, u: torch.Tensor) -> tuple:
-    """sorted_keys [R, V] logits (16-bit or fp32) sorted descending with `order` (int64, their token ids); per row:
+                top_p: torch.Tensor, min_p: torch.Tensor, u: torch.Tensor, keys: torch.Tensor) -> tuple:
+    """keys [R, V'] the rows' logits (16-bit or fp32); sorted_keys [R, V] their first V (all, or a prefix holding
+    every row's top-k survivors: top_k <= V) in descending order, with `order` (int64, their token ids); per row:
     temperature, top_p, min_p, u (fp32 [R]) and top_k (int32 [R], V for none) -> the drawn token ids (int64 [R])
     and their logprobs under the raw logits (log_softmax, fp32 [R])."""
     R, V = sorted_keys.shape
@@ -87,16 +128,20 @@ def draw_sorted(sorted_keys: torch.Tensor, order: torch.Tensor, temperature: tor
     lp = torch.empty(R, dtype=torch.float32, device=dev)
     if R == 0:
         return out, lp
-    C = triton.cdiv(V, CHUNK)
-    # Per chunk: masses at T, min-p counts, raw masses. Each its own allocation, so every pointer the kernels get
-    # starts 16-byte aligned at every R: Triton compiles a kernel once per pointer alignment, and the one-row
-    # warm-up compiles the only variant. The per-row arguments must be so aligned too (sampler._draw_kernel).
-    s = torch.empty((R, C), dtype=torch.float32, device=dev)
-    n = torch.empty((R, C), dtype=torch.int32, device=dev)
-    z = torch.empty((R, C), dtype=torch.float32, device=dev)
-    _chunk_kernel[(R, C)](sorted_keys, temperature, min_p, s, n, z, V, sorted_keys.stride(0), C, CHUNK=CHUNK,
+    # Per chunk: masses at T, min-p counts, raw masses, of the sorted tokens handed over and (t*) of the whole rows.
+    # Each its own allocation, so every pointer the kernels get starts 16-byte aligned at every R: Triton compiles a
+    # kernel once per pointer alignment, and the start-up warm-up compiles the only variants. The per-row arguments
+    # must be so aligned too (sampler._draw_kernel).
+    C, CT = triton.cdiv(V, CHUNK), triton.cdiv(keys.shape[1], CHUNK)
+    s, ts = (torch.empty((R, c), dtype=torch.float32, device=dev) for c in (C, CT))
+    n, tn = (torch.empty((R, c), dtype=torch.int32, device=dev) for c in (C, CT))
+    z, tz = (torch.empty((R, c), dtype=torch.float32, device=dev) for c in (C, CT))
+    stride = sorted_keys.stride(0)
+    _chunk_kernel[(R, C)](sorted_keys, sorted_keys, stride, temperature, min_p, s, n, z, V, stride, C, CHUNK=CHUNK,
                           num_warps=4)
-    _pick_kernel[(R,)](sorted_keys, order, s, n, z, temperature, top_k, top_p, u, out, lp, V,
-                       sorted_keys.stride(0), order.stride(0), C, CHUNK=CHUNK,
-                       BLOCK_C=max(16, triton.next_power_of_2(C)), num_warps=8)
+    _chunk_kernel[(R, CT)](keys, sorted_keys, stride, temperature, min_p, ts, tn, tz, keys.shape[1], keys.stride(0),
+                           CT, CHUNK=CHUNK, num_warps=4)
+    _pick_kernel[(R,)](sorted_keys, order, s, ts, tn, tz, temperature, top_k, top_p, u, out, lp, V,
+                       stride, order.stride(0), C, CT, CHUNK=CHUNK, BLOCK_C=max(16, triton.next_power_of_2(C)),
+                       BLOCK_CT=max(16, triton.next_power_of_2(CT)), num_warps=8)
     return out, lp
