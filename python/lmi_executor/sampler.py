@@ -175,6 +175,7 @@ PARAM_ROW_MULTIPLE = 4  # fp32 entries in 16 bytes
 # 1.393 -> 0.704.
 PREFIX = 4096
 PREFIX_MIN_ROWS = 32
+PREFIX_MAX_VOCAB = 1 << 20  # sorted_prefix's composite keys hold 20 bits of token id
 
 
 def _order_keys(keys: torch.Tensor) -> torch.Tensor:
@@ -192,8 +193,8 @@ def sorted_prefix(keys: torch.Tensor, k: int) -> tuple:
     value, in an arbitrary order among equals: the prefix is sorted again by (value, id), and the tie group at its
     end is refilled with the smallest ids of the whole row (a Triton kernel on CUDA)."""
     R, V = keys.shape
-    if V >= 1 << 20:
-        raise ValueError(f"sorted_prefix takes vocabularies of fewer than 2^20 tokens, got {V}")
+    if V >= PREFIX_MAX_VOCAB:
+        raise ValueError(f"sorted_prefix takes vocabularies of fewer than {PREFIX_MAX_VOCAB} tokens, got {V}")
     vals, idx = torch.topk(keys, k, dim=-1, sorted=False)
     composite = (_order_keys(vals) << 20) | ((1 << 20) - 1 - idx)
     composite = composite.sort(dim=-1, descending=True).values  # unique keys: any sort is the stable one
@@ -221,7 +222,7 @@ def _draw_kernel(keys: torch.Tensor, rows: list) -> tuple:
 
     dev, V = keys.device, keys.shape[1]
     S = [r.sampling for r in rows]
-    if len(rows) >= PREFIX_MIN_ROWS and V > PREFIX and all(0 < s["topK"] <= PREFIX for s in S):
+    if len(rows) >= PREFIX_MIN_ROWS and PREFIX < V < PREFIX_MAX_VOCAB and all(0 < s["topK"] <= PREFIX for s in S):
         sorted_keys, order = sorted_prefix(keys, PREFIX)  # draws the same tokens as the whole sort (kernels/draw.py)
     else:
         sorted_keys, order = keys.sort(dim=-1, descending=True, stable=True)

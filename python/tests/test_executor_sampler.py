@@ -290,7 +290,9 @@ class SamplerTest(unittest.TestCase):
             sampler._draw_kernel(keys, rows([5, 50, P + 1, 1]))  # one row's top-k past the prefix
             sampler._draw_kernel(keys, rows([5, 0, 8, 1]))  # one row without top-k
             sampler._draw_kernel(keys[:3], rows([5, 8, 1]))  # too few rows
-        self.assertEqual([shape for shape, _, _, _ in got], [(m, P), (m, V), (m, V), (3, V)])
+            with mock.patch.object(sampler, "PREFIX_MAX_VOCAB", V):  # a vocabulary past the composite keys' ids
+                sampler._draw_kernel(keys, rows([5, 50, P, 1]))
+        self.assertEqual([shape for shape, _, _, _ in got], [(m, P), (m, V), (m, V), (3, V), (m, V)])
         self.assertTrue(all(full for _, full, _, _ in got[:3]))  # the unsorted rows go along: the totals
         want_vals, want_ids = keys.sort(dim=-1, descending=True, stable=True)
         self.assertTrue(torch.equal(got[0][2], want_vals[:, :P]))
