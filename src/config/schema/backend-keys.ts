@@ -89,7 +89,7 @@ export const BACKEND_KEYS = [
     backends: ["scheduler"],
     default: "greedy",
     description: "Scheduler: default search when a request does not ask (do_sample:true forces sample).",
-    here: "same: the default sampling strategy of requests",
+    here: "same: the default sampling strategy of requests; contrastive requests wait in the queue while the GPU executor's hidden-state pool (sized with the KV cache) is full",
   }),
   def("option.max_sparsity", "maxSparsity", float({ min: 0, max: 1 }), {
     backends: ["scheduler"],
