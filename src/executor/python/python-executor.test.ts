@@ -74,6 +74,9 @@ describe("python executor over the protocol (CPU torch)", { skip }, () => {
       assert.equal(prof.bytesPerBlock, 2 * 2 * 4 * 2 * 16 * 4);
       // The budget also holds the executor's own 33 blocks (graph padding, contrastive search's look-ahead).
       assert.equal(prof.numBlocks, Math.floor((1 << 20) / prof.bytesPerBlock) - 33);
+      // Contrastive search's hidden-state pool: max(2 x 8,192 batched tokens, 256 model positions), in 256s.
+      assert.equal(prof.contrastiveChunk, 256);
+      assert.equal(prof.contrastivePositions, 16_384);
       await ex.initCache(prof.numBlocks);
       const prompt = [5, 17, 42, 8, 91, 33];
       const got = await generate(ex, prof.numBlocks, { a: prompt }, 8);
