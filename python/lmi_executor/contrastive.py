@@ -5,10 +5,11 @@
 # states are the final-normed last-layer outputs (HF's hidden_states[-1]); the runner keeps them per request, from
 # the steps that compute its positions, in a pool allocated once (HiddenPool: the memory profile reserves it, and the
 # engine admits contrastive requests only while their positions fit, CacheProfile.contrastivePositions). The
-# look-ahead writes the candidates' K/V into the executor's own scratch blocks past the engine's (a candidate's block starts as a copy of the request's partial
-# block), never into an engine block; the chosen token is computed again by the next step like any generated
-# token. Contrastive steps run eagerly and pick on the host before the launch returns, after every earlier step
-# has finished (ModelRunner.waits_for_earlier_steps). Same function as src/executor/cpu/contrastive.ts.
+# look-ahead writes the candidates' K/V into the executor's own scratch blocks past the engine's (a candidate's
+# block starts as a copy of the request's partial block), never into an engine block; the chosen token is computed
+# again by the next step like any generated token. Contrastive steps run eagerly and pick on the host before the
+# launch returns, after every earlier step has finished (ModelRunner.waits_for_earlier_steps). Same function as
+# src/executor/cpu/contrastive.ts.
 import torch
 
 from .attention import AttentionMetadata

@@ -162,25 +162,26 @@ class Worker:
 
     def profile(self, _msg) -> dict:
         per_block = self._bytes_per_block()
-        if self.device.type != "cuda":
-            # The cache also holds the executor's own blocks past the engine's (runner.EXECUTOR_BLOCKS).
-            n = max(1, self.opts.cpu_kv_cache_bytes // per_block - EXECUTOR_BLOCKS)
-            return {"numBlocks": n, "blockSize": self.opts.block_size, "bytesPerBlock": per_block,
-                    "contrastivePositions": self.hidden_positions(), "contrastiveChunk": contrastive.HIDDEN_CHUNK}
+        n = self._cuda_blocks(per_block) if self.device.type == "cuda" else \
+            max(1, self.opts.cpu_kv_cache_bytes // per_block - EXECUTOR_BLOCKS)  # room for the executor's own blocks
+        return {"numBlocks": n, "blockSize": self.opts.block_size, "bytesPerBlock": per_block,
+                "contrastivePositions": self.hidden_positions(), "contrastiveChunk": contrastive.HIDDEN_CHUNK}
+
+    def _cuda_blocks(self, per_block: int) -> int:
+        """KV blocks that fit on the GPU after the memory profile (memory_profile.profile_cuda_blocks); under tensor
+        parallelism the smallest count of any rank, since every rank must allocate the same."""
         from .kernels import lt_gemm
         from .memory_profile import profile_cuda_blocks
 
         lt_gemm.get()  # its handle and workspace exist before the profile measures what the model holds
         n = profile_cuda_blocks(self, per_block)
-        # Every rank must allocate the same number of blocks: take the smallest.
         if self.tp.world_size > 1:
             import torch.distributed as dist
 
             t = torch.tensor([n], device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MIN)
             n = int(t.item())
-        return {"numBlocks": n, "blockSize": self.opts.block_size, "bytesPerBlock": per_block,
-                "contrastivePositions": self.hidden_positions(), "contrastiveChunk": contrastive.HIDDEN_CHUNK}
+        return n
 
     def init_cache(self, msg) -> dict:
         n = int(msg["numBlocks"])

@@ -28,7 +28,7 @@ import { RequestState } from "./output/output-processor.ts";
 import { PaddedScheduler } from "./padded/padded-scheduler.ts";
 import type { EngineStats, GenerateRequest, GenerationParams, LlmEngine, RequestOutput } from "./protocol.ts";
 import { Request } from "./request.ts";
-import { type EngineCoreOutput, Scheduler } from "./scheduler/scheduler.ts";
+import { contrastiveReservation, type EngineCoreOutput, Scheduler } from "./scheduler/scheduler.ts";
 
 export type { EngineOptions } from "./engine-options.ts";
 
@@ -131,8 +131,7 @@ export class Engine extends EngineFront implements LlmEngine {
       );
       maxModelLen = numBlocks * blockSize;
     }
-    const chunk = profile.contrastiveChunk ?? 1;
-    const longest = Math.ceil(maxModelLen / chunk) * chunk;
+    const longest = contrastiveReservation(maxModelLen, profile.contrastiveChunk);
     if (profile.contrastivePositions !== undefined && profile.contrastivePositions < longest) {
       // Every request must fit alone, or a contrastive one could wait forever (the executor sizes its pool so).
       throw new ConfigError([

@@ -23,6 +23,14 @@ import { RequestBook } from "./request-book.ts";
 
 const NO_HIT: ComputedBlocks = { blocks: [], numComputedTokens: 0 };
 
+/**
+ * Positions of the executor's contrastive hidden-state pool a contrastive request of at most `longest` tokens
+ * holds while it runs: whole chunks (CacheProfile.contrastiveChunk; 1 when absent).
+ */
+export function contrastiveReservation(longest: number, chunk = 1): number {
+  return Math.ceil(longest / chunk) * chunk;
+}
+
 export interface SchedulerOptions {
   /** option.max_rolling_batch_size: most running requests. */
   maxNumSeqs: number;
@@ -78,8 +86,8 @@ export class Scheduler extends RequestBook {
   private numPreemptions = 0;
   private prefixQueries = 0;
   private prefixHits = 0;
-  /** Positions of the executor's contrastive hidden-state pool held by running contrastive requests. */
-  private readonly contrastiveHeld = new Map<string, number>();
+  /** Running contrastive requests, which hold positions of the executor's hidden-state pool, and their sum. */
+  private readonly contrastiveHolders = new Set<string>();
   private contrastiveInUse = 0;
 
   constructor(opts: SchedulerOptions) {
@@ -224,7 +232,7 @@ export class Scheduler extends RequestBook {
       const added = this.kv.allocateSlots(req, n, hit.blocks);
       if (added === null) break; // FCFS: nobody jumps the head of the queue
       if (hidden > 0) {
-        this.contrastiveHeld.set(req.reqId, hidden);
+        this.contrastiveHolders.add(req.reqId);
         this.contrastiveInUse += hidden;
       }
       this.waiting.popFront();
@@ -335,18 +343,13 @@ export class Scheduler extends RequestBook {
    * possible sequence in whole chunks; 0 for other strategies or without a pool limit.
    */
   private contrastivePositionsFor(req: Request): number {
-    const cap = this.opts.contrastivePositions;
-    if (cap === undefined || req.sampling.strategy !== "contrastive") return 0;
-    const chunk = this.opts.contrastiveChunk ?? 1;
+    if (this.opts.contrastivePositions === undefined || req.sampling.strategy !== "contrastive") return 0;
     const longest = Math.min(req.promptTokenIds.length + req.maxTokens, this.opts.maxModelLen);
-    return Math.ceil(longest / chunk) * chunk;
+    return contrastiveReservation(longest, this.opts.contrastiveChunk);
   }
 
   private releaseContrastive(req: Request): void {
-    const held = this.contrastiveHeld.get(req.reqId);
-    if (held === undefined) return;
-    this.contrastiveHeld.delete(req.reqId);
-    this.contrastiveInUse -= held;
+    if (this.contrastiveHolders.delete(req.reqId)) this.contrastiveInUse -= this.contrastivePositionsFor(req);
   }
 
   /** Contrastive pool positions held by running requests (tests, stats). */
