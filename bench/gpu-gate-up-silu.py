@@ -194,9 +194,9 @@ def gate_up_silu(x: torch.Tensor, w: torch.Tensor, launch: dict = None) -> torch
 
 
 def parse_launch(s):
-    """'s3g8w8n1' -> {'stages': 3, 'group_m': 8, 'num_warps': 8, 'wide': 1} (w, n optional)."""
+    """'s3g8w8e2' -> {'stages': 3, 'group_m': 8, 'num_warps': 8, 'epi': 2} (w, e optional)."""
     out, key = {}, None
-    names = {"s": "stages", "g": "group_m", "w": "num_warps", "n": "wide", "e": "epi"}
+    names = {"s": "stages", "g": "group_m", "w": "num_warps", "e": "epi"}
     num = ""
     for ch in s + "$":
         if ch.isdigit():
