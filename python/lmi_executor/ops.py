@@ -15,7 +15,8 @@ class TorchOps:
         residual.copy_(residual + x)
         return rms_norm(residual, weight, eps)
 
-    def rope_and_cache(self, qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd, q_norm, k_norm, eps):
+    def rope_and_cache(self, qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd, q_norm, k_norm, eps,
+                       k_back=False):
         q, k, v = qkv.split([nq * hd, nkv * hd, nkv * hd], dim=-1)
         q, k, v = q.reshape(-1, nq, hd), k.reshape(-1, nkv, hd), v.reshape(-1, nkv, hd)
         if q_norm is not None:
@@ -23,6 +24,8 @@ class TorchOps:
         cs = cos_sin[positions]
         q, k = apply_rope(q, cs), apply_rope(k, cs)
         write_kv(k_cache, v_cache, k, v.contiguous(), slots)
+        if k_back:
+            qkv[:, nq * hd:(nq + nkv) * hd] = k.reshape(k.shape[0], -1)
         return q
 
     def silu_and_mul(self, gate_up):
@@ -38,8 +41,10 @@ class TritonOps:
     def add_rms_norm(self, x, residual, weight, eps):
         return self.f.add_rms_norm(x, residual, weight, eps)
 
-    def rope_and_cache(self, qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd, q_norm, k_norm, eps):
-        return self.f.rope_and_cache(qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd, q_norm, k_norm, eps)
+    def rope_and_cache(self, qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd, q_norm, k_norm, eps,
+                       k_back=False):
+        return self.f.rope_and_cache(qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd, q_norm, k_norm, eps,
+                                     k_back)
 
     def silu_and_mul(self, gate_up):
         return self.f.silu_and_mul(gate_up)

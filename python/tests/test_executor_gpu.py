@@ -105,6 +105,28 @@ class TritonAttentionTest(unittest.TestCase):
         finally:
             pa.FLAGS["causal_split"] = saved
 
+    def test_prompt_steps_read_the_fresh_kv(self):
+        # Prompts with no cached context read the step's own K/V (token-major views into a fused qkv buffer, as the
+        # model passes them) instead of the paged cache: the same values as the paged path, prompts ending mid-tile
+        # and mid-page, a one-token prompt among them.
+        from lmi_executor.kernels.paged_attention import paged_attention
+
+        for q_lens, H, KVH, D, dtype in (([5, 16, 17, 33, 100, 300], 32, 8, 128, torch.bfloat16),
+                                         ([64, 31, 1, 7], 8, 2, 64, torch.float16)):
+            q, kc, vc, meta = random_batch(q_lens, q_lens, H, KVH, D, 16, dtype, 3)
+            slots = torch.cat([meta.block_tables[i, torch.arange(n, device="cuda") // 16].long() * 16
+                               + torch.arange(n, device="cuda") % 16 for i, n in enumerate(q_lens)])
+            T = sum(q_lens)
+            qkv = torch.full((T, (H + 2 * KVH) * D), float("nan"), dtype=dtype, device="cuda")
+            qkv[:, H * D:(H + KVH) * D] = kc.view(-1, KVH, D)[slots].reshape(T, -1)
+            qkv[:, (H + KVH) * D:] = vc.view(-1, KVH, D)[slots].reshape(T, -1)
+            fresh = (qkv[:, H * D:(H + KVH) * D].view(T, KVH, D), qkv[:, (H + KVH) * D:].view(T, KVH, D))
+            paged = paged_attention(q, kc, vc, meta, D**-0.5)
+            got = paged_attention(q, kc, vc, meta, D**-0.5, fresh=fresh)
+            ref = reference_attention(q.double(), kc.double(), vc.double(), meta, D**-0.5)
+            self.assertLess(((got.double() - ref).norm() / ref.norm()).item(), 1e-2, f"{q_lens} {dtype}")
+            self.assertTrue(torch.equal(got, paged), f"{q_lens} {dtype}")
+
     def test_large_batch_decode_launches(self):
         # Batches with one program per (sequence, KV head): the tuned launch (heads-fastest grid, 3-stage
         # pipeline) and the variants around it, over ragged contexts that end mid-tile and mid-page.
@@ -277,6 +299,13 @@ class FusedOpsTest(unittest.TestCase):
                 qb = f.rope_and_cache(qkv, cs, pos, slots, caches[2], caches[3], nq, nkv, hd, qn, kn, 1e-6)
                 for u, v in ((qa, qb), (caches[0], caches[2]), (caches[1], caches[3])):
                     self.assertLess(((u.float() - v.float()).norm() / u.float().norm()).item(), tol, (dtype, qk_norm))
+                # k_back: the rotated keys written over qkv's k columns too (what the fresh-K/V attention reads).
+                kcols = slice(nq * hd, (nq + nkv) * hd)
+                for ops, cache in ((t, caches[0]), (f, caches[2])):
+                    qkv2 = qkv.clone()
+                    ops.rope_and_cache(qkv2, cs, pos, slots, cache, caches[1], nq, nkv, hd, qn, kn, 1e-6, k_back=True)
+                    self.assertTrue(torch.equal(qkv2[:, kcols].view(T, nkv, hd), cache.view(-1, nkv, hd)[slots]))
+                    self.assertTrue(torch.equal(qkv2[:, (nq + nkv) * hd:], qkv[:, (nq + nkv) * hd:]))
 
     def test_fused_and_unfused_models_agree(self):
         tmp = tempfile.mkdtemp()

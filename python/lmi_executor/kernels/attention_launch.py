@@ -89,15 +89,19 @@ def context_bounds(batch: int, num_kv_heads: int, kv_bytes: int = 2) -> list:
 LONG_PROMPT_CONTEXT = 2048
 
 
-def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2, max_context: int = 0) -> dict:
+def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2, max_context: int = 0, fresh: bool = False) -> dict:
     """Launch parameters of a step with prefill (or mixed) rows: BLOCK_Q query tokens times the GROUP heads of
     one KV head per program; max_context is the step's longest context (0 = unknown). Over an fp8 cache, fp16
     compute and 64-key tiles (bench/gpu-attention-fp8-sweep.py --prefill, H100, 16 x 512 new tokens: 0.260 ->
     0.189 ms a layer; 2 x 4,096: 1.59 -> 1.02 ms). A launch only changes speed, never the result, so a prefill
-    graph captured with one stays correct for any context."""
+    graph captured with one stays correct for any context. fresh: the step reads its own token-major K/V, not the
+    paged cache (bench/gpu-attention-prefill-sdpa.py, H100, ms a layer, paged tuned -> fresh 32-key tiles 3 stages:
+    16 x 512 0.194 -> 0.158, 4 x 2,048 0.574 -> 0.488, 1 x 4,096 0.564 -> 0.502; 64-key or wider query tiles slower)."""
     block_q = max(1, 64 // group) if head_dim <= 128 else max(1, 32 // group)
     if kv_bytes == 1:
         return {"block_q": block_q, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": True}
+    if fresh:  # the step's own K/V, token-major: 32-key tiles and a 3-deep pipeline at every length
+        return {"block_q": block_q, "block_n": 32, "num_warps": 4, "num_stages": 3, "head_fast": False}
     block_n = 64 if max_context >= LONG_PROMPT_CONTEXT else 32
     return {"block_q": block_q, "block_n": block_n, "num_warps": 4, "num_stages": 2, "head_fast": False}
 

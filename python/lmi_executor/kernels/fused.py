@@ -39,7 +39,7 @@ def add_rms_norm(x: torch.Tensor, residual, weight: torch.Tensor, eps: float) ->
 def _rope_cache_kernel(qkv_ptr, cos_sin_ptr, pos_ptr, slot_ptr, q_out_ptr, k_cache_ptr, v_cache_ptr,
                        qn_ptr, kn_ptr, eps, qkv_stride,
                        NQ: tl.constexpr, NKV: tl.constexpr, HD: tl.constexpr, BQ: tl.constexpr, BK: tl.constexpr,
-                       QK_NORM: tl.constexpr):
+                       QK_NORM: tl.constexpr, K_BACK: tl.constexpr):
     t = tl.program_id(0).to(tl.int64)
     HALF: tl.constexpr = HD // 2
     pos = tl.load(pos_ptr + t).to(tl.int64)
@@ -77,16 +77,23 @@ def _rope_cache_kernel(qkv_ptr, cos_sin_ptr, pos_ptr, slot_ptr, q_out_ptr, k_cac
         k2 = ((k2 * r).to(dt).to(tl.float32) * tl.load(kn_ptr + HALF + d).to(tl.float32)).to(dt).to(tl.float32)
     ko = k_cache_ptr + slot * NKV * HD + hk * HD + d
     kv_dt = k_cache_ptr.dtype.element_ty  # the model's dtype, or fp8 e4m3 (rounded from the model's dtype)
-    tl.store(ko, (k1 * c - k2 * s).to(dt).to(kv_dt), mask=mk)
-    tl.store(ko + HALF, (k2 * c + k1 * s).to(dt).to(kv_dt), mask=mk)
+    k1r = (k1 * c - k2 * s).to(dt)
+    k2r = (k2 * c + k1 * s).to(dt)
+    tl.store(ko, k1r.to(kv_dt), mask=mk)
+    tl.store(ko + HALF, k2r.to(kv_dt), mask=mk)
+    if K_BACK:  # the rotated keys also replace the raw ones in qkv, for attention that reads the step's own K/V
+        tl.store(kb + hk * HD + d, k1r, mask=mk)
+        tl.store(kb + hk * HD + HALF + d, k2r, mask=mk)
 
     vd = tl.arange(0, HD)[None, :]
     v = tl.load(kb + NKV * HD + hk * HD + vd, mask=mk, other=0.0)
     tl.store(v_cache_ptr + slot * NKV * HD + hk * HD + vd, v.to(kv_dt), mask=mk)
 
 
-def rope_and_cache(qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd, q_norm=None, k_norm=None, eps=0.0):
-    """qkv [T, (nq + 2 nkv) hd] -> rotated q [T, nq, hd]; rotated k and v written to the cache slots."""
+def rope_and_cache(qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd, q_norm=None, k_norm=None, eps=0.0,
+                   k_back=False):
+    """qkv [T, (nq + 2 nkv) hd] -> rotated q [T, nq, hd]; rotated k and v written to the cache slots, and with
+    k_back the rotated k also written over qkv's k columns."""
     T = qkv.shape[0]
     q = torch.empty((T, nq, hd), dtype=qkv.dtype, device=qkv.device)
     if T:
@@ -94,7 +101,7 @@ def rope_and_cache(qkv, cos_sin, positions, slots, k_cache, v_cache, nq, nkv, hd
         _rope_cache_kernel[(T,)](qkv, cos_sin, positions, slots, q, k_cache, v_cache,
                                  q_norm if qk else qkv, k_norm if qk else qkv, eps, qkv.stride(0),
                                  NQ=nq, NKV=nkv, HD=hd, BQ=triton.next_power_of_2(nq), BK=triton.next_power_of_2(nkv),
-                                 QK_NORM=qk, num_warps=4)
+                                 QK_NORM=qk, K_BACK=k_back, num_warps=4)
     return q
 
 

@@ -26,18 +26,23 @@ FLAGS = {"merge_pdl": os.environ.get("LMI_ATTN_MERGE_PDL", "1") != "0",
 
 @triton.jit
 def _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start, hi, q_pos, window,
-             qk_scale, n_idx, d, MASK: tl.constexpr, PAGE: tl.constexpr, HEAD_DIM: tl.constexpr,
-             IEEE: tl.constexpr, SLIDING: tl.constexpr):
+             qk_scale, n_idx, d, kv_tok0, kv_stride, MASK: tl.constexpr, PAGE: tl.constexpr, HEAD_DIM: tl.constexpr,
+             IEEE: tl.constexpr, SLIDING: tl.constexpr, FRESH: tl.constexpr):
     """One BLOCK_N-key tile of the online softmax. MASK=False: every key of the tile is in the context and
-    visible to every row (a prompt tile's keys before its first query), so no mask is built."""
+    visible to every row (a prompt tile's keys before its first query), so no mask is built. FRESH: the keys are
+    the step's own rows kv_tok0 + position of token-major K/V buffers (row stride kv_stride), not the paged cache."""
     kv_pos = start + n_idx
     if MASK:
         kv_ok = kv_pos < hi
-        blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
+    if FRESH:
+        kv_off = ((kv_tok0 + kv_pos).to(tl.int64) * kv_stride + kvh * HEAD_DIM)[:, None] + d[None, :]
     else:
-        blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE).to(tl.int64)
-    slot = blk * PAGE + kv_pos % PAGE
-    kv_off = (slot * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
+        if MASK:
+            blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
+        else:
+            blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE).to(tl.int64)
+        slot = blk * PAGE + kv_pos % PAGE
+        kv_off = (slot * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
     if MASK:
         k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches: upcast
     else:
@@ -72,11 +77,11 @@ def _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv
 def _attn_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, part_acc_ptr, part_ml_ptr,
     qsl_ptr, seq_lens_ptr, bt_ptr, tile_seq_ptr, tile_idx_ptr,
-    scale, bt_stride, num_q_heads, num_kv_heads, num_tokens, window,
+    scale, bt_stride, num_q_heads, num_kv_heads, num_tokens, window, kv_stride,
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
     IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr, KV_F16: tl.constexpr,
-    TRIGGER: tl.constexpr, CAUSAL_SPLIT: tl.constexpr,
+    TRIGGER: tl.constexpr, CAUSAL_SPLIT: tl.constexpr, FRESH: tl.constexpr,
 ):
     if TRIGGER:
         gdc_launch_dependents()  # the merge kernel may launch now: it waits for this grid before reading
@@ -131,14 +136,17 @@ def _attn_kernel(
         full_end = tl.minimum((prefix + qt * BLOCK_Q + 1) // BLOCK_N * BLOCK_N, hi)
         for start in range(lo, full_end, BLOCK_N):
             m_i, l_i, acc = _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start,
-                                     hi, q_pos, window, qk_scale, n_idx, d, False, PAGE, HEAD_DIM, IEEE, SLIDING)
+                                     hi, q_pos, window, qk_scale, n_idx, d, q_start, kv_stride, False, PAGE, HEAD_DIM, IEEE,
+                                     SLIDING, FRESH)
         for start in range(full_end, hi, BLOCK_N):
             m_i, l_i, acc = _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start,
-                                     hi, q_pos, window, qk_scale, n_idx, d, True, PAGE, HEAD_DIM, IEEE, SLIDING)
+                                     hi, q_pos, window, qk_scale, n_idx, d, q_start, kv_stride, True, PAGE, HEAD_DIM, IEEE,
+                                     SLIDING, FRESH)
     else:
         for start in range(lo, hi, BLOCK_N):
             m_i, l_i, acc = _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start,
-                                     hi, q_pos, window, qk_scale, n_idx, d, True, PAGE, HEAD_DIM, IEEE, SLIDING)
+                                     hi, q_pos, window, qk_scale, n_idx, d, q_start, kv_stride, True, PAGE, HEAD_DIM, IEEE,
+                                     SLIDING, FRESH)
 
     if NUM_SPLITS == 1:
         l_safe = tl.where(l_i == 0.0, 1.0, l_i)
@@ -207,10 +215,12 @@ def _prefill_tiles(qsl: list, block_q: int, device) -> torch.Tensor:
 
 
 def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0, window: int = 0,
-                    launch: dict = None) -> torch.Tensor:
+                    launch: dict = None, fresh: tuple = None) -> torch.Tensor:
     """q [T, H, D] -> [T, H, D]; meta is attention.AttentionMetadata. num_splits forces the decode split
     count; launch overrides decode_launch()'s or prefill_launch()'s parameters (benchmarks and tests sweep
-    them; "f16" takes effect over fp8 caches only)."""
+    them; "f16" takes effect over fp8 caches only). fresh = (k, v), token-major [T, KVH, D] views of the step's
+    own rotated keys and values (one row stride, contiguous heads): a prompt step whose every sequence has no
+    cached context (query length = context length) reads them instead of the paged cache."""
     T, H, D = q.shape
     page, kvh = k_cache.shape[1], k_cache.shape[2]
     group = H // kvh
@@ -228,7 +238,7 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
         splits = cfg["splits"]
         grid = (kvh, B, splits) if cfg["head_fast"] else (B, kvh, splits)
     else:
-        cfg = prefill_launch(group, D, k_cache.element_size(), meta.max_seq_len)
+        cfg = prefill_launch(group, D, k_cache.element_size(), meta.max_seq_len, fresh is not None)
         if launch:
             cfg.update(launch)
         block_q = cfg["block_q"]
@@ -244,14 +254,22 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
     else:
         part_acc = part_ml = out
     merge_pdl = splits > 1 and FLAGS["merge_pdl"] and q.is_cuda and pdl_supported()
+    k_src, v_src, kv_stride = k_cache, v_cache, 0
+    if fresh is not None and not is_decode:
+        k_src, v_src = fresh
+        kv_stride = k_src.stride(0)
+        if v_src.stride(0) != kv_stride or k_src.stride()[1:] != (D, 1) or v_src.stride()[1:] != (D, 1):
+            raise ValueError("fresh K/V must share one row stride and have contiguous heads")
+        if k_cache.dtype != q.dtype:
+            raise ValueError("fresh K/V are read in place of a cache of the model's dtype only")
     _attn_kernel[grid](
-        q, k_cache, v_cache, out, part_acc, part_ml,
+        q, k_src, v_src, out, part_acc, part_ml,
         meta.query_start_loc, meta.seq_lens, meta.block_tables, tile_seq, tile_idx,
-        scale, meta.block_tables.stride(0), H, kvh, T, window,
+        scale, meta.block_tables.stride(0), H, kvh, T, window, kv_stride,
         GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=cfg["block_n"],
         HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
         HEAD_FAST=cfg["head_fast"], KV_F16=bool(cfg.get("f16")) and k_cache.element_size() == 1,
-        TRIGGER=merge_pdl, CAUSAL_SPLIT=FLAGS["causal_split"], num_warps=cfg["num_warps"],
+        TRIGGER=merge_pdl, CAUSAL_SPLIT=FLAGS["causal_split"], FRESH=k_src is not k_cache, num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
     if splits > 1:
