@@ -8,7 +8,8 @@
 # (gpu_timing), median round; TFLOP/s of the causal attention. A candidate that fails prints why.
 # --plans: host time of cuDNN's first call at shapes not seen before (it builds an execution plan per shape), and of
 # its packed (THD, ragged) call, which builds one on every call.
-#   python3 bench/gpu-attention-prefill-sdpa.py [--cases 16x512,8x1024,4x2048,1x4096] [--plans]
+# (It replaces bench/gpu-attention-flash-varlen.py, the sixteenth session's paged-against-varlen comparison.)
+#   python3 bench/gpu-attention-prefill-sdpa.py [--cases 16x512,8x1024,4x2048,1x4096,64x128] [--plans]
 import argparse
 import os
 import sys
@@ -34,6 +35,14 @@ FRESH_LAUNCHES = [None] + [{"block_q": bq, "block_n": bn, "num_warps": w, "num_s
                                                  (32, 64, 8, 3), (32, 128, 8, 2), (32, 32, 4, 2), (16, 32, 4, 3))]
 
 
+def contiguous(cache, table, B, L):
+    """The first L tokens of each sequence, gathered from the paged cache: [B * L, KVH, HD]."""
+    page = cache.shape[1]
+    pos = torch.arange(L, device=cache.device)
+    slots = (table[:, pos // page].long() * page + pos % page).reshape(-1)
+    return cache.view(-1, KVH, HD)[slots].contiguous()
+
+
 def sdpa_call(backend, q4, k4, v4):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -47,7 +56,7 @@ def sdpa_call(backend, q4, k4, v4):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", default="16x512,8x1024,4x2048,1x4096")
+    ap.add_argument("--cases", default="16x512,8x1024,4x2048,1x4096,64x128")
     ap.add_argument("--plans", action="store_true", help="also time cuDNN's first calls at new shapes")
     a = ap.parse_args()
     print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}")
@@ -55,8 +64,7 @@ def main():
         B, L = (int(x) for x in case.split("x"))
         q, k, v, table = _sweep.inputs(B, L, L, torch.bfloat16)
         # The fresh K/V of the step, contiguous in token order: [T, KVH, D] (what the paged cache holds).
-        kd = k[table.long()].reshape(B * L, KVH, HD).contiguous()
-        vd = v[table.long()].reshape(B * L, KVH, HD).contiguous()
+        kd, vd = contiguous(k, table, B, L), contiguous(v, table, B, L)
         n_ref = min(B, 2)
         ref = reference_attention(q[: n_ref * L].double(), k.double(), v.double(),
                                   _sweep.metadata(n_ref, L, L, table[:n_ref]), SCALE)
