@@ -106,6 +106,15 @@ def reference_attention(q, k_cache, v_cache, meta: AttentionMetadata, scale: flo
     return out
 
 
+def whole_prompts(meta: AttentionMetadata) -> bool:
+    """Whether a step computes prompts only, each from its first token (no cached context: a prompt's first
+    chunk counts, a later chunk or a prefix-cache hit does not), so every key it attends to is one of its own."""
+    if meta.max_query_len <= 1:
+        return False
+    qsl, lens = meta.query_start_loc_cpu, meta.seq_lens_cpu
+    return all(qsl[i + 1] - qsl[i] == n for i, n in enumerate(lens))
+
+
 class Attention:
     """Chooses the kernel once per process; the model calls forward() per layer."""
 
@@ -127,10 +136,7 @@ class Attention:
         length is its context length), over a cache of the model's dtype, outside a CUDA-graph capture (a prefill
         graph replays other prompts, which may have a cached prefix). The Triton kernel's contiguous loads and
         deeper pipeline make such steps' attention ~18% faster at 16 x 512 tokens (docs/benchmarks.md)."""
-        if self.backend != "triton" or meta.max_query_len <= 1 or kv_dtype != dtype:
-            return False
-        qsl, lens = meta.query_start_loc_cpu, meta.seq_lens_cpu
-        if any(qsl[i + 1] - qsl[i] != n for i, n in enumerate(lens)):
+        if self.backend != "triton" or kv_dtype != dtype or not whole_prompts(meta):
             return False
         return not torch.cuda.is_current_stream_capturing()
 

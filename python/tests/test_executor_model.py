@@ -86,6 +86,29 @@ def greedy_goldens_batched(worker, cases, chunk=5) -> bool:
     return all(drv.reqs[rid]["tokens"][len(c["input_ids"]):] == c["greedy"]["ids"] for rid, c in ids.items())
 
 
+class WholePromptsTest(unittest.TestCase):
+    def test_only_steps_of_prompts_from_their_first_token(self):
+        # The GPU attention reads a step's own K/V instead of the paged cache only for such steps.
+        from lmi_executor.attention import AttentionMetadata, whole_prompts
+
+        def meta(q_lens, ctx_lens):
+            qsl = [0]
+            for n in q_lens:
+                qsl.append(qsl[-1] + n)
+            z = torch.zeros(1)
+            return AttentionMetadata(slot_mapping=z, query_start_loc=z, seq_lens=z, block_tables=z,
+                                     max_query_len=max(q_lens), max_seq_len=max(ctx_lens),
+                                     query_start_loc_cpu=qsl, seq_lens_cpu=list(ctx_lens))
+
+        self.assertTrue(whole_prompts(meta([512] * 16, [512] * 16)))
+        self.assertTrue(whole_prompts(meta([5, 300, 1], [5, 300, 1])))  # a one-token prompt among them
+        self.assertTrue(whole_prompts(meta([256], [256])))  # the first chunk of a longer prompt
+        self.assertFalse(whole_prompts(meta([256], [512])))  # its second chunk
+        self.assertFalse(whole_prompts(meta([100, 40], [100, 72])))  # a prefix-cache hit
+        self.assertFalse(whole_prompts(meta([100, 1], [100, 37])))  # a decode row in the step
+        self.assertFalse(whole_prompts(meta([1, 1], [1, 1])))  # one-token prompts alone: decode form
+
+
 class ModelTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
