@@ -9,22 +9,23 @@ import { hash } from "node:crypto";
 
 let scratch = Buffer.alloc(1024);
 
-function blockBytes(
+/** The hash of the block holding tokenIds[start, end) after the block hashed parentHash (null: the first). */
+function hashRange(
   parentHash: string | null,
   tokenIds: readonly number[],
   start: number,
   end: number,
-): Buffer {
+): string {
   const parent = parentHash ?? "root";
   const need = parent.length + 4 * (end - start);
   if (scratch.length < need) scratch = Buffer.alloc(2 * need);
   let o = scratch.write(parent, 0, "latin1");
   for (let i = start; i < end; i++) o = scratch.writeInt32LE(tokenIds[i], o);
-  return scratch.subarray(0, o);
+  return hash("sha256", scratch.subarray(0, o), "base64");
 }
 
 export function hashBlockTokens(parentHash: string | null, tokenIds: readonly number[]): string {
-  return hash("sha256", blockBytes(parentHash, tokenIds, 0, tokenIds.length), "base64");
+  return hashRange(parentHash, tokenIds, 0, tokenIds.length);
 }
 
 /**
@@ -35,6 +36,6 @@ export function extendBlockHashes(hashes: string[], tokenIds: readonly number[],
   const numFull = Math.floor(tokenIds.length / blockSize);
   for (let i = hashes.length; i < numFull; i++) {
     const parent = i === 0 ? null : hashes[i - 1];
-    hashes.push(hash("sha256", blockBytes(parent, tokenIds, i * blockSize, (i + 1) * blockSize), "base64"));
+    hashes.push(hashRange(parent, tokenIds, i * blockSize, (i + 1) * blockSize));
   }
 }
