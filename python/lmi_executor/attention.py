@@ -3,11 +3,17 @@
 # token t of a request lives at slot block_table[t // block_size] * block_size + t % block_size.
 # Invariant: every backend computes the same function; the reference one (plain torch, fp32 softmax,
 # no scaled_dot_product_attention so Debian's torch 1.13 runs it) is what the others are tested against.
+import os
 from dataclasses import dataclass
 
 import torch
 
 from .transfer import to_device
+
+# rope_in_decode: decode steps of the Triton backend rotate q and the new key and write the new K/V inside the
+# attention kernel (Attention.decode_with_rope); LMI_DECODE_ROPE_IN_ATTN=0 keeps the separate rotary kernel (an A/B
+# switch; benchmarks flip it between graph captures).
+FLAGS = {"rope_in_decode": os.environ.get("LMI_DECODE_ROPE_IN_ATTN", "1") != "0"}
 
 
 @dataclass
@@ -129,6 +135,13 @@ class Attention:
             from .kernels import paged_attention
 
             self._triton = paged_attention.paged_attention
+            self._triton_rope = paged_attention.decode_attention_rope
+
+    def rotates_in_decode(self, meta: AttentionMetadata, qk_norm: bool) -> bool:
+        """Whether this decode step's attention takes the fused qkv output and does the rotary embedding and the K/V
+        cache write itself (decode_with_rope), saving the separate kernel a layer: the Triton backend, one new token
+        per sequence, no per-head q/k norms (Qwen3's come before the rotation)."""
+        return self.backend == "triton" and FLAGS["rope_in_decode"] and meta.max_query_len == 1 and not qk_norm
 
     def reads_fresh_kv(self, meta: AttentionMetadata, kv_dtype: torch.dtype, dtype: torch.dtype) -> bool:
         """Whether this step's attention may read the step's own rotated K/V (token-major views of the fused qkv
@@ -139,6 +152,13 @@ class Attention:
         if self.backend != "triton" or kv_dtype != dtype or not whole_prompts(meta):
             return False
         return not torch.cuda.is_current_stream_capturing()
+
+    def decode_with_rope(self, qkv, num_q_heads: int, k_cache, v_cache, meta: AttentionMetadata, scale: float,
+                         cos_sin, positions) -> torch.Tensor:
+        """A decode step's attention from the fused qkv output [T, (H + 2 KVH) D]: rotates q and the new key, writes
+        the new K/V to meta.slot_mapping, attends -> [T, H, D]. Only where rotates_in_decode() said so."""
+        return self._triton_rope(qkv, num_q_heads, k_cache, v_cache, meta, scale, cos_sin, positions,
+                                 meta.slot_mapping, window=self.window)
 
     def forward(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float, fresh: tuple = None) -> torch.Tensor:
         """fresh = (k, v): the step's rotated K/V as [T, KVH, D] views, given when reads_fresh_kv() said so."""

@@ -127,6 +127,51 @@ class TritonAttentionTest(unittest.TestCase):
             self.assertLess(((got.double() - ref).norm() / ref.norm()).item(), 1e-2, f"{q_lens} {dtype}")
             self.assertTrue(torch.equal(got, paged), f"{q_lens} {dtype}")
 
+    def test_decode_attention_rotates_and_writes_the_new_kv(self):
+        # decode_attention_rope (the model's decode steps) against the separate rotary kernel + paged_attention: the
+        # same cache contents and the same output, split and unsplit launches, the large-batch launch, an fp8
+        # cache, fp32, a sliding window, and qkv rows strided inside a wider buffer.
+        from lmi_executor.kernels.fused import rope_and_cache
+        from lmi_executor.kernels.paged_attention import decode_attention_rope, paged_attention
+        from lmi_executor.layers import rope_cos_sin
+
+        rnd = random.Random(11)
+        cases = [([1, 17, 64, 300, 1000], 32, 8, 128, torch.bfloat16, None, 0, 0),
+                 ([rnd.randrange(1, 700) for _ in range(40)], 32, 8, 128, torch.bfloat16, None, 0, 0),
+                 ([5, 2000], 16, 16, 64, torch.float32, None, 0, 0),
+                 ([40, 700, 3], 8, 2, 64, torch.float32, None, 20, 0),
+                 ([33, 600, 1, 90], 32, 8, 128, torch.bfloat16, torch.float8_e4m3fn, 0, 0),
+                 ([7, 300, 129], 32, 8, 128, torch.bfloat16, None, 0, 256)]
+        cos_sin = rope_cos_sin(128, 500000.0, None, 4096, "cuda")
+        for ctx, H, KVH, D, dtype, cache_dtype, window, pad in cases:
+            cs = cos_sin if D == 128 else rope_cos_sin(D, 10000.0, None, 4096, "cuda")
+            q, kc, vc, meta = random_batch([1] * len(ctx), ctx, H, KVH, D, 16, dtype, 4)
+            if cache_dtype is not None:
+                kc, vc = kc.to(cache_dtype), vc.to(cache_dtype)
+            B = len(ctx)
+            pos = torch.tensor([c - 1 for c in ctx], dtype=torch.long, device="cuda")
+            slots = meta.block_tables[torch.arange(B, device="cuda"), pos // 16].long() * 16 + pos % 16
+            meta.slot_mapping = slots
+            cols = (H + 2 * KVH) * D
+            g = torch.Generator(device="cuda").manual_seed(5)
+            qkv = torch.randn((B, cols + pad), generator=g, device="cuda").to(dtype)[:, :cols]
+            for splits in (0, 1, 3, 16):
+                k1, v1, k2, v2 = kc.clone(), vc.clone(), kc.clone(), vc.clone()
+                rq = rope_and_cache(qkv, cs, pos, slots, k1, v1, H, KVH, D)
+                want = paged_attention(rq, k1, v1, meta, D**-0.5, num_splits=splits, window=window)
+                got = decode_attention_rope(qkv, H, k2, v2, meta, D**-0.5, cs, pos, slots, num_splits=splits,
+                                            window=window)
+                what = f"ctx={ctx} {dtype} cache={cache_dtype} splits={splits} window={window}"
+                if dtype == torch.float32:  # no rounding after the rotation: fp32 keys may differ by FMA contraction
+                    self.assertLess(((k1 - k2).norm() / k1.norm()).item(), 1e-6, what)
+                    self.assertTrue(torch.equal(v1, v2), what)
+                else:  # rounded to the cache's dtype: the same bits
+                    self.assertTrue(torch.equal(k1.view(torch.uint8), k2.view(torch.uint8)), what)
+                    self.assertTrue(torch.equal(v1.view(torch.uint8), v2.view(torch.uint8)), what)
+                self.assertFalse(torch.isnan(got).any(), what)
+                err = ((got.double() - want.double()).norm() / want.double().norm()).item()
+                self.assertLess(err, 1e-6 if dtype == torch.float32 else 5e-3, f"{what} err={err}")
+
     def test_large_batch_decode_launches(self):
         # Batches with one program per (sequence, KV head): the tuned launch (heads-fastest grid, 3-stage
         # pipeline) and the variants around it, over ragged contexts that end mid-tile and mid-page.

@@ -76,12 +76,12 @@ def _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv
 @triton.jit(do_not_specialize=["num_tokens"])
 def _attn_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, part_acc_ptr, part_ml_ptr,
-    qsl_ptr, seq_lens_ptr, bt_ptr, tile_seq_ptr, tile_idx_ptr,
-    scale, bt_stride, num_q_heads, num_kv_heads, num_tokens, window, kv_stride,
+    qsl_ptr, seq_lens_ptr, bt_ptr, tile_seq_ptr, tile_idx_ptr, cs_ptr, pos_ptr, slot_ptr,
+    scale, bt_stride, num_q_heads, num_kv_heads, num_tokens, window, kv_stride, q_stride,
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
     IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr, KV_F16: tl.constexpr,
-    TRIGGER: tl.constexpr, CAUSAL_SPLIT: tl.constexpr, FRESH: tl.constexpr,
+    TRIGGER: tl.constexpr, CAUSAL_SPLIT: tl.constexpr, FRESH: tl.constexpr, ROPE: tl.constexpr,
 ):
     if TRIGGER:
         gdc_launch_dependents()  # the merge kernel may launch now: it waits for this grid before reading
@@ -109,8 +109,21 @@ def _attn_kernel(
     row_ok = (q_tok < q_len) & (m_idx < BLOCK_Q * GROUP)
     d = tl.arange(0, HEAD_DIM)
     tok = (q_start + q_tok).to(tl.int64)
-    q_off = (tok * num_q_heads + head)[:, None] * HEAD_DIM + d[None, :]
-    q = tl.load(q_ptr + q_off, mask=row_ok[:, None], other=0.0)
+    q_off = (tok * num_q_heads + head)[:, None] * HEAD_DIM + d[None, :]  # the output's (and q's, without ROPE)
+    if ROPE:  # decode: q_ptr is the fused qkv output (row stride q_stride); rotate q here (neox halves, fp32)
+        HALF: tl.constexpr = HEAD_DIM // 2
+        first = (d < HALF)[None, :]
+        d_pair = (d + HALF) % HEAD_DIM  # the other half's element each one rotates with
+        tok0 = q_start.to(tl.int64)
+        pos = tl.load(pos_ptr + tok0).to(tl.int64)
+        c = tl.load(cs_ptr + pos * HEAD_DIM + d % HALF)[None, :]
+        s = tl.load(cs_ptr + pos * HEAD_DIM + HALF + d % HALF)[None, :]
+        q_src = (tok * q_stride + head * HEAD_DIM)[:, None]
+        qa = tl.load(q_ptr + q_src + d[None, :], mask=row_ok[:, None], other=0.0)
+        qb = tl.load(q_ptr + q_src + d_pair[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
+        q = tl.where(first, qa.to(tl.float32) * c - qb * s, qa.to(tl.float32) * c + qb * s).to(qa.dtype)
+    else:
+        q = tl.load(q_ptr + q_off, mask=row_ok[:, None], other=0.0)
     if KV_F16:  # fp8 caches: e4m3 widens to fp16 in one instruction; fold the scale into q before narrowing it
         q = (q.to(tl.float32) * scale).to(tl.float16)
         qk_scale = 1.0
@@ -126,6 +139,22 @@ def _attn_kernel(
         chunk = tl.cdiv(tl.cdiv(kv_end, NUM_SPLITS), BLOCK_N) * BLOCK_N
         lo = split * chunk
         hi = tl.minimum(lo + chunk, kv_end)
+
+    if ROPE:
+        # The step's new key and value of this KV head: the program whose range holds the last position rotates the
+        # key, writes both to the cache slot, and reads them back in its loop after the barrier (the same loads and
+        # arithmetic as when a separate kernel wrote them).
+        k_src = tok0 * q_stride + (num_q_heads + kvh) * HEAD_DIM
+        ka = tl.load(q_ptr + k_src + d[None, :]).to(tl.float32)
+        kb = tl.load(q_ptr + k_src + d_pair[None, :]).to(tl.float32)
+        k_new = tl.where(first, ka * c - kb * s, ka * c + kb * s).to(qa.dtype)
+        v_new = tl.load(q_ptr + k_src + num_kv_heads * HEAD_DIM + d[None, :])
+        slot = tl.load(slot_ptr + tok0).to(tl.int64)
+        mine = (d[None, :] < HEAD_DIM) & (ctx - 1 >= lo) & (ctx - 1 < hi)
+        kv_dst = (slot * num_kv_heads + kvh) * HEAD_DIM + d[None, :]
+        tl.store(k_ptr + kv_dst, k_new.to(k_ptr.dtype.element_ty), mask=mine)
+        tl.store(v_ptr + kv_dst, v_new.to(v_ptr.dtype.element_ty), mask=mine)
+        tl.debug_barrier()
 
     m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -221,10 +250,29 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
     them; "f16" takes effect over fp8 caches only). fresh = (k, v), token-major [T, KVH, D] views of the step's
     own rotated keys and values (one row stride, contiguous heads): a prompt step whose every sequence has no
     cached context (query length = context length) reads them instead of the paged cache."""
-    T, H, D = q.shape
+    return _attention(q, q.shape[1], k_cache, v_cache, meta, scale, num_splits, window, launch, fresh, None)
+
+
+def decode_attention_rope(qkv, num_q_heads: int, k_cache, v_cache, meta, scale: float, cos_sin, positions, slots,
+                          num_splits: int = 0, window: int = 0, launch: dict = None) -> torch.Tensor:
+    """A decode step's attention straight from the fused qkv projection [T, (H + 2 KVH) D] (rows may be strided):
+    each program rotates its query heads (neox halves, cos_sin [positions, D] as layers.rope_cos_sin builds it),
+    rotates the new key of its KV head and writes it and the new value to `slots`, then attends over the cache as
+    paged_attention does. The same function as fused.rope_and_cache followed by paged_attention -> [T, H, D]."""
+    if meta.max_query_len != 1:
+        raise ValueError("decode_attention_rope computes decode steps (one new token per sequence) only")
+    if qkv.stride(1) != 1:
+        raise ValueError("qkv must have contiguous columns")
+    return _attention(qkv, num_q_heads, k_cache, v_cache, meta, scale, num_splits, window, launch, None,
+                      (cos_sin, positions, slots))
+
+
+def _attention(q, H, k_cache, v_cache, meta, scale, num_splits, window, launch, fresh, rope) -> torch.Tensor:
     page, kvh = k_cache.shape[1], k_cache.shape[2]
+    D = k_cache.shape[3]
+    T = q.shape[0]
     group = H // kvh
-    out = torch.empty_like(q)
+    out = torch.empty((T, H, D), dtype=q.dtype, device=q.device)
     B = meta.seq_lens.shape[0]
     is_decode = meta.max_query_len == 1
     if is_decode:
@@ -262,14 +310,21 @@ def paged_attention(q, k_cache, v_cache, meta, scale: float, num_splits: int = 0
             raise ValueError("fresh K/V must share one row stride and have contiguous heads")
         if k_cache.dtype != q.dtype:
             raise ValueError("fresh K/V are read in place of a cache of the model's dtype only")
+    if rope is not None:
+        cos_sin, positions, slots = rope
+        q_stride = q.stride(0)
+    else:
+        cos_sin = positions = slots = meta.seq_lens  # unused without ROPE
+        q_stride = 0
     _attn_kernel[grid](
         q, k_src, v_src, out, part_acc, part_ml,
-        meta.query_start_loc, meta.seq_lens, meta.block_tables, tile_seq, tile_idx,
-        scale, meta.block_tables.stride(0), H, kvh, T, window, kv_stride,
+        meta.query_start_loc, meta.seq_lens, meta.block_tables, tile_seq, tile_idx, cos_sin, positions, slots,
+        scale, meta.block_tables.stride(0), H, kvh, T, window, kv_stride, q_stride,
         GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=cfg["block_n"],
         HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
         HEAD_FAST=cfg["head_fast"], KV_F16=bool(cfg.get("f16")) and k_cache.element_size() == 1,
-        TRIGGER=merge_pdl, CAUSAL_SPLIT=FLAGS["causal_split"], FRESH=k_src is not k_cache, num_warps=cfg["num_warps"],
+        TRIGGER=merge_pdl, CAUSAL_SPLIT=FLAGS["causal_split"], FRESH=k_src is not k_cache, ROPE=rope is not None,
+        num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
     if splits > 1:

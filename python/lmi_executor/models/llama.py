@@ -274,6 +274,10 @@ class LlamaModel(ModelWeights):
         # Prompts with no cached context: attention reads the rotated K/V from qkv (the rotary kernel writes k back).
         fresh = bool(kv_caches) and self.attn.reads_fresh_kv(meta, kv_caches[0][0].dtype, self.dtype)
         k_cols, v_cols = slice(self.nq * hd, (self.nq + self.nkv) * hd), slice((self.nq + self.nkv) * hd, None)
+        # Decode steps: rotary and the K/V write happen inside the attention kernel (no logits_meta there: every row
+        # is a logits row).
+        rope_in_attn = (bool(kv_caches) and logits_meta is None
+                        and self.attn.rotates_in_decode(meta, "q_norm" in self.layers[0]))
         for i, L in enumerate(self.layers):
             if residual is None:
                 residual, h = x, ops.add_rms_norm(x, None, L["in_norm"], eps)
@@ -283,17 +287,21 @@ class LlamaModel(ModelWeights):
                 h = ops.add_rms_norm(x, residual, L["in_norm"], eps)  # residual += x, in place
             qkv = linear(h, L["qkv_w"], L.get("qkv_b"))
             k_cache, v_cache = kv_caches[i]
-            q = ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache,
-                                   self.nq, self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps, k_back=fresh)
-            kv = (qkv[:, k_cols].view(-1, self.nkv, hd), qkv[:, v_cols].view(-1, self.nkv, hd)) if fresh else None
-            if i == last and logits_meta is not None:
-                # Every token's K/V is in the cache now; from here on only the logits rows are computed. The
-                # residual stream is whole at this point in either form, so the rows left take the form of their
-                # own count (decode-sized: the separate add, with the decode buckets' GEMMs).
-                q, residual = q.index_select(0, logits_indices), residual.index_select(0, logits_indices)
-                meta, logits_indices, kv = logits_meta, None, None
-                fused = self._residual_in_gemm(q.shape[0])
-            o = self.attn.forward(q, k_cache, v_cache, meta, self.scale, fresh=kv).reshape(-1, self.q_size)
+            if rope_in_attn:  # decode: the attention kernel rotates q and the new key and writes the K/V itself
+                o = self.attn.decode_with_rope(qkv, self.nq, k_cache, v_cache, meta, self.scale, self.cos_sin,
+                                               positions).reshape(-1, self.q_size)
+            else:
+                q = ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache,
+                                       self.nq, self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps, k_back=fresh)
+                kv = (qkv[:, k_cols].view(-1, self.nkv, hd), qkv[:, v_cols].view(-1, self.nkv, hd)) if fresh else None
+                if i == last and logits_meta is not None:
+                    # Every token's K/V is in the cache now; from here on only the logits rows are computed. The
+                    # residual stream is whole at this point in either form, so the rows left take the form of their
+                    # own count (decode-sized: the separate add, with the decode buckets' GEMMs).
+                    q, residual = q.index_select(0, logits_indices), residual.index_select(0, logits_indices)
+                    meta, logits_indices, kv = logits_meta, None, None
+                    fused = self._residual_in_gemm(q.shape[0])
+                o = self.attn.forward(q, k_cache, v_cache, meta, self.scale, fresh=kv).reshape(-1, self.q_size)
             if fused:
                 residual.addmm_(o, L["o_w"].t())
                 h = ops.add_rms_norm(residual, None, L["post_norm"], eps)
