@@ -21,7 +21,7 @@ import type {
   SchedulerOutput,
 } from "../executor/types.ts";
 import { HfTokenizer } from "../tokenizer/tokenizer.ts";
-import { AsyncQueue } from "./async-queue.ts";
+import { AsyncQueue, deltasOf } from "./async-queue.ts";
 import { EngineFront } from "./engine-front.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./engine-options.ts";
 import { RequestState } from "./output/output-processor.ts";
@@ -179,22 +179,9 @@ export class Engine extends EngineFront implements LlmEngine {
   }
 
   async *generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<RequestOutput> {
-    const queue = new AsyncQueue<RequestOutput>();
-    const live = this.submit(request, (out) => queue.push(out));
-    const onAbort = () => this.abort(request.requestId);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (signal?.aborted) onAbort();
-    try {
-      while (true) {
-        const out = await queue.next();
-        yield out;
-        if (out.finished) return;
-      }
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-      // The consumer stopped early (break, return, throw): that is an abort.
-      if (!live.state.finished) this.abort(request.requestId);
-    }
+    const queue = new AsyncQueue<RequestOutput | Error>();
+    this.submit(request, (out) => queue.push(out));
+    yield* deltasOf(queue, () => this.abort(request.requestId), signal);
   }
 
   /**

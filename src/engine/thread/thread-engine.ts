@@ -13,7 +13,7 @@ import { EngineDeadError, ValidationError } from "../../errors.ts";
 import type { ModelInfo } from "../../executor/types.ts";
 import type { ExecutorSpec } from "../../registry/executor-spec.ts";
 import { HfTokenizer } from "../../tokenizer/tokenizer.ts";
-import { AsyncQueue } from "../async-queue.ts";
+import { AsyncQueue, deltasOf } from "../async-queue.ts";
 import { EngineFront } from "../engine-front.ts";
 import { type EngineOptions, resolveEngineOptions } from "../engine-options.ts";
 import type { EngineStats, GenerateRequest, LlmEngine, RequestOutput } from "../protocol.ts";
@@ -138,27 +138,12 @@ export class ThreadEngine extends EngineFront implements LlmEngine {
     const queue = new AsyncQueue<Item>();
     this.live.set(id, queue);
     this.send({ type: "generate", request });
-    let finished = false;
-    const onAbort = () => this.send({ type: "abort", requestId: id });
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (signal?.aborted) onAbort();
-    try {
-      while (true) {
-        const item = await queue.next();
-        if (item instanceof Error) {
-          finished = true; // refused at submission: the engine holds nothing for it
-          throw item;
-        }
-        if (item.finished) finished = true;
-        yield item;
-        if (item.finished) return;
-      }
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-      this.live.delete(id);
-      // The consumer stopped early (break, return, throw): that is an abort.
-      if (!finished) this.send({ type: "abort", requestId: id });
-    }
+    yield* deltasOf(
+      queue,
+      () => this.send({ type: "abort", requestId: id }),
+      signal,
+      () => this.live.delete(id),
+    );
   }
 
   /** The engine's counters as of its latest message (they change only as it steps or takes requests). */
