@@ -25,11 +25,12 @@ export interface ServeProcess {
 export async function startServe(
   args: string[],
   env: Record<string, string> = {},
-  opts: { timeoutMs?: number; cwd?: string; port?: boolean } = {},
+  opts: { timeoutMs?: number; cwd?: string; port?: boolean; script?: string } = {},
 ): Promise<ServeProcess> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const portArgs = opts.port === false ? [] : ["--port", "0"];
-  const proc = spawn(process.execPath, [join(ROOT, "bin", "lmi.mjs"), "serve", ...portArgs, ...args], {
+  const script = opts.script ?? join(ROOT, "bin", "lmi.mjs"); // another build of the CLI (the single-file bundle)
+  const proc = spawn(process.execPath, [script, "serve", ...portArgs, ...args], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],

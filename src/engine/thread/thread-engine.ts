@@ -9,6 +9,7 @@
 // listeners run once. shutdown() is not a death.
 
 import { Worker } from "node:worker_threads";
+import { threadScript } from "../../bundle-url.ts";
 import { EngineDeadError, ValidationError } from "../../errors.ts";
 import type { ModelInfo } from "../../executor/types.ts";
 import type { ExecutorSpec } from "../../registry/executor-spec.ts";
@@ -39,11 +40,6 @@ const EMPTY_STATS: EngineStats = {
   numGenerationTokensTotal: 0,
   prefixCacheHitRate: 0,
 };
-
-/** The single-file bundle sets this to its own URL, so the thread runs the bundle (bundle-entry.ts). */
-declare global {
-  var __lmiBundleUrl: string | undefined;
-}
 
 export class ThreadEngine extends EngineFront implements LlmEngine {
   /** The engine thread; exposed for tests that kill it. */
@@ -80,15 +76,11 @@ export class ThreadEngine extends EngineFront implements LlmEngine {
       executor: args.executor,
       options,
     };
-    const bundle = globalThis.__lmiBundleUrl;
-    this.worker = new Worker(
-      bundle !== undefined ? new URL(bundle) : new URL("./worker-entry.mjs", import.meta.url),
-      {
-        workerData: data,
-        // --input-type (node -e scripts) is rejected by workers, so it is the one parent flag not passed on.
-        execArgv: process.execArgv.filter((a) => !a.startsWith("--input-type")),
-      },
-    );
+    this.worker = new Worker(threadScript(new URL("./worker-entry.mjs", import.meta.url)), {
+      workerData: data,
+      // --input-type (node -e scripts) is rejected by workers, so it is the one parent flag not passed on.
+      execArgv: process.execArgv.filter((a) => !a.startsWith("--input-type")),
+    });
     this.closed = new Promise((resolve) => {
       this.onClosed = resolve;
     });

@@ -3,6 +3,7 @@
 // the thread dies (exit or uncaught error) every in-flight and later call rejects with ExecutorError
 // at once and onDeath listeners run exactly once. shutdown() is not a death.
 import { Worker } from "node:worker_threads";
+import { threadScript } from "../../bundle-url.ts";
 import { ExecutorError } from "../../errors.ts";
 import type {
   CacheProfile,
@@ -13,7 +14,7 @@ import type {
   SchedulerOutput,
 } from "../types.ts";
 import type { CpuExecutorOptions } from "./model-runner.ts";
-import type { CallMessage, ReplyMessage } from "./worker.ts";
+import type { CallMessage, CpuThreadData, ReplyMessage } from "./worker.ts";
 
 export type { CpuExecutorOptions } from "./model-runner.ts";
 
@@ -38,10 +39,12 @@ export class CpuExecutor implements Executor {
 
   constructor(opts: CpuExecutorOptions) {
     // worker-entry.mjs registers tsx inside the thread, so this works however the main thread loaded
-    // TypeScript (node --import tsx, or tsx/esm/api register() as bin/lmi.mjs does).
+    // TypeScript (node --import tsx, or tsx/esm/api register() as bin/lmi.mjs does). A single-file bundle
+    // (scripts/gpu/bundle-entry.ts) leaves its own URL in __lmiBundleUrl and starts the thread from itself.
     // --input-type (node -e scripts) is rejected by workers, so it is the one parent flag not passed on.
-    this.worker = new Worker(new URL("./worker-entry.mjs", import.meta.url), {
-      workerData: opts,
+    const data: CpuThreadData = { kind: "lmi-cpu-executor-thread", options: opts };
+    this.worker = new Worker(threadScript(new URL("./worker-entry.mjs", import.meta.url)), {
+      workerData: data,
       execArgv: process.execArgv.filter((a) => !a.startsWith("--input-type")),
     });
     this.worker.unref();

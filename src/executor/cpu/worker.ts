@@ -1,7 +1,7 @@
 // Thread side of the CPU executor: runs CpuModelRunner on a worker_thread and answers the main
 // thread's calls one message at a time ({id, method, args} -> {id, ok, value | message}). Calls are
 // handled strictly in order; a thrown error answers that call only, the thread keeps serving.
-import { parentPort, workerData } from "node:worker_threads";
+import type { MessagePort } from "node:worker_threads";
 import { type CpuExecutorOptions, CpuModelRunner } from "./model-runner.ts";
 import { CpuPaddedRunner } from "./padded-runner.ts";
 
@@ -15,35 +15,41 @@ export type ReplyMessage =
   | { id: number; ok: true; value: unknown }
   | { id: number; ok: false; message: string };
 
-const port = parentPort;
-if (!port) throw new Error("worker.ts must run inside a worker_thread");
-const opts = workerData as CpuExecutorOptions;
-const runner = opts.kvLayout === "padded" ? new CpuPaddedRunner(opts) : new CpuModelRunner(opts);
+/** workerData of the CPU executor thread (the bundle's entry tells its threads apart by `kind`). */
+export interface CpuThreadData {
+  kind: "lmi-cpu-executor-thread";
+  options: CpuExecutorOptions;
+}
 
-port.on("message", (msg: CallMessage) => {
-  let reply: ReplyMessage;
-  try {
-    let value: unknown;
-    switch (msg.method) {
-      case "load":
-        value = runner.load();
-        break;
-      case "profile":
-        value = runner.profile();
-        break;
-      case "initCache":
-        value = runner.initCache(msg.args[0] as number);
-        break;
-      case "execute":
-        value = runner.execute(msg.args[0] as Parameters<CpuModelRunner["execute"]>[0]);
-        break;
-      case "health":
-        value = { ok: true };
-        break;
+/** The thread's work: builds the runner and answers calls on `port` until the thread is terminated. */
+export function runCpuExecutorThread(port: MessagePort, data: CpuThreadData): void {
+  const opts = data.options;
+  const runner = opts.kvLayout === "padded" ? new CpuPaddedRunner(opts) : new CpuModelRunner(opts);
+  port.on("message", (msg: CallMessage) => {
+    let reply: ReplyMessage;
+    try {
+      let value: unknown;
+      switch (msg.method) {
+        case "load":
+          value = runner.load();
+          break;
+        case "profile":
+          value = runner.profile();
+          break;
+        case "initCache":
+          value = runner.initCache(msg.args[0] as number);
+          break;
+        case "execute":
+          value = runner.execute(msg.args[0] as Parameters<CpuModelRunner["execute"]>[0]);
+          break;
+        case "health":
+          value = { ok: true };
+          break;
+      }
+      reply = { id: msg.id, ok: true, value };
+    } catch (err) {
+      reply = { id: msg.id, ok: false, message: (err as Error).message };
     }
-    reply = { id: msg.id, ok: true, value };
-  } catch (err) {
-    reply = { id: msg.id, ok: false, message: (err as Error).message };
-  }
-  port.postMessage(reply);
-});
+    port.postMessage(reply);
+  });
+}
