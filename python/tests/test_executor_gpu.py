@@ -1,5 +1,6 @@
 # CUDA-only checks (skipped elsewhere): the Triton paged attention against the reference path on mixed
 # batches, the tiny model on the GPU against the dense fp64 forward, and CUDA-graph decode against eager.
+import json
 import os
 import random
 import sys
@@ -225,26 +226,73 @@ class GpuModelTest(unittest.TestCase):
 
     def test_last_layer_for_the_sampled_rows_only_equals_every_row(self):
         # Prompt steps compute the last layer for their sampled rows only (the Triton kernel's decode form for
-        # their attention): a step of six prompts (eager), then one prompt alone (a prefill graph), against
+        # their attention): a step of six prompts (eager; rows of the one-row kernels' sizes), one of twelve (the
+        # general decode form, rotating in the kernel), then one prompt alone (a prefill graph), against
         # LMI_TRIM_LAST_LAYER=0, in fp32 and bf16.
         prompts = {f"r{i}": [random.Random(10 + i).randrange(3, 97) for _ in range(9 + 7 * i)] for i in range(6)}
+        twelve = {f"t{i}": [random.Random(30 + i).randrange(3, 97) for _ in range(5 + 3 * i)] for i in range(12)}
         solo = [random.Random(99).randrange(3, 97) for _ in range(40)]
         for dtype, tol in (("fp32", 1e-4), ("bf16", 3e-2)):
             runs = {}
             for trim in ("1", "0"):
                 with mock.patch.dict(os.environ, {"LMI_TRIM_LAST_LAYER": trim}):
-                    w = gpu_worker(self.dir, dtype=dtype, enable_cuda_graph=True)
+                    w = gpu_worker(self.dir, dtype=dtype, enable_cuda_graph=True, num_blocks=256)
                 self.assertIsNotNone(w.runner.prefill_graphs)
                 d = Driver(w, seed=2)
                 many = d.run(new=[(rid, p, len(p), sampling()) for rid, p in prompts.items()])
+                more = d.run(new=[(rid, p, len(p), sampling()) for rid, p in twelve.items()], finished=list(prompts))
+                # Decode steps read the K/V the prompt step's last layer wrote (a graph of the bucket of 12).
+                decodes = [d.run(cached=[(rid, 1) for rid in twelve]) for _ in range(3)]
                 replays = w.runner.prefill_graphs.replays
-                one = d.run(new=[("solo", solo, len(solo), sampling())])
+                one = d.run(new=[("solo", solo, len(solo), sampling())], finished=list(twelve))
                 self.assertEqual(w.runner.prefill_graphs.replays, replays + 1)
-                runs[trim] = (many, one)
+                runs[trim] = (many, more, *decodes, one)
             for got, want in zip(runs["1"], runs["0"]):
                 self.assertEqual(got["sampledTokenIds"], want["sampledTokenIds"], dtype)
                 for rid, lp in got["logprobs"].items():
                     self.assertAlmostEqual(lp[0]["logprob"], want["logprobs"][rid][0]["logprob"], delta=tol)
+
+    def test_steps_compile_no_attention_variant_after_start_up(self):
+        # Every attention launch a step makes must be one the start-up compiled (the memory profile's largest step,
+        # the decode graphs' captures): a new Triton variant compiles mid-serving (~0.6 s, seen in a burst's first
+        # prompt step). Prompt steps of 2-16 prompts of ragged lengths (eager; the last layer in decode form for the
+        # logits rows, through the one-row kernels' path or the general one), then a decode step of each.
+        from lmi_executor.kernels import paged_attention as pa
+
+        kernels = (pa._attn_kernel, pa._merge_kernel)
+
+        def variants():  # compiled kernels in Triton's per-device caches (first item of each device's entry)
+            try:
+                return sum(len(entry[0]) for k in kernels for entry in k.device_caches.values())
+            except (AttributeError, TypeError, IndexError, KeyError):
+                self.skipTest("this Triton keeps no per-device kernel cache to count")
+
+        # Eight KV heads, as Llama-3-8B: the decode launch of 9-16 rows (4 splits) differs from those of 1-8 rows.
+        model_dir = os.path.join(self.tmp.name, "kv8")
+        os.makedirs(model_dir, exist_ok=True)
+        with open(os.path.join(model_dir, "config.json"), "w") as f:
+            json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 1000,
+                       "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 16,
+                       "num_key_value_heads": 8, "head_dim": 64, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+                       "max_position_embeddings": 512, "eos_token_id": 2, "bos_token_id": 1,
+                       "torch_dtype": "bfloat16"}, f)
+        variants()
+        for k in kernels:  # what earlier tests compiled must not hide a variant the start-up misses
+            k.device_caches.clear()
+        w = gpu_worker(model_dir, dtype="bf16", enable_cuda_graph=True, num_blocks=1024, load_format="dummy")
+        self.assertIsNotNone(w.runner.graphs)
+        before = variants()
+        d = Driver(w, seed=4)
+        rnd, n = random.Random(8), 0
+        for B in (2, 5, 9, 12, 16):
+            rids = [f"p{n + i}" for i in range(B)]
+            n += B
+            prompts = [[rnd.randrange(3, 997) for _ in range(rnd.randrange(5, 70))] for _ in rids]
+            d.run(new=[(rid, p, len(p), sampling()) for rid, p in zip(rids, prompts)])
+            d.run(cached=[(rid, 1) for rid in rids])
+            d.run(finished=rids)
+        torch.cuda.synchronize()
+        self.assertEqual(variants(), before)
 
     def test_decode_graph_logits_widened_after_the_replay_sample_as_before(self):
         # Buckets above the one-row kernels' 8 rows keep the LM head's bf16 logits in the graph (greedy widens as

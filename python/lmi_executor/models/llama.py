@@ -2,6 +2,7 @@
 # Mixtral with its mixture of experts) over a paged KV cache. Invariants: q/k/v and gate/up are fused into
 # one matrix each at load time; with tensor parallelism, heads and the MLP's intermediate size are split by
 # rank (column-parallel qkv/gate_up, row-parallel o/down + all-reduce), the LM head by vocabulary rows.
+import dataclasses
 import os
 import re
 
@@ -243,6 +244,20 @@ class LlamaModel(ModelWeights):
                         rows=logits_indices, out_f32=True)
         return self.tp.all_gather_last_dim(logits) if self.vocab_parallel else logits
 
+    def _last_rows_attention(self, q, qkv, positions, meta, logits_meta, rows, k_cache, v_cache, qk_norm: bool):
+        """The last layer's attention of a trimmed prompt step: its logits rows (one per sequence, padded to a decode
+        bucket) in decode form, with the kernel a decode step of as many rows takes, so that the step runs a
+        variant the decode graphs compiled at start-up (a new one would compile mid-serving: ~0.6 s seen in a
+        burst's first prompt step). Rows past the one-row kernels' sizes: decode_with_rope, over the selected qkv
+        rows (it writes those rows' K/V again, the same values the rotary kernel wrote); others: the rotated q."""
+        if self._small_step_kernels(rows.shape[0]) is None and self.attn.rotates_in_decode(logits_meta, qk_norm):
+            sel = dataclasses.replace(logits_meta, slot_mapping=meta.slot_mapping.index_select(0, rows))
+            o = self.attn.decode_with_rope(qkv.index_select(0, rows), self.nq, k_cache, v_cache, sel, self.scale,
+                                           self.cos_sin, positions.index_select(0, rows))
+        else:
+            o = self.attn.forward(q.index_select(0, rows), k_cache, v_cache, logits_meta, self.scale)
+        return o.reshape(-1, self.q_size)
+
     def _small_row_parallel(self, g, x, w, res):
         """res + x @ w.T for the o and down projections of the decode-sized forward, and that sum's partial sums of
         squares (None: the next GEMV takes them itself). One rank: the residual add in the GEMV's epilogue. Tensor
@@ -276,8 +291,8 @@ class LlamaModel(ModelWeights):
         k_cols, v_cols = slice(self.nq * hd, (self.nq + self.nkv) * hd), slice((self.nq + self.nkv) * hd, None)
         # Decode steps: rotary and the K/V write happen inside the attention kernel (no logits_meta there: every row
         # is a logits row).
-        rope_in_attn = (bool(kv_caches) and logits_meta is None
-                        and self.attn.rotates_in_decode(meta, "q_norm" in self.layers[0]))
+        qk_norm = "q_norm" in self.layers[0]
+        rope_in_attn = bool(kv_caches) and logits_meta is None and self.attn.rotates_in_decode(meta, qk_norm)
         for i, L in enumerate(self.layers):
             if residual is None:
                 residual, h = x, ops.add_rms_norm(x, None, L["in_norm"], eps)
@@ -291,17 +306,23 @@ class LlamaModel(ModelWeights):
                 o = self.attn.decode_with_rope(qkv, self.nq, k_cache, v_cache, meta, self.scale, self.cos_sin,
                                                positions).reshape(-1, self.q_size)
             else:
-                q = ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache,
-                                       self.nq, self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps, k_back=fresh)
+                trim = i == last and logits_meta is not None  # this layer computes the logits rows only
+                # (k_back: the rotated keys replace the raw ones in qkv for the fresh K/V; never in a trimmed layer,
+                # whose decode-form attention may rotate the logits rows' keys from qkv again.)
+                q = ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache, self.nq,
+                                       self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps, k_back=fresh and not trim)
                 kv = (qkv[:, k_cols].view(-1, self.nkv, hd), qkv[:, v_cols].view(-1, self.nkv, hd)) if fresh else None
-                if i == last and logits_meta is not None:
+                if trim:
                     # Every token's K/V is in the cache now; from here on only the logits rows are computed. The
                     # residual stream is whole at this point in either form, so the rows left take the form of their
                     # own count (decode-sized: the separate add, with the decode buckets' GEMMs).
-                    q, residual = q.index_select(0, logits_indices), residual.index_select(0, logits_indices)
-                    meta, logits_indices, kv = logits_meta, None, None
-                    fused = self._residual_in_gemm(q.shape[0])
-                o = self.attn.forward(q, k_cache, v_cache, meta, self.scale, fresh=kv).reshape(-1, self.q_size)
+                    o = self._last_rows_attention(q, qkv, positions, meta, logits_meta, logits_indices, k_cache,
+                                                  v_cache, qk_norm)
+                    residual = residual.index_select(0, logits_indices)
+                    meta, logits_indices = logits_meta, None
+                    fused = self._residual_in_gemm(o.shape[0])
+                else:
+                    o = self.attn.forward(q, k_cache, v_cache, meta, self.scale, fresh=kv).reshape(-1, self.q_size)
             if fused:
                 residual.addmm_(o, L["o_w"].t())
                 h = ops.add_rms_norm(residual, None, L["post_norm"], eps)
