@@ -8,11 +8,11 @@
 // dies, every open stream ends with finishReason "error", new requests get EngineDeadError, and onDeath
 // listeners run once. shutdown() is not a death.
 
-import { Worker } from "node:worker_threads";
-import { threadScript } from "../../bundle-url.ts";
+import type { Worker } from "node:worker_threads";
 import { EngineDeadError, ValidationError } from "../../errors.ts";
 import type { ModelInfo } from "../../executor/types.ts";
 import type { ExecutorSpec } from "../../registry/executor-spec.ts";
+import { startServerThread } from "../../server-thread.ts";
 import { HfTokenizer } from "../../tokenizer/tokenizer.ts";
 import { AsyncQueue, deltasOf } from "../async-queue.ts";
 import { EngineFront } from "../engine-front.ts";
@@ -76,11 +76,7 @@ export class ThreadEngine extends EngineFront implements LlmEngine {
       executor: args.executor,
       options,
     };
-    this.worker = new Worker(threadScript(new URL("./worker-entry.mjs", import.meta.url)), {
-      workerData: data,
-      // --input-type (node -e scripts) is rejected by workers, so it is the one parent flag not passed on.
-      execArgv: process.execArgv.filter((a) => !a.startsWith("--input-type")),
-    });
+    this.worker = startServerThread(new URL("./worker-entry.mjs", import.meta.url), data);
     this.closed = new Promise((resolve) => {
       this.onClosed = resolve;
     });

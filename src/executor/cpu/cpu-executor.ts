@@ -2,9 +2,9 @@
 // for HTTP while a step computes. Invariants: calls are forwarded in order and answered by id; when
 // the thread dies (exit or uncaught error) every in-flight and later call rejects with ExecutorError
 // at once and onDeath listeners run exactly once. shutdown() is not a death.
-import { Worker } from "node:worker_threads";
-import { threadScript } from "../../bundle-url.ts";
+import type { Worker } from "node:worker_threads";
 import { ExecutorError } from "../../errors.ts";
+import { startServerThread } from "../../server-thread.ts";
 import type {
   CacheProfile,
   Executor,
@@ -39,14 +39,9 @@ export class CpuExecutor implements Executor {
 
   constructor(opts: CpuExecutorOptions) {
     // worker-entry.mjs registers tsx inside the thread, so this works however the main thread loaded
-    // TypeScript (node --import tsx, or tsx/esm/api register() as bin/lmi.mjs does). A single-file bundle
-    // (scripts/gpu/bundle-entry.ts) leaves its own URL in __lmiBundleUrl and starts the thread from itself.
-    // --input-type (node -e scripts) is rejected by workers, so it is the one parent flag not passed on.
+    // TypeScript (node --import tsx, or tsx/esm/api register() as bin/lmi.mjs does), and from the bundle.
     const data: CpuThreadData = { kind: "lmi-cpu-executor-thread", options: opts };
-    this.worker = new Worker(threadScript(new URL("./worker-entry.mjs", import.meta.url)), {
-      workerData: data,
-      execArgv: process.execArgv.filter((a) => !a.startsWith("--input-type")),
-    });
+    this.worker = startServerThread(new URL("./worker-entry.mjs", import.meta.url), data);
     this.worker.unref();
     this.worker.on("message", (m: ReplyMessage) => this.onReply(m));
     this.worker.on("error", (err) =>
