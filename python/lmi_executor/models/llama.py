@@ -311,7 +311,6 @@ class LlamaModel(ModelWeights):
                 # whose decode-form attention may rotate the logits rows' keys from qkv again.)
                 q = ops.rope_and_cache(qkv, self.cos_sin, positions, meta.slot_mapping, k_cache, v_cache, self.nq,
                                        self.nkv, hd, L.get("q_norm"), L.get("k_norm"), eps, k_back=fresh and not trim)
-                kv = (qkv[:, k_cols].view(-1, self.nkv, hd), qkv[:, v_cols].view(-1, self.nkv, hd)) if fresh else None
                 if trim:
                     # Every token's K/V is in the cache now; from here on only the logits rows are computed. The
                     # residual stream is whole at this point in either form, so the rows left take the form of their
@@ -322,6 +321,9 @@ class LlamaModel(ModelWeights):
                     meta, logits_indices = logits_meta, None
                     fused = self._residual_in_gemm(o.shape[0])
                 else:
+                    kv = None
+                    if fresh:  # the step's own rotated K/V, token-major views of qkv
+                        kv = (qkv[:, k_cols].view(-1, self.nkv, hd), qkv[:, v_cols].view(-1, self.nkv, hd))
                     o = self.attn.forward(q, k_cache, v_cache, meta, self.scale, fresh=kv).reshape(-1, self.q_size)
             if fused:
                 residual.addmm_(o, L["o_w"].t())
