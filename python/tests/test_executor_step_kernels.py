@@ -125,14 +125,11 @@ class DrawKernelTest(unittest.TestCase):
         # first batch of a new size would stall on a compile while serving.
         from lmi_executor.kernels import draw
         from lmi_executor.sampler import SampleRow, _draw_kernel, warm_draw_kernels
+        from test_executor_fixtures import compiled_variants
         from test_executor_model import sampling
 
-        def variants():  # compiled kernels in Triton's per-device caches (first item of each device's entry)
-            try:
-                return sum(len(entry[0]) for k in (draw._chunk_kernel, draw._pick_kernel)
-                           for entry in k.device_caches.values())
-            except (AttributeError, TypeError, IndexError, KeyError):
-                self.skipTest("this Triton keeps no per-device kernel cache to count")
+        def variants():
+            return compiled_variants(self, (draw._chunk_kernel, draw._pick_kernel))
 
         V = 32000
         warm_draw_kernels(V, torch.bfloat16, "cuda")
