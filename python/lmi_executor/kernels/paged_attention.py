@@ -48,17 +48,19 @@ def _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv
     else:
         k = tl.load(k_ptr + kv_off).to(q.dtype)
     if IEEE:  # fp32 caches (conformance runs): no tf32 rounding
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale
+        s = tl.dot(q, tl.trans(k), input_precision="ieee")
     else:
-        s = tl.dot(q, tl.trans(k)) * qk_scale
+        s = tl.dot(q, tl.trans(k))
     if MASK:
         allowed = kv_ok[None, :] & (kv_pos[None, :] <= q_pos[:, None])
         if SLIDING:
             allowed = allowed & (kv_pos[None, :] > q_pos[:, None] - window)
         s = tl.where(allowed, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    alpha = tl.exp(m_i - m_new)
-    p = tl.exp(s - m_new[:, None])
+    # Base 2 (qk_scale carries log2 e; m_i and the partials' maxima are in these units): one fused multiply-add and
+    # one ex2 per score, where exp would scale, subtract, then multiply by log2 e inside exp.
+    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s * qk_scale - m_new[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
     if MASK:
         v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)
@@ -124,11 +126,12 @@ def _attn_kernel(
         q = tl.where(first, qa.to(tl.float32) * c - qb * s, qa.to(tl.float32) * c + qb * s).to(qa.dtype)
     else:
         q = tl.load(q_ptr + q_off, mask=row_ok[:, None], other=0.0)
+    LOG2E: tl.constexpr = 1.4426950408889634
     if KV_F16:  # fp8 caches: e4m3 widens to fp16 in one instruction; fold the scale into q before narrowing it
         q = (q.to(tl.float32) * scale).to(tl.float16)
-        qk_scale = 1.0
+        qk_scale = LOG2E
     else:
-        qk_scale = scale
+        qk_scale = scale * LOG2E
     q_pos = prefix + q_tok
 
     kv_end = tl.minimum(ctx, prefix + tl.minimum((qt + 1) * BLOCK_Q, q_len))
@@ -182,7 +185,7 @@ def _attn_kernel(
         o = acc / l_safe[:, None]
         tl.store(out_ptr + q_off, o.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
     else:
-        # Partials: acc unnormalized, with its max and sum, per (split, token, head).
+        # Partials: acc unnormalized, with its max (base-2 units) and sum, per (split, token, head).
         base = (split * num_tokens + tok) * num_q_heads + head
         tl.store(part_acc_ptr + base[:, None] * HEAD_DIM + d[None, :], acc, mask=row_ok[:, None])
         tl.store(part_ml_ptr + base * 2, m_i, mask=row_ok)
@@ -203,7 +206,7 @@ def _merge_kernel(out_ptr, part_acc_ptr, part_ml_ptr, num_rows, NUM_SPLITS: tl.c
     ms = tl.load(part_ml_ptr + r * 2, mask=ok, other=-1.0e30)
     ls = tl.load(part_ml_ptr + r * 2 + 1, mask=ok, other=0.0)
     acc = tl.load(part_acc_ptr + r[:, None] * HEAD_DIM + d[None, :], mask=ok[:, None], other=0.0)
-    w = tl.exp(ms - tl.max(ms, 0))
+    w = tl.exp2(ms - tl.max(ms, 0))  # the maxima are in base-2 units (_kv_tile)
     l_tot = tl.sum(ls * w, 0)
     l_tot = tl.where(l_tot == 0.0, 1.0, l_tot)
     o = tl.sum(acc * w[:, None], 0) / l_tot
