@@ -6,7 +6,9 @@
 # reference first (relative error on the first sequences); times are CUDA-graph replays of one call, in
 # interleaved rounds (gpu_timing.interleaved_rounds), median round; TFLOP/s of the causal attention (prompts) or
 # TB/s of K+V read once (decode).
-#   python3 bench/gpu-attention-prefill-ab.py [--before FILE] [--cases 16x512,1x4096,2x4096,d256x640]
+# --fresh: prompts read their own token-major K/V (the path prompt steps with no cached context take), random values;
+# the variants are the tuned launch now and --before's, and "err" is against --before's output instead.
+#   python3 bench/gpu-attention-prefill-ab.py [--before FILE] [--cases 16x512,1x4096,2x4096,d256x640] [--fresh]
 import argparse
 import os
 import sys
@@ -41,6 +43,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", default="")
     ap.add_argument("--cases", default="16x512,1x4096,2x4096,d256x640")
+    ap.add_argument("--fresh", action="store_true")
     a = ap.parse_args()
     before = load_file(a.before, "lmi_executor.kernels.paged_attention_before") if a.before else None
     for case in a.cases.split(","):
@@ -54,9 +57,18 @@ def main():
         # One metadata object per variant: a prompt launch caches its tile list on it (meta.tiles), which a graph
         # captured with it keeps reading.
         variants = {}
-        if before is not None:
+        if a.fresh and not decode:
+            fresh = tuple(torch.randn(B * L, KVH, HD, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+            if before is not None:
+                variants["before"] = (None, lambda m=metadata(B, L, q_len, table):
+                                      before.paged_attention(q, k, v, m, SCALE, fresh=fresh))
+            variants["fresh tuned"] = (True, lambda m=metadata(B, L, q_len, table):
+                                       pa.paged_attention(q, k, v, m, SCALE, fresh=fresh))
+            variants["fresh tuned again"] = variants["fresh tuned"]
+            ref = None
+        elif before is not None:
             variants["before"] = (None, lambda m=metadata(B, L, q_len, table): before.paged_attention(q, k, v, m, SCALE))
-        for launch in [None] if decode else LAUNCHES:
+        for launch in [] if a.fresh and not decode else [None] if decode else LAUNCHES:
             for split in (False, True):
                 name = f"{'split' if split else 'masked'} {launch or 'tuned'}"
                 variants[name] = (split, lambda launch=launch, m=metadata(B, L, q_len, table):
@@ -66,6 +78,8 @@ def main():
             if split is not None:
                 pa.FLAGS["causal_split"] = split
             out = fn()
+            if ref is None:  # --fresh: against the first variant's output
+                ref = out[: n_ref * q_len].double()
             errs[name] = ((out[: n_ref * q_len].double() - ref).norm() / ref.norm()).item()
             graphs[name] = graph_of([fn])
         pa.FLAGS["causal_split"] = True
