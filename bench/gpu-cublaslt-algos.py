@@ -171,8 +171,8 @@ class Lt(lt_gemm.TnGemm):
                 out[name] = buf.value
         return out
 
-    def matmul(self, algo, w, x, y, workspace):
-        self.run(self.h, algo, w, x, y, workspace, WORKSPACE)
+    def matmul(self, algo, w, x, y, workspace, accumulate=False):
+        self.run(self.h, algo, w, x, y, workspace, WORKSPACE, accumulate)
 
 
 def full_search(lt, name, M, ws, x, y, workspace, limit, top, split_k=True):

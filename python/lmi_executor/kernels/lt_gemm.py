@@ -123,13 +123,15 @@ class TnGemm:
         for lay, rows, cols, ld in ((self.a, K, N, K), (self.b, K, M, K), (self.d, N, M, N)):
             check(lib.cublasLtMatrixLayoutCreate(ctypes.byref(lay), cuda_type, ctypes.c_uint64(rows),
                                                  ctypes.c_uint64(cols), ctypes.c_int64(ld)), "layout")
-        self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+        self.alpha, self.beta, self.one = ctypes.c_float(1.0), ctypes.c_float(0.0), ctypes.c_float(1.0)
 
-    def run(self, handle, algo, w, x, y, workspace, workspace_bytes):
-        """y = x @ w.T with `algo` on torch's current stream (captured when a CUDA graph is)."""
+    def run(self, handle, algo, w, x, y, workspace, workspace_bytes, accumulate: bool = False):
+        """y = x @ w.T with `algo` on torch's current stream (captured when a CUDA graph is); accumulate: y += x @ w.T
+        in place (beta = 1; bench/gpu-gemm-sustained.py --accumulate times that form)."""
+        beta = self.one if accumulate else self.beta
         check(self.lib.cublasLtMatmul(
             handle, self.desc, ctypes.byref(self.alpha), ctypes.c_void_p(w.data_ptr()), self.a,
-            ctypes.c_void_p(x.data_ptr()), self.b, ctypes.byref(self.beta), ctypes.c_void_p(y.data_ptr()), self.d,
+            ctypes.c_void_p(x.data_ptr()), self.b, ctypes.byref(beta), ctypes.c_void_p(y.data_ptr()), self.d,
             ctypes.c_void_p(y.data_ptr()), self.d, ctypes.byref(algo), ctypes.c_void_p(workspace.data_ptr()),
             ctypes.c_size_t(workspace_bytes), ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream)),
             "matmul")
