@@ -20,7 +20,8 @@
 // Phases are timed by wrapping prototype methods, so the engine itself carries no timing code.
 // http mode also prints the burst's start: when requests 1, 16, 64, 128 and 256 reached the server (the
 // "request" event) and the scheduler (addRequest), and the first execute() calls with their new requests
-// and tokens, in ms after the first arrival.
+// and tokens, in ms after the first arrival; and its end: when the clients saw their streams end, in ms after
+// the last step's reply was ready.
 
 import { fork } from "node:child_process";
 import http from "node:http";
@@ -141,7 +142,13 @@ wrap(AsyncQueue.prototype, "push", "queue push");
 wrap(http.ServerResponse.prototype, "write", "res.write()");
 
 /** The burst's start (http mode): when each request reached the server and the scheduler, and the first steps. */
-const burst = { arrivals: [] as number[], admitted: [] as number[], steps: [] as [number, number, number][] };
+const burst = {
+  arrivals: [] as number[],
+  admitted: [] as number[],
+  steps: [] as [number, number, number][],
+  /** Wall-clock ms (performance.timeOrigin + now, comparable across processes) of the last step's reply. */
+  lastReplyAt: 0,
+};
 const addRequest = Scheduler.prototype.addRequest;
 Scheduler.prototype.addRequest = function (this: Scheduler, ...a: Parameters<Scheduler["addRequest"]>) {
   burst.admitted.push(performance.now());
@@ -248,6 +255,7 @@ class InstantExecutor implements Executor {
     if (STEP_MS <= 0) {
       // The executor's own time (building the reply) is not Node's overhead: shift the step's start.
       this.lastCall += t2 - t1 + (performance.now() - t3);
+      burst.lastReplyAt = performance.timeOrigin + performance.now();
       return Promise.resolve(result);
     }
     const start = Math.max(performance.now(), this.busyUntil);
@@ -255,6 +263,7 @@ class InstantExecutor implements Executor {
     return new Promise((resolve) =>
       setTimeout(() => {
         this.lastCall = performance.now(); // the gap counts from the reply being ready
+        burst.lastReplyAt = performance.timeOrigin + this.lastCall;
         resolve(result);
       }, this.busyUntil - performance.now()),
     );
@@ -382,10 +391,12 @@ async function httpRun(run: number): Promise<void> {
   });
   let clientCpuMs = 0;
   let medianTtftMs = Number.NaN;
+  let ends: number[] = [];
   const tokens = await new Promise<number>((resolve, reject) => {
     child.on("message", (m) => {
       clientCpuMs = (m as { clientCpuMs: number }).clientCpuMs;
       medianTtftMs = (m as { medianTtftMs: number }).medianTtftMs;
+      ends = (m as { ends: number[] }).ends;
       resolve((m as { tokens: number }).tokens);
     });
     child.on("exit", (code) => code !== 0 && reject(new Error(`client exited ${code}`)));
@@ -397,6 +408,12 @@ async function httpRun(run: number): Promise<void> {
   console.log(`  ${"client CPU per step (whole run)".padEnd(42)} ${perStep.toFixed(3)}`);
   console.log(`  ${"median TTFT (http.request clients)".padEnd(42)} ${medianTtftMs.toFixed(1)}`);
   reportStart();
+  // The burst's end: when the clients saw their responses end, after the last step's reply was ready.
+  const after = ends.map((t) => t - burst.lastReplyAt).sort((a, b) => a - b);
+  const q = (f: number) => after[Math.min(after.length - 1, Math.floor(f * after.length))].toFixed(1);
+  console.log(
+    `  burst end, ms after the last step's reply: responses ended first ${q(0)}, median ${q(0.5)}, last ${q(1)}`,
+  );
   await app.close();
   await engine.shutdown();
 }
@@ -406,6 +423,7 @@ async function clients(): Promise<void> {
   const port = Number(values.port);
   const agent = new http.Agent({ keepAlive: true, maxSockets: N });
   const ttfts: number[] = [];
+  const ends: number[] = [];
   const t0 = performance.now();
   const one = (i: number) =>
     new Promise<number>((resolve, reject) => {
@@ -427,6 +445,7 @@ async function clients(): Promise<void> {
             tail = (tail + c).slice(-600);
           });
           res.on("end", () => {
+            ends.push(performance.timeOrigin + performance.now());
             const m = /"completion_tokens":(\d+)/.exec(tail);
             resolve(m ? Number(m[1]) : 0);
           });
@@ -437,7 +456,7 @@ async function clients(): Promise<void> {
     });
   const cpu0 = process.cpuUsage();
   const counts = await Promise.all(
-    Array.from({ length: N }, (_, i) => (values["fetch-client"] ? fetchOne(i) : one(i))),
+    Array.from({ length: N }, (_, i) => (values["fetch-client"] ? fetchOne(i, ends) : one(i))),
   );
   const cpu = process.cpuUsage(cpu0);
   ttfts.sort((a, b) => a - b);
@@ -446,6 +465,7 @@ async function clients(): Promise<void> {
     tokens: counts.reduce((a, b) => a + b, 0),
     clientCpuMs: (cpu.user + cpu.system) / 1000,
     medianTtftMs,
+    ends,
   });
   agent.destroy();
 }
@@ -464,7 +484,7 @@ function completionBody(i: number): string {
 }
 
 /** One stream read the way bench/gpu-http-bench.mjs reads it, to price that client. */
-async function fetchOne(i: number): Promise<number> {
+async function fetchOne(i: number, ends: number[]): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${values.port}/v1/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -487,6 +507,7 @@ async function fetchOne(i: number): Promise<number> {
       if (msg.usage) tokens = msg.usage.completion_tokens;
     }
   }
+  ends.push(performance.timeOrigin + performance.now());
   return tokens;
 }
 

@@ -97,7 +97,8 @@ async function one(ids, maxTokens) {
     }
   }
   const e2e = performance.now() - t0;
-  return { ttft, e2e, tokens };
+  // Epoch ms of the stream's end, to line up with the server's step and wire logs (scripts/gpu/step-log-summary.py).
+  return { ttft, e2e, tokens, endAt: performance.timeOrigin + performance.now() };
 }
 
 /** Starts every burst request without waiting for any answer. By default (--send=interleaved) the client's event
@@ -156,6 +157,8 @@ res.burst = {
   totalTokPerS: (outTok + N * IN) / wall,
   medianTtftMs: median(all.map((r) => r.ttft)),
   medianTpotMs: median(all.map((r) => (r.e2e - r.ttft) / (r.tokens - 1))),
+  startEpochMs: performance.timeOrigin + t0,
+  endsEpochMs: all.map((r) => Math.round(r.endAt * 10) / 10).sort((a, b) => a - b),
 };
 console.log(JSON.stringify(res, null, 1));
 if (args["json-out"]) writeFileSync(args["json-out"], JSON.stringify(res, null, 1));

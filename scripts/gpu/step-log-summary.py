@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=256, help="requests in the burst (with --server-log)")
     ap.add_argument("--loop-log", default="", help="the server's LMI_LOOP_LOG of the same run (Node's load)")
     ap.add_argument("--wire-log", default="", help="the server's LMI_WIRE_LOG of the same run (plan and reply times)")
+    ap.add_argument("--bench-json", default="", help="bench/gpu-http-bench.mjs --json-out of the same run (the burst's "
+                    "end: when its streams ended against the last step done and its reply at Node; with --wire-log)")
     a = ap.parse_args()
     steps = [json.loads(line) for line in open(a.log)]
     first = next((i for i, s in enumerate(steps) if s["tokens"] >= a.burst_tokens), None)
@@ -77,6 +79,8 @@ def main() -> None:
         print(arrivals(a.server_log, a.requests, burst[0]["t"]))
     if a.wire_log:
         print(round_trip(a.wire_log, burst))
+    if a.bench_json:
+        print(burst_end(a.bench_json, a.wire_log, burst))
     if a.loop_log:
         print("Node event loop busy: " + loop_load(a.loop_log, burst))
         if os.path.exists(a.loop_log + ".engine"):  # the engine thread's (option.engine_thread)
@@ -115,6 +119,24 @@ def round_trip(wire_log: str, burst: list) -> str:
     idle = [p for p in parts if p[0]]
     return ("round trip (rank 0, ms, reply / Node / plan / launch): " + f"all {len(parts)} decode steps {med(parts)}"
             + (f"; the {len(idle)} after > 1 ms of GPU idle {med(idle)}" if idle else ""))
+
+
+def burst_end(bench_json: str, wire_log: str, burst: list) -> str:
+    """The burst's tail: from the executor seeing its last step done (step log doneAt) to that step's reply reaching
+    Node (wire log) and to the client's streams ending (the benchmark's endsEpochMs), ms."""
+    ends = json.load(open(bench_json)).get("burst", {}).get("endsEpochMs")
+    last = max((s for s in burst if "doneAt" in s), key=lambda s: s["doneAt"], default=None)
+    if not ends or last is None:
+        return "burst end: no stream end times or no doneAt in the step log"
+    done = last["doneAt"] * 1e3
+    out = f"burst end (ms after the last step, {last['step']}, was done): "
+    if wire_log:
+        wire = {w["stepId"]: w for w in (json.loads(line) for line in open(wire_log))}
+        if last["step"] in wire and "replyAt" in wire[last["step"]]:
+            out += f"its reply at Node +{wire[last['step']]['replyAt'] - done:.1f}; "
+    ends = sorted(ends)
+    return out + (f"streams ended: first +{ends[0] - done:.1f}, 16th from last +{ends[-16] - done:.1f}, median "
+                  f"+{ends[len(ends) // 2] - done:.1f}, last +{ends[-1] - done:.1f}")
 
 
 def loop_load(loop_log: str, burst: list) -> str:
