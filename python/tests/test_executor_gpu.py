@@ -127,6 +127,18 @@ class TritonAttentionTest(unittest.TestCase):
             ref = reference_attention(q.double(), kc.double(), vc.double(), meta, D**-0.5)
             self.assertLess(((got.double() - ref).norm() / ref.norm()).item(), 1e-2, f"{q_lens} {dtype}")
             self.assertTrue(torch.equal(got, paged), f"{q_lens} {dtype}")
+        # From attention_launch.LONG_PROMPT_CONTEXT keys on the fresh path takes its own wider launch: the same
+        # function as the paged path, whose launch differs there (so within rounding, not bit for bit).
+        q_lens = [2100, 40, 2048]
+        q, kc, vc, meta = random_batch(q_lens, q_lens, 32, 8, 128, 16, torch.bfloat16, 4)
+        slots = torch.cat([meta.block_tables[i, torch.arange(n, device="cuda") // 16].long() * 16
+                           + torch.arange(n, device="cuda") % 16 for i, n in enumerate(q_lens)])
+        fresh = (kc.view(-1, 8, 128)[slots], vc.view(-1, 8, 128)[slots])
+        got = paged_attention(q, kc, vc, meta, 128**-0.5, fresh=fresh)
+        paged = paged_attention(q, kc, vc, meta, 128**-0.5)
+        ref = reference_attention(q.double(), kc.double(), vc.double(), meta, 128**-0.5)
+        self.assertLess(((got.double() - ref).norm() / ref.norm()).item(), 1e-2)
+        self.assertLess(((got.double() - paged.double()).norm() / paged.double().norm()).item(), 5e-3)
 
     def test_decode_attention_rotates_and_writes_the_new_kv(self):
         # decode_attention_rope (the model's decode steps) against the separate rotary kernel + paged_attention: the
