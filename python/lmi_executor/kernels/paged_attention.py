@@ -73,6 +73,13 @@ def _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv
     return m_new, l_i, acc
 
 
+@triton.jit
+def _rotate_halves(a, b, c, s, first):
+    """Neox rotary of one head in fp32: a the head's elements, b each one's partner in the other half, first the
+    mask of the first half; c, s the position's cos and sin (each half's values repeated)."""
+    return tl.where(first, a * c - b * s, a * c + b * s)
+
+
 # num_tokens (the step's token count) changes every step: never specialize on it (Triton would compile another
 # variant the first time a count is not a multiple of 16, mid-serving: ~0.5 s stalls measured in a burst).
 @triton.jit(do_not_specialize=["num_tokens"])
@@ -123,7 +130,7 @@ def _attn_kernel(
         q_src = (tok * q_stride + head * HEAD_DIM)[:, None]
         qa = tl.load(q_ptr + q_src + d[None, :], mask=row_ok[:, None], other=0.0)
         qb = tl.load(q_ptr + q_src + d_pair[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
-        q = tl.where(first, qa.to(tl.float32) * c - qb * s, qa.to(tl.float32) * c + qb * s).to(qa.dtype)
+        q = _rotate_halves(qa.to(tl.float32), qb, c, s, first).to(qa.dtype)
     else:
         q = tl.load(q_ptr + q_off, mask=row_ok[:, None], other=0.0)
     LOG2E: tl.constexpr = 1.4426950408889634
@@ -150,7 +157,7 @@ def _attn_kernel(
         k_src = tok0 * q_stride + (num_q_heads + kvh) * HEAD_DIM
         ka = tl.load(q_ptr + k_src + d[None, :]).to(tl.float32)
         kb = tl.load(q_ptr + k_src + d_pair[None, :]).to(tl.float32)
-        k_new = tl.where(first, ka * c - kb * s, ka * c + kb * s).to(qa.dtype)
+        k_new = _rotate_halves(ka, kb, c, s, first).to(qa.dtype)
         v_new = tl.load(q_ptr + k_src + num_kv_heads * HEAD_DIM + d[None, :])
         slot = tl.load(slot_ptr + tok0).to(tl.int64)
         mine = (d[None, :] < HEAD_DIM) & (ctx - 1 >= lo) & (ctx - 1 < hi)
