@@ -65,7 +65,7 @@ def dense_forward(ck: dict, ids: list, hidden: bool = False):
     """Logits [len(ids), V] in fp64 for one sequence, straight from the HF definition; hidden=True: (logits, the
     final-normed hidden states [len(ids), H], HF's hidden_states[-1])."""
     cfg, w = ck["config"], {k: v.double() for k, v in ck["weights"].items()}
-    H, nh, nkv, hd, eps = 64, 4, 2, 16, cfg["rms_norm_eps"]
+    nh, nkv, hd, eps = 4, 2, 16, cfg["rms_norm_eps"]  # the fixture's shape (hidden size 64 = nh * hd)
     T = len(ids)
 
     def norm(x, wt):
