@@ -23,8 +23,10 @@ CHUNK = 2048
 
 @triton.jit
 def _chunk_kernel(v_ptr, x0_ptr, stride_x0, temp_ptr, minp_ptr, s_ptr, n_ptr, z_ptr, V, stride_v, C,
-                  CHUNK: tl.constexpr):
-    # x0: the row's largest logit (the first sorted one), against which every exp is taken.
+                  CHUNK: tl.constexpr, TOTALS: tl.constexpr):
+    # x0: the row's largest logit (the first sorted one), against which every exp is taken. TOTALS: also the raw
+    # masses and min-p counts (the pass over the unsorted rows, whose sums the pick kernel takes as the totals; the
+    # pass over the sorted tokens writes their masses at T only).
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
     t = tl.load(temp_ptr + row)
@@ -35,8 +37,9 @@ def _chunk_kernel(v_ptr, x0_ptr, stride_x0, temp_ptr, minp_ptr, s_ptr, n_ptr, z_
     x = tl.load(v_ptr + row * stride_v + cols, mask=ok, other=0.0).to(tl.float32)
     e = tl.where(ok, tl.exp(x / t - top), 0.0)
     tl.store(s_ptr + row * C + c, tl.sum(e, 0))
-    tl.store(z_ptr + row * C + c, tl.sum(tl.where(ok, tl.exp(x - x0), 0.0), 0))
-    tl.store(n_ptr + row * C + c, tl.sum((ok & (e >= tl.load(minp_ptr + row))).to(tl.int32), 0))
+    if TOTALS:
+        tl.store(z_ptr + row * C + c, tl.sum(tl.where(ok, tl.exp(x - x0), 0.0), 0))
+        tl.store(n_ptr + row * C + c, tl.sum((ok & (e >= tl.load(minp_ptr + row))).to(tl.int32), 0))
 
 
 @triton.jit
@@ -128,19 +131,18 @@ def draw_sorted(sorted_keys: torch.Tensor, order: torch.Tensor, temperature: tor
     lp = torch.empty(R, dtype=torch.float32, device=dev)
     if R == 0:
         return out, lp
-    # Per chunk: masses at T, min-p counts, raw masses, of the sorted tokens handed over and (t*) of the whole rows.
-    # Each its own allocation, so every pointer the kernels get starts 16-byte aligned at every R: Triton compiles a
-    # kernel once per pointer alignment, and the start-up warm-up compiles the only variants. The per-row arguments
-    # must be so aligned too (sampler._draw_kernel).
+    # Per chunk: the masses at T of the sorted tokens handed over (s), and of the whole rows (ts) with their min-p
+    # counts (tn) and raw masses (tz). Each its own allocation, so every pointer the kernels get starts 16-byte aligned
+    # at every R: Triton compiles a kernel once per pointer alignment, and the start-up warm-up compiles the only
+    # variants. The per-row arguments must be so aligned too (sampler._draw_kernel).
     C, CT = triton.cdiv(V, CHUNK), triton.cdiv(keys.shape[1], CHUNK)
-    s, ts = (torch.empty((R, c), dtype=torch.float32, device=dev) for c in (C, CT))
-    n, tn = (torch.empty((R, c), dtype=torch.int32, device=dev) for c in (C, CT))
-    z, tz = (torch.empty((R, c), dtype=torch.float32, device=dev) for c in (C, CT))
+    s, ts, tz = (torch.empty((R, c), dtype=torch.float32, device=dev) for c in (C, CT, CT))
+    tn = torch.empty((R, CT), dtype=torch.int32, device=dev)
     stride = sorted_keys.stride(0)
-    _chunk_kernel[(R, C)](sorted_keys, sorted_keys, stride, temperature, min_p, s, n, z, V, stride, C, CHUNK=CHUNK,
-                          num_warps=4)
+    _chunk_kernel[(R, C)](sorted_keys, sorted_keys, stride, temperature, min_p, s, s, s, V, stride, C, CHUNK=CHUNK,
+                          TOTALS=False, num_warps=4)
     _chunk_kernel[(R, CT)](keys, sorted_keys, stride, temperature, min_p, ts, tn, tz, keys.shape[1], keys.stride(0),
-                           CT, CHUNK=CHUNK, num_warps=4)
+                           CT, CHUNK=CHUNK, TOTALS=True, num_warps=4)
     _pick_kernel[(R,)](sorted_keys, order, s, ts, tn, tz, temperature, top_k, top_p, u, out, lp, V,
                        stride, order.stride(0), C, CT, CHUNK=CHUNK, BLOCK_C=max(16, triton.next_power_of_2(C)),
                        BLOCK_CT=max(16, triton.next_power_of_2(CT)), num_warps=8)
