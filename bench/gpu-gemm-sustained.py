@@ -25,7 +25,6 @@ import math
 import os
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +34,7 @@ from lmi_executor.kernels import lt_gemm  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
-from gpu_timing import graph_of  # noqa: E402
+from gpu_timing import graph_of, sustained_replay  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("algos", os.path.join(_HERE, "gpu-cublaslt-algos.py"))
 algos = importlib.util.module_from_spec(_spec)
@@ -43,36 +42,10 @@ _spec.loader.exec_module(algos)
 
 
 def sustained(fns, secs):
-    """Replays the graph of fns (one call each) for secs seconds; TFLOP-free timing: ms per call over the last 60%,
-    and the median SM clock (MHz) and power (W) read while it ran."""
-    g = graph_of(fns)
-    t0 = time.perf_counter()
-    n = 0
-    while time.perf_counter() - t0 < 0.05:  # one replay's length, to size the run
-        g.replay()
-        torch.cuda.synchronize()
-        n += 1
-    per = (time.perf_counter() - t0) / n
-    total = max(10, int(secs / per))
-    warm = int(total * 0.4)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    clocks, power = [], []
-    for i in range(total):
-        if i == warm:
-            start.record()
-        g.replay()
-        if i >= warm and i % max(1, (total - warm) // 8) == 0:
-            try:
-                clocks.append(torch.cuda.clock_rate())
-                power.append(torch.cuda.power_draw() / 1000)
-            except Exception:  # noqa: BLE001 - no NVML binding: the timings stand alone
-                pass
-        if i % 4 == 3:  # keep the host at most a few replays ahead, so the readings belong to this candidate
-            torch.cuda.current_stream().synchronize()
-    end.record()
-    torch.cuda.synchronize()
-    ms = start.elapsed_time(end) / ((total - warm) * len(fns))
-    return ms, statistics.median(clocks) if clocks else float("nan"), statistics.median(power) if power else float("nan")
+    """Replays the graph of fns (one call each) for secs seconds (gpu_timing.sustained_replay): ms per call over the
+    last 60%, and the median SM clock (MHz) and power (W) read while it ran."""
+    ms, mhz, w = sustained_replay(graph_of(fns), secs)
+    return ms / len(fns), mhz, w
 
 
 def main():

@@ -4,14 +4,13 @@
 # residual += a @ Wd.T. "halves": rows [0, R/2) and [R/2, R) pipelined so that SiLU of one half runs on a second
 # stream while the other half's gate_up or down GEMM runs. Llama-3-8B shapes, --layers layers of distinct weights
 # (so L2 serves no weights), one CUDA graph per variant, each replayed alone for --secs (the card at its power limit,
-# as in a burst's prompt steps; gpu-gemm-sustained.py's timing), --rounds rounds in rotating order. The residual
+# as in a burst's prompt steps; gpu_timing.sustained_replay), --rounds rounds in rotating order. The residual
 # after one pass is compared between the variants first.
 #   python3 bench/gpu-prefill-mlp-overlap.py [--rows 8192] [--layers 4] [--secs 1.0] [--rounds 3]
 import argparse
 import os
 import statistics
 import sys
-import time
 
 import torch
 
@@ -19,39 +18,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 
+from gpu_timing import sustained_replay  # noqa: E402
 from lmi_executor.kernels import fused  # noqa: E402
 from lmi_executor.quant import linear  # noqa: E402
 
 H, I, EPS = 4096, 14336, 1e-5
-
-
-def sustained(g, secs):
-    """Replays graph g for secs seconds: ms per replay over the last 60%, median SM clock (MHz) and power (W)."""
-    g.replay()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    g.replay()
-    torch.cuda.synchronize()
-    total = max(10, int(secs / (time.perf_counter() - t0)))
-    warm = int(total * 0.4)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    clocks, power = [], []
-    for i in range(total):
-        if i == warm:
-            start.record()
-        g.replay()
-        if i >= warm and i % max(1, (total - warm) // 8) == 0:
-            try:
-                clocks.append(torch.cuda.clock_rate())
-                power.append(torch.cuda.power_draw() / 1000)
-            except Exception:  # noqa: BLE001 - no NVML binding: the timings stand alone
-                pass
-        if i % 2 == 1:  # at most a couple of replays ahead, so the readings belong to this variant
-            torch.cuda.current_stream().synchronize()
-    end.record()
-    torch.cuda.synchronize()
-    ms = start.elapsed_time(end) / (total - warm)
-    return ms, statistics.median(clocks) if clocks else float("nan"), statistics.median(power) if power else float("nan")
 
 
 def main():
@@ -121,7 +92,7 @@ def main():
         for n in names[r % len(names):] + names[: r % len(names)]:
             g = variants[n]
             residual.copy_(x0)
-            res[n].append(sustained(g, a.secs))
+            res[n].append(sustained_replay(g, a.secs))
     base = statistics.median(v[0] for v in res["sequential"])
     for n in names:
         ms = statistics.median(v[0] for v in res[n])

@@ -1,6 +1,9 @@
 # Timing helper shared by the GPU kernel microbenchmarks (bench/gpu-*-bench.py): a CUDA graph of launches
 # replayed under CUDA events, so launch gaps stay out of the numbers and the median of several timings
 # is reported. Callers rotate their inputs across launches when L2 must not serve them.
+import statistics
+import time
+
 import torch
 
 
@@ -77,3 +80,36 @@ def interleaved_rounds(graphs: dict, rounds: int = 7, replays: int = 30) -> dict
             torch.cuda.synchronize()
             out[name].append(sorted(a.elapsed_time(b) for a, b in ev)[replays // 2])
     return {name: sorted(xs) for name, xs in out.items()}
+
+
+def sustained_replay(g, secs: float):
+    """Replays an already captured CUDA graph back to back for `secs` seconds, so that the card settles where a long
+    run holds it (at its power limit, for GEMM-heavy graphs): (ms per replay over the last 60%, the median SM clock in
+    MHz and board power in W read meanwhile through NVML, NaN without it)."""
+    t0 = time.perf_counter()
+    n = 0
+    while time.perf_counter() - t0 < 0.05:  # one replay's length, to size the run
+        g.replay()
+        torch.cuda.synchronize()
+        n += 1
+    per = (time.perf_counter() - t0) / n
+    total = max(10, int(secs / per))
+    warm = int(total * 0.4)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    clocks, power = [], []
+    for i in range(total):
+        if i == warm:
+            start.record()
+        g.replay()
+        if i >= warm and i % max(1, (total - warm) // 8) == 0:
+            try:
+                clocks.append(torch.cuda.clock_rate())
+                power.append(torch.cuda.power_draw() / 1000)
+            except Exception:  # noqa: BLE001 - no NVML binding: the timings stand alone
+                pass
+        if i % 4 == 3:  # keep the host at most a few replays ahead, so the readings belong to this graph
+            torch.cuda.current_stream().synchronize()
+    end.record()
+    torch.cuda.synchronize()
+    ms = start.elapsed_time(end) / (total - warm)
+    return ms, statistics.median(clocks) if clocks else float("nan"), statistics.median(power) if power else float("nan")
