@@ -71,9 +71,11 @@ class DecodeLaunchTest(unittest.TestCase):
         for ctx in (LONG_PROMPT_CONTEXT, 8192):
             long = prefill_launch(4, 128, 2, ctx, fresh=True)
             self.assertEqual((long["block_q"], long["block_n"], long["num_warps"]), (32, 64, 8))
-        # head_dim 256 (not measured with the wider launch) and fp8 caches keep their launch at any context.
+        # head_dim 256 (not measured with the wider launch), fp8 and fp32 (whose tiles would not fit in shared memory
+        # 3 deep) keep their launch at any context.
         self.assertEqual(prefill_launch(4, 256, 2, 8192, fresh=True), prefill_launch(4, 256, 2, 0, fresh=True))
         self.assertEqual(prefill_launch(4, 128, 1, 8192, fresh=True)["num_warps"], 4)
+        self.assertEqual(prefill_launch(4, 128, 4, 8192, fresh=True), prefill_launch(4, 128, 4, 0, fresh=True))
 
     def test_eight_splits_within_the_shorter_bound(self):
         self.assertEqual(decode_launch(1, 8, 2, SHORTER_CONTEXT)["splits"], 8)
