@@ -32,7 +32,9 @@ _sweep = load_script("gpu-attention-fp8-sweep.py")
 # Launches of our kernel over the fresh K/V (block_q tokens x 4 heads a program, block_n keys a tile, warps, stages).
 FRESH_LAUNCHES = [None] + [{"block_q": bq, "block_n": bn, "num_warps": w, "num_stages": st, "head_fast": False}
                            for bq, bn, w, st in ((16, 64, 4, 2), (16, 64, 4, 3), (16, 128, 8, 2), (32, 64, 8, 2),
-                                                 (32, 64, 8, 3), (32, 128, 8, 2), (32, 32, 4, 2), (16, 32, 4, 3))]
+                                                 (32, 64, 8, 3), (32, 128, 8, 2), (32, 32, 4, 2), (16, 32, 4, 3),
+                                                 (16, 32, 4, 4), (16, 32, 4, 5), (16, 64, 4, 4), (32, 64, 8, 4),
+                                                 (32, 32, 8, 3))]
 
 
 def contiguous(cache, table, B, L):
