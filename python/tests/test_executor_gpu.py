@@ -110,6 +110,7 @@ class TritonAttentionTest(unittest.TestCase):
         # Prompts with no cached context read the step's own K/V (token-major views into a fused qkv buffer, as the
         # model passes them) instead of the paged cache: the same values as the paged path, prompts ending mid-tile
         # and mid-page, a one-token prompt among them.
+        from lmi_executor.kernels import paged_attention as pa
         from lmi_executor.kernels.paged_attention import paged_attention
 
         for q_lens, H, KVH, D, dtype in (([5, 16, 17, 33, 100, 300], 32, 8, 128, torch.bfloat16),
@@ -127,6 +128,15 @@ class TritonAttentionTest(unittest.TestCase):
             ref = reference_attention(q.double(), kc.double(), vc.double(), meta, D**-0.5)
             self.assertLess(((got.double() - ref).norm() / ref.norm()).item(), 1e-2, f"{q_lens} {dtype}")
             self.assertTrue(torch.equal(got, paged), f"{q_lens} {dtype}")
+            # On Hopper these views go through tensor descriptors (the copy engine); the pointer loads give the same.
+            if torch.cuda.get_device_capability()[0] >= 9:
+                self.assertTrue(pa._tma_loadable(fresh[0].flatten(1), D))
+            saved = pa.FLAGS["fresh_tma"]
+            try:
+                pa.FLAGS["fresh_tma"] = False
+                self.assertTrue(torch.equal(paged_attention(q, kc, vc, meta, D**-0.5, fresh=fresh), got))
+            finally:
+                pa.FLAGS["fresh_tma"] = saved
         # From attention_launch.LONG_PROMPT_CONTEXT keys on the fresh path takes its own wider launch: the same
         # function as the paged path, whose launch differs there (so within rounding, not bit for bit).
         q_lens = [2100, 40, 2048]

@@ -65,12 +65,12 @@ class DecodeLaunchTest(unittest.TestCase):
             self.assertEqual(prefill_launch(4, 128, 2, ctx)["block_n"], 64)
             self.assertEqual(prefill_launch(4, 128, 2, ctx)["block_q"], prefill_launch(4, 128, 2, 0)["block_q"])
 
-    def test_fresh_prompt_steps_take_wider_tiles_from_the_long_context_bound(self):
+    def test_fresh_prompt_steps_take_64_key_tiles_from_the_long_context_bound(self):
         short = prefill_launch(4, 128, 2, LONG_PROMPT_CONTEXT - 1, fresh=True)
         self.assertEqual((short["block_q"], short["block_n"], short["num_warps"]), (16, 32, 4))
         for ctx in (LONG_PROMPT_CONTEXT, 8192):
             long = prefill_launch(4, 128, 2, ctx, fresh=True)
-            self.assertEqual((long["block_q"], long["block_n"], long["num_warps"]), (32, 64, 8))
+            self.assertEqual((long["block_q"], long["block_n"], long["num_warps"]), (16, 64, 4))
         # head_dim 256 (not measured with the wider launch), fp8 and fp32 (whose tiles would not fit in shared memory
         # 3 deep) keep their launch at any context.
         self.assertEqual(prefill_launch(4, 256, 2, 8192, fresh=True), prefill_launch(4, 256, 2, 0, fresh=True))

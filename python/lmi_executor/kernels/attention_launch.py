@@ -97,18 +97,18 @@ def prefill_launch(group: int, head_dim: int, kv_bytes: int = 2, max_context: in
     graph captured with one stays correct for any context. fresh: the step reads its own token-major K/V, not the
     paged cache (bench/gpu-attention-prefill-sdpa.py, H100, ms a layer, paged tuned -> fresh 32-key tiles 3 stages:
     16 x 512 0.194 -> 0.158, 4 x 2,048 0.574 -> 0.488, 1 x 4,096 0.564 -> 0.502; 64-key or wider query tiles slower).
-    With the base-2 softmax (fewer instructions per score), fresh steps from LONG_PROMPT_CONTEXT keys on take 64-key
-    tiles and twice the query tokens over 8 warps (same script, head_dim 128, ms a layer, 16/32/4 warps -> 32/64/8
-    warps, 3 stages: 1 x 2,048 0.127 -> 0.115, 4 x 2,048 0.399 -> 0.383, 2 x 4,096 0.753 -> 0.687, 1 x 8,192 1.462
-    -> 1.244; below the bound 8 x 1,024 0.219 -> 0.229 and 16 x 512 0.137 -> 0.159, so shorter steps keep theirs);
-    16-bit K/V only: fp32 tiles of that size, 3 deep, with the 128-row q tile would pass the 228 KB of shared memory.
-    The start-up profile step (memory_profile.run_largest_step: one fresh prompt of the token budget) compiles it."""
+    With the base-2 softmax and the K/V brought in by the copy engine (paged_attention FLAGS["fresh_tma"]), fresh steps
+    from LONG_PROMPT_CONTEXT keys on take 64-key tiles (bench/gpu-attention-prefill-tma.py, H100, head_dim 128, ms a
+    layer, 32- -> 64-key tiles: 4 x 2,048 0.355 -> 0.324, 1 x 8,192 1.325 -> 1.158; 8 warps over 32-token query
+    tiles 0.383 / 1.376; below the bound 16 x 512 0.127 -> 0.134, 8 x 1,024 0.197 -> 0.191), 16-bit K/V only (fp32
+    tiles of that size, 3 deep, would pass the 228 KB of shared memory). The start-up profile step
+    (memory_profile.run_largest_step: one fresh prompt of the token budget) compiles it."""
     block_q = max(1, 64 // group) if head_dim <= 128 else max(1, 32 // group)
     if kv_bytes == 1:
         return {"block_q": block_q, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": True}
     if fresh:  # the step's own K/V, token-major, with a 3-deep pipeline
         if max_context >= LONG_PROMPT_CONTEXT and head_dim <= 128 and kv_bytes == 2:  # fp32: no room for 3 stages
-            return {"block_q": 2 * block_q, "block_n": 64, "num_warps": 8, "num_stages": 3, "head_fast": False}
+            return {"block_q": block_q, "block_n": 64, "num_warps": 4, "num_stages": 3, "head_fast": False}
         return {"block_q": block_q, "block_n": 32, "num_warps": 4, "num_stages": 3, "head_fast": False}
     block_n = 64 if max_context >= LONG_PROMPT_CONTEXT else 32
     return {"block_q": block_q, "block_n": block_n, "num_warps": 4, "num_stages": 2, "head_fast": False}

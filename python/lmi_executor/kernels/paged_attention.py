@@ -10,6 +10,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..transfer import to_device
 from .attention_launch import decode_launch, next_pow2, prefill_launch
@@ -20,33 +21,41 @@ from .gemv import gdc_launch_dependents, gdc_wait, pdl_supported
 # so the merge's launch latency hides under the attention (Hopper; LMI_ATTN_MERGE_PDL=0 turns it off).
 # causal_split = a prompt tile walks the keys every one of its rows sees (those before its first query) in a loop
 # that builds no mask, then the rest masked (LMI_ATTN_CAUSAL_SPLIT=0 turns it off).
+# fresh_tma = prompt steps that read their own K/V load it through tensor descriptors (Hopper's copy engine) where the
+# buffers allow (LMI_ATTN_FRESH_TMA=0 turns it off).
 FLAGS = {"merge_pdl": os.environ.get("LMI_ATTN_MERGE_PDL", "1") != "0",
-         "causal_split": os.environ.get("LMI_ATTN_CAUSAL_SPLIT", "1") != "0"}
+         "causal_split": os.environ.get("LMI_ATTN_CAUSAL_SPLIT", "1") != "0",
+         "fresh_tma": os.environ.get("LMI_ATTN_FRESH_TMA", "1") != "0"}
 
 
 @triton.jit
 def _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start, hi, q_pos, window,
              qk_scale, n_idx, d, kv_tok0, kv_stride, MASK: tl.constexpr, PAGE: tl.constexpr, HEAD_DIM: tl.constexpr,
-             IEEE: tl.constexpr, SLIDING: tl.constexpr, FRESH: tl.constexpr):
+             IEEE: tl.constexpr, SLIDING: tl.constexpr, FRESH: tl.constexpr, TMA: tl.constexpr):
     """One BLOCK_N-key tile of the online softmax. MASK=False: every key of the tile is in the context and
     visible to every row (a prompt tile's keys before its first query), so no mask is built. FRESH: the keys are
-    the step's own rows kv_tok0 + position of token-major K/V buffers (row stride kv_stride), not the paged cache."""
+    the step's own rows kv_tok0 + position of token-major K/V buffers (row stride kv_stride), not the paged cache;
+    TMA: those buffers come as tensor descriptors ([tokens, KV heads * HEAD_DIM], BLOCK_N x HEAD_DIM boxes), which
+    the copy engine loads (rows past the step's last token read as zeros)."""
     kv_pos = start + n_idx
     if MASK:
         kv_ok = kv_pos < hi
-    if FRESH:
-        kv_off = ((kv_tok0 + kv_pos).to(tl.int64) * kv_stride + kvh * HEAD_DIM)[:, None] + d[None, :]
+    if TMA:
+        k = k_ptr.load([kv_tok0 + start, kvh * HEAD_DIM])
     else:
-        if MASK:
-            blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
+        if FRESH:
+            kv_off = ((kv_tok0 + kv_pos).to(tl.int64) * kv_stride + kvh * HEAD_DIM)[:, None] + d[None, :]
         else:
-            blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE).to(tl.int64)
-        slot = blk * PAGE + kv_pos % PAGE
-        kv_off = (slot * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
-    if MASK:
-        k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches: upcast
-    else:
-        k = tl.load(k_ptr + kv_off).to(q.dtype)
+            if MASK:
+                blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE, mask=kv_ok, other=0).to(tl.int64)
+            else:
+                blk = tl.load(bt_ptr + seq * bt_stride + kv_pos // PAGE).to(tl.int64)
+            slot = blk * PAGE + kv_pos % PAGE
+            kv_off = (slot * num_kv_heads + kvh)[:, None] * HEAD_DIM + d[None, :]
+        if MASK:
+            k = tl.load(k_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches: upcast
+        else:
+            k = tl.load(k_ptr + kv_off).to(q.dtype)
     if IEEE:  # fp32 caches (conformance runs): no tf32 rounding
         s = tl.dot(q, tl.trans(k), input_precision="ieee")
     else:
@@ -62,7 +71,11 @@ def _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv
     alpha = tl.exp2(m_i - m_new)
     p = tl.exp2(s * qk_scale - m_new[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
-    if MASK:
+    if TMA:
+        v = v_ptr.load([kv_tok0 + start, kvh * HEAD_DIM])
+        if MASK:  # rows past this sequence's keys hold the next sequence's values: zero them (p is 0 there, an inf not)
+            v = tl.where(kv_ok[:, None], v, tl.zeros_like(v))
+    elif MASK:
         v = tl.load(v_ptr + kv_off, mask=kv_ok[:, None], other=0.0).to(q.dtype)
     else:
         v = tl.load(v_ptr + kv_off).to(q.dtype)
@@ -90,7 +103,7 @@ def _attn_kernel(
     GROUP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, NUM_SPLITS: tl.constexpr, IS_DECODE: tl.constexpr,
     IEEE: tl.constexpr, SLIDING: tl.constexpr, HEAD_FAST: tl.constexpr, KV_F16: tl.constexpr,
-    TRIGGER: tl.constexpr, CAUSAL_SPLIT: tl.constexpr, FRESH: tl.constexpr, ROPE: tl.constexpr,
+    TRIGGER: tl.constexpr, CAUSAL_SPLIT: tl.constexpr, FRESH: tl.constexpr, ROPE: tl.constexpr, TMA: tl.constexpr,
 ):
     if TRIGGER:
         gdc_launch_dependents()  # the merge kernel may launch now: it waits for this grid before reading
@@ -176,16 +189,16 @@ def _attn_kernel(
         for start in range(lo, full_end, BLOCK_N):
             m_i, l_i, acc = _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start,
                                      hi, q_pos, window, qk_scale, n_idx, d, q_start, kv_stride, False, PAGE, HEAD_DIM, IEEE,
-                                     SLIDING, FRESH)
+                                     SLIDING, FRESH, TMA)
         for start in range(full_end, hi, BLOCK_N):
             m_i, l_i, acc = _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start,
                                      hi, q_pos, window, qk_scale, n_idx, d, q_start, kv_stride, True, PAGE, HEAD_DIM, IEEE,
-                                     SLIDING, FRESH)
+                                     SLIDING, FRESH, TMA)
     else:
         for start in range(lo, hi, BLOCK_N):
             m_i, l_i, acc = _kv_tile(q, m_i, l_i, acc, k_ptr, v_ptr, bt_ptr, seq, bt_stride, kvh, num_kv_heads, start,
                                      hi, q_pos, window, qk_scale, n_idx, d, q_start, kv_stride, True, PAGE, HEAD_DIM, IEEE,
-                                     SLIDING, FRESH)
+                                     SLIDING, FRESH, TMA)
 
     if NUM_SPLITS == 1:
         l_safe = tl.where(l_i == 0.0, 1.0, l_i)
@@ -238,6 +251,21 @@ class Workspace:
         return self.acc, self.ml
 
 WORKSPACE = Workspace()
+
+
+_TMA_DEVICES = {}
+
+
+def _tma_loadable(t: torch.Tensor, head_dim: int) -> bool:
+    """Whether a 2-D view [tokens, KV heads * head_dim] can back a tensor descriptor of head_dim-wide boxes: a Hopper
+    (or later) GPU, a 16-bit dtype (fp32 runs, the conformance suite's, keep the pointer loads), the base address, the
+    row pitch and a head's row all multiples of 16 bytes."""
+    if not t.is_cuda or t.element_size() != 2 or t.stride(1) != 1:
+        return False
+    dev = t.device.index
+    if dev not in _TMA_DEVICES:
+        _TMA_DEVICES[dev] = torch.cuda.get_device_capability(dev)[0] >= 9
+    return _TMA_DEVICES[dev] and t.data_ptr() % 16 == 0 and (t.stride(0) * 2) % 16 == 0 and (head_dim * 2) % 16 == 0
 
 
 def _prefill_tiles(qsl: list, block_q: int, device) -> torch.Tensor:
@@ -312,14 +340,19 @@ def _attention(q, H, k_cache, v_cache, meta, scale, num_splits, window, launch, 
     else:
         part_acc = part_ml = out
     merge_pdl = splits > 1 and FLAGS["merge_pdl"] and q.is_cuda and pdl_supported()
-    k_src, v_src, kv_stride = k_cache, v_cache, 0
-    if fresh is not None and not is_decode:
+    k_src, v_src, kv_stride, tma = k_cache, v_cache, 0, False
+    is_fresh = fresh is not None and not is_decode
+    if is_fresh:
         k_src, v_src = fresh
         kv_stride = k_src.stride(0)
         if v_src.stride(0) != kv_stride or k_src.stride()[1:] != (D, 1) or v_src.stride()[1:] != (D, 1):
             raise ValueError("fresh K/V must share one row stride and have contiguous heads")
         if k_cache.dtype != q.dtype:
             raise ValueError("fresh K/V are read in place of a cache of the model's dtype only")
+        k2, v2 = k_src.flatten(1), v_src.flatten(1)  # [tokens, KV heads * D] views
+        if FLAGS["fresh_tma"] and _tma_loadable(k2, D) and _tma_loadable(v2, D):
+            box = [cfg["block_n"], D]
+            k_src, v_src, tma = TensorDescriptor.from_tensor(k2, box), TensorDescriptor.from_tensor(v2, box), True
     if rope is not None:
         cos_sin, positions, slots = rope
         q_stride = q.stride(0)
@@ -333,7 +366,7 @@ def _attention(q, H, k_cache, v_cache, meta, scale, num_splits, window, launch, 
         GROUP=group, BLOCK_Q=block_q, BLOCK_M=block_m, BLOCK_N=cfg["block_n"],
         HEAD_DIM=D, PAGE=page, NUM_SPLITS=splits, IS_DECODE=is_decode, IEEE=q.dtype == torch.float32, SLIDING=window > 0,
         HEAD_FAST=cfg["head_fast"], KV_F16=bool(cfg.get("f16")) and k_cache.element_size() == 1,
-        TRIGGER=merge_pdl, CAUSAL_SPLIT=FLAGS["causal_split"], FRESH=k_src is not k_cache, ROPE=rope is not None,
+        TRIGGER=merge_pdl, CAUSAL_SPLIT=FLAGS["causal_split"], FRESH=is_fresh, ROPE=rope is not None, TMA=tma,
         num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
