@@ -3,7 +3,9 @@
 # (docs/benchmarks.md, twentieth session), and TMA takes the address arithmetic and the copy instructions off the
 # threads. The candidate kernel lives here (causal prompts with no cached context, 16-bit K/V, no sliding window): the
 # same tiles, causal split and base-2 softmax as kernels/paged_attention.py's fresh path, which it is checked against
-# and timed with (CUDA-graph replays in interleaved rounds). Llama-3-8B attention shape; K/V as the model passes them:
+# and timed with (CUDA-graph replays in interleaved rounds). The shipped kernel has loaded the fresh K/V through
+# descriptors too since this script's first run (twentieth session); LMI_ATTN_FRESH_TMA=0 gives it the pointer
+# loads this compared against. Llama-3-8B attention shape; K/V as the model passes them:
 # column ranges of one fused qkv buffer [T, (H + 2 KVH) D].
 #   python3 bench/gpu-attention-prefill-tma.py [--cases 16x512,8x1024,4x2048,1x8192]
 import argparse
