@@ -77,21 +77,26 @@ def main() -> None:
               + (f"; the {len(idle)} after > 1 ms of GPU idle {waits(idle)}" if idle else ""))
     if a.server_log:
         print(arrivals(a.server_log, a.requests, burst[0]["t"]))
+    wire = read_wire_log(a.wire_log) if a.wire_log else {}
     if a.wire_log:
-        print(round_trip(a.wire_log, burst))
+        print(round_trip(wire, burst))
     if a.bench_json:
-        print(burst_end(a.bench_json, a.wire_log, burst))
+        print(burst_end(a.bench_json, wire, burst))
     if a.loop_log:
         print("Node event loop busy: " + loop_load(a.loop_log, burst))
         if os.path.exists(a.loop_log + ".engine"):  # the engine thread's (option.engine_thread)
             print("engine thread loop busy: " + loop_load(a.loop_log + ".engine", burst))
 
 
-def round_trip(wire_log: str, burst: list) -> str:
+def read_wire_log(wire_log: str) -> dict:
+    """LMI_WIRE_LOG's lines by step id."""
+    return {w["stepId"]: w for w in (json.loads(line) for line in open(wire_log))}
+
+
+def round_trip(wire: dict, burst: list) -> str:
     """Where the time between a step finishing and the step it let Node send being launched goes, on rank 0 (see the
     header). The step whose reply let Node send plan S is the last one replied before S was sent: S-2 with two steps
     in flight, S-3 with three."""
-    wire = {w["stepId"]: w for w in (json.loads(line) for line in open(wire_log))}
     replies = sorted((w["replyAt"], k) for k, w in wire.items() if "replyAt" in w)
     reply_times = [t for t, _ in replies]
     r0 = {s["step"]: s for s in burst if s.get("rank", 0) == 0}
@@ -121,21 +126,20 @@ def round_trip(wire_log: str, burst: list) -> str:
             + (f"; the {len(idle)} after > 1 ms of GPU idle {med(idle)}" if idle else ""))
 
 
-def burst_end(bench_json: str, wire_log: str, burst: list) -> str:
+def burst_end(bench_json: str, wire: dict, burst: list) -> str:
     """The burst's tail: from the executor seeing its last step done (step log doneAt) to that step's reply reaching
-    Node (wire log) and to the client's streams ending (the benchmark's endsEpochMs), ms."""
+    Node (the wire log's lines by step, empty without one) and to the client's streams ending (the benchmark's
+    endsEpochMs, in ascending order), ms."""
     ends = json.load(open(bench_json)).get("burst", {}).get("endsEpochMs")
     last = max((s for s in burst if "doneAt" in s), key=lambda s: s["doneAt"], default=None)
     if not ends or last is None:
         return "burst end: no stream end times or no doneAt in the step log"
     done = last["doneAt"] * 1e3
     out = f"burst end (ms after the last step, {last['step']}, was done): "
-    if wire_log:
-        wire = {w["stepId"]: w for w in (json.loads(line) for line in open(wire_log))}
-        if last["step"] in wire and "replyAt" in wire[last["step"]]:
-            out += f"its reply at Node +{wire[last['step']]['replyAt'] - done:.1f}; "
-    ends = sorted(ends)
-    return out + (f"streams ended: first +{ends[0] - done:.1f}, 16th from last +{ends[-16] - done:.1f}, median "
+    if "replyAt" in wire.get(last["step"], {}):
+        out += f"its reply at Node +{wire[last['step']]['replyAt'] - done:.1f}; "
+    tail16 = ends[max(0, len(ends) - 16)]
+    return out + (f"streams ended: first +{ends[0] - done:.1f}, 16th from last +{tail16 - done:.1f}, median "
                   f"+{ends[len(ends) // 2] - done:.1f}, last +{ends[-1] - done:.1f}")
 
 
