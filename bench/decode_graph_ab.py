@@ -16,7 +16,7 @@ sys.path.insert(0, HERE)
 from bench_scripts import load_script  # noqa: E402
 
 _eb = load_script("gpu-executor-bench.py")
-from gpu_timing import captured, interleaved_rounds  # noqa: E402
+from gpu_timing import captured, interleaved_rounds, sustained_replay  # noqa: E402
 from lmi_executor.attention import AttentionMetadata  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402
@@ -26,9 +26,12 @@ from lmi_executor.worker import Worker  # noqa: E402
 NUM_BLOCKS = 4400
 
 
-def run(variants, apply, restore, batches, contexts, kv_cache_dtype: str = "auto") -> None:
+def run(variants, apply, restore, batches, contexts, kv_cache_dtype: str = "auto", sustained: float = 0.0,
+        rounds: int = 3) -> None:
     """variants: [(name, value)]; apply(value) sets the knob before a variant's warm-up and capture, restore()
-    puts the default back. Prints one line per (batch, context)."""
+    puts the default back. Prints one line per (batch, context). sustained > 0: instead of the interleaved rounds,
+    each graph replayed back to back for that many seconds (gpu_timing.sustained_replay: the card at its power
+    limit, as in a burst), `rounds` rounds in rotating order; median ms, SM clock and board power per variant."""
     num_blocks = max(NUM_BLOCKS, max(batches) * ((max(contexts) + 15) // 16))
     w = Worker(ExecutorOptions(model_dir=_eb.llama3_8b_dir(), device="cuda", dtype="bf16", load_format="dummy",
                                max_num_seqs=max(16, max(batches)), max_model_len=4096, max_num_batched_tokens=8192,
@@ -71,6 +74,18 @@ def run(variants, apply, restore, batches, contexts, kv_cache_dtype: str = "auto
                 ref = out if ref is None else ref
                 diffs[name] = ((out - ref).norm() / ref.norm()).item()
                 graphs[name] = g
+            if sustained > 0:
+                names = list(graphs)
+                runs = {n: [] for n in names}
+                for r in range(rounds):
+                    for n in names[r % len(names):] + names[:r % len(names)]:
+                        runs[n].append(sustained_replay(graphs[n], sustained))
+                med = {n: [sorted(x[i] for x in xs)[len(xs) // 2] for i in range(3)] for n, xs in runs.items()}
+                cells = " | ".join(f"{n} {m[0]:.4f} ms {m[1]:.0f} MHz {m[2]:.0f} W (diff {diffs[n]:.3f})"
+                                   for n, m in med.items())
+                print(f"B {B} ctx {ctx} sustained | {cells}", flush=True)
+                del graphs
+                continue
             res = interleaved_rounds(graphs, rounds=5, replays=20)
             cells = " | ".join(f"{n} {xs[2]:.4f} ms (diff {diffs[n]:.3f})" for n, xs in res.items())
             print(f"B {B} ctx {ctx} | {cells}", flush=True)
