@@ -204,8 +204,8 @@ class TritonAttentionTest(unittest.TestCase):
         self.assertEqual(decode_splits(40, 8), decode_launch(40, 8)["splits"])
         rnd = random.Random(5)
         ctx = [rnd.randrange(1, 700) for _ in range(40)]
-        for launch in (None, {"head_fast": False}, {"num_stages": 2}, {"block_n": 128}, {"splits": 3},
-                       {"splits": 2, "head_fast": True}):
+        for launch in (None, {"num_warps": 2}, {"head_fast": False}, {"num_stages": 2}, {"block_n": 128},
+                       {"splits": 3}, {"splits": 2, "head_fast": True}):
             self.check([1] * 40, ctx, 32, 8, 128, torch.bfloat16, tol=1e-2, launch=launch)
         self.check([1] * 40, ctx, 16, 16, 64, torch.float32, tol=1e-5)
         self.check([1] * 40, ctx, 8, 2, 64, torch.float32, tol=1e-5, window=33, launch={"head_fast": True})

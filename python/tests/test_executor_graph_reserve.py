@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from lmi_executor.graph_capture import bucket_for, decode_graph_sizes  # noqa: E402
 from lmi_executor.kernels import attention_launch  # noqa: E402
 from lmi_executor.kernels.attention_launch import (  # noqa: E402
-    LONG_PROMPT_CONTEXT, SHORT_CONTEXT, SHORTER_CONTEXT, context_bounds, decode_launch, prefill_launch)
+    LONG_PROMPT_CONTEXT, POWER_LIMITED_DECODE_BATCH, SHORT_CONTEXT, SHORTER_CONTEXT, context_bounds, decode_launch,
+    prefill_launch)
 from lmi_executor.memory_profile import GRAPH_BASE_BYTES, graph_reserve_bytes  # noqa: E402
 from lmi_executor.prefill_graphs import graph_sizes  # noqa: E402
 
@@ -52,6 +53,10 @@ class DecodeLaunchTest(unittest.TestCase):
         for b in (1, 2):  # fp8 batches 1-2: 32-key tiles only within the bound
             self.assertEqual(decode_launch(b, 8, 1)["block_n"], 64)
             self.assertEqual(decode_launch(b, 8, 1, SHORT_CONTEXT)["block_n"], 32)
+        # 2 warps a program from POWER_LIMITED_DECODE_BATCH sequences on (bf16); 4 below; the fp8 launch has 1
+        self.assertEqual(decode_launch(POWER_LIMITED_DECODE_BATCH - 1, 8)["num_warps"], 4)
+        self.assertEqual(decode_launch(POWER_LIMITED_DECODE_BATCH, 8)["num_warps"], 2)
+        self.assertEqual(decode_launch(256, 8, 1)["num_warps"], 1)
         for b in (24, 256):  # one program per (sequence, KV head): the same launch at any context
             self.assertEqual(decode_launch(b, 8)["splits"], 1)
             self.assertEqual(decode_launch(b, 8, 2, 100), decode_launch(b, 8))

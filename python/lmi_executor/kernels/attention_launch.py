@@ -31,6 +31,14 @@ SHORT_CONTEXT = 512
 SHORTER_CONTEXT = 256
 CONTEXT_BOUNDS = (SHORTER_CONTEXT, SHORT_CONTEXT)
 
+# Decode batches from this many sequences (over a 16-bit cache) take 2-warp attention programs. A Llama-3-8B decode
+# step reaches the H100's 700 W limit there, and a launch that spends less energy wins though it is no faster alone.
+# bench/gpu-decode-attention-sustained.py (the whole decode step + greedy as one graph, replayed back to back for
+# 1.5-2 s, shipped 4 warps -> 2 warps, ms): batch 256 at context 520 13.873 -> 13.822, 640 14.970 -> 14.953, 768
+# 16.362 -> 16.349 (689-694 W, 1,755-1,822 MHz; the shipped graph again: 13.870 / 14.969 / 16.359); batch 128 at 640
+# 10.193 -> 10.175 (693 W); under the limit 2 warps lose: batch 64 8.056 -> 8.085 (640 W, 1,980 MHz), 32 6.922 -> 6.926.
+POWER_LIMITED_DECODE_BATCH = 128
+
 
 def decode_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2, max_context: int = 0) -> dict:
     """Launch parameters of a pure-decode step. They depend on the batch, the KV heads, the cache's element
@@ -52,7 +60,10 @@ def decode_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2, max_context:
         # context 520, 0.525 -> 0.399 ms at 2,048, against 0.194 / 0.712 ms over a bf16 cache).
         if fp8:
             return {"splits": 1, "block_n": 32, "num_warps": 1, "num_stages": 5, "head_fast": True, "f16": True}
-        return {"splits": 1, "block_n": 64, "num_warps": 4, "num_stages": 3, "head_fast": True}
+        # From POWER_LIMITED_DECODE_BATCH sequences the step runs at the card's power limit, and 2 warps a program read
+        # the KV as fast for less energy, which leaves the step's GEMMs more clock; below it 4 warps are faster.
+        warps = 2 if batch >= POWER_LIMITED_DECODE_BATCH else 4
+        return {"splits": 1, "block_n": 64, "num_warps": warps, "num_stages": 3, "head_fast": True}
     cfg = {"splits": splits, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": fp8}
     if fp8 and batch >= 4:
         # An fp8 cache at batch 4 or more: 32-key tiles at any context. Forward + greedy graph, H100, interleaved
