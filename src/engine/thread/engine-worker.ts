@@ -7,6 +7,7 @@
 
 import type { MessagePort } from "node:worker_threads";
 import { createExecutor } from "../../registry/executor-spec.ts";
+import { startGcLog } from "../../server/gc-log.ts";
 import { startLoopLog } from "../../server/loop-log.ts";
 import { HfTokenizer } from "../../tokenizer/tokenizer.ts";
 import { createLlmEngine, type Engine } from "../engine.ts";
@@ -21,6 +22,7 @@ export async function runEngineThread(port: MessagePort, data: EngineThreadData)
   const post = (m: FromEngineThread) => port.postMessage(m);
   // Diagnostic (docs/gpu-executor.md): this thread's event loop load, beside the HTTP thread's.
   if (process.env.LMI_LOOP_LOG) startLoopLog(`${process.env.LMI_LOOP_LOG}.engine`);
+  if (process.env.LMI_GC_LOG) startGcLog(`${process.env.LMI_GC_LOG}.engine`); // this thread's own heap
   const logger = {
     warn: (message: string) => post({ type: "log", level: "warn", message }),
     info: (message: string) => post({ type: "log", level: "info", message }),
