@@ -79,14 +79,13 @@ def run(variants, apply, restore, batches, contexts, kv_cache_dtype: str = "auto
                 runs = {n: [] for n in names}
                 for r in range(rounds):
                     for n in names[r % len(names):] + names[:r % len(names)]:
-                        runs[n].append(sustained_replay(graphs[n], sustained))
+                        runs[n].append(sustained_replay(graphs[n], sustained))  # (ms, MHz, W)
                 med = {n: [sorted(x[i] for x in xs)[len(xs) // 2] for i in range(3)] for n, xs in runs.items()}
                 cells = " | ".join(f"{n} {m[0]:.4f} ms {m[1]:.0f} MHz {m[2]:.0f} W (diff {diffs[n]:.3f})"
                                    for n, m in med.items())
                 print(f"B {B} ctx {ctx} sustained | {cells}", flush=True)
-                del graphs
-                continue
-            res = interleaved_rounds(graphs, rounds=5, replays=20)
-            cells = " | ".join(f"{n} {xs[2]:.4f} ms (diff {diffs[n]:.3f})" for n, xs in res.items())
-            print(f"B {B} ctx {ctx} | {cells}", flush=True)
+            else:
+                res = interleaved_rounds(graphs, rounds=5, replays=20)
+                cells = " | ".join(f"{n} {xs[2]:.4f} ms (diff {diffs[n]:.3f})" for n, xs in res.items())
+                print(f"B {B} ctx {ctx} | {cells}", flush=True)
             del graphs

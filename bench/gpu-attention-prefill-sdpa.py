@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 
 from bench_scripts import load_script  # noqa: E402
-from gpu_timing import graph_of, interleaved_rounds  # noqa: E402
+from gpu_timing import checked_rounds  # noqa: E402
 from lmi_executor.attention import reference_attention  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402
 
@@ -91,20 +91,12 @@ def main():
             out = torch.ops.aten._flash_attention_forward(q, kd, vd, cu, cu, L, L, 0.0, True, False, scale=SCALE)
             return out[0]
         variants["flash varlen"] = varlen
-        graphs, errs = {}, {}
-        for name, fn in variants.items():
-            try:
-                out = fn()
-                errs[name] = ((out[: n_ref * L].double() - ref).norm() / ref.norm()).item()
-                graphs[name] = graph_of([fn])
-            except Exception as e:  # a backend that refuses this input or capture: say why, go on
-                print(f"{case} | {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}", flush=True)
-        res = interleaved_rounds(graphs, rounds=5, replays=20)
+        res, errs = checked_rounds(case, variants,
+                                   lambda out: ((out[: n_ref * L].double() - ref).norm() / ref.norm()).item())
         for name, xs in res.items():
             ms = xs[len(xs) // 2]
             print(f"{case} | {name} | {ms:.4f} ms | {4 * B * (L * L / 2) * HD * H / ms / 1e9:.0f} TFLOP/s | "
                   f"err {errs[name]:.1e}", flush=True)
-        del graphs
     if a.plans:
         first_call_latency()
         packed_plans()

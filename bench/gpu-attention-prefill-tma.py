@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 
 from bench_scripts import load_script  # noqa: E402
-from gpu_timing import graph_of, interleaved_rounds  # noqa: E402
+from gpu_timing import checked_rounds  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402
 
 _sweep = load_script("gpu-attention-fp8-sweep.py")
@@ -119,19 +119,11 @@ def main():
         for name, c in CANDIDATES.items():
             variants[name] = lambda c=c, m=_sweep.metadata(B, L, L, table): candidate(q, k2d, v2d, m, *c)
         ref = variants["ours fresh (shipped)"]().float()
-        graphs, diffs = {}, {}
-        for name, fn in variants.items():
-            try:
-                diffs[name] = ((fn().float() - ref).norm() / ref.norm()).item()
-                graphs[name] = graph_of([fn])
-            except Exception as e:  # noqa: BLE001 - a launch that does not compile or fit: say so, time the rest
-                print(f"{case} | {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)
-        res = interleaved_rounds(graphs, rounds=5, replays=20)
+        res, diffs = checked_rounds(case, variants, lambda out: ((out.float() - ref).norm() / ref.norm()).item())
         for name, xs in res.items():
             ms = xs[len(xs) // 2]
             print(f"{case} | {name} | {ms:.4f} ms | {4 * B * (L * L / 2) * HD * H / ms / 1e9:.0f} TFLOP/s | "
                   f"diff vs shipped {diffs[name]:.1e}", flush=True)
-        del graphs
 
 
 if __name__ == "__main__":

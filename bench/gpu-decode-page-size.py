@@ -50,10 +50,10 @@ def main() -> None:
     v_log = torch.randn((B, max_ctx, KVH, D), device="cuda", dtype=torch.bfloat16)
     q = torch.randn((B, H, D), device="cuda", dtype=torch.bfloat16)
     pos = torch.arange(max_ctx, device="cuda")
-    variants = [(16, {}), (32, {}), (64, {}), (128, {})]  # (page, paged_attention.FLAGS overrides)
+    pages = (16, 32, 64, 128)
     for layout in args.layouts.split(","):
         caches = {}
-        for page in sorted({p for p, _ in variants}):
+        for page in pages:
             bt = block_table(B, max_ctx, page, args.prompt, layout)
             nblocks = int(bt.max().item()) + 1
             kc = torch.full((nblocks, page, KVH, D), float("nan"), device="cuda", dtype=torch.bfloat16)
@@ -64,22 +64,19 @@ def main() -> None:
             caches[page] = (kc, vc, bt)
         for ctx in ctxs:
             graphs, outs = {}, {}
-            for page, flags in variants:
+            for page in pages:
                 kc, vc, bt = caches[page]
                 meta = AttentionMetadata(
                     slot_mapping=torch.zeros(B, dtype=torch.int64, device="cuda"),
                     query_start_loc=torch.arange(B + 1, dtype=torch.int32, device="cuda"),
                     seq_lens=torch.full((B,), ctx, dtype=torch.int32, device="cuda"), block_tables=bt,
                     max_query_len=1, max_seq_len=0, query_start_loc_cpu=list(range(B + 1)), seq_lens_cpu=[ctx] * B)
-                name = f"page {page}" + "".join(f" {k}={int(v)}" for k, v in flags.items())
-                saved = dict(pa.FLAGS)
-                pa.FLAGS.update(flags)
-                try:
-                    outs[name] = pa.paged_attention(q, kc, vc, meta, D**-0.5).clone()
-                    graphs[name] = graph_of([lambda kc=kc, vc=vc, meta=meta: pa.paged_attention(q, kc, vc, meta, D**-0.5)] * 4)
-                finally:
-                    pa.FLAGS.clear()
-                    pa.FLAGS.update(saved)
+                name = f"page {page}"
+
+                def call(kc=kc, vc=vc, meta=meta):
+                    return pa.paged_attention(q, kc, vc, meta, D**-0.5)
+                outs[name] = call().clone()
+                graphs[name] = graph_of([call] * 4)
             ref = next(iter(outs.values()))
             res = interleaved_rounds(graphs, rounds=7, replays=20)
             kv_gb = B * ctx * KVH * D * 2 * 2 / 1e9
@@ -87,7 +84,7 @@ def main() -> None:
                 ms = xs[len(xs) // 2] / 4
                 same = torch.equal(outs[name], ref)
                 err = (outs[name].float() - ref.float()).abs().max().item()
-                print(f"{layout:6s} {B} x {ctx} | {name:28s} | {1000 * ms:7.1f} us | {kv_gb / ms:5.2f} TB/s | "
+                print(f"{layout:6s} {B} x {ctx} | {name:9s} | {1000 * ms:7.1f} us | {kv_gb / ms:5.2f} TB/s | "
                       f"{'bit-equal' if same else f'max diff {err:.2e}'}", flush=True)
             del graphs
 

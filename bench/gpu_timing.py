@@ -82,6 +82,22 @@ def interleaved_rounds(graphs: dict, rounds: int = 7, replays: int = 30) -> dict
     return {name: sorted(xs) for name, xs in out.items()}
 
 
+def checked_rounds(case: str, variants: dict, check, rounds: int = 5, replays: int = 20) -> tuple:
+    """Each variant's callable run once (check(its output) -> a number) and captured as a CUDA graph, then the graphs
+    timed in interleaved_rounds. A variant that fails (does not compile, fit or capture) is reported with `case` and
+    left out. Returns ({name: sorted per-round medians (ms)}, {name: check value})."""
+    graphs, checks = {}, {}
+    for name, fn in variants.items():
+        try:
+            checks[name] = check(fn())
+            graphs[name] = graph_of([fn])
+        except Exception as e:  # noqa: BLE001 - a launch or backend that refuses this input: say why, time the rest
+            print(f"{case} | {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)
+    res = interleaved_rounds(graphs, rounds=rounds, replays=replays)
+    del graphs
+    return res, checks
+
+
 def sustained_replay(g, secs: float):
     """Replays an already captured CUDA graph back to back for `secs` seconds, so that the card settles where a long
     run holds it (at its power limit, for GEMM-heavy graphs): (ms per replay over the last 60%, the median SM clock in

@@ -60,8 +60,7 @@ def decode_launch(batch: int, num_kv_heads: int, kv_bytes: int = 2, max_context:
         # context 520, 0.525 -> 0.399 ms at 2,048, against 0.194 / 0.712 ms over a bf16 cache).
         if fp8:
             return {"splits": 1, "block_n": 32, "num_warps": 1, "num_stages": 5, "head_fast": True, "f16": True}
-        # From POWER_LIMITED_DECODE_BATCH sequences the step runs at the card's power limit, and 2 warps a program read
-        # the KV as fast for less energy, which leaves the step's GEMMs more clock; below it 4 warps are faster.
+        # 2 warps from POWER_LIMITED_DECODE_BATCH sequences, where the step runs at the power limit (see there).
         warps = 2 if batch >= POWER_LIMITED_DECODE_BATCH else 4
         return {"splits": 1, "block_n": 64, "num_warps": warps, "num_stages": 3, "head_fast": True}
     cfg = {"splits": splits, "block_n": 64, "num_warps": 4, "num_stages": 2, "head_fast": False, "f16": fp8}
