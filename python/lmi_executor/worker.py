@@ -170,10 +170,11 @@ class Worker:
     def _cuda_blocks(self, per_block: int) -> int:
         """KV blocks that fit on the GPU after the memory profile (memory_profile.profile_cuda_blocks); under tensor
         parallelism the smallest count of any rank, since every rank must allocate the same."""
-        from .kernels import lt_gemm
+        from .kernels import decode_gemm, lt_gemm
         from .memory_profile import profile_cuda_blocks
 
         lt_gemm.get()  # its handle and workspace exist before the profile measures what the model holds
+        decode_gemm.get()  # built (nvcc, seconds) before the profile and the CUDA-graph captures
         n = profile_cuda_blocks(self, per_block)
         if self.tp.world_size > 1:
             import torch.distributed as dist
@@ -232,13 +233,15 @@ class Worker:
         bounded = {b: bs[1:] for b, bs in graphs.bounds.items() if len(bs) > 1} if graphs else {}
         short = f" + short-context graphs {bounded} (bucket: context bounds)" if bounded else ""
         mib = 1 << 20
+        from .kernels.decode_gemm import status as dg_status
         from .kernels.lt_gemm import status as lt_status
 
         sys.stderr.write(
             f"lmi_executor rank {self.tp.rank}: KV cache {n} blocks x {self.opts.block_size} tokens; CUDA graphs "
             f"{graphs.sizes if graphs else 'off'}{short} ({graph_seconds:.1f} s, "
             f"{decode_bytes / mib:.0f} MiB); prefill graphs {prefill_sizes or 'off'} tokens "
-            f"({prefill_seconds:.1f} s, {prefill_bytes / mib:.0f} MiB); tuned cuBLASLt GEMMs {lt_status()}\n"
+            f"({prefill_seconds:.1f} s, {prefill_bytes / mib:.0f} MiB); tuned cuBLASLt GEMMs {lt_status()}; fused "
+            f"gate/up + SiLU kernel {dg_status()}\n"
         )
         return {"numBlocks": n, "cudaGraphSeconds": graph_seconds,
                 "cudaGraphBatchSizes": self.runner.graphs.sizes if self.runner.graphs else [],

@@ -10,6 +10,7 @@ import torch
 
 from ..attention import Attention, AttentionMetadata
 from ..config import ModelConfig
+from ..kernels import decode_gemm
 from ..layers import rope_cos_sin
 from ..ops import TritonOps, make_ops
 from ..parallel import TensorParallel
@@ -258,6 +259,17 @@ class LlamaModel(ModelWeights):
             o = self.attn.forward(q.index_select(0, rows), k_cache, v_cache, logits_meta, self.scale)
         return o.reshape(-1, self.q_size)
 
+    def _gate_up_act(self, h: torch.Tensor, w) -> torch.Tensor:
+        """silu(h @ gate.T) * (h @ up.T) for w = [gate; up]: one kernel with SiLU-and-mul in its epilogue where it
+        serves and measured faster (kernels/decode_gemm.py: bf16 on an H100, the 256-row decode bucket and full
+        prompt steps), else the GEMM, then silu_and_mul."""
+        if h.is_cuda and type(w) is torch.Tensor and decode_gemm.fuses_rows(h.shape[0]):
+            dg = decode_gemm.get()
+            act = dg.swiglu(h, w) if dg is not None else None
+            if act is not None:
+                return act
+        return self.ops.silu_and_mul(linear(h, w))
+
     def _small_row_parallel(self, g, x, w, res):
         """res + x @ w.T for the o and down projections of the decode-sized forward, and that sum's partial sums of
         squares (None: the next GEMV takes them itself). One rank: the residual add in the GEMV's epilogue. Tensor
@@ -328,14 +340,14 @@ class LlamaModel(ModelWeights):
             if fused:
                 residual.addmm_(o, L["o_w"].t())
                 h = ops.add_rms_norm(residual, None, L["post_norm"], eps)
-                residual.addmm_(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"].t())
+                residual.addmm_(self._gate_up_act(h, L["gate_up_w"]), L["down_w"].t())
                 continue
             x = self.tp.all_reduce(linear(o, L["o_w"]))
             h = ops.add_rms_norm(x, residual, L["post_norm"], eps)
             if cfg.num_experts:
                 x = self.tp.all_reduce(self._moe(h, L))
             else:
-                x = self.tp.all_reduce(linear(ops.silu_and_mul(linear(h, L["gate_up_w"])), L["down_w"]))
+                x = self.tp.all_reduce(linear(self._gate_up_act(h, L["gate_up_w"]), L["down_w"]))
         hidden = None
         if hidden_rows is not None:  # every row's final norm (it is row-wise), then the rows each output needs
             h = ops.add_rms_norm(residual, None, self.params["norm"], eps) if fused else \
