@@ -18,7 +18,8 @@ cd "$(dirname "$0")/../.."
 # compiling their Triton kernel variants takes minutes: give the call 10 minutes.
 ( cd python && python3 -m unittest -v tests.test_executor_conformance tests.test_executor_pipelined \
     tests.test_executor_gpu tests.test_executor_prefill_graphs tests.test_executor_step_kernels \
-    tests.test_executor_fp8_kv tests.test_executor_quant tests.test_executor_lt_gemm tests.test_executor_contrastive ) \
+    tests.test_executor_fp8_kv tests.test_executor_quant tests.test_executor_lt_gemm tests.test_executor_contrastive \
+    tests.test_executor_decode_gemm ) \
     >"$OUT/unittest.log" 2>&1
 ut=$?
 tail -n 25 "$OUT/unittest.log"

@@ -30,10 +30,11 @@ TILE_ROWS = (64, 96, 112)  # weight rows a tile of linear(); N must be a multipl
 SWIGLU_TILE = 224  # weight rows a tile of swiglu() in the executor: 112 gate rows and their 112 up rows
 # Step sizes where the fused gate/up + SiLU beat the GEMM + silu_and_mul it replaces at Llama-3-8B's shape (bench/
 # gpu-decode-gemm.py --swiglu [--rows R], H100, us): the 256-row decode bucket 98.3 against 108.6 (at the power
-# limit 108.4 against 117.2), 7,680 rows 2,668 against 2,758, 8,192 rows 2,825 against 2,860 (power limit 2,883
-# against 2,940); not at 4,096 (1,554 against 1,536), so other sizes keep the unfused path.
+# limit 108.4 against 117.2), 6,656 rows 2,340 against 2,397, 7,680 rows 2,668 against 2,758, 8,192 rows 2,825
+# against 2,860 (power limit 2,883 against 2,940); not at 4,096 (1,554 against 1,536), so other sizes keep the
+# unfused path.
 FUSED_DECODE_ROWS = 256
-FUSED_MIN_PROMPT_ROWS = 7680
+FUSED_MIN_PROMPT_ROWS = 6656
 
 
 def fuses_rows(rows: int) -> bool:

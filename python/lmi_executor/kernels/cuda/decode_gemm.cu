@@ -285,7 +285,10 @@ __global__ void __cluster_dims__(CLUSTER, 1, 1) __launch_bounds__(384, 1)
   const int ksteps = k_total / BK;
   // Tile -> (token block, weight tile), token blocks fastest within groups of up to 8: the clusters at work at
   // once share a few weight tiles and a few token blocks, so both stay in L2 (prompt-sized steps).
-  const int group = m_blocks < 8 ? m_blocks : 8;
+#ifndef DGW_GROUP
+#define DGW_GROUP 8
+#endif
+  const int group = m_blocks < DGW_GROUP ? m_blocks : DGW_GROUP;
   auto tile_of = [&](int i, int& mb, int& t) {
     const int g0 = (i / (group * n_tiles)) * group;
     const int g = (m_blocks - g0) < group ? (m_blocks - g0) : group;  // the last group may be short
