@@ -1,24 +1,28 @@
-// Our Hopper GEMM for the 256-row decode bucket (kernels/decode_gemm.py builds and calls it): y[256, N] = x[256, K]
-// @ w[N, K]^T, bf16 in and out, fp32 accumulation, K a multiple of 64; and the same with SiLU-and-mul in the epilogue
-// for a gate_up weight ([gate; up], 2 * I rows): act[256, I] = silu(x @ gate^T) * (x @ up^T), rounded as the unfused
-// path rounds (gate and up to bf16, SiLU to bf16, the product to bf16: kernels/fused.py's silu_and_mul). The
-// executor uses the second form, where it saves the separate SiLU pass and half of gate_up's output (bench/
-// gpu-decode-gemm.py: 98 against 109 us for cuBLASLt + silu_and_mul at Llama-3-8B's shape, short; 111-114 against
-// 115 at the power limit); the plain form only matches cuBLASLt, so it serves benchmarks.
+// Our Hopper GEMM (kernels/decode_gemm.py builds and calls it): y[M, N] = x[M, K] @ w[N, K]^T, bf16 in and out, fp32
+// accumulation, K a multiple of 64, any M (256-token blocks; the loads zero-fill the rows past M and the stores leave
+// them out); and the same with SiLU-and-mul in the epilogue for a gate_up weight ([gate; up], 2 * I rows):
+// act[M, I] = silu(x @ gate^T) * (x @ up^T), rounded as the unfused path rounds (gate and up to bf16, SiLU to bf16,
+// the product to bf16: kernels/fused.py's silu_and_mul). The executor uses the second form with 224-row tiles (112
+// features) at the 256-row decode bucket and full prompt steps, where it saves the separate SiLU pass and half of
+// gate_up's output (bench/gpu-decode-gemm.py --swiglu, Llama-3-8B: 98.3 against 108.6 us for cuBLASLt +
+// silu_and_mul at 256 rows, 2,825 against 2,860 at 8,192; docs/benchmarks.md); the plain form only matches
+// cuBLASLt, so it serves benchmarks.
 //
 // Its shape follows what `ncu` showed of cuBLASLt's fastest kernel at 256 x 28672 x 4096
 // (nvjet_sm90_tst_112x128_64x7_1x2: persistent, 112 x 128 tiles, 7 stages, pairs of CTAs):
 //   - the tokens are the MMA's M side: a CTA owns 128 tokens (two consumer warpgroups of 64, one wgmma m64nBNk16
-//     each per 16 of K) and BN weight rows (64, 96 or 112: with SiLU 56 gate rows and the same features' 56 up
-//     rows), so its accumulators are small (BN / 2 registers a thread) and so are its stages (24-30 KB: 6-8 of
-//     them keep many loads in flight);
+//     each per 16 of K) and BN weight rows (64, 96 or 112; with SiLU 112 or 224: half gate rows, half the same
+//     features' up rows), so its accumulators are small (BN / 2 registers a thread; ptxas compiles the kernel for
+//     its launch bound's 168 a thread and spilled past that in a variant that held more) and so are its stages
+//     (24-44 KB: 4-8 of them);
 //   - the two CTAs of a cluster take the two token halves of the same weight tile; each loads half of the weight
 //     tile and multicasts it to both (TMA .multicast::cluster), so every weight byte leaves L2 once;
 //   - warp specialization: warpgroup 0's first thread issues the TMA loads into the stage ring (full barriers: its
 //     expect_tx plus the bytes of both CTAs' multicasts; empty barriers: 2 consumers x 2 CTAs arrive, since the
 //     peer's multicast writes into the stage too); it runs on across tiles, so the next tile's loads overlap an
 //     epilogue;
-//   - persistent: one CTA an SM (the device's maximum of resident clusters), tiles round-robin over the clusters;
+//   - persistent: one CTA an SM (the device's maximum of resident clusters), tiles round-robin over the clusters,
+//     token blocks fastest within groups of 8 (prompt-sized steps keep their working set in L2);
 //   - the epilogue writes each warpgroup's [64, BN] box to shared memory and TMA-stores it (asynchronously).
 // Invariants: a result depends only on the operands (one fp32 dot product in K order an element, rounded once).
 // Pointers 16-byte aligned, rows contiguous.
