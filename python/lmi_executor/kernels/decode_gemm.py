@@ -1,16 +1,16 @@
 # Our Hopper GEMM (kernels/cuda/decode_gemm.cu), used for one thing: the gate/up projection with SiLU-and-mul in its
 # epilogue, act[T, I] = silu(x @ gate.T) * (x @ up.T), in place of the GEMM and the separate silu_and_mul pass, for
-# the step sizes where it measured faster (fuses_rows: the 256-row decode bucket and full prompt steps;
+# the step sizes where it measured faster (fuses_rows: the 256-row decode bucket and prompt steps of 6,656+ rows;
 # docs/gpu-executor.md, "The fused gate/up kernel"). linear() is the same kernel without the SiLU, for benchmarks (it
 # only matches cuBLASLt, so the executor does not use it).
 #
 # Built with nvcc on first use, once per source, compiler and flags, into LMI_KERNEL_CACHE (default
 # ~/.cache/lmi-serving/kernels), keyed by their hash so a second process (or rank) loads it at once; called through
 # ctypes on torch's current stream, so CUDA graphs capture it. It serves what it was written for: an sm_90 device,
-# bf16, 2-D contiguous operands, K a multiple of 64, I a multiple of half the tile (56 or 112), 16-byte aligned
-# pointers (any row count: the last 256-row block is zero-filled past the end); anything else returns None and the
-# caller takes the unfused path. No nvcc, no sm_90 device or a failed build: get()
-# is None and status() says why. LMI_DECODE_GEMM=0 turns it off.
+# bf16, 2-D contiguous operands, K a multiple of 64, 2I a multiple of the tile (224 rows: 112 features), 16-byte
+# aligned pointers, any row count (the kernel works in 256-token blocks and zero-fills the last one past the end);
+# anything else returns None and the caller takes the unfused path. No nvcc, no sm_90 device or a failed build:
+# get() is None and status() says why. LMI_DECODE_GEMM=0 turns it off.
 import ctypes
 import hashlib
 import os
@@ -23,8 +23,6 @@ import torch
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda", "decode_gemm.cu")
 NVCC_FLAGS = ["-O3", "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a", "-shared", "-Xcompiler", "-fPIC"]
-ROWS = 256  # token rows a cluster (two CTAs of 128)
-SWIGLU_FEATURES = 56  # features a tile with SiLU: 56 gate rows and their 56 up rows
 K_MULTIPLE = 64
 TILE_ROWS = (64, 96, 112)  # weight rows a tile of linear(); N must be a multiple of the one asked for
 SWIGLU_TILE = 224  # weight rows a tile of swiglu() in the executor: 112 gate rows and their 112 up rows
