@@ -16,7 +16,7 @@ sys.path.insert(0, HERE)
 from bench_scripts import load_script  # noqa: E402
 
 _eb = load_script("gpu-executor-bench.py")
-from gpu_timing import captured, interleaved_rounds, sustained_replay  # noqa: E402
+from gpu_timing import captured, interleaved_rounds, sustained_rounds  # noqa: E402
 from lmi_executor.attention import AttentionMetadata  # noqa: E402
 from lmi_executor.config import ExecutorOptions  # noqa: E402
 from lmi_executor.kernels import paged_attention as pa  # noqa: E402
@@ -75,11 +75,7 @@ def run(variants, apply, restore, batches, contexts, kv_cache_dtype: str = "auto
                 diffs[name] = ((out - ref).norm() / ref.norm()).item()
                 graphs[name] = g
             if sustained > 0:
-                names = list(graphs)
-                runs = {n: [] for n in names}
-                for r in range(rounds):
-                    for n in names[r % len(names):] + names[:r % len(names)]:
-                        runs[n].append(sustained_replay(graphs[n], sustained))  # (ms, MHz, W)
+                runs = sustained_rounds(graphs, sustained, rounds)  # (ms, MHz, W) a round
                 med = {n: [sorted(x[i] for x in xs)[len(xs) // 2] for i in range(3)] for n, xs in runs.items()}
                 cells = " | ".join(f"{n} {m[0]:.4f} ms {m[1]:.0f} MHz {m[2]:.0f} W (diff {diffs[n]:.3f})"
                                    for n, m in med.items())

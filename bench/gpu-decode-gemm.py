@@ -22,7 +22,7 @@ import torch.nn.functional as F
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, "..", "python"))
 sys.path.insert(0, _HERE)
-from gpu_timing import graph_of, interleaved_rounds, sustained_replay  # noqa: E402
+from gpu_timing import graph_of, interleaved_rounds, sustained_rounds  # noqa: E402
 from lmi_executor.kernels import decode_gemm, fused, lt_gemm  # noqa: E402
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336),
@@ -33,7 +33,7 @@ def rel_err(y, ref):
     return ((y.float() - ref).abs().max() / ref.abs().max()).item()
 
 
-def report(name, graphs, copies, flop, wbytes, secs, rounds, base_name="F.linear"):
+def report(graphs, copies, flop, wbytes, secs, rounds, base_name="F.linear"):
     """Times already captured graphs (one launch per weight copy): interleaved short rounds, then, with secs > 0,
     each replayed alone at the power limit."""
     short = interleaved_rounds(graphs, rounds=7, replays=20)
@@ -43,11 +43,7 @@ def report(name, graphs, copies, flop, wbytes, secs, rounds, base_name="F.linear
         print(f"  short      {k:15s} {ms * 1e3:7.1f} us  {flop / ms / 1e9:4.0f} TF/s  {wbytes / ms / 1e9:5.2f} "
               f"TB/s of weights  {ms / base:5.3f}x", flush=True)
     if secs > 0:
-        res = {k: [] for k in graphs}
-        names = list(graphs)
-        for r in range(rounds):
-            for k in names[r % len(names):] + names[: r % len(names)]:
-                res[k].append(sustained_replay(graphs[k], secs))
+        res = sustained_rounds(graphs, secs, rounds)
         base = statistics.median(v[0] for v in res[base_name]) / copies
         for k, v in res.items():
             ms = statistics.median(t[0] for t in v) / copies
@@ -98,7 +94,7 @@ def main():
         print(f"{name} {ROWS} x {N} x {K}: error vs fp32 " + ", ".join(f"{k} {v:.2e}" for k, v in errs.items())
               + f" (dg, worst of 4 weights and the tiles: {worst:.2e})", flush=True)
         graphs = {k: graph_of([lambda w=w, fn=fn: fn(w) for w in ws]) for k, fn in cands.items()}
-        report(name, graphs, copies, 2.0 * ROWS * N * K, N * K * 2, args.secs, args.rounds)
+        report(graphs, copies, 2.0 * ROWS * N * K, N * K * 2, args.secs, args.rounds)
         del graphs
         if name == "gate_up" and args.swiglu:
             inter = N // 2
@@ -118,8 +114,7 @@ def main():
                   + f"; dg swiglu against F.linear+silu: {(ours != unfused).float().mean().item():.1%} of elements "
                   f"differ, by at most {rel_err(ours, unfused):.1e} of the largest", flush=True)
             graphs = {k: graph_of([lambda w=w, fn=fn: fn(w) for w in ws]) for k, fn in sw.items()}
-            report("swiglu", graphs, copies, 2.0 * ROWS * N * K, N * K * 2, args.secs, args.rounds,
-                   base_name="F.linear+silu")
+            report(graphs, copies, 2.0 * ROWS * N * K, N * K * 2, args.secs, args.rounds, base_name="F.linear+silu")
             del graphs
         del ws
         torch.cuda.empty_cache()

@@ -129,3 +129,14 @@ def sustained_replay(g, secs: float):
     torch.cuda.synchronize()
     ms = start.elapsed_time(end) / (total - warm)
     return ms, statistics.median(clocks) if clocks else float("nan"), statistics.median(power) if power else float("nan")
+
+
+def sustained_rounds(graphs: dict, secs: float, rounds: int) -> dict:
+    """{name: [(ms, MHz, W) a round]} for already captured graphs: `rounds` rounds of sustained_replay of each graph
+    for `secs` seconds, the order rotating each round so that no graph always follows the same one."""
+    names = list(graphs)
+    runs = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            runs[n].append(sustained_replay(graphs[n], secs))
+    return runs

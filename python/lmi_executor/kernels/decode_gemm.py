@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 
 import torch
 
@@ -120,36 +119,35 @@ class DecodeGemm:
 
 
 _STATE = {"loaded": False, "gemm": None, "why": "not used"}
-_LOCK = threading.Lock()
 ACTIVE = True  # benchmarks flip this to time the unfused path in the same process
 
 
 def get():
     """The process's DecodeGemm, or None (off, inactive, no sm_90 device, no nvcc, or the build failed); why in
-    status()."""
+    status(). The worker calls it once at start-up (kernels are built before the memory profile), so later calls
+    from the forward only read the state."""
     if not ACTIVE:
         return None
-    with _LOCK:
-        if _STATE["loaded"]:
-            return _STATE["gemm"]
-        _STATE["loaded"] = True
-        if os.environ.get("LMI_DECODE_GEMM", "1") == "0":
-            _STATE["why"] = "off (LMI_DECODE_GEMM=0)"
-            return None
-        if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
-            _STATE["why"] = "needs an sm_90 (Hopper) device"
-            return None
-        nvcc = nvcc_path()
-        if nvcc is None:
-            _STATE["why"] = "nvcc not found (CUDA_HOME, /usr/local/cuda, PATH)"
-            return None
-        try:
-            _STATE["gemm"] = DecodeGemm(build(nvcc, cache_dir()))
-        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
-            _STATE["why"] = f"build failed: {e}"
-            return None
-        _STATE["why"] = f"on (built with {nvcc})"
+    if _STATE["loaded"]:
         return _STATE["gemm"]
+    _STATE["loaded"] = True
+    if os.environ.get("LMI_DECODE_GEMM", "1") == "0":
+        _STATE["why"] = "off (LMI_DECODE_GEMM=0)"
+        return None
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
+        _STATE["why"] = "needs an sm_90 (Hopper) device"
+        return None
+    nvcc = nvcc_path()
+    if nvcc is None:
+        _STATE["why"] = "nvcc not found (CUDA_HOME, /usr/local/cuda, PATH)"
+        return None
+    try:
+        _STATE["gemm"] = DecodeGemm(build(nvcc, cache_dir()))
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        _STATE["why"] = f"build failed: {e}"
+        return None
+    _STATE["why"] = f"on (built with {nvcc})"
+    return _STATE["gemm"]
 
 
 def status() -> str:
