@@ -57,6 +57,14 @@ class FindAndBuildTest(unittest.TestCase):
                 decode_gemm.build(nvcc, out)
             self.assertEqual(os.listdir(out), [])
 
+    def test_the_row_rule_takes_whole_256_token_blocks_only(self):
+        # Measured (decode_gemm.py): every multiple of 256 from 256 to 8,192 rows faster fused; other counts pay for
+        # the zero-filled rest of their last block (1,100 / 3,000 / 6,700 rows slower fused).
+        for rows in (256, 512, 4096, 6656, 8192, 16384):
+            self.assertTrue(decode_gemm.fuses_rows(rows), rows)
+        for rows in (0, 1, 128, 255, 257, 1100, 3000, 6700, 8191):
+            self.assertFalse(decode_gemm.fuses_rows(rows), rows)
+
     def test_a_cached_build_is_reused_by_key(self):
         with tempfile.TemporaryDirectory() as d:
             nvcc = os.path.join(d, "nvcc")
@@ -153,7 +161,7 @@ class KernelTest(unittest.TestCase):
                            "bos_token_id": 1, "torch_dtype": "bfloat16"}, f)
             model = make_worker(d, device="cuda", dtype="bf16", load_format="dummy").runner.model
         w = model.layers[0]["gate_up_w"]
-        for rows, fused in ((256, True), (8192, True), (255, False), (4096, False)):
+        for rows, fused in ((256, True), (8192, True), (4096, True), (255, False), (4100, False)):
             h = torch.randn(rows, 256, device="cuda", dtype=torch.bfloat16)
             calls = self.dg.calls
             got = model._gate_up_act(h, w)

@@ -1,8 +1,8 @@
 # Our Hopper GEMM (kernels/cuda/decode_gemm.cu), used for one thing: the gate/up projection with SiLU-and-mul in its
 # epilogue, act[T, I] = silu(x @ gate.T) * (x @ up.T), in place of the GEMM and the separate silu_and_mul pass, for
-# the step sizes where it measured faster (fuses_rows: the 256-row decode bucket and prompt steps of 6,656+ rows;
-# docs/gpu-executor.md, "The fused gate/up kernel"). linear() is the same kernel without the SiLU, for benchmarks (it
-# only matches cuBLASLt, so the executor does not use it).
+# the step sizes where it measured faster (fuses_rows: row counts that are whole 256-token blocks, the decode bucket's
+# 256 and full prompt steps among them; docs/gpu-executor.md, "The fused gate/up kernel"). linear() is the same
+# kernel without the SiLU, for benchmarks (it only matches cuBLASLt, so the executor does not use it).
 #
 # Built with nvcc on first use, once per source, compiler and flags, into LMI_KERNEL_CACHE (default
 # ~/.cache/lmi-serving/kernels), keyed by their hash so a second process (or rank) loads it at once; called through
@@ -25,17 +25,20 @@ NVCC_FLAGS = ["-O3", "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a", "-sh
 K_MULTIPLE = 64
 TILE_ROWS = (64, 96, 112)  # weight rows a tile of linear(); N must be a multiple of the one asked for
 SWIGLU_TILE = 224  # weight rows a tile of swiglu() in the executor: 112 gate rows and their 112 up rows
-# Step sizes where the fused gate/up + SiLU beat the GEMM + silu_and_mul it replaces at Llama-3-8B's shape (bench/
-# gpu-decode-gemm.py --swiglu [--rows R], H100, us): the 256-row decode bucket 98.3 against 108.6 (at the power
-# limit 108.4 against 117.2), 6,656 rows 2,340 against 2,397, 7,680 rows 2,668 against 2,758, 8,192 rows 2,825
-# against 2,860 (power limit 2,883 against 2,940); not at 4,096 (1,554 against 1,536), so other sizes keep the
-# unfused path.
-FUSED_DECODE_ROWS = 256
-FUSED_MIN_PROMPT_ROWS = 6656
+# Step sizes where the fused gate/up + SiLU beats the GEMM + silu_and_mul it replaces at Llama-3-8B's shape: every
+# multiple of the kernel's 256-token block measured, 256 to 8,192 rows, both in short interleaved rounds and replayed
+# at the card's 700 W power limit, where prompt steps run (bench/gpu-decode-gemm.py --swiglu --rows R --secs 0.5,
+# H100, us, fused against unfused at the limit): 256 106.8 / 122.0 (the shipped cuBLASLt entry + silu_and_mul 116.1),
+# 512 193.8 / 200.5, 1,024 369.0 / 384.8, 2,048 729.4 / 779.3, 3,072 1,120.7 / 1,146.2, 4,096 1,506.4 / 1,536.6,
+# 5,120 1,766.3 / 1,948.1, 6,144 2,116.3 / 2,233.5, 8,192 2,917.9 / 3,057.6. Other row counts pay for the zero-filled
+# rest of their last block, which costs more than the fusion saves: 1,100 450.2 / 436.6, 2,100 835.5 / 783.3, 3,000
+# 1,122.8 / 1,096.1, 4,200 1,554.3 / 1,553.1, 6,700 2,469.1 / 2,377.4 (600 won, 266.4 / 309.4: cuBLAS is slow there
+# too; not taken). Decode buckets below 256 rows keep their tuned cuBLASLt entries.
+FUSED_ROW_MULTIPLE = 256
 
 
 def fuses_rows(rows: int) -> bool:
-    return rows == FUSED_DECODE_ROWS or rows >= FUSED_MIN_PROMPT_ROWS
+    return rows > 0 and rows % FUSED_ROW_MULTIPLE == 0
 
 
 def nvcc_path():

@@ -261,8 +261,8 @@ class LlamaModel(ModelWeights):
 
     def _gate_up_act(self, h: torch.Tensor, w) -> torch.Tensor:
         """silu(h @ gate.T) * (h @ up.T) for w = [gate; up]: one kernel with SiLU-and-mul in its epilogue where it
-        serves and measured faster (kernels/decode_gemm.py: bf16 on an H100, the 256-row decode bucket and full
-        prompt steps), else the GEMM, then silu_and_mul."""
+        serves and measured faster (kernels/decode_gemm.py: bf16 on an H100, row counts that are whole 256-token
+        blocks: the 256-row decode bucket, full prompt steps), else the GEMM, then silu_and_mul."""
         if h.is_cuda and type(w) is torch.Tensor and decode_gemm.fuses_rows(h.shape[0]):
             dg = decode_gemm.get()
             act = dg.swiglu(h, w) if dg is not None else None
