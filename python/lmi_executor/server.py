@@ -18,6 +18,7 @@ import time
 import traceback
 
 from .protocol import FrameSocket
+from .runner import RING_STEPS
 from .worker import Worker
 
 _HANDLERS = {
@@ -83,10 +84,18 @@ class _Finisher:
 
     def launch(self, msg_id, plan: dict) -> None:
         """Launches a step ahead of the earlier ones' finish (after it, when its sampling needs their tokens on the
-        host) and queues it to be finished and answered."""
+        host) and queues it to be finished and answered. Waits while RING_STEPS launched steps are unfinished: rank
+        0 never does (Node keeps RING_STEPS - 1 in flight and gets each reply after its finish), but a rank > 0
+        takes the relayed plans as they come, and its finisher can fall behind rank 0's, when a long launch holds
+        `lock` (a prompt step, a kernel compiled on first use): launching then would overrun the output ring (a
+        TP=2 burst ended that way: "more than 4 launched steps are unfinished"). The earlier steps end on the GPU
+        without this rank's later ones, so the wait ends."""
         runner = self.worker.runner
         if runner.waits_for_earlier_steps(plan):
             self.drain()
+        with self.cv:
+            while self.outstanding >= RING_STEPS:
+                self.cv.wait()
         with self.lock:
             handle = runner.launch(plan)
         self.submit(msg_id, handle)
@@ -170,6 +179,8 @@ def serve_follower(worker: Worker) -> None:
     """Ranks > 0: run every message rank 0 relays, steps launched ahead as rank 0 launches them (the same
     drains, so both queue the same steps, and so the same collectives, in the same order)."""
     finisher = _Finisher(worker, None) if worker.pipelined else None
+    if finisher is not None:
+        sys.setswitchinterval(0.0002)  # as on rank 0: the finisher takes the GIL soon after its step ends
     while True:
         t_wait = time.perf_counter()
         msg = worker.tp.broadcast_object(None)

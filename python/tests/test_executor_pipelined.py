@@ -4,6 +4,8 @@
 import os
 import sys
 import tempfile
+import threading
+import time
 import unittest
 from unittest import mock
 
@@ -12,7 +14,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from lmi_executor.runner import is_fast_sampling  # noqa: E402
+from lmi_executor.runner import RING_STEPS, is_fast_sampling  # noqa: E402
+from lmi_executor.server import _Finisher  # noqa: E402
 from test_executor_fixtures import make_checkpoint  # noqa: E402
 from test_executor_model import Driver, make_worker, sampling  # noqa: E402
 
@@ -278,3 +281,75 @@ class PipelinedTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class _RingRunner:
+    """A runner with the real one's ring rule (launch refuses past RING_STEPS unfinished steps) whose steps end on
+    the "GPU" only when the test says so."""
+
+    def __init__(self):
+        self.unfinished, self.most, self.launched, self.finished = 0, 0, [], []
+        self.done = {}
+
+    def waits_for_earlier_steps(self, plan):
+        return False
+
+    def launch(self, plan):
+        if self.unfinished >= RING_STEPS:
+            raise RuntimeError(f"more than {RING_STEPS} launched steps are unfinished")
+        self.unfinished += 1
+        self.most = max(self.most, self.unfinished)
+        step = plan["stepId"]
+        self.done[step] = threading.Event()
+        self.launched.append(step)
+        return step
+
+    def finish(self, handle):
+        self.unfinished -= 1
+        self.finished.append(handle.step)
+        return {}
+
+
+class _Handle:
+    def __init__(self, runner, step):
+        self.runner, self.step = runner, step
+
+    def wait(self):
+        self.runner.done[self.step].wait(10)
+
+
+class FollowerRingTest(unittest.TestCase):
+    def test_a_follower_waits_for_its_ring_instead_of_overrunning_it(self):
+        # A rank > 0 gets relayed plans as fast as rank 0 sends them; with its first steps not yet finished it must
+        # hold the next launch, not fail (a TP=2 burst on two H100s died with "more than 4 launched steps are
+        # unfinished" on rank 1).
+        runner = _RingRunner()
+        worker = mock.Mock(runner=runner)
+        finisher = _Finisher(worker, None)
+        real_submit = finisher.submit
+        finisher.submit = lambda msg_id, step: real_submit(msg_id, _Handle(runner, step))
+        errors = []
+
+        def relay():
+            try:
+                for step in range(RING_STEPS + 2):
+                    finisher.launch(None, {"stepId": step})
+            except Exception as e:  # noqa: BLE001 - the failure the test looks for
+                errors.append(e)
+        t = threading.Thread(target=relay)
+        t.start()
+        deadline = time.time() + 5
+        while len(runner.launched) < RING_STEPS and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        self.assertEqual(runner.launched, list(range(RING_STEPS)), "the ring's worth launched, the next one held")
+        self.assertEqual(errors, [])
+        for step in range(RING_STEPS + 2):
+            while step not in runner.done and time.time() < deadline:
+                time.sleep(0.01)
+            runner.done[step].set()
+        t.join(5)
+        finisher.drain()
+        self.assertEqual(errors, [])
+        self.assertEqual(runner.finished, list(range(RING_STEPS + 2)))
+        self.assertLessEqual(runner.most, RING_STEPS)
