@@ -3,10 +3,10 @@
 // them out); and the same with SiLU-and-mul in the epilogue for a gate_up weight ([gate; up], 2 * I rows):
 // act[M, I] = silu(x @ gate^T) * (x @ up^T), rounded as the unfused path rounds (gate and up to bf16, SiLU to bf16,
 // the product to bf16: kernels/fused.py's silu_and_mul). The executor uses the second form with 224-row tiles (112
-// features) at row counts that are whole 256-token blocks (decode_gemm.fuses_rows), where it saves the separate SiLU pass and half of
-// gate_up's output (bench/gpu-decode-gemm.py --swiglu, Llama-3-8B: 98.3 against 108.6 us for cuBLASLt +
-// silu_and_mul at 256 rows, 2,825 against 2,860 at 8,192; docs/benchmarks.md); the plain form only matches
-// cuBLASLt, so it serves benchmarks.
+// features) at row counts that are whole 256-token blocks (decode_gemm.fuses_rows), where it saves the separate
+// SiLU pass and half of gate_up's output (bench/gpu-decode-gemm.py --swiglu, Llama-3-8B: 98.3 against 108.6 us for
+// cuBLASLt + silu_and_mul at 256 rows, 2,825 against 2,860 at 8,192; docs/benchmarks.md); the plain form only
+// matches cuBLASLt, so it serves benchmarks.
 //
 // Its shape follows what `ncu` showed of cuBLASLt's fastest kernel at 256 x 28672 x 4096
 // (nvjet_sm90_tst_112x128_64x7_1x2: persistent, 112 x 128 tiles, 7 stages, pairs of CTAs):
