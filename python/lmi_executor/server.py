@@ -80,6 +80,9 @@ class _Finisher:
         self.queue = queue.Queue()
         self.outstanding = 0
         self.cv = threading.Condition()
+        # A finished step's reply (rank 0) or finish (other ranks) must not wait for the main thread to drop the GIL
+        # on its own while it launches the next step (a prefill launch holds it for ~10 ms): switch within 0.2 ms.
+        sys.setswitchinterval(0.0002)
         threading.Thread(target=self._loop, name="step-finisher", daemon=True).start()
 
     def launch(self, msg_id, plan: dict) -> None:
@@ -91,11 +94,7 @@ class _Finisher:
         TP=2 burst ended that way: "more than 4 launched steps are unfinished"). The earlier steps end on the GPU
         without this rank's later ones, so the wait ends."""
         runner = self.worker.runner
-        if runner.waits_for_earlier_steps(plan):
-            self.drain()
-        with self.cv:
-            while self.outstanding >= RING_STEPS:
-                self.cv.wait()
+        self._wait_until_outstanding(0 if runner.waits_for_earlier_steps(plan) else RING_STEPS - 1)
         with self.lock:
             handle = runner.launch(plan)
         self.submit(msg_id, handle)
@@ -106,8 +105,12 @@ class _Finisher:
         self.queue.put((msg_id, handle))
 
     def drain(self) -> None:
+        self._wait_until_outstanding(0)
+
+    def _wait_until_outstanding(self, most: int) -> None:
+        """Until at most `most` queued steps are unfinished."""
         with self.cv:
-            while self.outstanding:
+            while self.outstanding > most:
                 self.cv.wait()
 
     def _loop(self) -> None:
@@ -139,10 +142,6 @@ def serve_rank0(worker: Worker, socket_path: str) -> None:
     fs = FrameSocket(sock)
     replies = _Replies(fs)
     finisher = _Finisher(worker, replies) if worker.pipelined else None
-    if finisher is not None:
-        # A finished step's reply must not wait for the main thread to drop the GIL on its own while it
-        # launches the next step (a prefill launch holds it for ~10 ms): switch threads within 0.2 ms.
-        sys.setswitchinterval(0.0002)
     while True:
         t_wait = time.perf_counter()
         try:
@@ -179,8 +178,6 @@ def serve_follower(worker: Worker) -> None:
     """Ranks > 0: run every message rank 0 relays, steps launched ahead as rank 0 launches them (the same
     drains, so both queue the same steps, and so the same collectives, in the same order)."""
     finisher = _Finisher(worker, None) if worker.pipelined else None
-    if finisher is not None:
-        sys.setswitchinterval(0.0002)  # as on rank 0: the finisher takes the GIL soon after its step ends
     while True:
         t_wait = time.perf_counter()
         msg = worker.tp.broadcast_object(None)
